@@ -1,0 +1,84 @@
+//! Brisk's executors: they run the task graphs built with `brisk-graph`.
+//!
+//! This release has the [`SyncExecutor`], which runs everything on the calling thread in the
+//! graph's static order (the debugging executor). A threaded work-stealing executor follows;
+//! both give identical results for every graph.
+//!
+//! ```
+//! use brisk_exec::{Compute, SyncExecutor};
+//! use brisk_graph::{Delayed, TaskSpec, lit};
+//!
+//! let square = TaskSpec::new("square").pure();
+//! let parts: Delayed<Vec<i64>> = (1..=4).map(|i| square.call(|x: i64| x * x, (lit(i),))).collect();
+//! let total = TaskSpec::new("sum").pure().call(|v: Vec<i64>| v.iter().sum::<i64>(), (parts,));
+//! assert_eq!(total.compute().unwrap(), 1 + 4 + 9 + 16);
+//! assert_eq!(total.compute_with(&SyncExecutor).unwrap(), 30);
+//! ```
+#![forbid(unsafe_code)]
+
+mod sync;
+mod task;
+
+pub use brisk_graph::{ComputeOptions, Error, FailurePolicy, Result};
+pub use sync::SyncExecutor;
+
+use brisk_graph::{AnyDelayed, Computed, Delayed, Executor};
+
+/// The executor `compute()` uses: the [`SyncExecutor`] in this release.
+#[must_use]
+pub fn default_executor() -> &'static dyn Executor {
+    &SyncExecutor
+}
+
+/// `compute()` on lazy values, with the [default executor](default_executor).
+pub trait Compute {
+    /// The computed value's type.
+    type Output;
+
+    /// Computes the value.
+    ///
+    /// # Errors
+    /// The first failing task, naming its key and task name.
+    fn compute(&self) -> Result<Self::Output>;
+
+    /// Computes the value with options (hooks, cache, failure policy, cancellation).
+    ///
+    /// # Errors
+    /// As [`compute`](Compute::compute); under keep-going, [`Error::Incomplete`].
+    fn compute_opts(&self, options: &ComputeOptions) -> Result<Self::Output>;
+}
+
+impl<T: Clone + Send + Sync + 'static> Compute for Delayed<T> {
+    type Output = T;
+
+    fn compute(&self) -> Result<T> {
+        self.compute_with(default_executor())
+    }
+
+    fn compute_opts(&self, options: &ComputeOptions) -> Result<T> {
+        self.compute_with_options(default_executor(), options)
+    }
+}
+
+/// Computes several values (of any types) in one graph, sharing common work.
+///
+/// ```
+/// use brisk_exec::compute_all;
+/// use brisk_graph::{lit, pure};
+///
+/// let a = pure("inc", |x: i64| x + 1, (lit(1),));
+/// let b = pure("name", |x: i64| format!("n{x}"), (&a,));
+/// let out = compute_all([a.erase(), b.erase()]).unwrap();
+/// assert_eq!(out.get(&a).unwrap(), 2);
+/// assert_eq!(out.get(&b).unwrap(), "n2");
+/// ```
+///
+/// # Errors
+/// The first failing task, naming its key and task name.
+pub fn compute_all<I>(outputs: I) -> Result<Computed>
+where
+    I: IntoIterator,
+    I::Item: Into<AnyDelayed>,
+{
+    ComputeOptions::new().run(default_executor(), outputs)
+}

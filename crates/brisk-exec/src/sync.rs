@@ -1,0 +1,129 @@
+//! The sequential executor: everything on the calling thread, in the graph's static order.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use brisk_graph::{
+    Error, Executor, FailurePolicy, Failure, Graph, Report, RunContext, RunOutput, Skipped, Value,
+};
+
+use crate::task::run_node;
+
+/// Runs a graph on the calling thread in its static order (like Dask's `scheduler="sync"`):
+/// breakpoints, prints and stack traces work as in ordinary code.
+///
+/// It frees each intermediate result as soon as its last consumer has run, catches panicking
+/// tasks and turns them into [`Error::Panic`], and stops at the first error (fail-fast) or,
+/// under [`FailurePolicy::KeepGoing`], runs everything that does not depend on a failure.
+///
+/// ```
+/// use brisk_exec::SyncExecutor;
+/// use brisk_graph::{lit, pure};
+///
+/// let x = pure("double", |v: i64| 2 * v, (lit(21),));
+/// assert_eq!(x.compute_with(&SyncExecutor).unwrap(), 42);
+///
+/// let bad = pure("boom", |v: i64| -> i64 { panic!("no {v}") }, (1,));
+/// let err = bad.compute_with(&SyncExecutor).unwrap_err();
+/// assert!(err.to_string().contains("boom"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncExecutor;
+
+impl Executor for SyncExecutor {
+    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+        for h in ctx.hooks {
+            h.on_start(graph);
+        }
+        let result = run(graph, ctx);
+        for h in ctx.hooks {
+            h.on_finish(graph, result.as_ref().err());
+        }
+        result
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+fn run(graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+    let t0 = Instant::now();
+    let n = graph.len();
+    let mut values: Vec<Option<Value>> = vec![None; n];
+    let mut pending: Vec<u32> = (0..n).map(|i| graph.dependents(i).len() as u32).collect();
+    let mut is_output = vec![false; n];
+    for &o in graph.outputs() {
+        is_output[o as usize] = true;
+    }
+    // Keep-going bookkeeping: for each node, the failed node that blocks it (NONE if none).
+    let keep_going = ctx.policy == FailurePolicy::KeepGoing;
+    let mut blocked_by: Vec<u32> = if keep_going { vec![NONE; n] } else { Vec::new() };
+    let mut report = Report::default();
+
+    for &id in graph.order() {
+        let id = id as usize;
+        if ctx.cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let deps = graph.dependencies(id);
+        if keep_going {
+            if let Some(&d) = deps.iter().find(|&&d| blocked_by[d as usize] != NONE) {
+                let cause = blocked_by[d as usize];
+                blocked_by[id] = cause;
+                report.skipped.push(Skipped::new(
+                    graph.key(id).clone(),
+                    graph.key(cause as usize).clone(),
+                ));
+                release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
+                continue;
+            }
+        }
+        let mut inputs = Vec::with_capacity(deps.len());
+        for &d in deps {
+            let d = d as usize;
+            let v = values[d]
+                .as_ref()
+                .expect("dependencies run before dependents in the static order");
+            inputs.push(Arc::clone(v));
+        }
+        release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
+        match run_node(graph, ctx, id, inputs, 0, t0) {
+            Ok(v) => values[id] = Some(v),
+            Err(e) if keep_going => {
+                blocked_by[id] = id as u32;
+                let node = graph.node(id);
+                report.failed.push(Failure::new(
+                    node.key().clone(),
+                    node.name().to_owned(),
+                    e,
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let outputs = graph
+        .outputs()
+        .iter()
+        .map(|&o| values[o as usize].clone())
+        .collect();
+    Ok(RunOutput::new(outputs, report))
+}
+
+/// Counts one consumer of each dependency of `id` as done and frees values nobody needs.
+fn release_deps(
+    graph: &Graph,
+    ctx: &RunContext<'_>,
+    id: usize,
+    values: &mut [Option<Value>],
+    pending: &mut [u32],
+    is_output: &[bool],
+) {
+    for &d in graph.dependencies(id) {
+        let d = d as usize;
+        pending[d] -= 1;
+        if pending[d] == 0 && !is_output[d] && values[d].take().is_some() {
+            for h in ctx.hooks {
+                h.on_release(graph, d);
+            }
+        }
+    }
+}

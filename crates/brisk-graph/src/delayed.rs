@@ -1,0 +1,654 @@
+//! Typed lazy values and the task builder.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::key::{Key, Name};
+use crate::node::{Annotations, BoxError, ErasedFn, Input, Meta, NodeInner, Op, Resource, SaveSpec, Value};
+use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
+
+/// A lazy value of type `T`: a handle to a node of a task graph and, through it, to everything
+/// the node depends on.
+///
+/// Cloning is cheap (an `Arc`). Nothing runs until the value is computed by an
+/// [`Executor`](crate::Executor). Build one with [`lit`], [`TaskSpec::call`], [`delayed`],
+/// [`pure`], by collecting `Delayed` values, or with the `#[task]` attribute of `brisk-macros`.
+pub struct Delayed<T> {
+    pub(crate) node: Arc<NodeInner>,
+    _type: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Delayed<T> {
+    fn clone(&self) -> Self {
+        Self::from_node(Arc::clone(&self.node))
+    }
+}
+
+impl<T> fmt::Debug for Delayed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Delayed({})", self.node.key)
+    }
+}
+
+impl<T> Delayed<T> {
+    pub(crate) fn from_node(node: Arc<NodeInner>) -> Self {
+        Self {
+            node,
+            _type: PhantomData,
+        }
+    }
+
+    /// The node's key.
+    #[must_use]
+    pub fn key(&self) -> &Key {
+        &self.node.key
+    }
+
+    /// The task's name (for `#[task]` functions, the function's path).
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.node.name.as_str()
+    }
+
+    /// The node's scheduling annotations.
+    #[must_use]
+    pub fn annotations(&self) -> Annotations {
+        self.node.meta.annotations
+    }
+
+    /// Whether this value is marked as checkpointed.
+    #[must_use]
+    pub fn is_checkpointed(&self) -> bool {
+        self.node.meta.save.is_some()
+    }
+
+    /// This value without its static type, e.g. to compute several values of different types
+    /// together.
+    #[must_use]
+    pub fn erase(&self) -> AnyDelayed {
+        AnyDelayed {
+            node: Arc::clone(&self.node),
+        }
+    }
+
+    fn with_meta(&self, f: impl FnOnce(&mut Meta)) -> Self {
+        let mut meta = self.node.meta.clone();
+        f(&mut meta);
+        Self::from_node(Arc::new(self.node.with_meta(meta)))
+    }
+
+    /// The same value (same key) whose task is retried up to `n` times after a failure.
+    #[must_use]
+    pub fn with_retries(&self, n: u32) -> Self {
+        self.with_meta(|m| m.annotations.retries = n)
+    }
+
+    /// The same value (same key) with a scheduling priority (higher runs earlier).
+    #[must_use]
+    pub fn with_priority(&self, p: i32) -> Self {
+        self.with_meta(|m| m.annotations.priority = p)
+    }
+
+    /// The same value (same key) whose task needs `resource` open while it runs. Requirements
+    /// add up: a value can need several resources.
+    #[must_use]
+    pub fn requiring(&self, resource: Arc<dyn Resource>) -> Self {
+        self.with_meta(|m| {
+            if !m.resources.iter().any(|r| Arc::ptr_eq(r, &resource)) {
+                m.resources.push(resource);
+            }
+        })
+    }
+}
+
+impl<T> Delayed<T>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+{
+    /// The same value (same key) marked as checkpointed: a [`Cache`](crate::Cache) attached to
+    /// the compute may load it instead of running it (culling everything upstream) and saves
+    /// it after it runs. Values not marked are never loaded or saved.
+    #[must_use]
+    pub fn checkpointed(&self) -> Self {
+        self.with_meta(|m| m.save = Some(SaveSpec::of::<T>()))
+    }
+}
+
+/// A lazy value whose result type is not known statically.
+#[derive(Clone)]
+pub struct AnyDelayed {
+    pub(crate) node: Arc<NodeInner>,
+}
+
+impl AnyDelayed {
+    /// The node's key.
+    #[must_use]
+    pub fn key(&self) -> &Key {
+        &self.node.key
+    }
+
+    /// The task's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.node.name.as_str()
+    }
+}
+
+impl fmt::Debug for AnyDelayed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AnyDelayed({})", self.node.key)
+    }
+}
+
+impl<T> From<Delayed<T>> for AnyDelayed {
+    fn from(d: Delayed<T>) -> Self {
+        Self { node: d.node }
+    }
+}
+impl<T> From<&Delayed<T>> for AnyDelayed {
+    fn from(d: &Delayed<T>) -> Self {
+        d.erase()
+    }
+}
+
+/// A constant lazy value. Its key is a content address of the value (`lit/…`).
+///
+/// ```
+/// use brisk_graph::lit;
+/// assert_eq!(lit(21).key(), lit(21).key());
+/// assert_ne!(lit(21).key(), lit(21u32).key()); // signed and unsigned integers differ
+/// ```
+pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
+    let mut sink = TokenSink::new(b"brisk.lit");
+    let op = match sink.value(&value) {
+        Ok(()) => Op::Literal(Arc::new(value)),
+        Err(e) => Op::Invalid(e),
+    };
+    let token = match op {
+        Op::Invalid(_) => unique_token(),
+        _ => sink.finish(),
+    };
+    Delayed::from_node(Arc::new(NodeInner {
+        key: Key::new("lit", token),
+        name: Name::from_static("lit"),
+        op,
+        inputs: Vec::new(),
+        meta: Meta::default(),
+        output_type: std::any::type_name::<T>(),
+    }))
+}
+
+/// A constant lazy value for a type that cannot be tokenized (a handle, a closure): it gets a
+/// unique key, so every task that uses it is impure.
+pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
+    Delayed::from_node(Arc::new(NodeInner {
+        key: Key::new("opaque", unique_token()),
+        name: Name::from_static("opaque"),
+        op: Op::Literal(Arc::new(value)),
+        inputs: Vec::new(),
+        meta: Meta::default(),
+        output_type: std::any::type_name::<T>(),
+    }))
+}
+
+/// A token no other call in any process will produce (with overwhelming probability).
+pub(crate) fn unique_token() -> Token {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static SEED: std::sync::OnceLock<[u64; 2]> = std::sync::OnceLock::new();
+    let seed = SEED.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // OS randomness through std's randomly seeded SipHash keys; only uniqueness matters here.
+        let s = std::collections::hash_map::RandomState::new();
+        let mut a = s.build_hasher();
+        a.write_u64(u64::from(std::process::id()));
+        let mut b = s.build_hasher();
+        b.write_u64(!u64::from(std::process::id()));
+        [a.finish(), b.finish()]
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&(seed[0] ^ splitmix64(n)).to_le_bytes());
+    out[8..].copy_from_slice(&seed[1].wrapping_add(n).to_le_bytes());
+    Token::from_bytes(out)
+}
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// One argument of a task whose parameter has type `T`: a plain value (tokenized into the key)
+/// or a [`Delayed<T>`] (whose key enters the key: keys chain like a Merkle tree).
+pub trait IntoArg<T> {
+    #[doc(hidden)]
+    fn into_input(self, sink: Option<&mut TokenSink>) -> Result<ArgInput, TokenizeError>;
+}
+
+/// One argument as the graph stores it (opaque).
+#[doc(hidden)]
+#[allow(unreachable_pub, reason = "appears in hidden methods of IntoArg; not nameable outside")]
+pub struct ArgInput(pub(crate) Input);
+
+impl<T: Tokenize + Send + Sync> IntoArg<T> for T {
+    fn into_input(self, sink: Option<&mut TokenSink>) -> Result<ArgInput, TokenizeError> {
+        if let Some(sink) = sink {
+            sink.u8(b'v');
+            sink.value(&self)?;
+        }
+        Ok(ArgInput(Input::Const(Arc::new(self))))
+    }
+}
+
+impl<T> IntoArg<T> for Delayed<T> {
+    fn into_input(self, sink: Option<&mut TokenSink>) -> Result<ArgInput, TokenizeError> {
+        if let Some(sink) = sink {
+            key_arg(sink, &self.node.key);
+        }
+        Ok(ArgInput(Input::Node(self.node)))
+    }
+}
+
+impl<T> IntoArg<T> for &Delayed<T> {
+    fn into_input(self, sink: Option<&mut TokenSink>) -> Result<ArgInput, TokenizeError> {
+        self.clone().into_input(sink)
+    }
+}
+
+fn key_arg(sink: &mut TokenSink, key: &Key) {
+    sink.u8(b'k');
+    sink.str_bytes(key.name().as_bytes());
+    sink.raw(key.token().as_bytes());
+}
+
+/// The arguments of a task with parameter types `P` (a tuple): a tuple of [`IntoArg`]s.
+pub trait IntoArgs<P> {
+    #[doc(hidden)]
+    fn into_inputs(self, sink: Option<&mut TokenSink>) -> Result<Vec<ArgInput>, TokenizeError>;
+}
+
+/// A function usable as a task body with parameter types `P` (a tuple).
+///
+/// Implemented for every `Fn(A1, …, An) -> R + Send + Sync + 'static` with `n <= 8`, where each
+/// parameter type is `Clone + Send + Sync + 'static`. Arguments are moved into the function
+/// when this task is their last consumer, and cloned otherwise.
+pub trait TaskFn<P>: Send + Sync + 'static {
+    /// The function's return type.
+    type Output;
+    #[doc(hidden)]
+    fn call_erased(&self, args: Vec<Value>) -> Result<Self::Output, BoxError>;
+}
+
+/// Takes an argument of type `T` out of a shared value (moved if unshared, cloned otherwise).
+pub(crate) fn take_arg<T: Clone + Send + Sync + 'static>(
+    v: Value,
+    position: usize,
+) -> Result<T, BoxError> {
+    match v.downcast::<T>() {
+        Ok(a) => Ok(Arc::unwrap_or_clone(a)),
+        Err(_) => Err(format!(
+            "argument {position} is not a {} (graph built from mismatched nodes)",
+            std::any::type_name::<T>()
+        )
+        .into()),
+    }
+}
+
+macro_rules! arity {
+    ($n:literal; $($a:ident $x:ident $i:tt),*) => {
+        impl<$($a, $x: IntoArg<$a>),*> IntoArgs<($($a,)*)> for ($($x,)*) {
+            #[allow(unused_variables, unused_mut, reason = "the zero-argument case")]
+            fn into_inputs(self, mut sink: Option<&mut TokenSink>) -> Result<Vec<ArgInput>, TokenizeError> {
+                if let Some(s) = sink.as_deref_mut() {
+                    s.u64($n);
+                }
+                Ok(vec![$(self.$i.into_input(sink.as_deref_mut())?),*])
+            }
+        }
+
+        impl<Func, Ret, $($a),*> TaskFn<($($a,)*)> for Func
+        where
+            Func: Fn($($a),*) -> Ret + Send + Sync + 'static,
+            $($a: Clone + Send + Sync + 'static,)*
+        {
+            type Output = Ret;
+            #[allow(unused_variables, unused_mut, non_snake_case, reason = "macro-generated bindings; the zero-argument case")]
+            fn call_erased(&self, args: Vec<Value>) -> Result<Ret, BoxError> {
+                if args.len() != $n {
+                    return Err(format!("expected {} arguments, got {}", $n, args.len()).into());
+                }
+                let mut it = args.into_iter();
+                $(
+                    let $x: $a = take_arg(it.next().ok_or("missing argument")?, $i)?;
+                )*
+                Ok((self)($($x),*))
+            }
+        }
+    };
+}
+
+arity!(0;);
+arity!(1; A0 X0 0);
+arity!(2; A0 X0 0, A1 X1 1);
+arity!(3; A0 X0 0, A1 X1 1, A2 X2 2);
+arity!(4; A0 X0 0, A1 X1 1, A2 X2 2, A3 X3 3);
+arity!(5; A0 X0 0, A1 X1 1, A2 X2 2, A3 X3 3, A4 X4 4);
+arity!(6; A0 X0 0, A1 X1 1, A2 X2 2, A3 X3 3, A4 X4 4, A5 X5 5);
+arity!(7; A0 X0 0, A1 X1 1, A2 X2 2, A3 X3 3, A4 X4 4, A5 X5 5, A6 X6 6);
+arity!(8; A0 X0 0, A1 X1 1, A2 X2 2, A3 X3 3, A4 X4 4, A5 X5 5, A6 X6 6, A7 X7 7);
+
+/// How a task is identified and scheduled; [`call`](TaskSpec::call) turns it and a function
+/// into a [`Delayed`] value.
+///
+/// A **pure** task's key is a content address over its identity (name, key prefix, version,
+/// source hash) and its arguments (values by token, lazy values by key), so equal calls share
+/// one key and run once per compute. An **impure** task (the default, as with `dask.delayed`)
+/// gets a fresh key on every call.
+///
+/// ```
+/// use brisk_graph::{TaskSpec, lit};
+///
+/// let add = TaskSpec::new("add").pure();
+/// let a = add.call(|x: i64, y: i64| x + y, (lit(1), 2));
+/// let b = add.call(|x: i64, y: i64| x + y, (lit(1), 2));
+/// assert_eq!(a.key(), b.key()); // same inputs, same key
+/// assert!(a.key().to_string().starts_with("add/"));
+///
+/// let v2 = TaskSpec::new("add").pure().version("2");
+/// assert_ne!(v2.call(|x: i64, y: i64| x + y, (lit(1), 2)).key(), a.key());
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct TaskSpec {
+    name: Name,
+    key_prefix: Option<Name>,
+    version: Option<Cow<'static, str>>,
+    source_hash: Option<[u8; 16]>,
+    pure: bool,
+    meta: Meta,
+}
+
+impl fmt::Debug for TaskSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskSpec")
+            .field("name", &self.name)
+            .field("key_prefix", &self.key_prefix)
+            .field("version", &self.version)
+            .field("pure", &self.pure)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TaskSpec {
+    /// An impure task named `name` (also its key prefix, with `/` replaced by `_`).
+    pub fn new(name: impl Into<Name>) -> Self {
+        Self {
+            name: name.into(),
+            key_prefix: None,
+            version: None,
+            source_hash: None,
+            pure: false,
+            meta: Meta::default(),
+        }
+    }
+
+    /// Content-addressed keys: equal arguments give equal keys (and one run per compute).
+    /// Only for functions whose result depends on nothing but their arguments.
+    pub fn pure(mut self) -> Self {
+        self.pure = true;
+        self
+    }
+
+    /// A fresh key on every call (the default).
+    pub fn impure(mut self) -> Self {
+        self.pure = false;
+        self
+    }
+
+    /// A version string that enters pure keys: bump it when the function's meaning changes.
+    pub fn version(mut self, version: impl Into<Cow<'static, str>>) -> Self {
+        self.version = Some(version.into());
+        self
+    }
+
+    /// A hash of the function's source that enters pure keys (set by `#[task]`).
+    pub fn source_hash(mut self, hash: [u8; 16]) -> Self {
+        self.source_hash = Some(hash);
+        self
+    }
+
+    /// The text before the `/` of keys, when it should differ from the task name (`#[task]`
+    /// uses the function's bare name here and its full path as the task name).
+    pub fn key_prefix(mut self, prefix: impl Into<Name>) -> Self {
+        self.key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Retry a failed run up to `n` times.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.meta.annotations.retries = n;
+        self
+    }
+
+    /// Scheduling priority among ready tasks (higher runs earlier).
+    pub fn priority(mut self, p: i32) -> Self {
+        self.meta.annotations.priority = p;
+        self
+    }
+
+    /// The task needs `resource` open while it runs.
+    pub fn requires(mut self, resource: Arc<dyn Resource>) -> Self {
+        self.meta.resources.push(resource);
+        self
+    }
+
+    /// The task's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// A lazy call of `f` on `args` (a tuple of values and [`Delayed`]s; `()` for none).
+    ///
+    /// Closure parameters need type annotations: `|x: i64| x + 1`.
+    pub fn call<P, F, X>(&self, f: F, args: X) -> Delayed<F::Output>
+    where
+        F: TaskFn<P>,
+        F::Output: Send + Sync + 'static,
+        X: IntoArgs<P>,
+    {
+        let body: ErasedFn = Arc::new(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
+        self.build(body, args, std::any::type_name::<F::Output>())
+    }
+
+    /// Like [`call`](TaskSpec::call) for a function returning `Result<R, E>`: an `Err` fails
+    /// the task (and the compute, naming this task's key).
+    pub fn try_call<P, F, X, R, E>(&self, f: F, args: X) -> Delayed<R>
+    where
+        F: TaskFn<P, Output = Result<R, E>>,
+        R: Send + Sync + 'static,
+        E: Into<BoxError>,
+        X: IntoArgs<P>,
+    {
+        let body: ErasedFn = Arc::new(move |a| match f.call_erased(a)? {
+            Ok(r) => Ok(Arc::new(r) as Value),
+            Err(e) => Err(e.into()),
+        });
+        self.build(body, args, std::any::type_name::<R>())
+    }
+
+    fn build<P, X: IntoArgs<P>, R>(
+        &self,
+        body: ErasedFn,
+        args: X,
+        output_type: &'static str,
+    ) -> Delayed<R> {
+        let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+        let (token, inputs, op) = if self.pure {
+            let mut sink = TokenSink::new(b"brisk.task");
+            self.identity(&mut sink, &prefix);
+            match args.into_inputs(Some(&mut sink)) {
+                Ok(inputs) => (sink.finish(), unwrap_args(inputs), Op::Task(body)),
+                Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
+            }
+        } else {
+            match args.into_inputs(None) {
+                Ok(inputs) => (unique_token(), unwrap_args(inputs), Op::Task(body)),
+                Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
+            }
+        };
+        Delayed::from_node(Arc::new(NodeInner {
+            key: Key::new(prefix, token),
+            name: self.name.clone(),
+            op,
+            inputs,
+            meta: self.meta.clone(),
+            output_type,
+        }))
+    }
+
+    fn identity(&self, sink: &mut TokenSink, prefix: &Name) {
+        sink.str_bytes(self.name.as_str().as_bytes());
+        sink.str_bytes(prefix.as_str().as_bytes());
+        match &self.version {
+            Some(v) => {
+                sink.u8(1);
+                sink.str_bytes(v.as_bytes());
+            }
+            None => sink.u8(0),
+        }
+        match &self.source_hash {
+            Some(h) => {
+                sink.u8(1);
+                sink.raw(h);
+            }
+            None => sink.u8(0),
+        }
+    }
+}
+
+fn unwrap_args(args: Vec<ArgInput>) -> Vec<Input> {
+    args.into_iter().map(|a| a.0).collect()
+}
+
+/// A lazy call of `f` with a fresh key (like `dask.delayed(f)(*args)`).
+///
+/// ```
+/// use brisk_graph::{delayed, lit};
+/// let a = delayed("now", |x: u64| x + 1, (lit(1u64),));
+/// let b = delayed("now", |x: u64| x + 1, (lit(1u64),));
+/// assert_ne!(a.key(), b.key()); // impure: every call is a new task
+/// ```
+pub fn delayed<P, F, X>(name: impl Into<Name>, f: F, args: X) -> Delayed<F::Output>
+where
+    F: TaskFn<P>,
+    F::Output: Send + Sync + 'static,
+    X: IntoArgs<P>,
+{
+    TaskSpec::new(name).call(f, args)
+}
+
+/// A lazy call of a pure function: its key is a content address of `name` and the arguments.
+pub fn pure<P, F, X>(name: impl Into<Name>, f: F, args: X) -> Delayed<F::Output>
+where
+    F: TaskFn<P>,
+    F::Output: Send + Sync + 'static,
+    X: IntoArgs<P>,
+{
+    TaskSpec::new(name).pure().call(f, args)
+}
+
+/// `Vec<Delayed<T>>` → `Delayed<Vec<T>>` (a pure `collect` task over the elements' keys).
+impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<T>> {
+    fn from_iter<I: IntoIterator<Item = Delayed<T>>>(iter: I) -> Self {
+        let mut sink = TokenSink::new(b"brisk.collect");
+        let inputs: Vec<Input> = iter
+            .into_iter()
+            .map(|d| {
+                key_arg(&mut sink, &d.node.key);
+                Input::Node(d.node)
+            })
+            .collect();
+        sink.u64(inputs.len() as u64);
+        let body: ErasedFn = Arc::new(|args: Vec<Value>| {
+            let out = args
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| take_arg::<T>(v, i))
+                .collect::<Result<Vec<T>, _>>()?;
+            Ok(Arc::new(out) as Value)
+        });
+        Self::from_node(Arc::new(NodeInner {
+            key: Key::new("collect", sink.finish()),
+            name: Name::from_static("collect"),
+            op: Op::Task(body),
+            inputs,
+            meta: Meta::default(),
+            output_type: std::any::type_name::<Vec<T>>(),
+        }))
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Delayed<Vec<T>> {
+    /// Collects lazy values into one lazy `Vec` (same as `.into_iter().collect()`).
+    pub fn collect(items: impl IntoIterator<Item = Delayed<T>>) -> Self {
+        items.into_iter().collect()
+    }
+}
+
+/// Splitting a lazy tuple into lazy parts (`nout` in Dask).
+pub trait Split {
+    /// A tuple of `Delayed`s, one per field.
+    type Parts;
+    /// One lazy value per field; each part's key derives from this value's key and the index.
+    fn split(&self) -> Self::Parts;
+}
+
+fn part<Tup, T, G>(parent: &Arc<NodeInner>, index: u64, get: G) -> Delayed<T>
+where
+    Tup: Send + Sync + 'static,
+    T: Send + Sync + 'static,
+    G: Fn(&Tup) -> T + Send + Sync + 'static,
+{
+    let mut sink = TokenSink::new(b"brisk.part");
+    key_arg(&mut sink, &parent.key);
+    sink.u64(index);
+    let body: ErasedFn = Arc::new(move |args: Vec<Value>| {
+        let tuple = args
+            .first()
+            .and_then(|v| v.downcast_ref::<Tup>())
+            .ok_or("split: input is not the expected tuple")?;
+        Ok(Arc::new(get(tuple)) as Value)
+    });
+    let name = Name::from(format!("{}.{index}", parent.key.name()));
+    Delayed::from_node(Arc::new(NodeInner {
+        key: Key::new(name.clone(), sink.finish()),
+        name,
+        op: Op::Task(body),
+        inputs: vec![Input::Node(Arc::clone(parent))],
+        meta: Meta::default(),
+        output_type: std::any::type_name::<T>(),
+    }))
+}
+
+macro_rules! split {
+    ($tup:ty; $($t:ident $i:tt),*) => {
+        impl<$($t: Clone + Send + Sync + 'static),*> Split for Delayed<$tup> {
+            type Parts = ($(Delayed<$t>,)*);
+            fn split(&self) -> Self::Parts {
+                ($(part::<$tup, $t, _>(&self.node, $i, |t| t.$i.clone()),)*)
+            }
+        }
+    };
+}
+split!((A, B); A 0, B 1);
+split!((A, B, C); A 0, B 1, C 2);
+split!((A, B, C, D); A 0, B 1, C 2, D 3);
+split!((A, B, C, D, E); A 0, B 1, C 2, D 3, E 4);
+split!((A, B, C, D, E, F); A 0, B 1, C 2, D 3, E 4, F 5);
+split!((A, B, C, D, E, F, G); A 0, B 1, C 2, D 3, E 4, F 5, G 6);
+split!((A, B, C, D, E, F, G, H); A 0, B 1, C 2, D 3, E 4, F 5, G 6, H 7);

@@ -1,0 +1,481 @@
+//! The interfaces executors, caches, hooks and resources plug into, and computing through them.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::delayed::{AnyDelayed, Delayed};
+use crate::error::{Error, Report};
+use crate::graph::{Graph, NodeView};
+use crate::key::Key;
+use crate::node::{BoxError, SaveSpec, Value};
+
+/// Runs a materialized [`Graph`].
+///
+/// Every executor must give the same results for the same graph, call the [`Hooks`] of the
+/// [`RunContext`] with the same meaning, honour its failure policy and cancellation token, load
+/// nodes marked [`is_loaded`](NodeView::is_loaded) from the cache, save checkpointed nodes
+/// after they run, and turn panics in tasks into [`Error::Panic`].
+pub trait Executor: Send + Sync {
+    /// Runs `graph` and returns the values of its outputs.
+    ///
+    /// # Errors
+    /// Under [`FailurePolicy::FailFast`], the first task error (naming its key and name);
+    /// [`Error::Cancelled`] when the token was cancelled. Under [`FailurePolicy::KeepGoing`]
+    /// task failures are reported in [`RunOutput::report`] instead.
+    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error>;
+
+    /// Number of tasks this executor can run at once (1 for a sequential executor).
+    fn parallelism(&self) -> usize {
+        1
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for &E {
+    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+        (**self).execute(graph, ctx)
+    }
+    fn parallelism(&self) -> usize {
+        (**self).parallelism()
+    }
+}
+
+impl<E: Executor + ?Sized> Executor for Arc<E> {
+    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+        (**self).execute(graph, ctx)
+    }
+    fn parallelism(&self) -> usize {
+        (**self).parallelism()
+    }
+}
+
+/// What to do when a task fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailurePolicy {
+    /// Stop at the first failure: start nothing new, wait for running tasks, return the error.
+    #[default]
+    FailFast,
+    /// Run everything that does not depend on a failure; report failures and what they
+    /// blocked alongside the results that could be computed.
+    KeepGoing,
+}
+
+/// A handle to stop a running compute from another thread.
+///
+/// Tasks not yet started are not started; the compute returns [`Error::Cancelled`].
+#[derive(Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// A token that is not cancelled.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks every compute using this token to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+    /// Whether [`cancel`](CancelToken::cancel) was called.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for CancelToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CancelToken(cancelled: {})", self.is_cancelled())
+    }
+}
+
+/// A checkpointed node as a [`Cache`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint<'a> {
+    /// The node's key: the storage key of its result.
+    pub key: &'a Key,
+    /// The task's name.
+    pub name: &'a str,
+    /// How to (de)serialize its result.
+    pub spec: &'a SaveSpec,
+}
+
+impl<'a> Checkpoint<'a> {
+    /// The checkpoint view of a graph node, if it is marked as checkpointed.
+    #[must_use]
+    pub fn of(node: NodeView<'a>) -> Option<Self> {
+        Some(Self {
+            key: node.key(),
+            name: node.name(),
+            spec: node.save_spec()?,
+        })
+    }
+}
+
+/// Stored results of checkpointed tasks. Only nodes marked with
+/// [`Delayed::checkpointed`] are ever looked up, loaded or saved.
+pub trait Cache: Send + Sync {
+    /// Whether a result is stored for `entry` (called while the graph is built; a hit culls
+    /// everything upstream of the node).
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn contains(&self, entry: &Checkpoint<'_>) -> Result<bool, BoxError>;
+
+    /// Loads the stored result for `entry`.
+    ///
+    /// # Errors
+    /// When the entry is missing, unreadable or cannot be decoded: never a wrong value.
+    fn load(&self, entry: &Checkpoint<'_>) -> Result<Value, BoxError>;
+
+    /// Stores the result of `entry` (before any dependent sees it).
+    ///
+    /// # Errors
+    /// When the value cannot be encoded or written.
+    fn save(&self, entry: &Checkpoint<'_>, value: &Value) -> Result<(), BoxError>;
+}
+
+/// Observers of a compute. Every method has an empty default; executors call them from the
+/// thread that runs the task, so implementations must be cheap and thread-safe.
+pub trait Hooks: Send + Sync {
+    /// The compute starts; `graph` is what will run.
+    fn on_start(&self, graph: &Graph) {
+        let _ = graph;
+    }
+    /// A task is about to run (or be loaded) on `worker`.
+    fn on_task_start(&self, graph: &Graph, id: usize, worker: usize) {
+        let _ = (graph, id, worker);
+    }
+    /// A task finished (successfully or not).
+    fn on_task_end(&self, graph: &Graph, event: &TaskEnd<'_>) {
+        let _ = (graph, event);
+    }
+    /// The executor dropped its reference to the result of `id` (its last consumer ran).
+    fn on_release(&self, graph: &Graph, id: usize) {
+        let _ = (graph, id);
+    }
+    /// The compute finished; `error` is the error it returns, if any.
+    fn on_finish(&self, graph: &Graph, error: Option<&Error>) {
+        let _ = (graph, error);
+    }
+}
+
+/// How a task ended, as reported to [`Hooks::on_task_end`].
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum TaskStatus<'a> {
+    /// The task ran and produced this value.
+    Computed(&'a Value),
+    /// The value was loaded from the cache.
+    Loaded(&'a Value),
+    /// The task failed (this attempt; it may be retried).
+    Failed(&'a Error),
+}
+
+/// A finished task, as reported to [`Hooks::on_task_end`].
+#[non_exhaustive]
+pub struct TaskEnd<'a> {
+    /// The node's id in the graph.
+    pub id: usize,
+    /// The worker that ran it (0 on a sequential executor).
+    pub worker: usize,
+    /// When it started, relative to the start of the compute.
+    pub start: Duration,
+    /// How long it ran.
+    pub duration: Duration,
+    /// Which attempt this was (1 = first).
+    pub attempt: u32,
+    /// How it ended.
+    pub status: TaskStatus<'a>,
+}
+
+impl<'a> TaskEnd<'a> {
+    /// A task-end event.
+    #[must_use]
+    pub fn new(
+        id: usize,
+        worker: usize,
+        start: Duration,
+        duration: Duration,
+        attempt: u32,
+        status: TaskStatus<'a>,
+    ) -> Self {
+        Self {
+            id,
+            worker,
+            start,
+            duration,
+            attempt,
+            status,
+        }
+    }
+
+    /// Approximate size in bytes of the result (computed on demand), if there is one.
+    #[must_use]
+    pub fn result_size(&self) -> Option<usize> {
+        match self.status {
+            TaskStatus::Computed(v) | TaskStatus::Loaded(v) => Some(approx_size(v)),
+            TaskStatus::Failed(_) => None,
+        }
+    }
+}
+
+impl fmt::Debug for TaskEnd<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskEnd")
+            .field("id", &self.id)
+            .field("worker", &self.worker)
+            .field("duration", &self.duration)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Approximate heap + inline size of a result: exact for strings, vectors and `ndarray`
+/// arrays of numbers, the inline size of the type otherwise.
+#[must_use]
+pub fn approx_size(v: &Value) -> usize {
+    macro_rules! vecs {
+        ($($t:ty),*) => {$(
+            if let Some(x) = v.downcast_ref::<Vec<$t>>() {
+                return size_of::<Vec<$t>>() + x.len() * size_of::<$t>();
+            }
+        )*};
+    }
+    vecs!(f64, f32, i64, i32, i16, i8, u64, u32, u16, u8, bool);
+    if let Some(s) = v.downcast_ref::<String>() {
+        return size_of::<String>() + s.len();
+    }
+    #[cfg(feature = "ndarray")]
+    {
+        macro_rules! arrays {
+            ($($t:ty),*) => {$(
+                if let Some(a) = v.downcast_ref::<ndarray::ArrayD<$t>>() {
+                    return size_of_val(a) + a.len() * size_of::<$t>();
+                }
+                if let Some(a) = v.downcast_ref::<ndarray::Array1<$t>>() {
+                    return size_of_val(a) + a.len() * size_of::<$t>();
+                }
+                if let Some(a) = v.downcast_ref::<ndarray::Array2<$t>>() {
+                    return size_of_val(a) + a.len() * size_of::<$t>();
+                }
+                if let Some(a) = v.downcast_ref::<ndarray::Array3<$t>>() {
+                    return size_of_val(a) + a.len() * size_of::<$t>();
+                }
+            )*};
+        }
+        arrays!(f64, f32, i64, i32, u8, u16, u32, u64, i8, i16, bool);
+    }
+    size_of_val(&**v)
+}
+
+/// Everything an executor needs besides the graph.
+#[non_exhaustive]
+pub struct RunContext<'a> {
+    /// Observers to call.
+    pub hooks: &'a [Arc<dyn Hooks>],
+    /// Where checkpointed results are loaded from and saved to.
+    pub cache: Option<&'a dyn Cache>,
+    /// What to do on failure.
+    pub policy: FailurePolicy,
+    /// Stops the compute when cancelled.
+    pub cancel: &'a CancelToken,
+}
+
+impl fmt::Debug for RunContext<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunContext")
+            .field("hooks", &self.hooks.len())
+            .field("cache", &self.cache.is_some())
+            .field("policy", &self.policy)
+            .field("cancel", self.cancel)
+            .finish()
+    }
+}
+
+/// What an executor returns: one value per output (`None` for outputs that could not be
+/// computed under keep-going) and the failure report.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct RunOutput {
+    /// Values of [`Graph::outputs`], in the same order.
+    pub values: Vec<Option<Value>>,
+    /// Failures and skipped tasks (empty under fail-fast).
+    pub report: Report,
+}
+
+impl RunOutput {
+    /// A run's output.
+    #[must_use]
+    pub fn new(values: Vec<Option<Value>>, report: Report) -> Self {
+        Self { values, report }
+    }
+}
+
+/// Options of one compute: hooks, cache, failure policy and cancellation.
+#[derive(Clone, Default)]
+#[must_use]
+pub struct ComputeOptions {
+    hooks: Vec<Arc<dyn Hooks>>,
+    cache: Option<Arc<dyn Cache>>,
+    policy: FailurePolicy,
+    cancel: CancelToken,
+}
+
+impl fmt::Debug for ComputeOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ComputeOptions")
+            .field("hooks", &self.hooks.len())
+            .field("cache", &self.cache.is_some())
+            .field("policy", &self.policy)
+            .field("cancel", &self.cancel)
+            .finish()
+    }
+}
+
+impl ComputeOptions {
+    /// Default options: no hooks, no cache, fail-fast.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Adds an observer.
+    pub fn hook(mut self, hook: Arc<dyn Hooks>) -> Self {
+        self.hooks.push(hook);
+        self
+    }
+    /// Attaches a checkpoint cache to this compute (and only to it).
+    pub fn cache(mut self, cache: Arc<dyn Cache>) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+    /// Sets the failure policy.
+    pub fn policy(mut self, policy: FailurePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+    /// Keep going after failures (see [`FailurePolicy::KeepGoing`]).
+    pub fn keep_going(self) -> Self {
+        self.policy(FailurePolicy::KeepGoing)
+    }
+    /// Uses `token` to allow cancelling the compute.
+    pub fn cancel_token(mut self, token: CancelToken) -> Self {
+        self.cancel = token;
+        self
+    }
+
+    /// Materializes the graph of `outputs` (consulting the cache) and runs it on `executor`.
+    ///
+    /// # Errors
+    /// See [`Executor::execute`]; also [`Error::Cache`] if the cache cannot be consulted.
+    pub fn run<I>(&self, executor: &dyn Executor, outputs: I) -> Result<Computed, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<AnyDelayed>,
+    {
+        let graph = match &self.cache {
+            Some(c) => Graph::with_cache(outputs, c.as_ref())?,
+            None => Graph::new(outputs),
+        };
+        let ctx = RunContext {
+            hooks: &self.hooks,
+            cache: self.cache.as_deref(),
+            policy: self.policy,
+            cancel: &self.cancel,
+        };
+        let out = executor.execute(&graph, &ctx)?;
+        let keys = graph
+            .outputs()
+            .iter()
+            .map(|&id| graph.key(id as usize).clone())
+            .collect();
+        Ok(Computed {
+            keys,
+            values: out.values,
+            report: out.report,
+        })
+    }
+}
+
+/// The results of a compute of several outputs.
+#[derive(Debug)]
+pub struct Computed {
+    keys: Vec<Key>,
+    values: Vec<Option<Value>>,
+    report: Report,
+}
+
+impl Computed {
+    /// The value of `output` (which must have been one of the computed outputs).
+    ///
+    /// # Errors
+    /// [`Error::Incomplete`] if it was not computed (keep-going) or not an output;
+    /// [`Error::TypeMismatch`] cannot happen for handles built through the typed API.
+    pub fn get<T: Clone + Send + Sync + 'static>(&self, output: &Delayed<T>) -> Result<T, Error> {
+        let key = output.key();
+        let value = self
+            .keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|i| self.values[i].as_ref());
+        let Some(value) = value else {
+            return Err(self.incomplete(key));
+        };
+        Arc::clone(value)
+            .downcast::<T>()
+            .map(Arc::unwrap_or_clone)
+            .map_err(|_| Error::TypeMismatch {
+                key: key.clone(),
+                expected: std::any::type_name::<T>(),
+            })
+    }
+
+    /// The type-erased value of output number `i` (in the order they were given).
+    #[must_use]
+    pub fn value(&self, i: usize) -> Option<&Value> {
+        self.values.get(i).and_then(Option::as_ref)
+    }
+
+    /// Failures and skipped tasks (always clean under fail-fast).
+    #[must_use]
+    pub fn report(&self) -> &Report {
+        &self.report
+    }
+
+    /// Takes the report out.
+    #[must_use]
+    pub fn into_report(self) -> Report {
+        self.report
+    }
+
+    fn incomplete(&self, key: &Key) -> Error {
+        Error::Incomplete {
+            key: key.clone(),
+            summary: self.report.summary(),
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Delayed<T> {
+    /// Computes this value on `executor` with default options.
+    ///
+    /// # Errors
+    /// The first failing task, naming its key and task name (see [`Error`]).
+    pub fn compute_with(&self, executor: &dyn Executor) -> Result<T, Error> {
+        self.compute_with_options(executor, &ComputeOptions::new())
+    }
+
+    /// Computes this value on `executor` with `options` (hooks, cache, policy, cancellation).
+    ///
+    /// # Errors
+    /// See [`compute_with`](Delayed::compute_with); under keep-going, [`Error::Incomplete`]
+    /// with the report when this value could not be computed.
+    pub fn compute_with_options(
+        &self,
+        executor: &dyn Executor,
+        options: &ComputeOptions,
+    ) -> Result<T, Error> {
+        options.run(executor, [self])?.get(self)
+    }
+}

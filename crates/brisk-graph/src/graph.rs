@@ -1,0 +1,718 @@
+//! Materialized graphs: the reachable sub-graph of some outputs, merged by key and ordered.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
+
+use crate::delayed::AnyDelayed;
+use crate::error::{CacheAction, Error};
+use crate::exec::{Cache, Checkpoint};
+use crate::key::Key;
+use crate::node::{Annotations, BoxError, Input, Meta, NodeInner, Op, Resource, SaveSpec, Value};
+
+/// Hash-map hasher for tokens, which are already uniformly distributed.
+#[derive(Default)]
+pub(crate) struct TokenHasher(u64);
+
+impl Hasher for TokenHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+type TokenMap = HashMap<u64x2, u32, BuildHasherDefault<TokenHasher>>;
+
+/// A 128-bit token as a map key whose `Hash` feeds only its first 64 bits.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types, reason = "reads as the plain pair of words it is")]
+struct u64x2(u64, u64);
+
+impl std::hash::Hash for u64x2 {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+fn tok(key: &Key) -> u64x2 {
+    let t = key.token();
+    let b = t.as_bytes();
+    let mut lo = [0u8; 8];
+    let mut hi = [0u8; 8];
+    lo.copy_from_slice(&b[..8]);
+    hi.copy_from_slice(&b[8..]);
+    u64x2(u64::from_le_bytes(lo), u64::from_le_bytes(hi))
+}
+
+/// Marks an argument slot that holds a constant rather than a dependency.
+const CONST_ARG: u32 = u32::MAX;
+
+/// The reachable sub-graph of a set of outputs, with nodes of equal keys merged and a static
+/// execution order. Built once per compute; every pass is O(V + E).
+///
+/// Node ids (`usize`, `0..len()`) are assigned so that every node's dependencies have smaller
+/// ids (a topological order). The static [`order`](Graph::order) refines that: it finishes a
+/// branch before starting a new one and starts the longest branch first, so a streaming
+/// reduction holds few intermediates.
+///
+/// ```
+/// use brisk_graph::{Graph, pure, lit};
+///
+/// let x = lit(1i64);
+/// let a = pure("inc", |v: i64| v + 1, (&x,));
+/// let b = pure("inc", |v: i64| v + 1, (&x,)); // same key as `a`: merged
+/// let s = pure("add", |p: i64, q: i64| p + q, (a, b));
+/// let g = Graph::new([&s]);
+/// assert_eq!(g.len(), 3); // lit, inc, add
+/// assert_eq!(g.dependencies_of(s.key()).unwrap().count(), 1);
+/// assert!(g.to_dot(&Default::default()).contains("inc"));
+/// ```
+pub struct Graph {
+    nodes: Vec<Arc<NodeInner>>,
+    /// Nodes whose result is loaded from the cache (their inputs were culled).
+    loaded: Vec<bool>,
+    dep_start: Vec<u32>,
+    deps: Vec<u32>,
+    dependent_start: Vec<u32>,
+    dependents: Vec<u32>,
+    /// Per node, per input: the position in the node's distinct dependencies, or `CONST_ARG`.
+    arg_start: Vec<u32>,
+    args: Vec<u32>,
+    outputs: Vec<u32>,
+    order: Vec<u32>,
+    position: Vec<u32>,
+    index: TokenMap,
+    /// Metadata merged from several nodes that share a key (rare).
+    merged: HashMap<u32, Meta>,
+}
+
+impl std::fmt::Debug for Graph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Graph")
+            .field("tasks", &self.nodes.len())
+            .field("outputs", &self.outputs.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A read-only view of one node of a [`Graph`].
+#[derive(Clone, Copy)]
+pub struct NodeView<'g> {
+    graph: &'g Graph,
+    id: usize,
+}
+
+impl<'g> NodeView<'g> {
+    /// The node's id in its graph.
+    #[must_use]
+    pub fn id(&self) -> usize {
+        self.id
+    }
+    /// The node's key.
+    #[must_use]
+    pub fn key(&self) -> &'g Key {
+        &self.graph.nodes[self.id].key
+    }
+    /// The task's name.
+    #[must_use]
+    pub fn name(&self) -> &'g str {
+        self.graph.nodes[self.id].name.as_str()
+    }
+    /// The Rust type of the node's result.
+    #[must_use]
+    pub fn output_type(&self) -> &'static str {
+        self.graph.nodes[self.id].output_type
+    }
+    fn meta(&self) -> &'g Meta {
+        self.graph
+            .merged
+            .get(&(self.id as u32))
+            .unwrap_or(&self.graph.nodes[self.id].meta)
+    }
+    /// Retries and priority.
+    #[must_use]
+    pub fn annotations(&self) -> Annotations {
+        self.meta().annotations
+    }
+    /// How to (de)serialize the result, when the node is marked as checkpointed.
+    #[must_use]
+    pub fn save_spec(&self) -> Option<&'g SaveSpec> {
+        self.meta().save.as_ref()
+    }
+    /// Resources this node needs open while it runs.
+    #[must_use]
+    pub fn resources(&self) -> &'g [Arc<dyn Resource>] {
+        &self.meta().resources
+    }
+    /// Whether the result is loaded from the cache instead of computed.
+    #[must_use]
+    pub fn is_loaded(&self) -> bool {
+        self.graph.loaded[self.id]
+    }
+    /// The error that made the node invalid when it was built (its arguments could not be
+    /// tokenized); running it fails with [`Error::Tokenize`].
+    #[must_use]
+    pub fn build_error(&self) -> Option<&'g crate::TokenizeError> {
+        match &self.graph.nodes[self.id].op {
+            Op::Invalid(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the node is a constant.
+    #[must_use]
+    pub fn is_literal(&self) -> bool {
+        matches!(self.graph.nodes[self.id].op, Op::Literal(_))
+    }
+}
+
+impl std::fmt::Debug for NodeView<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeView")
+            .field("id", &self.id)
+            .field("key", self.key())
+            .field("name", &self.name())
+            .finish()
+    }
+}
+
+/// A resource required by some nodes of a graph.
+#[derive(Clone)]
+pub struct RequiredResource {
+    /// The resource.
+    pub resource: Arc<dyn Resource>,
+    /// Ids of the nodes that need it, in id order.
+    pub nodes: Vec<usize>,
+}
+
+impl std::fmt::Debug for RequiredResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RequiredResource")
+            .field("resource", &self.resource.name())
+            .field("nodes", &self.nodes)
+            .finish()
+    }
+}
+
+/// How [`Graph::to_dot`] draws nodes.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct DotOptions {
+    /// Fill nodes with a colour ramp from their position in the static order (blue = early,
+    /// red = late).
+    pub color_by_order: bool,
+    /// Add each node's key under its name.
+    pub show_keys: bool,
+    /// Explicit fill colours (`#rrggbb`) per node id; overrides `color_by_order` where set.
+    pub fill: Option<Vec<Option<String>>>,
+}
+
+impl DotOptions {
+    /// Colour nodes by static order.
+    #[must_use]
+    pub fn color_by_order(mut self) -> Self {
+        self.color_by_order = true;
+        self
+    }
+    /// Show keys in labels.
+    #[must_use]
+    pub fn show_keys(mut self) -> Self {
+        self.show_keys = true;
+        self
+    }
+    /// Explicit fill colours per node id (e.g. by measured duration).
+    #[must_use]
+    pub fn fill(mut self, colors: Vec<Option<String>>) -> Self {
+        self.fill = Some(colors);
+        self
+    }
+}
+
+struct Frame {
+    node: Arc<NodeInner>,
+    next: usize,
+    load: bool,
+}
+
+impl Graph {
+    /// Materializes the graph of `outputs`: collects every reachable node once (culling the
+    /// rest), merges nodes with equal keys and computes the static order.
+    pub fn new<I>(outputs: I) -> Self
+    where
+        I: IntoIterator,
+        I::Item: Into<AnyDelayed>,
+    {
+        match Self::build(outputs, None) {
+            Ok(g) => g,
+            Err(e) => unreachable!("building without a cache cannot fail: {e}"),
+        }
+    }
+
+    /// Like [`Graph::new`], consulting `cache` for every node marked as checkpointed: a node
+    /// the cache holds is loaded instead of computed, and its whole upstream sub-graph is culled.
+    ///
+    /// # Errors
+    /// [`Error::Cache`] when the cache cannot answer whether it holds a key.
+    pub fn with_cache<I>(outputs: I, cache: &dyn Cache) -> Result<Self, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<AnyDelayed>,
+    {
+        Self::build(outputs, Some(cache))
+    }
+
+    fn build<I>(outputs: I, cache: Option<&dyn Cache>) -> Result<Self, Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<AnyDelayed>,
+    {
+        let roots: Vec<Arc<NodeInner>> = outputs.into_iter().map(|d| d.into().node).collect();
+        let mut g = Self {
+            nodes: Vec::new(),
+            loaded: Vec::new(),
+            dep_start: vec![0],
+            deps: Vec::new(),
+            dependent_start: Vec::new(),
+            dependents: Vec::new(),
+            arg_start: vec![0],
+            args: Vec::new(),
+            outputs: Vec::with_capacity(roots.len()),
+            order: Vec::new(),
+            position: Vec::new(),
+            index: TokenMap::default(),
+            merged: HashMap::new(),
+        };
+        // Pass 1: iterative post-order DFS in input order. Ids are post-order positions, so
+        // dependencies always get smaller ids than their dependents.
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut mark: Vec<(u32, u32)> = Vec::new();
+        for root in &roots {
+            if g.visit(root) {
+                continue;
+            }
+            let load = g.should_load(root, cache)?;
+            stack.push(Frame {
+                node: Arc::clone(root),
+                next: 0,
+                load,
+            });
+            while let Some(top) = stack.last_mut() {
+                if !top.load && top.next < top.node.inputs.len() {
+                    let i = top.next;
+                    top.next += 1;
+                    if let Input::Node(child) = &top.node.inputs[i] {
+                        if !g.visit(child) {
+                            let child = Arc::clone(child);
+                            let load = g.should_load(&child, cache)?;
+                            stack.push(Frame {
+                                node: child,
+                                next: 0,
+                                load,
+                            });
+                        }
+                    }
+                    continue;
+                }
+                let frame = stack.pop().expect("the loop only runs while the stack is non-empty");
+                g.finish_node(frame, &mut mark);
+            }
+        }
+        for root in &roots {
+            g.outputs.push(g.index[&tok(&root.key)]);
+        }
+        g.link_dependents();
+        g.compute_order();
+        Ok(g)
+    }
+
+    /// Whether `node`'s key is already in the graph; merges its metadata if it is.
+    fn visit(&mut self, node: &Arc<NodeInner>) -> bool {
+        let Some(&id) = self.index.get(&tok(&node.key)) else {
+            return false;
+        };
+        let existing = &self.nodes[id as usize];
+        if !Arc::ptr_eq(existing, node) && !node.meta.is_default() {
+            let current = self.merged.get(&id).unwrap_or(&existing.meta);
+            let merged = current.merge(&node.meta);
+            self.merged.insert(id, merged);
+        }
+        true
+    }
+
+    fn should_load(&self, node: &NodeInner, cache: Option<&dyn Cache>) -> Result<bool, Error> {
+        let (Some(cache), Some(spec)) = (cache, node.meta.save.as_ref()) else {
+            return Ok(false);
+        };
+        let entry = Checkpoint {
+            key: &node.key,
+            name: node.name.as_str(),
+            spec,
+        };
+        cache.contains(&entry).map_err(|source| Error::Cache {
+            key: node.key.clone(),
+            name: node.name.to_string(),
+            action: CacheAction::Contains,
+            source,
+        })
+    }
+
+    /// Assigns the next id to a node whose inputs all have ids. `mark[d]` remembers, per
+    /// dependency `d`, the last node that listed it and at which slot, so duplicate arguments
+    /// are found in O(1) and the whole pass stays O(V + E).
+    fn finish_node(&mut self, frame: Frame, mark: &mut Vec<(u32, u32)>) {
+        let id = self.nodes.len() as u32;
+        if !frame.load {
+            let first_dep = self.deps.len();
+            for input in &frame.node.inputs {
+                match input {
+                    Input::Const(_) => self.args.push(CONST_ARG),
+                    Input::Node(child) => {
+                        let dep = self.index[&tok(&child.key)];
+                        let m = &mut mark[dep as usize];
+                        if m.0 != id {
+                            *m = (id, (self.deps.len() - first_dep) as u32);
+                            self.deps.push(dep);
+                        }
+                        self.args.push(m.1);
+                    }
+                }
+            }
+        }
+        self.dep_start.push(self.deps.len() as u32);
+        self.arg_start.push(self.args.len() as u32);
+        self.index.insert(tok(&frame.node.key), id);
+        self.loaded.push(frame.load);
+        self.nodes.push(frame.node);
+        mark.push((u32::MAX, 0));
+    }
+
+    fn link_dependents(&mut self) {
+        let n = self.nodes.len();
+        let mut count = vec![0u32; n + 1];
+        for &d in &self.deps {
+            count[d as usize + 1] += 1;
+        }
+        for i in 0..n {
+            count[i + 1] += count[i];
+        }
+        self.dependent_start.clone_from(&count);
+        self.dependents = vec![0; self.deps.len()];
+        let mut fill = count;
+        for node in 0..n {
+            for &d in &self.deps[self.dep_start[node] as usize..self.dep_start[node + 1] as usize] {
+                let slot = &mut fill[d as usize];
+                self.dependents[*slot as usize] = node as u32;
+                *slot += 1;
+            }
+        }
+    }
+
+    /// Pass 2: post-order DFS from the outputs that visits the tallest dependency first
+    /// (critical path) and the others in argument order.
+    fn compute_order(&mut self) {
+        let n = self.nodes.len();
+        let mut height = vec![0u32; n];
+        for i in 0..n {
+            height[i] = 1 + self
+                .deps_of(i)
+                .iter()
+                .map(|&d| height[d as usize])
+                .max()
+                .unwrap_or(0);
+        }
+        let tallest = |deps: &[u32]| -> usize {
+            let mut best = 0;
+            for (p, &d) in deps.iter().enumerate() {
+                if height[d as usize] > height[deps[best] as usize] {
+                    best = p;
+                }
+            }
+            best
+        };
+        let mut seen = vec![false; n];
+        self.order = Vec::with_capacity(n);
+        // (node, cursor): cursor 0 = the tallest dependency, k >= 1 = dependency k - 1.
+        let mut stack: Vec<(u32, usize, usize)> = Vec::new();
+        for oi in 0..self.outputs.len() {
+            let root = self.outputs[oi];
+            if seen[root as usize] {
+                continue;
+            }
+            seen[root as usize] = true;
+            stack.push((root, 0, tallest(self.deps_of(root as usize))));
+            while let Some(top) = stack.last_mut() {
+                let (node, cursor, tall) = *top;
+                let deps = self.deps_of(node as usize);
+                if cursor <= deps.len() {
+                    top.1 += 1;
+                    let pos = if cursor == 0 {
+                        if deps.is_empty() {
+                            continue;
+                        }
+                        tall
+                    } else if cursor - 1 == tall {
+                        continue;
+                    } else {
+                        cursor - 1
+                    };
+                    let child = deps[pos];
+                    if !seen[child as usize] {
+                        seen[child as usize] = true;
+                        let t = tallest(self.deps_of(child as usize));
+                        stack.push((child, 0, t));
+                    }
+                    continue;
+                }
+                stack.pop();
+                self.order.push(node);
+            }
+        }
+        self.position = vec![0; n];
+        for (p, &id) in self.order.iter().enumerate() {
+            self.position[id as usize] = p as u32;
+        }
+    }
+
+    fn deps_of(&self, id: usize) -> &[u32] {
+        &self.deps[self.dep_start[id] as usize..self.dep_start[id + 1] as usize]
+    }
+
+    /// Number of tasks (nodes, constants included).
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the graph has no nodes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Number of dependency edges (distinct per node).
+    #[must_use]
+    pub fn edge_count(&self) -> usize {
+        self.deps.len()
+    }
+
+    /// A view of node `id`.
+    ///
+    /// # Panics
+    /// If `id >= self.len()`.
+    #[must_use]
+    pub fn node(&self, id: usize) -> NodeView<'_> {
+        assert!(id < self.nodes.len(), "node id {id} out of range");
+        NodeView { graph: self, id }
+    }
+
+    /// The key of node `id`.
+    #[must_use]
+    pub fn key(&self, id: usize) -> &Key {
+        &self.nodes[id].key
+    }
+
+    /// The id of the node with this key, if the graph has one.
+    #[must_use]
+    pub fn id_of(&self, key: &Key) -> Option<usize> {
+        self.index
+            .get(&tok(key))
+            .map(|&i| i as usize)
+            .filter(|&i| self.nodes[i].key == *key)
+    }
+
+    /// All keys, in id order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = &Key> {
+        self.nodes.iter().map(|n| &n.key)
+    }
+
+    /// Ids of the distinct dependencies of node `id`, in argument order.
+    #[must_use]
+    pub fn dependencies(&self, id: usize) -> &[u32] {
+        self.deps_of(id)
+    }
+
+    /// Ids of the nodes that depend on node `id`.
+    #[must_use]
+    pub fn dependents(&self, id: usize) -> &[u32] {
+        &self.dependents
+            [self.dependent_start[id] as usize..self.dependent_start[id + 1] as usize]
+    }
+
+    /// Keys of the dependencies of the node with key `key`, or `None` if it is not in the graph.
+    pub fn dependencies_of(&self, key: &Key) -> Option<impl Iterator<Item = &Key>> {
+        let id = self.id_of(key)?;
+        Some(self.deps_of(id).iter().map(|&d| &self.nodes[d as usize].key))
+    }
+
+    /// Keys of the dependents of the node with key `key`, or `None` if it is not in the graph.
+    pub fn dependents_of(&self, key: &Key) -> Option<impl Iterator<Item = &Key>> {
+        let id = self.id_of(key)?;
+        Some(self.dependents(id).iter().map(|&d| &self.nodes[d as usize].key))
+    }
+
+    /// Ids of the outputs, in the order they were given (repeated if given twice).
+    #[must_use]
+    pub fn outputs(&self) -> &[u32] {
+        &self.outputs
+    }
+
+    /// The static execution order: every node once, dependencies before dependents.
+    #[must_use]
+    pub fn order(&self) -> &[u32] {
+        &self.order
+    }
+
+    /// Position of node `id` in [`order`](Graph::order) (lower runs earlier).
+    #[must_use]
+    pub fn position(&self, id: usize) -> usize {
+        self.position[id] as usize
+    }
+
+    /// Every resource required by some node, each once (identity = `Arc` pointer), in order of
+    /// first appearance by node id.
+    #[must_use]
+    pub fn resources(&self) -> Vec<RequiredResource> {
+        let mut out: Vec<RequiredResource> = Vec::new();
+        for id in 0..self.nodes.len() {
+            for r in self.node(id).resources() {
+                match out.iter_mut().find(|x| Arc::ptr_eq(&x.resource, r)) {
+                    Some(x) => x.nodes.push(id),
+                    None => out.push(RequiredResource {
+                        resource: Arc::clone(r),
+                        nodes: vec![id],
+                    }),
+                }
+            }
+        }
+        out
+    }
+
+    /// Runs the body of node `id` on the values of its distinct dependencies (in the order of
+    /// [`dependencies`](Graph::dependencies)). Constants return their value.
+    ///
+    /// Pass the dependency values by value and drop other references to a value whose last
+    /// consumer this is: the task then receives it without a copy.
+    ///
+    /// # Errors
+    /// The task's own error; an error if the node was built from arguments that could not be
+    /// tokenized, if it is a node to be loaded from a cache, or if `deps` has the wrong length.
+    /// Panics inside the task propagate; executors catch them.
+    pub fn run_task(&self, id: usize, deps: Vec<Value>) -> Result<Value, BoxError> {
+        let node = &self.nodes[id];
+        if self.loaded[id] {
+            return Err(format!("task {} must be loaded from the cache, not run", node.key).into());
+        }
+        let expected = self.deps_of(id).len();
+        if deps.len() != expected {
+            return Err(format!(
+                "task {} needs {expected} dependency values, got {}",
+                node.key,
+                deps.len()
+            )
+            .into());
+        }
+        match &node.op {
+            Op::Literal(v) => Ok(Arc::clone(v)),
+            Op::Invalid(e) => Err(Box::new(e.clone())),
+            Op::Task(f) => {
+                let slots = &self.args[self.arg_start[id] as usize..self.arg_start[id + 1] as usize];
+                let mut deps: Vec<Option<Value>> = deps.into_iter().map(Some).collect();
+                // Move each dependency into its last argument slot, clone into earlier ones.
+                let mut last_use = vec![usize::MAX; deps.len()];
+                for (i, &s) in slots.iter().enumerate() {
+                    if s != CONST_ARG {
+                        last_use[s as usize] = i;
+                    }
+                }
+                let mut args = Vec::with_capacity(slots.len());
+                for (i, (&s, input)) in slots.iter().zip(&node.inputs).enumerate() {
+                    let v = if s == CONST_ARG {
+                        match input {
+                            Input::Const(c) => Arc::clone(c),
+                            Input::Node(_) => return Err("argument table out of sync".into()),
+                        }
+                    } else if last_use[s as usize] == i {
+                        deps[s as usize].take().ok_or("dependency value used twice")?
+                    } else {
+                        Arc::clone(deps[s as usize].as_ref().ok_or("dependency value missing")?)
+                    };
+                    args.push(v);
+                }
+                drop(deps);
+                f(args)
+            }
+        }
+    }
+
+    /// Graphviz DOT text of the graph: one node per task labelled with its task name, edges
+    /// from dependency to dependent.
+    #[must_use]
+    pub fn to_dot(&self, opts: &DotOptions) -> String {
+        let mut s = String::with_capacity(64 + self.nodes.len() * 48);
+        s.push_str("digraph brisk {\n  rankdir=BT;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"Helvetica\"];\n");
+        let n = self.nodes.len().max(1);
+        for (id, node) in self.nodes.iter().enumerate() {
+            let mut label = escape_dot(node.name.as_str());
+            if opts.show_keys {
+                label.push_str("\\n");
+                label.push_str(&escape_dot(&node.key.to_string()));
+            }
+            let fill = opts
+                .fill
+                .as_ref()
+                .and_then(|f| f.get(id).cloned().flatten())
+                .or_else(|| {
+                    opts.color_by_order.then(|| {
+                        let t = self.position[id] as f64 / (n.saturating_sub(1).max(1)) as f64;
+                        ramp(t)
+                    })
+                });
+            let _ = write!(s, "  n{id} [label=\"{label}\"");
+            if let Some(fill) = fill {
+                let _ = write!(s, ", fillcolor=\"{}\"", escape_dot(&fill));
+            }
+            if self.loaded[id] {
+                s.push_str(", peripheries=2");
+            }
+            s.push_str("];\n");
+        }
+        for id in 0..self.nodes.len() {
+            for &d in self.deps_of(id) {
+                let _ = writeln!(s, "  n{d} -> n{id};");
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+fn escape_dot(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Blue (t = 0) to red (t = 1).
+fn ramp(t: f64) -> String {
+    let t = t.clamp(0.0, 1.0);
+    let r = (70.0 + 185.0 * t) as u8;
+    let b = (255.0 - 185.0 * t) as u8;
+    format!("#{r:02x}a0{b:02x}")
+}
+

@@ -1,0 +1,58 @@
+//! The graph core of Brisk: stable content-addressed task keys, typed lazy values, and the
+//! materialized graph (culled, de-duplicated, ordered) that executors run.
+//!
+//! ```
+//! use brisk_graph::{Graph, TaskSpec, lit, pure};
+//!
+//! // Pure tasks are content-addressed: equal inputs give equal keys, on every run and machine.
+//! let double = TaskSpec::new("double").pure();
+//! let a = double.call(|x: i64| 2 * x, (21,));
+//! assert_eq!(a.key(), double.call(|x: i64| 2 * x, (21,)).key());
+//! assert!(a.key().to_string().starts_with("double/"));
+//!
+//! // Keys chain like a Merkle tree: double(double(1)) differs from double(2).
+//! let dd1 = double.call(|x: i64| 2 * x, (double.call(|x: i64| 2 * x, (1,)),));
+//! assert_ne!(dd1.key(), double.call(|x: i64| 2 * x, (2,)).key());
+//!
+//! // A graph holds what the outputs need, once, in an order that finishes branches first.
+//! let parts: Vec<_> = (0..4).map(|i| pure("square", |x: i64| x * x, (lit(i),))).collect();
+//! let total = pure("sum", |v: Vec<i64>| v.iter().sum::<i64>(), (parts.into_iter().collect::<brisk_graph::Delayed<Vec<i64>>>(),));
+//! let graph = Graph::new([&total]);
+//! assert_eq!(graph.len(), 4 + 4 + 1 + 1); // literals, squares, collect, sum
+//! assert_eq!(*graph.order().last().unwrap() as usize, graph.outputs()[0] as usize);
+//! println!("{}", graph.to_dot(&Default::default()));
+//! ```
+//!
+//! Running a graph is an [`Executor`]'s job (`brisk-exec` has a sequential and a threaded
+//! one); this crate spawns no threads and does no I/O. It defines where the other crates meet:
+//! [`Executor`], [`Hooks`] (profiling, progress), [`Cache`] (checkpoints) and [`Resource`]
+//! (files opened once per compute).
+#![forbid(unsafe_code)]
+
+mod delayed;
+mod error;
+mod exec;
+mod graph;
+mod key;
+mod node;
+pub mod registry;
+mod token;
+
+pub use delayed::{
+    AnyDelayed, Delayed, IntoArg, IntoArgs, Split, TaskFn, TaskSpec, delayed, lit, lit_opaque, pure,
+};
+pub use error::{CacheAction, Error, Failure, Report, Result, Skipped, chain};
+pub use exec::{
+    Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
+    RunContext, RunOutput, TaskEnd, TaskStatus, approx_size,
+};
+pub use graph::{DotOptions, Graph, NodeView, RequiredResource};
+pub use key::{Key, Name, ParseKeyError};
+pub use node::{Annotations, BoxError, Resource, SaveSpec, Value};
+pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by the code `#[task]` generates; not a public API.
+    pub use inventory;
+}

@@ -1,0 +1,225 @@
+//! Type-erased graph nodes: what a [`Delayed`](crate::Delayed) points to.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::key::{Key, Name};
+use crate::token::TokenizeError;
+
+/// A type-erased task result, shared between the executor and the tasks that consume it.
+pub type Value = Arc<dyn Any + Send + Sync>;
+
+/// The error type tasks return: any `std::error::Error` that can cross threads.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A type-erased task body: takes its arguments in order, returns its result.
+pub(crate) type ErasedFn = Arc<dyn Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync>;
+
+/// What a node does when it runs.
+pub(crate) enum Op {
+    /// A constant: the result is this value.
+    Literal(Value),
+    /// A task body.
+    Task(ErasedFn),
+    /// Building the node failed (its arguments could not be tokenized); running it reports this.
+    Invalid(TokenizeError),
+}
+
+/// One argument of a task: a constant captured at build time or another node's result.
+pub(crate) enum Input {
+    Const(Value),
+    Node(Arc<NodeInner>),
+}
+
+impl Clone for Input {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Const(v) => Self::Const(Arc::clone(v)),
+            Self::Node(n) => Self::Node(Arc::clone(n)),
+        }
+    }
+}
+
+/// Per-node scheduling annotations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Annotations {
+    /// How many times a failed run of this task is retried before the failure counts.
+    pub retries: u32,
+    /// Higher runs earlier among ready tasks; ties follow the graph's static order.
+    pub priority: i32,
+}
+
+impl Annotations {
+    /// The combination of two annotation sets for the same key: the larger of each.
+    #[must_use]
+    pub fn merge(self, other: Self) -> Self {
+        Self {
+            retries: self.retries.max(other.retries),
+            priority: self.priority.max(other.priority),
+        }
+    }
+}
+
+/// A resource a task needs to be open while it runs (a file, a device handle, a connection).
+///
+/// Identity is the `Arc` pointer: two requirements are the same resource when they point to the
+/// same object. `brisk-graph` only records which tasks need which resources; opening each once
+/// per compute and leaving it as it was found is `brisk-guard`'s job.
+pub trait Resource: Send + Sync + 'static {
+    /// A short human-readable name used in errors (e.g. the file path).
+    fn name(&self) -> String;
+    /// Opens the resource.
+    ///
+    /// # Errors
+    /// Whatever prevented opening it.
+    fn open(&self) -> Result<(), BoxError>;
+    /// Closes the resource.
+    ///
+    /// # Errors
+    /// Whatever prevented closing it.
+    fn close(&self) -> Result<(), BoxError>;
+    /// Whether the resource is open now.
+    fn is_open(&self) -> bool;
+}
+
+/// How a checkpointed task's result converts to and from serde's data model.
+///
+/// Attached by [`Delayed::checkpointed`](crate::Delayed::checkpointed); a [`Cache`](crate::Cache)
+/// uses it to serialize results with any serde format without knowing their type.
+#[derive(Clone, Copy)]
+pub struct SaveSpec {
+    type_name: &'static str,
+    ser: fn(&Value) -> Option<&dyn erased_serde::Serialize>,
+    de: fn(&mut dyn erased_serde::Deserializer<'_>) -> Result<Value, erased_serde::Error>,
+}
+
+impl SaveSpec {
+    pub(crate) fn of<T>() -> Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        Self {
+            type_name: std::any::type_name::<T>(),
+            ser: |v| {
+                v.downcast_ref::<T>()
+                    .map(|t| t as &dyn erased_serde::Serialize)
+            },
+            de: |d| erased_serde::deserialize::<T>(d).map(|t| Arc::new(t) as Value),
+        }
+    }
+
+    /// The Rust type of the task's result.
+    #[must_use]
+    pub fn type_name(&self) -> &'static str {
+        self.type_name
+    }
+
+    /// The result as a serde value, or `None` if `value` is not of the task's result type.
+    #[must_use]
+    pub fn serializable<'v>(&self, value: &'v Value) -> Option<&'v dyn erased_serde::Serialize> {
+        (self.ser)(value)
+    }
+
+    /// Reads a result of the task's type from a serde deserializer.
+    ///
+    /// # Errors
+    /// The deserializer's error when the data does not describe a value of the result type.
+    pub fn deserialize(
+        &self,
+        de: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> Result<Value, erased_serde::Error> {
+        (self.de)(de)
+    }
+}
+
+impl fmt::Debug for SaveSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SaveSpec")
+            .field("type_name", &self.type_name)
+            .finish()
+    }
+}
+
+/// Metadata of a node that does not change its result (so not part of its key).
+#[derive(Clone, Default)]
+pub(crate) struct Meta {
+    pub(crate) annotations: Annotations,
+    pub(crate) save: Option<SaveSpec>,
+    pub(crate) resources: Vec<Arc<dyn Resource>>,
+}
+
+impl Meta {
+    pub(crate) fn is_default(&self) -> bool {
+        self.annotations == Annotations::default()
+            && self.save.is_none()
+            && self.resources.is_empty()
+    }
+
+    /// Union of two metadata sets of nodes that share one key.
+    pub(crate) fn merge(&self, other: &Self) -> Self {
+        let mut resources = self.resources.clone();
+        for r in &other.resources {
+            if !resources.iter().any(|x| Arc::ptr_eq(x, r)) {
+                resources.push(Arc::clone(r));
+            }
+        }
+        Self {
+            annotations: self.annotations.merge(other.annotations),
+            save: self.save.or(other.save),
+            resources,
+        }
+    }
+}
+
+/// A node of the lazy graph. Immutable once built, shared by `Arc`.
+pub(crate) struct NodeInner {
+    pub(crate) key: Key,
+    /// The task's name (a function path for `#[task]`), shown in errors and profiles.
+    pub(crate) name: Name,
+    pub(crate) op: Op,
+    pub(crate) inputs: Vec<Input>,
+    pub(crate) meta: Meta,
+    /// The Rust type of the result, for error messages.
+    pub(crate) output_type: &'static str,
+}
+
+impl NodeInner {
+    /// A copy of this node with other metadata (same key, same body, same inputs).
+    pub(crate) fn with_meta(&self, meta: Meta) -> Self {
+        Self {
+            key: self.key.clone(),
+            name: self.name.clone(),
+            op: match &self.op {
+                Op::Literal(v) => Op::Literal(Arc::clone(v)),
+                Op::Task(f) => Op::Task(Arc::clone(f)),
+                Op::Invalid(e) => Op::Invalid(e.clone()),
+            },
+            inputs: self.inputs.clone(),
+            meta,
+            output_type: self.output_type,
+        }
+    }
+}
+
+impl Drop for NodeInner {
+    /// Drops long chains iteratively: the default recursive drop of a million-node chain
+    /// would overflow the stack.
+    fn drop(&mut self) {
+        let mut stack: Vec<Arc<NodeInner>> = Vec::new();
+        let take = |inputs: &mut Vec<Input>, stack: &mut Vec<Arc<NodeInner>>| {
+            for input in inputs.drain(..) {
+                if let Input::Node(n) = input {
+                    stack.push(n);
+                }
+            }
+        };
+        take(&mut self.inputs, &mut stack);
+        while let Some(node) = stack.pop() {
+            if let Some(mut inner) = Arc::into_inner(node) {
+                take(&mut inner.inputs, &mut stack);
+            }
+        }
+    }
+}
