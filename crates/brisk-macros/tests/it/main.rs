@@ -1,0 +1,177 @@
+//! Integration tests of `#[task]`.
+
+use brisk_exec::Compute;
+use brisk_graph::{Graph, registry};
+use brisk_macros::task;
+
+/// Doubles.
+#[task]
+fn double(x: i64) -> i64 {
+    2 * x
+}
+
+#[task(version = "2")]
+fn double_v2(x: i64) -> i64 {
+    2 * x
+}
+
+#[task]
+fn add(a: i64, b: i64) -> i64 {
+    a + b
+}
+
+#[task]
+fn describe(name: &String, n: usize) -> String {
+    format!("{name}:{n}")
+}
+
+#[task]
+fn checked_div(a: i64, b: i64) -> Result<i64, String> {
+    if b == 0 { Err(format!("division of {a} by zero")) } else { Ok(a / b) }
+}
+
+#[task(save)]
+fn saved(x: u32) -> Vec<u32> {
+    vec![x; 3]
+}
+
+#[task(impure)]
+fn noisy(x: u32) -> u32 {
+    x
+}
+
+#[task]
+fn zero_args() -> &'static str {
+    "zero"
+}
+
+#[task]
+#[allow(clippy::too_many_arguments, reason = "exercises the maximum arity")]
+fn eight(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) -> u32 {
+    [a, b, c, d, e, f, g, h].iter().map(|&x| u32::from(x)).sum()
+}
+
+mod nested {
+    use brisk_macros::task;
+
+    #[task]
+    pub(crate) fn double(x: i64) -> i64 {
+        2 * x
+    }
+}
+
+#[test]
+fn calls_are_lazy_and_compute() {
+    let d = double(21);
+    assert_eq!(d.compute().unwrap(), 42);
+    assert_eq!(add(double(1), 2).compute().unwrap(), 4);
+    assert_eq!(describe(String::from("x"), 3).compute().unwrap(), "x:3");
+    assert_eq!(zero_args().compute().unwrap(), "zero");
+    assert_eq!(eight(1, 2, 3, 4, 5, 6, 7, 8).compute().unwrap(), 36);
+}
+
+#[test]
+fn keys_are_pure_and_merkle_chained() {
+    assert_eq!(double(21).key(), double(21).key());
+    assert_ne!(double(21).key(), double(22).key());
+    // double(double(1)) and double(2) compute the same value but are different tasks.
+    assert_ne!(double(double(1)).key(), double(2).key());
+    assert_eq!(double(double(1)).key(), double(double(1)).key());
+    assert!(double(1).key().to_string().starts_with("double/"));
+    assert_eq!(double(1).name(), "it::double");
+}
+
+#[test]
+fn version_and_path_enter_the_key() {
+    assert_ne!(double(1).key().token(), double_v2(1).key().token());
+    // Same bare name and same body in another module: a different task (its path differs).
+    assert_ne!(double(1).key(), nested::double(1).key());
+    assert_eq!(nested::double(1).key().name(), "double");
+}
+
+#[test]
+fn impure_tasks_get_fresh_keys() {
+    assert_ne!(noisy(1).key(), noisy(1).key());
+}
+
+#[test]
+fn identical_subexpressions_run_once() {
+    let a = double(5);
+    let b = double(5);
+    let g = Graph::new([&add(a, b)]);
+    assert_eq!(g.len(), 2); // one `double`, one `add` (the literal 5 is captured)
+}
+
+#[test]
+fn fallible_tasks_fail_with_their_key() {
+    assert_eq!(checked_div(7, 2).compute().unwrap(), 3);
+    let bad = checked_div(7, 0);
+    let err = bad.compute().unwrap_err();
+    let text = brisk_graph::chain(&err);
+    assert!(text.contains(&bad.key().to_string()), "{text}");
+    assert!(text.contains("it::checked_div"), "{text}");
+    assert!(text.contains("division of 7 by zero"), "{text}");
+}
+
+#[test]
+fn save_marks_checkpointed() {
+    assert!(saved(1).is_checkpointed());
+    assert!(!double(1).is_checkpointed());
+    assert_eq!(saved(2).compute().unwrap(), vec![2, 2, 2]);
+}
+
+#[test]
+fn tasks_are_registered_by_name() {
+    let e = registry::lookup("it::double").expect("registered");
+    assert_eq!(e.key_prefix, "double");
+    assert_eq!(e.arity, 1);
+    assert!(!e.checkpointed);
+    assert!(registry::lookup("it::saved").unwrap().checkpointed);
+    assert_eq!(registry::lookup("it::double_v2").unwrap().version, Some("2"));
+    assert!(registry::lookup("it::nested::double").is_some());
+    assert!(registry::lookup("it::no_such_task").is_none());
+    assert!(registry::tasks().count() >= 10);
+}
+
+// Three functions in separate modules so only their source differs: the same tokens laid out
+// differently, with comments, must hash alike; a changed body must not.
+mod src_a {
+    #[brisk_macros::task]
+    pub(crate) fn f(x: i64) -> i64 {
+        x + 1
+    }
+}
+#[rustfmt::skip]
+mod src_b {
+    /// A doc comment does not change the hash.
+    #[brisk_macros::task]
+    pub(crate) fn f(
+        x: i64 // a comment does not either
+    ) -> i64 {
+        x
+            +
+            1
+    }
+}
+mod src_c {
+    #[brisk_macros::task]
+    pub(crate) fn f(x: i64) -> i64 {
+        x + 2
+    }
+}
+
+#[test]
+fn source_hash_ignores_formatting_but_not_edits() {
+    let h = |name: &str| registry::lookup(name).unwrap().source_hash;
+    assert_eq!(h("it::src_a::f"), h("it::src_b::f"));
+    assert_ne!(h("it::src_a::f"), h("it::src_c::f"));
+    // The key follows the hash.
+    assert_eq!(src_a::f(1).key().token() == src_b::f(1).key().token(), false, "paths differ");
+    assert_eq!(src_a::f(1).key().name(), "f");
+}
+
+#[test]
+fn compile_errors() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/*.rs");
+}

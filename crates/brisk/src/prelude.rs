@@ -1,0 +1,12 @@
+//! The names a Brisk user types every day: `use brisk::prelude::*;`.
+
+pub use brisk_graph::{
+    AnyDelayed, ComputeOptions, Delayed, FailurePolicy, Graph, Key, Split, TaskSpec, Tokenize,
+    delayed, lit, pure,
+};
+
+#[cfg(feature = "exec")]
+pub use brisk_exec::{Compute, SyncExecutor, compute_all};
+
+#[cfg(feature = "macros")]
+pub use brisk_macros::task;
