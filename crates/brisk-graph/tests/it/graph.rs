@@ -1,0 +1,325 @@
+//! Materialization: culling, merging, ordering, queries, DOT.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use brisk_graph::{
+    BoxError, Cache, Checkpoint, Delayed, DotOptions, Graph, Resource, TaskSpec, Value, delayed,
+    lit, pure,
+};
+use proptest::prelude::*;
+
+fn inc(x: &Delayed<i64>) -> Delayed<i64> {
+    pure("inc", |v: i64| v + 1, (x,))
+}
+
+fn add(a: &Delayed<i64>, b: &Delayed<i64>) -> Delayed<i64> {
+    pure("add", |p: i64, q: i64| p + q, (a, b))
+}
+
+/// Asserts `order` holds every node once, dependencies first.
+fn assert_topological(g: &Graph) {
+    let order = g.order();
+    assert_eq!(order.len(), g.len());
+    let mut pos = vec![usize::MAX; g.len()];
+    for (p, &id) in order.iter().enumerate() {
+        assert_eq!(pos[id as usize], usize::MAX, "node {id} appears twice");
+        pos[id as usize] = p;
+    }
+    for id in 0..g.len() {
+        for &d in g.dependencies(id) {
+            assert!(pos[d as usize] < pos[id], "dependency {d} after {id}");
+            assert!((d as usize) < id, "ids are topological");
+        }
+    }
+}
+
+#[test]
+fn unreachable_nodes_are_culled() {
+    let x = lit(1i64);
+    let used = inc(&x);
+    let _unused = inc(&used);
+    let g = Graph::new([&used]);
+    assert_eq!(g.len(), 2);
+    assert!(g.id_of(_unused.key()).is_none());
+}
+
+#[test]
+fn equal_keys_are_merged_and_metadata_combined() {
+    let x = lit(1i64);
+    let a = inc(&x).with_retries(2);
+    let b = inc(&x).with_retries(5).with_priority(3);
+    assert_eq!(a.key(), b.key());
+    let s = add(&a, &b);
+    let g = Graph::new([&s]);
+    assert_eq!(g.len(), 3);
+    let id = g.id_of(a.key()).unwrap();
+    assert_eq!(g.node(id).annotations().retries, 5);
+    assert_eq!(g.node(id).annotations().priority, 3);
+    // `add` lists the merged node once as a dependency, though it is both arguments.
+    assert_eq!(g.dependencies(g.id_of(s.key()).unwrap()).len(), 1);
+    assert_eq!(g.edge_count(), 2);
+}
+
+#[test]
+fn queries_by_key() {
+    let x = lit(1i64);
+    let a = inc(&x);
+    let b = pure("dec", |v: i64| v - 1, (&x,));
+    let s = add(&a, &b);
+    let g = Graph::new([&s, &a]);
+    let deps: Vec<_> = g.dependencies_of(s.key()).unwrap().cloned().collect();
+    assert_eq!(deps, vec![a.key().clone(), b.key().clone()]);
+    let mut dependents: Vec<_> = g.dependents_of(x.key()).unwrap().cloned().collect();
+    dependents.sort();
+    let mut expected = vec![a.key().clone(), b.key().clone()];
+    expected.sort();
+    assert_eq!(dependents, expected);
+    assert_eq!(g.outputs().len(), 2);
+    assert_eq!(g.key(g.outputs()[1] as usize), a.key());
+    assert!(g.dependencies_of(lit(99i64).key()).is_none());
+}
+
+#[test]
+fn order_starts_the_tallest_branch_first_and_finishes_branches() {
+    let x = lit(0i64);
+    let shallow = pure("shallow", |v: i64| v, (&x,));
+    let mut deep = x.clone();
+    for _ in 0..5 {
+        deep = inc(&deep);
+    }
+    let s = add(&shallow, &deep);
+    let g = Graph::new([&s]);
+    assert_topological(&g);
+    let names: Vec<&str> = g.order().iter().map(|&i| g.node(i as usize).name()).collect();
+    assert_eq!(names, ["lit", "inc", "inc", "inc", "inc", "inc", "shallow", "add"]);
+}
+
+#[test]
+fn tree_reduction_order_combines_as_soon_as_possible() {
+    // A binary tree of sums over 8 leaves: in the static order, each combine runs right after
+    // its second child, so at most log2(8) + 1 partial results are alive at once.
+    let leaves: Vec<Delayed<i64>> = (0..8).map(|i| pure("leaf", |v: i64| v, (i,))).collect();
+    let mut level = leaves;
+    while level.len() > 1 {
+        level = level.chunks(2).map(|p| add(&p[0], &p[1])).collect();
+    }
+    let g = Graph::new([&level[0]]);
+    assert_topological(&g);
+    let mut alive = 0usize;
+    let mut max_alive = 0usize;
+    let mut pending: Vec<usize> = (0..g.len()).map(|i| g.dependents(i).len()).collect();
+    for &id in g.order() {
+        for &d in g.dependencies(id as usize) {
+            pending[d as usize] -= 1;
+            if pending[d as usize] == 0 {
+                alive -= 1;
+            }
+        }
+        alive += 1;
+        max_alive = max_alive.max(alive);
+    }
+    assert!(max_alive <= 5, "held {max_alive} results at once");
+}
+
+#[test]
+fn long_chains_build_order_and_drop_without_recursion() {
+    let mut v = lit(0u64);
+    for _ in 0..200_000 {
+        v = delayed("step", |x: u64| x + 1, (v,));
+    }
+    let g = Graph::new([&v]);
+    assert_eq!(g.len(), 200_001);
+    assert_eq!(*g.order().last().unwrap() as usize, g.outputs()[0] as usize);
+    drop(g);
+    drop(v); // a recursive drop of 200k nested nodes would overflow the stack
+}
+
+#[test]
+fn run_task_moves_unshared_arguments_instead_of_cloning() {
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Debug)]
+    struct Counted(#[allow(dead_code, reason = "payload")] Vec<u8>);
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            Self(self.0.clone())
+        }
+    }
+    let src = delayed("src", || Counted(vec![0; 16]), ());
+    let sink = delayed("sink", |c: Counted, d: Counted| c.0.len() + d.0.len(), (&src, &src));
+    let g = Graph::new([&sink]);
+    let src_id = g.id_of(src.key()).unwrap();
+    let v = g.run_task(src_id, vec![]).unwrap();
+    let sink_id = g.id_of(sink.key()).unwrap();
+    let out = g.run_task(sink_id, vec![v]).unwrap();
+    assert_eq!(*out.downcast_ref::<usize>().unwrap(), 32);
+    // Used twice by one task: one clone for the first slot, moved into the last.
+    assert_eq!(CLONES.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn run_task_checks_its_inputs() {
+    let s = inc(&lit(1i64));
+    let g = Graph::new([&s]);
+    let id = g.id_of(s.key()).unwrap();
+    assert!(g.run_task(id, vec![]).is_err());
+    let wrong: Value = Arc::new("not a number");
+    let err = g.run_task(id, vec![wrong]).unwrap_err();
+    assert!(err.to_string().contains("argument 0 is not a i64"), "{err}");
+}
+
+#[test]
+fn untokenizable_arguments_make_an_invalid_node() {
+    struct Fails;
+    impl serde::Serialize for Fails {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no way"))
+        }
+    }
+    impl Clone for Fails {
+        fn clone(&self) -> Self {
+            Self
+        }
+    }
+    let a = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
+    let b = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
+    assert_ne!(a.key(), b.key(), "invalid nodes get unique keys, never a shared one");
+    let g = Graph::new([&a]);
+    let e = g.node(0).build_error().expect("invalid");
+    assert!(e.to_string().contains("no way"));
+}
+
+struct FakeCache {
+    stored: Vec<String>,
+    lookups: AtomicUsize,
+}
+
+impl Cache for FakeCache {
+    fn contains(&self, entry: &Checkpoint<'_>) -> Result<bool, BoxError> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        Ok(self.stored.contains(&entry.key.to_string()))
+    }
+    fn load(&self, _: &Checkpoint<'_>) -> Result<Value, BoxError> {
+        Ok(Arc::new(0i64))
+    }
+    fn save(&self, _: &Checkpoint<'_>, _: &Value) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn stored_checkpoints_cull_their_upstream() {
+    let raw = pure("expensive", |v: i64| v * 10, (1,));
+    let mid = inc(&raw).checkpointed();
+    let out = inc(&mid);
+    let cache = FakeCache {
+        stored: vec![mid.key().to_string()],
+        lookups: AtomicUsize::new(0),
+    };
+    let g = Graph::with_cache([&out], &cache).unwrap();
+    assert_eq!(g.len(), 2, "`expensive` is culled");
+    assert!(g.node(g.id_of(mid.key()).unwrap()).is_loaded());
+    assert!(g.id_of(raw.key()).is_none());
+    assert_eq!(cache.lookups.load(Ordering::SeqCst), 1, "only checkpointed nodes are looked up");
+    let empty = FakeCache {
+        stored: vec![],
+        lookups: AtomicUsize::new(0),
+    };
+    let g = Graph::with_cache([&out], &empty).unwrap();
+    assert_eq!(g.len(), 3);
+    assert!(g.node(g.id_of(mid.key()).unwrap()).save_spec().is_some());
+}
+
+struct Res(&'static str, AtomicBool);
+impl Resource for Res {
+    fn name(&self) -> String {
+        self.0.into()
+    }
+    fn open(&self) -> Result<(), BoxError> {
+        self.1.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+    fn close(&self) -> Result<(), BoxError> {
+        self.1.store(false, Ordering::SeqCst);
+        Ok(())
+    }
+    fn is_open(&self) -> bool {
+        self.1.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn resources_are_collected_per_node() {
+    let r1: Arc<dyn Resource> = Arc::new(Res("a.tif", AtomicBool::new(false)));
+    let r2: Arc<dyn Resource> = Arc::new(Res("b.tif", AtomicBool::new(false)));
+    let a = pure("read", |i: i64| i, (1,)).requiring(Arc::clone(&r1));
+    let b = pure("read", |i: i64| i, (2,)).requiring(Arc::clone(&r2)).requiring(Arc::clone(&r1));
+    let s = add(&a, &b);
+    let g = Graph::new([&s]);
+    let req = g.resources();
+    assert_eq!(req.len(), 2);
+    assert_eq!(req[0].resource.name(), "a.tif");
+    assert_eq!(req[0].nodes.len(), 2);
+    assert_eq!(req[1].nodes, vec![g.id_of(b.key()).unwrap()]);
+    assert!(!r1.is_open(), "building never opens anything");
+}
+
+#[test]
+fn dot_export_has_every_node_and_edge() {
+    let x = lit(1i64);
+    let a = pure("say \"hi\"", |v: i64| v, (&x,));
+    let s = add(&a, &inc(&x));
+    let g = Graph::new([&s]);
+    let dot = g.to_dot(&DotOptions::default().color_by_order().show_keys());
+    assert!(dot.starts_with("digraph brisk {"));
+    assert_eq!(dot.matches("[label=").count(), g.len());
+    assert_eq!(dot.matches(" -> ").count(), g.edge_count());
+    assert!(dot.contains("say \\\"hi\\\""), "quotes are escaped: {dot}");
+    assert!(dot.contains(&s.key().to_string()));
+    assert!(dot.contains("fillcolor=\"#"));
+}
+
+/// A random DAG: node i depends on a few of the nodes before it.
+fn random_dag(n: usize, edges: &[(usize, usize)]) -> Vec<Delayed<i64>> {
+    let mut nodes: Vec<Delayed<i64>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let deps: Vec<Delayed<i64>> = edges
+            .iter()
+            .filter(|&&(a, b)| a == i && b < i)
+            .map(|&(_, b)| nodes[b].clone())
+            .collect();
+        let all: Delayed<Vec<i64>> = deps.into_iter().collect();
+        nodes.push(pure("node", move |v: Vec<i64>, k: i64| v.iter().sum::<i64>() + k, (all, i as i64)));
+    }
+    nodes
+}
+
+proptest! {
+    #[test]
+    fn random_dags_order_every_reachable_node_once(
+        n in 1usize..40,
+        edges in proptest::collection::vec((0usize..40, 0usize..40), 0..120),
+        outs in proptest::collection::vec(0usize..40, 1..4),
+    ) {
+        let nodes = random_dag(n, &edges);
+        let outputs: Vec<&Delayed<i64>> = outs.iter().map(|&o| &nodes[o % n]).collect();
+        let g = Graph::new(outputs.iter().copied());
+        assert_topological(&g);
+        // Every node is reachable from an output (culling keeps nothing else).
+        let mut reach = vec![false; g.len()];
+        let mut stack: Vec<usize> = g.outputs().iter().map(|&o| o as usize).collect();
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut reach[i], true) {
+                stack.extend(g.dependencies(i).iter().map(|&d| d as usize));
+            }
+        }
+        prop_assert!(reach.iter().all(|&r| r));
+        // Dependents are the exact inverse of dependencies.
+        for i in 0..g.len() {
+            for &d in g.dependencies(i) {
+                prop_assert!(g.dependents(d as usize).contains(&(i as u32)));
+            }
+        }
+    }
+}
