@@ -1,0 +1,3 @@
+//! Integration tests of brisk-exec's executors.
+
+mod sync;
