@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use brisk_graph::{
-    Error, Executor, FailurePolicy, Failure, Graph, Report, RunContext, RunOutput, Skipped, Value,
+    Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
 };
 
 use crate::task::run_node;
@@ -56,7 +56,11 @@ fn run(graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
     }
     // Keep-going bookkeeping: for each node, the failed node that blocks it (NONE if none).
     let keep_going = ctx.policy == FailurePolicy::KeepGoing;
-    let mut blocked_by: Vec<u32> = if keep_going { vec![NONE; n] } else { Vec::new() };
+    let mut blocked_by: Vec<u32> = if keep_going {
+        vec![NONE; n]
+    } else {
+        Vec::new()
+    };
     let mut report = Report::default();
 
     for &id in graph.order() {
@@ -91,11 +95,9 @@ fn run(graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
             Err(e) if keep_going => {
                 blocked_by[id] = id as u32;
                 let node = graph.node(id);
-                report.failed.push(Failure::new(
-                    node.key().clone(),
-                    node.name().to_owned(),
-                    e,
-                ));
+                report
+                    .failed
+                    .push(Failure::new(node.key().clone(), node.name().to_owned(), e));
             }
             Err(e) => return Err(e),
         }

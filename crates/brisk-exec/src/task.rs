@@ -111,7 +111,9 @@ fn load(graph: &Graph, ctx: &RunContext<'_>, id: usize) -> Result<Value, Error> 
         source,
     };
     let (Some(cache), Some(entry)) = (ctx.cache, Checkpoint::of(node)) else {
-        return Err(cache_err("node is marked as loaded but the compute has no cache".into()));
+        return Err(cache_err(
+            "node is marked as loaded but the compute has no cache".into(),
+        ));
     };
     cache.load(&entry).map_err(cache_err)
 }
@@ -129,7 +131,10 @@ fn save(graph: &Graph, ctx: &RunContext<'_>, id: usize, value: &Value) -> Result
     })
 }
 
-#[allow(clippy::too_many_arguments, reason = "one private call site shape, all plain data")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one private call site shape, all plain data"
+)]
 fn report_status(
     graph: &Graph,
     ctx: &RunContext<'_>,
@@ -156,7 +161,10 @@ fn report_status(
     }
 }
 
-#[allow(clippy::too_many_arguments, reason = "one private call site shape, all plain data")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one private call site shape, all plain data"
+)]
 fn report(
     graph: &Graph,
     ctx: &RunContext<'_>,
@@ -181,4 +189,3 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         "non-string panic payload".to_owned()
     }
 }
-

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::key::{Key, Name};
-use crate::node::{Annotations, BoxError, ErasedFn, Input, Meta, NodeInner, Op, Resource, SaveSpec, Value};
+use crate::node::{
+    Annotations, BoxError, ErasedFn, Input, Meta, NodeInner, Op, Resource, SaveSpec, Value,
+};
 use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
 
 /// A lazy value of type `T`: a handle to a node of a task graph and, through it, to everything
@@ -231,7 +233,10 @@ pub trait IntoArg<T> {
 
 /// One argument as the graph stores it (opaque).
 #[doc(hidden)]
-#[allow(unreachable_pub, reason = "appears in hidden methods of IntoArg; not nameable outside")]
+#[allow(
+    unreachable_pub,
+    reason = "appears in hidden methods of IntoArg; not nameable outside"
+)]
 pub struct ArgInput(pub(crate) Input);
 
 impl<T: Tokenize + Send + Sync> IntoArg<T> for T {

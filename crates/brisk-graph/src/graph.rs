@@ -33,7 +33,10 @@ type TokenMap = HashMap<u64x2, u32, BuildHasherDefault<TokenHasher>>;
 
 /// A 128-bit token as a map key whose `Hash` feeds only its first 64 bits.
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[allow(non_camel_case_types, reason = "reads as the plain pair of words it is")]
+#[allow(
+    non_camel_case_types,
+    reason = "reads as the plain pair of words it is"
+)]
 struct u64x2(u64, u64);
 
 impl std::hash::Hash for u64x2 {
@@ -321,7 +324,9 @@ impl Graph {
                     }
                     continue;
                 }
-                let frame = stack.pop().expect("the loop only runs while the stack is non-empty");
+                let frame = stack
+                    .pop()
+                    .expect("the loop only runs while the stack is non-empty");
                 g.finish_node(frame, &mut mark);
             }
         }
@@ -542,20 +547,27 @@ impl Graph {
     /// Ids of the nodes that depend on node `id`.
     #[must_use]
     pub fn dependents(&self, id: usize) -> &[u32] {
-        &self.dependents
-            [self.dependent_start[id] as usize..self.dependent_start[id + 1] as usize]
+        &self.dependents[self.dependent_start[id] as usize..self.dependent_start[id + 1] as usize]
     }
 
     /// Keys of the dependencies of the node with key `key`, or `None` if it is not in the graph.
     pub fn dependencies_of(&self, key: &Key) -> Option<impl Iterator<Item = &Key>> {
         let id = self.id_of(key)?;
-        Some(self.deps_of(id).iter().map(|&d| &self.nodes[d as usize].key))
+        Some(
+            self.deps_of(id)
+                .iter()
+                .map(|&d| &self.nodes[d as usize].key),
+        )
     }
 
     /// Keys of the dependents of the node with key `key`, or `None` if it is not in the graph.
     pub fn dependents_of(&self, key: &Key) -> Option<impl Iterator<Item = &Key>> {
         let id = self.id_of(key)?;
-        Some(self.dependents(id).iter().map(|&d| &self.nodes[d as usize].key))
+        Some(
+            self.dependents(id)
+                .iter()
+                .map(|&d| &self.nodes[d as usize].key),
+        )
     }
 
     /// Ids of the outputs, in the order they were given (repeated if given twice).
@@ -623,7 +635,8 @@ impl Graph {
             Op::Literal(v) => Ok(Arc::clone(v)),
             Op::Invalid(e) => Err(Box::new(e.clone())),
             Op::Task(f) => {
-                let slots = &self.args[self.arg_start[id] as usize..self.arg_start[id + 1] as usize];
+                let slots =
+                    &self.args[self.arg_start[id] as usize..self.arg_start[id + 1] as usize];
                 let mut deps: Vec<Option<Value>> = deps.into_iter().map(Some).collect();
                 // Move each dependency into its last argument slot, clone into earlier ones.
                 let mut last_use = vec![usize::MAX; deps.len()];
@@ -640,9 +653,15 @@ impl Graph {
                             Input::Node(_) => return Err("argument table out of sync".into()),
                         }
                     } else if last_use[s as usize] == i {
-                        deps[s as usize].take().ok_or("dependency value used twice")?
+                        deps[s as usize]
+                            .take()
+                            .ok_or("dependency value used twice")?
                     } else {
-                        Arc::clone(deps[s as usize].as_ref().ok_or("dependency value missing")?)
+                        Arc::clone(
+                            deps[s as usize]
+                                .as_ref()
+                                .ok_or("dependency value missing")?,
+                        )
                     };
                     args.push(v);
                 }
@@ -715,4 +734,3 @@ fn ramp(t: f64) -> String {
     let b = (255.0 - 185.0 * t) as u8;
     format!("#{r:02x}a0{b:02x}")
 }
-

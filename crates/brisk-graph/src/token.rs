@@ -109,58 +109,87 @@ pub trait Tokenize: Serialize + Sized + 'static {
 
 impl<T: Serialize + 'static> Tokenize for T {}
 
-/// Streams canonical encodings into BLAKE3 (buffered, so small writes stay cheap).
+/// Streams canonical encodings into BLAKE3 (opaque; appears in hidden trait methods).
+///
+/// Small encodings (the common case: a task's identity and a few scalar arguments) stay in an
+/// inline buffer and are hashed in one shot at the end; large ones spill to a heap buffer and
+/// an incremental hasher. The hash is the same either way.
 #[doc(hidden)]
-#[allow(unreachable_pub, reason = "appears in hidden methods of the public IntoArg trait; not nameable outside")]
+#[allow(
+    unreachable_pub,
+    reason = "appears in hidden methods of the public IntoArg trait; not nameable outside"
+)]
 pub struct TokenSink {
+    inline: [u8; INLINE],
+    len: usize,
+    spill: Option<Box<Spill>>,
+}
+
+struct Spill {
     hasher: blake3::Hasher,
     buf: Vec<u8>,
 }
 
+const INLINE: usize = 192;
 const FLUSH_AT: usize = 16 * 1024;
 
 impl TokenSink {
-    /// A sink whose stream starts with a domain label and the format version.
+    /// A sink whose stream starts with the format version and a domain label.
     pub(crate) fn new(domain: &[u8]) -> Self {
         let mut sink = Self {
-            hasher: blake3::Hasher::new(),
-            buf: Vec::with_capacity(256),
+            inline: [0; INLINE],
+            len: 0,
+            spill: None,
         };
-        sink.buf.push(TOKEN_FORMAT_VERSION);
+        sink.u8(TOKEN_FORMAT_VERSION);
         sink.str_bytes(domain);
         sink
     }
 
-    pub(crate) fn finish(mut self) -> Token {
-        self.flush();
-        let digest = self.hasher.finalize();
+    pub(crate) fn finish(self) -> Token {
+        let digest = match self.spill {
+            None => blake3::hash(&self.inline[..self.len]),
+            Some(mut spill) => {
+                spill.hasher.update(&spill.buf);
+                spill.hasher.finalize()
+            }
+        };
         let mut out = [0u8; 16];
         out.copy_from_slice(&digest.as_bytes()[..16]);
         Token(out)
     }
 
-    fn flush(&mut self) {
-        if !self.buf.is_empty() {
-            self.hasher.update(&self.buf);
-            self.buf.clear();
-        }
-    }
-
     /// Appends raw bytes (no tag).
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        if self.spill.is_none() {
+            if self.len + bytes.len() <= INLINE {
+                self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+                self.len += bytes.len();
+                return;
+            }
+            let mut buf = Vec::with_capacity(FLUSH_AT);
+            buf.extend_from_slice(&self.inline[..self.len]);
+            self.spill = Some(Box::new(Spill {
+                hasher: blake3::Hasher::new(),
+                buf,
+            }));
+        }
+        let spill = self.spill.as_mut().expect("spilled above");
         if bytes.len() >= FLUSH_AT {
-            self.flush();
-            self.hasher.update(bytes);
+            spill.hasher.update(&spill.buf);
+            spill.buf.clear();
+            spill.hasher.update(bytes);
         } else {
-            self.buf.extend_from_slice(bytes);
-            if self.buf.len() >= FLUSH_AT {
-                self.flush();
+            spill.buf.extend_from_slice(bytes);
+            if spill.buf.len() >= FLUSH_AT {
+                spill.hasher.update(&spill.buf);
+                spill.buf.clear();
             }
         }
     }
 
     pub(crate) fn u8(&mut self, b: u8) {
-        self.buf.push(b);
+        self.raw(&[b]);
     }
 
     pub(crate) fn u64(&mut self, v: u64) {
@@ -197,9 +226,6 @@ pub(crate) trait Write {
 impl Write for TokenSink {
     fn put(&mut self, bytes: &[u8]) {
         self.raw(bytes);
-    }
-    fn put_u8(&mut self, b: u8) {
-        self.u8(b);
     }
 }
 

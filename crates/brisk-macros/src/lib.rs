@@ -332,7 +332,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let outer_attrs: Vec<_> = func
         .attrs
         .iter()
-        .filter(|a| a.path().is_ident("doc") || a.path().is_ident("allow") || a.path().is_ident("deprecated"))
+        .filter(|a| {
+            a.path().is_ident("doc")
+                || a.path().is_ident("allow")
+                || a.path().is_ident("deprecated")
+        })
         .collect();
     let body_attrs: Vec<_> = func
         .attrs
@@ -377,7 +381,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     };
-    let purity = if opts.impure { quote!(.impure()) } else { quote!(.pure()) };
+    let purity = if opts.impure {
+        quote!(.impure())
+    } else {
+        quote!(.pure())
+    };
     let retries = match &opts.retries {
         Some(r) => quote!(.retries(#r)),
         None => quote!(),
@@ -388,7 +396,11 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         quote!(call)
     };
     let save = opts.save;
-    let checkpoint = if save { quote!(.checkpointed()) } else { quote!() };
+    let checkpoint = if save {
+        quote!(.checkpointed())
+    } else {
+        quote!()
+    };
 
     Ok(quote! {
         #(#outer_attrs)*

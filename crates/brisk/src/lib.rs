@@ -72,3 +72,8 @@ impl Error {
 
 /// `Result` with [`brisk::Error`](Error) as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The README's quickstart, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

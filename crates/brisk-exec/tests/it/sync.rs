@@ -20,11 +20,17 @@ struct Recorder {
 
 impl Hooks for Recorder {
     fn on_start(&self, graph: &Graph) {
-        self.events.lock().unwrap().push(format!("start {}", graph.len()));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("start {}", graph.len()));
     }
     fn on_task_start(&self, graph: &Graph, id: usize, _worker: usize) {
         self.started.lock().unwrap().push(id);
-        self.events.lock().unwrap().push(format!("begin {}", graph.node(id).name()));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("begin {}", graph.node(id).name()));
     }
     fn on_task_end(&self, graph: &Graph, e: &TaskEnd<'_>) {
         let what = match e.status {
@@ -33,16 +39,23 @@ impl Hooks for Recorder {
             TaskStatus::Failed(_) => "failed",
             _ => "other",
         };
+        self.events.lock().unwrap().push(format!(
+            "end {} {what} size={:?}",
+            graph.node(e.id).name(),
+            e.result_size()
+        ));
+    }
+    fn on_release(&self, graph: &Graph, id: usize) {
         self.events
             .lock()
             .unwrap()
-            .push(format!("end {} {what} size={:?}", graph.node(e.id).name(), e.result_size()));
-    }
-    fn on_release(&self, graph: &Graph, id: usize) {
-        self.events.lock().unwrap().push(format!("release {}", graph.node(id).name()));
+            .push(format!("release {}", graph.node(id).name()));
     }
     fn on_finish(&self, _graph: &Graph, error: Option<&Error>) {
-        self.events.lock().unwrap().push(format!("finish ok={}", error.is_none()));
+        self.events
+            .lock()
+            .unwrap()
+            .push(format!("finish ok={}", error.is_none()));
     }
 }
 
@@ -93,7 +106,11 @@ fn intermediates_are_freed_after_their_last_consumer() {
     let mut level: Vec<Delayed<u64>> = (0..256u64)
         .map(|i| {
             let c = load.call(|_i: u64| Chunk::new(1 << 16), (i,));
-            pure("bytes", |c: Chunk| c.0.iter().map(|&b| u64::from(b)).sum::<u64>(), (c,))
+            pure(
+                "bytes",
+                |c: Chunk| c.0.iter().map(|&b| u64::from(b)).sum::<u64>(),
+                (c,),
+            )
         })
         .collect();
     while level.len() > 1 {
@@ -104,7 +121,11 @@ fn intermediates_are_freed_after_their_last_consumer() {
     }
     assert_eq!(level[0].compute().unwrap(), 256 * (1 << 16));
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);
-    assert!(PEAK.load(Ordering::SeqCst) <= 2, "peak {} chunks alive", PEAK.load(Ordering::SeqCst));
+    assert!(
+        PEAK.load(Ordering::SeqCst) <= 2,
+        "peak {} chunks alive",
+        PEAK.load(Ordering::SeqCst)
+    );
 }
 
 #[test]
@@ -115,7 +136,12 @@ fn a_task_error_names_key_task_and_cause() {
     let out = pure("inc", |v: i64| v + 1, (&bad,));
     let err = out.compute().unwrap_err();
     match &err {
-        Error::Task { key, name, attempts, .. } => {
+        Error::Task {
+            key,
+            name,
+            attempts,
+            ..
+        } => {
             assert_eq!(key, bad.key());
             assert_eq!(name, "parse");
             assert_eq!(*attempts, 1);
@@ -150,20 +176,33 @@ fn fail_fast_stops_at_the_first_error() {
     let later: Vec<Delayed<i64>> = (0..10)
         .map(|i| {
             let r = r.clone();
-            delayed("count", move |x: i64| { r.fetch_add(1, Ordering::SeqCst); x }, (i,))
+            delayed(
+                "count",
+                move |x: i64| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    x
+                },
+                (i,),
+            )
         })
         .collect();
     let mut all = vec![bad];
     all.extend(later);
     let c: Delayed<Vec<i64>> = all.into_iter().collect();
     assert!(c.compute().is_err());
-    assert_eq!(ran.load(Ordering::SeqCst), 0, "the failing task is first in the order");
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        0,
+        "the failing task is first in the order"
+    );
 }
 
 #[test]
 fn keep_going_returns_what_could_be_computed_and_a_report() {
     let good = pure("good", |v: i64| v * 2, (21,));
-    let bad = TaskSpec::new("bad").pure().try_call(|v: i64| Err::<i64, _>(format!("bad {v}")), (1,));
+    let bad = TaskSpec::new("bad")
+        .pure()
+        .try_call(|v: i64| Err::<i64, _>(format!("bad {v}")), (1,));
     let after_bad = pure("after", |v: i64| v + 1, (&bad,));
     let after_after = pure("after2", |v: i64| v + 1, (&after_bad,));
     let out = ComputeOptions::new()
@@ -173,12 +212,19 @@ fn keep_going_returns_what_could_be_computed_and_a_report() {
     assert_eq!(out.get(&good).unwrap(), 42);
     let missing = out.get(&after_after).unwrap_err();
     assert!(matches!(missing, Error::Incomplete { .. }), "{missing:?}");
-    assert!(missing.to_string().contains("1 task(s) failed, 2 skipped"), "{missing}");
+    assert!(
+        missing.to_string().contains("1 task(s) failed, 2 skipped"),
+        "{missing}"
+    );
     let report = out.report();
     assert_eq!(report.failed.len(), 1);
     assert_eq!(&report.failed[0].key, bad.key());
     assert!(brisk_graph::chain(&report.failed[0].error).contains("bad 1"));
-    let skipped: Vec<_> = report.skipped.iter().map(|s| (s.key.clone(), s.because.clone())).collect();
+    let skipped: Vec<_> = report
+        .skipped
+        .iter()
+        .map(|s| (s.key.clone(), s.because.clone()))
+        .collect();
     assert_eq!(
         skipped,
         vec![
@@ -194,7 +240,11 @@ fn retries_rerun_a_failing_task() {
     let c = calls.clone();
     let flaky = TaskSpec::new("flaky").retries(2).try_call(
         move |v: i64| {
-            if c.fetch_add(1, Ordering::SeqCst) < 2 { Err("transient") } else { Ok(v) }
+            if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err("transient")
+            } else {
+                Ok(v)
+            }
         },
         (5,),
     );
@@ -223,8 +273,22 @@ fn cancelled_computes_start_nothing_more() {
     let t = token.clone();
     let ran = Arc::new(AtomicUsize::new(0));
     let r = ran.clone();
-    let first = delayed("cancel", move || { t.cancel(); 1i64 }, ());
-    let second = delayed("next", move |v: i64| { r.fetch_add(1, Ordering::SeqCst); v }, (&first,));
+    let first = delayed(
+        "cancel",
+        move || {
+            t.cancel();
+            1i64
+        },
+        (),
+    );
+    let second = delayed(
+        "next",
+        move |v: i64| {
+            r.fetch_add(1, Ordering::SeqCst);
+            v
+        },
+        (&first,),
+    );
     let err = second
         .compute_opts(&ComputeOptions::new().cancel_token(token))
         .unwrap_err();
@@ -246,7 +310,14 @@ fn compute_all_shares_common_work() {
     let a = pure("a", |v: i64| v + 1, (&shared,));
     let b = pure("b", |v: i64| v * 2, (&shared,));
     let out = compute_all([a.erase(), b.erase(), shared.erase()]).unwrap();
-    assert_eq!((out.get(&a).unwrap(), out.get(&b).unwrap(), out.get(&shared).unwrap()), (4, 6, 3));
+    assert_eq!(
+        (
+            out.get(&a).unwrap(),
+            out.get(&b).unwrap(),
+            out.get(&shared).unwrap()
+        ),
+        (4, 6, 3)
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -264,7 +335,12 @@ impl Cache for MemCache {
     }
     fn load(&self, e: &Checkpoint<'_>) -> Result<Value, BoxError> {
         self.loads.fetch_add(1, Ordering::SeqCst);
-        let v = *self.data.lock().unwrap().get(&e.key.to_string()).ok_or("missing")?;
+        let v = *self
+            .data
+            .lock()
+            .unwrap()
+            .get(&e.key.to_string())
+            .ok_or("missing")?;
         Ok(Arc::new(v))
     }
     fn save(&self, e: &Checkpoint<'_>, v: &Value) -> Result<(), BoxError> {
@@ -304,7 +380,11 @@ fn checkpointed_tasks_are_saved_then_loaded_and_upstream_skipped() {
     assert_eq!(expensive_runs.load(Ordering::SeqCst), 1);
     assert_eq!(build().compute_opts(&opts).unwrap(), 82);
     assert_eq!(cache.loads.load(Ordering::SeqCst), 1);
-    assert_eq!(expensive_runs.load(Ordering::SeqCst), 1, "upstream of a stored checkpoint never runs");
+    assert_eq!(
+        expensive_runs.load(Ordering::SeqCst),
+        1,
+        "upstream of a stored checkpoint never runs"
+    );
     // Without the cache, everything runs again.
     assert_eq!(build().compute().unwrap(), 82);
     assert_eq!(expensive_runs.load(Ordering::SeqCst), 2);
@@ -326,7 +406,12 @@ fn invalid_nodes_fail_with_a_tokenize_error() {
 }
 
 /// A naive recursive evaluation of the random DAG, for comparison.
-fn naive(i: usize, edges: &[(usize, usize)], memo: &mut HashMap<usize, i64>, visits: &mut usize) -> i64 {
+fn naive(
+    i: usize,
+    edges: &[(usize, usize)],
+    memo: &mut HashMap<usize, i64>,
+    visits: &mut usize,
+) -> i64 {
     if let Some(&v) = memo.get(&i) {
         return v;
     }

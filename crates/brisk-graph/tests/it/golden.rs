@@ -33,11 +33,20 @@ pub(crate) fn value_tokens() -> Vec<(&'static str, String)> {
         ("true", true.token().unwrap().to_hex()),
         ("()", ().token().unwrap().to_hex()),
         ("vec[1,2,3]i32", vec![1i32, 2, 3].token().unwrap().to_hex()),
-        ("(1u8,\"a\",2.5f32)", (1u8, "a", 2.5f32).token().unwrap().to_hex()),
+        (
+            "(1u8,\"a\",2.5f32)",
+            (1u8, "a", 2.5f32).token().unwrap().to_hex(),
+        ),
         ("map{x:1,y:2}", map.token().unwrap().to_hex()),
         ("Some(3i64)", Some(3i64).token().unwrap().to_hex()),
-        ("Point{x:1,y:2}", Point { x: 1, y: 2 }.token().unwrap().to_hex()),
-        ("Shape::Circle{r:0.5}", Shape::Circle { r: 0.5 }.token().unwrap().to_hex()),
+        (
+            "Point{x:1,y:2}",
+            Point { x: 1, y: 2 }.token().unwrap().to_hex(),
+        ),
+        (
+            "Shape::Circle{r:0.5}",
+            Shape::Circle { r: 0.5 }.token().unwrap().to_hex(),
+        ),
         ("Shape::Unit", Shape::Unit.token().unwrap().to_hex()),
         ("-0.0f64", (-0.0f64).token().unwrap().to_hex()),
         ("array2f64", arr.token().unwrap().to_hex()),
@@ -49,7 +58,10 @@ pub(crate) fn task_keys() -> Vec<(&'static str, String)> {
     let double = TaskSpec::new("double").pure();
     let d21 = double.call(|x: i64| 2 * x, (21,));
     let dd = double.call(|x: i64| 2 * x, (d21.clone(),));
-    let v2 = TaskSpec::new("double").pure().version("2").call(|x: i64| 2 * x, (21,));
+    let v2 = TaskSpec::new("double")
+        .pure()
+        .version("2")
+        .call(|x: i64| 2 * x, (21,));
     let pair = TaskSpec::new("divmod")
         .pure()
         .call(|a: i64, b: i64| (a / b, a % b), (7, lit(2)));
@@ -87,9 +99,15 @@ const GOLDEN_VALUES: &[(&str, &str)] = &[
 const GOLDEN_KEYS: &[(&str, &str)] = &[
     ("lit(21)", "lit/debf2ad02e16d4e53611e6398708e3c0"),
     ("double(21)", "double/43e0f2153410f39b8fdcad41483d5bc6"),
-    ("double(double(21))", "double/f676774bc27bd6f40e03121c83d4f387"),
+    (
+        "double(double(21))",
+        "double/f676774bc27bd6f40e03121c83d4f387",
+    ),
     ("double@2(21)", "double/c8ec71d406f84474abecd85215b121ef"),
-    ("divmod(7,lit(2))", "divmod/b4b03b4ca5dc67ffe70e88f20b0c6d4c"),
+    (
+        "divmod(7,lit(2))",
+        "divmod/b4b03b4ca5dc67ffe70e88f20b0c6d4c",
+    ),
     ("divmod(..).0", "divmod.0/cfa18bd763e748b02cf656f35ffb6eab"),
     ("collect", "collect/2a32eeecc06418f608b2c949cc7a4a66"),
 ];
@@ -100,7 +118,10 @@ fn value_tokens_are_pinned() {
     assert_eq!(got.len(), GOLDEN_VALUES.len(), "{got:#?}");
     for ((label, hex), (glabel, ghex)) in got.iter().zip(GOLDEN_VALUES) {
         assert_eq!(label, glabel);
-        assert_eq!(hex, ghex, "token of {label} changed: key derivation is a compatibility promise");
+        assert_eq!(
+            hex, ghex,
+            "token of {label} changed: key derivation is a compatibility promise"
+        );
     }
 }
 
@@ -110,7 +131,10 @@ fn task_keys_are_pinned() {
     assert_eq!(got.len(), GOLDEN_KEYS.len(), "{got:#?}");
     for ((label, key), (glabel, gkey)) in got.iter().zip(GOLDEN_KEYS) {
         assert_eq!(label, glabel);
-        assert_eq!(key, gkey, "key of {label} changed: key derivation is a compatibility promise");
+        assert_eq!(
+            key, gkey,
+            "key of {label} changed: key derivation is a compatibility promise"
+        );
     }
 }
 
@@ -128,10 +152,20 @@ fn print_keys_for_parent() {
 fn keys_are_equal_across_processes() {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--exact", "golden::print_keys_for_parent", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "golden::print_keys_for_parent",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let child: Vec<String> = text
         .lines()

@@ -91,8 +91,15 @@ fn order_starts_the_tallest_branch_first_and_finishes_branches() {
     let s = add(&shallow, &deep);
     let g = Graph::new([&s]);
     assert_topological(&g);
-    let names: Vec<&str> = g.order().iter().map(|&i| g.node(i as usize).name()).collect();
-    assert_eq!(names, ["lit", "inc", "inc", "inc", "inc", "inc", "shallow", "add"]);
+    let names: Vec<&str> = g
+        .order()
+        .iter()
+        .map(|&i| g.node(i as usize).name())
+        .collect();
+    assert_eq!(
+        names,
+        ["lit", "inc", "inc", "inc", "inc", "inc", "shallow", "add"]
+    );
 }
 
 #[test]
@@ -147,7 +154,11 @@ fn run_task_moves_unshared_arguments_instead_of_cloning() {
         }
     }
     let src = delayed("src", || Counted(vec![0; 16]), ());
-    let sink = delayed("sink", |c: Counted, d: Counted| c.0.len() + d.0.len(), (&src, &src));
+    let sink = delayed(
+        "sink",
+        |c: Counted, d: Counted| c.0.len() + d.0.len(),
+        (&src, &src),
+    );
     let g = Graph::new([&sink]);
     let src_id = g.id_of(src.key()).unwrap();
     let v = g.run_task(src_id, vec![]).unwrap();
@@ -184,7 +195,11 @@ fn untokenizable_arguments_make_an_invalid_node() {
     }
     let a = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
     let b = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
-    assert_ne!(a.key(), b.key(), "invalid nodes get unique keys, never a shared one");
+    assert_ne!(
+        a.key(),
+        b.key(),
+        "invalid nodes get unique keys, never a shared one"
+    );
     let g = Graph::new([&a]);
     let e = g.node(0).build_error().expect("invalid");
     assert!(e.to_string().contains("no way"));
@@ -221,7 +236,11 @@ fn stored_checkpoints_cull_their_upstream() {
     assert_eq!(g.len(), 2, "`expensive` is culled");
     assert!(g.node(g.id_of(mid.key()).unwrap()).is_loaded());
     assert!(g.id_of(raw.key()).is_none());
-    assert_eq!(cache.lookups.load(Ordering::SeqCst), 1, "only checkpointed nodes are looked up");
+    assert_eq!(
+        cache.lookups.load(Ordering::SeqCst),
+        1,
+        "only checkpointed nodes are looked up"
+    );
     let empty = FakeCache {
         stored: vec![],
         lookups: AtomicUsize::new(0),
@@ -254,7 +273,9 @@ fn resources_are_collected_per_node() {
     let r1: Arc<dyn Resource> = Arc::new(Res("a.tif", AtomicBool::new(false)));
     let r2: Arc<dyn Resource> = Arc::new(Res("b.tif", AtomicBool::new(false)));
     let a = pure("read", |i: i64| i, (1,)).requiring(Arc::clone(&r1));
-    let b = pure("read", |i: i64| i, (2,)).requiring(Arc::clone(&r2)).requiring(Arc::clone(&r1));
+    let b = pure("read", |i: i64| i, (2,))
+        .requiring(Arc::clone(&r2))
+        .requiring(Arc::clone(&r1));
     let s = add(&a, &b);
     let g = Graph::new([&s]);
     let req = g.resources();
@@ -290,7 +311,11 @@ fn random_dag(n: usize, edges: &[(usize, usize)]) -> Vec<Delayed<i64>> {
             .map(|&(_, b)| nodes[b].clone())
             .collect();
         let all: Delayed<Vec<i64>> = deps.into_iter().collect();
-        nodes.push(pure("node", move |v: Vec<i64>, k: i64| v.iter().sum::<i64>() + k, (all, i as i64)));
+        nodes.push(pure(
+            "node",
+            move |v: Vec<i64>, k: i64| v.iter().sum::<i64>() + k,
+            (all, i as i64),
+        ));
     }
     nodes
 }

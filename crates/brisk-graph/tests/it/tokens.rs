@@ -83,7 +83,10 @@ struct Renamed {
 #[test]
 fn struct_and_field_names_are_part_of_the_token() {
     assert_ne!(A { x: 1 }.token().unwrap(), B { x: 1 }.token().unwrap());
-    assert_ne!(A { x: 1 }.token().unwrap(), Renamed { y: 1 }.token().unwrap());
+    assert_ne!(
+        A { x: 1 }.token().unwrap(),
+        Renamed { y: 1 }.token().unwrap()
+    );
 }
 
 #[test]
@@ -107,7 +110,10 @@ fn ndarray_fast_path_covers_layout_and_type() {
     c[[1, 2]] = 6.5;
     assert_ne!(c.token().unwrap(), a.token().unwrap());
     let z = ArrayD::<u8>::zeros(IxDyn(&[0, 4]));
-    assert_ne!(z.token().unwrap(), ArrayD::<u8>::zeros(IxDyn(&[4, 0])).token().unwrap());
+    assert_ne!(
+        z.token().unwrap(),
+        ArrayD::<u8>::zeros(IxDyn(&[4, 0])).token().unwrap()
+    );
 }
 
 #[test]

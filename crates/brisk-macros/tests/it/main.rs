@@ -27,7 +27,11 @@ fn describe(name: &String, n: usize) -> String {
 
 #[task]
 fn checked_div(a: i64, b: i64) -> Result<i64, String> {
-    if b == 0 { Err(format!("division of {a} by zero")) } else { Ok(a / b) }
+    if b == 0 {
+        Err(format!("division of {a} by zero"))
+    } else {
+        Ok(a / b)
+    }
 }
 
 #[task(save)]
@@ -127,7 +131,10 @@ fn tasks_are_registered_by_name() {
     assert_eq!(e.arity, 1);
     assert!(!e.checkpointed);
     assert!(registry::lookup("it::saved").unwrap().checkpointed);
-    assert_eq!(registry::lookup("it::double_v2").unwrap().version, Some("2"));
+    assert_eq!(
+        registry::lookup("it::double_v2").unwrap().version,
+        Some("2")
+    );
     assert!(registry::lookup("it::nested::double").is_some());
     assert!(registry::lookup("it::no_such_task").is_none());
     assert!(registry::tasks().count() >= 10);
@@ -166,7 +173,11 @@ fn source_hash_ignores_formatting_but_not_edits() {
     assert_eq!(h("it::src_a::f"), h("it::src_b::f"));
     assert_ne!(h("it::src_a::f"), h("it::src_c::f"));
     // The key follows the hash.
-    assert_eq!(src_a::f(1).key().token() == src_b::f(1).key().token(), false, "paths differ");
+    assert_eq!(
+        src_a::f(1).key().token() == src_b::f(1).key().token(),
+        false,
+        "paths differ"
+    );
     assert_eq!(src_a::f(1).key().name(), "f");
 }
 

@@ -1,0 +1,364 @@
+//! Brisk's maintenance tasks.
+//!
+//! ```text
+//! cargo xtask ci [--fail-fast]   every check CI runs; reports all failing steps at the end
+//! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
+//! cargo xtask bench              all criterion benchmarks
+//! ```
+
+#![allow(
+    clippy::print_stdout,
+    reason = "a command-line tool reports to the terminal"
+)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root()?;
+    std::env::set_current_dir(&root).with_context(|| format!("entering {}", root.display()))?;
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(args.iter().any(|a| a == "--fail-fast")),
+        Some("layers") => layers(),
+        Some("bench") => run_ok(&cargo(&["bench", "--workspace"])),
+        Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
+        None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | bench>";
+
+fn workspace_root() -> Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    Ok(dir
+        .parent()
+        .context("xtask lives one level below the workspace root")?
+        .to_path_buf())
+}
+
+fn cargo(args: &[&str]) -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.args(args);
+    c
+}
+
+fn run_ok(cmd: &Command) -> Result<()> {
+    let mut cmd = clone(cmd);
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn clone(cmd: &Command) -> Command {
+    let mut c = Command::new(cmd.get_program());
+    c.args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => c.env(k, v),
+            None => c.env_remove(k),
+        };
+    }
+    c
+}
+
+enum Step {
+    Cmd(String, Command),
+    Fn(String, fn() -> Result<()>),
+}
+
+fn ci(fail_fast: bool) -> Result<()> {
+    let mut steps = vec![
+        Step::Cmd("fmt".into(), cargo(&["fmt", "--all", "--", "--check"])),
+        Step::Cmd(
+            "clippy".into(),
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+        Step::Cmd(
+            "tests (nextest)".into(),
+            cargo(&[
+                "nextest",
+                "run",
+                "--workspace",
+                "--all-features",
+                "--no-fail-fast",
+                "--failure-output",
+                "final",
+            ]),
+        ),
+        Step::Cmd(
+            "doctests".into(),
+            cargo(&["test", "--workspace", "--all-features", "--doc"]),
+        ),
+        Step::Cmd("docs".into(), {
+            let mut c = cargo(&["doc", "--workspace", "--no-deps", "--all-features"]);
+            c.env("RUSTDOCFLAGS", "-D warnings");
+            c
+        }),
+        Step::Fn("layers".into(), layers),
+    ];
+    for krate in workspace_crates()? {
+        steps.push(Step::Cmd(
+            format!("{krate} alone"),
+            cargo(&["check", "--package", &krate, "--all-targets"]),
+        ));
+    }
+    for example in examples()? {
+        steps.push(Step::Cmd(
+            format!("example {example}"),
+            cargo(&[
+                "run",
+                "--release",
+                "--package",
+                "examples",
+                "--example",
+                &example,
+                "--",
+                "--quick",
+            ]),
+        ));
+    }
+    steps.push(Step::Cmd(
+        "benches compile".into(),
+        cargo(&["bench", "--workspace", "--no-run"]),
+    ));
+
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut timings: Vec<(String, f64)> = Vec::new();
+    for step in steps {
+        let (name, result) = match step {
+            Step::Cmd(name, cmd) => {
+                println!("\n==> xtask ci: {name}");
+                let t = Instant::now();
+                let r = run_ok(&cmd);
+                timings.push((name.clone(), t.elapsed().as_secs_f64()));
+                (name, r)
+            }
+            Step::Fn(name, f) => {
+                println!("\n==> xtask ci: {name}");
+                let t = Instant::now();
+                let r = f();
+                timings.push((name.clone(), t.elapsed().as_secs_f64()));
+                (name, r)
+            }
+        };
+        if let Err(e) = result {
+            println!("xtask ci: step `{name}` FAILED: {e:#}");
+            failed.push((name, format!("{e:#}")));
+            if fail_fast {
+                break;
+            }
+        }
+    }
+    println!("\n==> xtask ci summary");
+    for (name, secs) in &timings {
+        let mark = if failed.iter().any(|(f, _)| f == name) {
+            "FAILED"
+        } else {
+            "ok"
+        };
+        println!("  {mark:>6}  {secs:>7.1}s  {name}");
+    }
+    if failed.is_empty() {
+        println!("all {} steps passed", timings.len());
+        Ok(())
+    } else {
+        for (name, e) in &failed {
+            println!("failed: {name}: {e}");
+        }
+        bail!("{} of {} steps failed", failed.len(), timings.len())
+    }
+}
+
+fn examples() -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("examples").context("reading examples/")? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+                out.push(stem.to_owned());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn metadata() -> Result<serde_json::Value> {
+    let out = cargo(&["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
+}
+
+/// Names of the packages under `crates/`.
+fn workspace_crates() -> Result<Vec<String>> {
+    let meta = metadata()?;
+    let mut names = Vec::new();
+    for p in meta["packages"]
+        .as_array()
+        .context("metadata has packages")?
+    {
+        let manifest = p["manifest_path"].as_str().unwrap_or_default();
+        if Path::new(manifest)
+            .components()
+            .any(|c| c.as_os_str() == "crates")
+        {
+            names.push(p["name"].as_str().context("package name")?.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Parses the layer table: lines `L<n>  crate crate …` inside the ```text block that follows
+/// the `<!-- layers -->` marker in ARCHITECTURE.md.
+fn layer_table() -> Result<BTreeMap<String, u32>> {
+    let text = std::fs::read_to_string("ARCHITECTURE.md").context("reading ARCHITECTURE.md")?;
+    let start = text
+        .find("<!-- layers -->")
+        .context("ARCHITECTURE.md has no `<!-- layers -->` marker before the layer table")?;
+    let block = text[start..]
+        .split("```")
+        .nth(1)
+        .context("no fenced block after the layers marker")?;
+    let mut table = BTreeMap::new();
+    for line in block.lines() {
+        let mut words = line.split_whitespace();
+        let Some(level) = words.next().and_then(|w| w.strip_prefix('L')) else {
+            continue;
+        };
+        let Ok(level) = level.parse::<u32>() else {
+            continue;
+        };
+        for krate in words {
+            if krate.starts_with('(') {
+                break; // a comment in parentheses ends the list
+            }
+            table.insert(krate.to_owned(), level);
+        }
+    }
+    if table.is_empty() {
+        bail!("the layer table in ARCHITECTURE.md is empty");
+    }
+    Ok(table)
+}
+
+/// Crates that may spawn threads (everything else must not).
+const THREAD_CRATES: &[&str] = &["brisk-exec", "brisk-profile"];
+/// The only crate that may read environment variables.
+const ENV_CRATES: &[&str] = &["brisk"];
+
+fn layers() -> Result<()> {
+    let table = layer_table()?;
+    let meta = metadata()?;
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for p in meta["packages"]
+        .as_array()
+        .context("metadata has packages")?
+    {
+        let name = p["name"].as_str().context("package name")?;
+        let manifest = PathBuf::from(p["manifest_path"].as_str().context("manifest path")?);
+        if !manifest.components().any(|c| c.as_os_str() == "crates") {
+            continue;
+        }
+        checked += 1;
+        let Some(&level) = table.get(name) else {
+            problems.push(format!(
+                "crate `{name}` is missing from the layer table in ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        for dep in p["dependencies"].as_array().into_iter().flatten() {
+            let dep_name = dep["name"].as_str().unwrap_or_default();
+            let kind = dep["kind"].as_str(); // null = normal, "dev", "build"
+            if kind == Some("dev") {
+                continue; // tests may use anything
+            }
+            if let Some(&dep_level) = table.get(dep_name) {
+                if dep_level >= level {
+                    problems.push(format!(
+                        "`{name}` (L{level}) depends on `{dep_name}` (L{dep_level}): dependencies must point to a lower layer"
+                    ));
+                }
+            }
+        }
+        let src = manifest
+            .parent()
+            .context("manifest has a directory")?
+            .join("src");
+        scan_sources(&src, name, &mut problems)?;
+    }
+    if problems.is_empty() {
+        println!("layers: {checked} crates follow the layer table, thread and environment rules");
+        Ok(())
+    } else {
+        for p in &problems {
+            println!("layers: {p}");
+        }
+        bail!("{} layering problem(s)", problems.len())
+    }
+}
+
+fn scan_sources(dir: &Path, krate: &str, problems: &mut Vec<String>) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            scan_sources(&path, krate, problems)?;
+            continue;
+        }
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path)?;
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            let spawns = ["thread::spawn", "thread::Builder", "thread::scope"]
+                .iter()
+                .any(|p| code.contains(p));
+            if spawns && !THREAD_CRATES.contains(&krate) {
+                problems.push(format!(
+                    "{}:{}: `{krate}` spawns a thread; only {THREAD_CRATES:?} may",
+                    path.display(),
+                    i + 1
+                ));
+            }
+            let env = ["env::var", "env::vars"].iter().any(|p| code.contains(p));
+            if env && !ENV_CRATES.contains(&krate) {
+                problems.push(format!(
+                    "{}:{}: `{krate}` reads an environment variable; only {ENV_CRATES:?} may",
+                    path.display(),
+                    i + 1
+                ));
+            }
+        }
+    }
+    Ok(())
+}
