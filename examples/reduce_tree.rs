@@ -32,7 +32,7 @@ fn generate(index: u64, len: usize) -> Vec<f64> {
 
 /// (count, sum, sum of squares) of a chunk.
 #[brisk::task]
-fn summarize(chunk: &Vec<f64>) -> (u64, f64, f64) {
+fn summarize(chunk: &[f64]) -> (u64, f64, f64) {
     let sum = chunk.iter().sum();
     let sq = chunk.iter().map(|x| x * x).sum();
     (chunk.len() as u64, sum, sq)

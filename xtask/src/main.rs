@@ -18,7 +18,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-fn main() -> Result<()> {
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root()?;
     std::env::set_current_dir(&root).with_context(|| format!("entering {}", root.display()))?;
@@ -191,10 +198,10 @@ fn examples() -> Result<Vec<String>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("examples").context("reading examples/")? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "rs") {
-            if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
-                out.push(stem.to_owned());
-            }
+        if path.extension().is_some_and(|e| e == "rs")
+            && let Some(stem) = path.file_stem().and_then(|s| s.to_str())
+        {
+            out.push(stem.to_owned());
         }
     }
     out.sort();
@@ -299,12 +306,12 @@ fn layers() -> Result<()> {
             if kind == Some("dev") {
                 continue; // tests may use anything
             }
-            if let Some(&dep_level) = table.get(dep_name) {
-                if dep_level >= level {
-                    problems.push(format!(
+            if let Some(&dep_level) = table.get(dep_name)
+                && dep_level >= level
+            {
+                problems.push(format!(
                         "`{name}` (L{level}) depends on `{dep_name}` (L{dep_level}): dependencies must point to a lower layer"
                     ));
-                }
             }
         }
         let src = manifest

@@ -69,17 +69,15 @@ fn run(graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
             return Err(Error::Cancelled);
         }
         let deps = graph.dependencies(id);
-        if keep_going {
-            if let Some(&d) = deps.iter().find(|&&d| blocked_by[d as usize] != NONE) {
-                let cause = blocked_by[d as usize];
-                blocked_by[id] = cause;
-                report.skipped.push(Skipped::new(
-                    graph.key(id).clone(),
-                    graph.key(cause as usize).clone(),
-                ));
-                release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
-                continue;
-            }
+        if keep_going && let Some(&d) = deps.iter().find(|&&d| blocked_by[d as usize] != NONE) {
+            let cause = blocked_by[d as usize];
+            blocked_by[id] = cause;
+            report.skipped.push(Skipped::new(
+                graph.key(id).clone(),
+                graph.key(cause as usize).clone(),
+            ));
+            release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
+            continue;
         }
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {

@@ -311,16 +311,16 @@ impl Graph {
                 if !top.load && top.next < top.node.inputs.len() {
                     let i = top.next;
                     top.next += 1;
-                    if let Input::Node(child) = &top.node.inputs[i] {
-                        if !g.visit(child) {
-                            let child = Arc::clone(child);
-                            let load = g.should_load(&child, cache)?;
-                            stack.push(Frame {
-                                node: child,
-                                next: 0,
-                                load,
-                            });
-                        }
+                    if let Input::Node(child) = &top.node.inputs[i]
+                        && !g.visit(child)
+                    {
+                        let child = Arc::clone(child);
+                        let load = g.should_load(&child, cache)?;
+                        stack.push(Frame {
+                            node: child,
+                            next: 0,
+                            load,
+                        });
                     }
                     continue;
                 }

@@ -21,7 +21,8 @@
 //!
 //! - `fn f(a: impl IntoArg<A>, b: impl IntoArg<B>) -> Delayed<R>` with the same visibility;
 //!   each argument is a value (tokenized into the key) or a `Delayed` (whose key is chained).
-//!   A `&B` parameter takes a `B` (the body borrows it).
+//!   A `&B` parameter takes a `B` (the body borrows it); `&[T]` takes a `Vec<T>` and `&str` a
+//!   `String`.
 //! - A function returning `Result<T, E>` (the last path segment is `Result`) becomes a fallible
 //!   task returning `Delayed<T>`; an `Err` fails the compute, naming the task's key.
 //! - The task is **pure** (content-addressed). Its task name is the function's path
@@ -251,10 +252,10 @@ fn check_signature(func: &ItemFn) -> syn::Result<Vec<Param>> {
             "generic functions: task keys and the task registry need one concrete signature",
         );
     }
-    if let ReturnType::Type(_, ty) = &sig.output {
-        if matches!(**ty, Type::ImplTrait(_)) {
-            return reject(ty.span(), "`impl Trait` return types");
-        }
+    if let ReturnType::Type(_, ty) = &sig.output
+        && matches!(**ty, Type::ImplTrait(_))
+    {
+        return reject(ty.span(), "`impl Trait` return types");
     }
     if sig.inputs.len() > 8 {
         return reject(sig.inputs.span(), "more than 8 parameters");
@@ -283,7 +284,7 @@ fn check_signature(func: &ItemFn) -> syn::Result<Vec<Param>> {
                     "`&mut` parameters: tasks must not mutate their inputs",
                 );
             }
-            Type::Reference(r) => ((*r.elem).clone(), true),
+            Type::Reference(r) => (owned_referent(&r.elem), true),
             t => (t.clone(), false),
         };
         params.push(Param {
@@ -293,6 +294,21 @@ fn check_signature(func: &ItemFn) -> syn::Result<Vec<Param>> {
         });
     }
     Ok(params)
+}
+
+/// The owned type a `&T` parameter is computed as: `&[T]` → `Vec<T>`, `&str` → `String`,
+/// `&T` → `T` otherwise.
+fn owned_referent(elem: &Type) -> Type {
+    match elem {
+        Type::Slice(s) => {
+            let t = &s.elem;
+            syn::parse_quote!(::std::vec::Vec<#t>)
+        }
+        Type::Path(p) if p.qself.is_none() && p.path.is_ident("str") => {
+            syn::parse_quote!(::std::string::String)
+        }
+        other => other.clone(),
+    }
 }
 
 /// For `Result<T, …>` (last segment named `Result`), `Some(T)`.
@@ -306,10 +322,10 @@ fn result_ok_type(ty: &Type) -> syn::Result<Option<Type>> {
     if last.ident != "Result" {
         return Ok(None);
     }
-    if let PathArguments::AngleBracketed(args) = &last.arguments {
-        if let Some(GenericArgument::Type(t)) = args.args.first() {
-            return Ok(Some(t.clone()));
-        }
+    if let PathArguments::AngleBracketed(args) = &last.arguments
+        && let Some(GenericArgument::Type(t)) = args.args.first()
+    {
+        return Ok(Some(t.clone()));
     }
     Err(syn::Error::new(
         ty.span(),

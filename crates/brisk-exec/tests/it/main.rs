@@ -1,3 +1,5 @@
 //! Integration tests of brisk-exec's executors.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
 mod sync;

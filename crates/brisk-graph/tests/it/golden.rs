@@ -141,6 +141,7 @@ fn task_keys_are_pinned() {
 /// Prints the tokens for the cross-process test; run only by that test, in a child process.
 #[test]
 #[ignore = "run as a child process by keys_are_equal_across_processes"]
+#[allow(clippy::print_stdout, reason = "the parent process reads these lines")]
 fn print_keys_for_parent() {
     println!();
     for (label, hex) in value_tokens().into_iter().chain(task_keys()) {
