@@ -1,8 +1,12 @@
 //! Brisk's executors: they run the task graphs built with `brisk-graph`.
 //!
-//! This release has the [`SyncExecutor`], which runs everything on the calling thread in the
-//! graph's static order (the debugging executor). A threaded work-stealing executor follows;
-//! both give identical results for every graph.
+//! - [`ThreadedExecutor`]: a work-stealing pool over `crossbeam-deque`, one worker per core by
+//!   default; what `compute()` uses.
+//! - [`SyncExecutor`]: everything on the calling thread in the graph's static order (the
+//!   debugging executor: breakpoints and prints work as in plain code).
+//!
+//! Both give identical results for every graph, call the same hooks and follow the same
+//! failure policies.
 //!
 //! ```
 //! use brisk_exec::{Compute, SyncExecutor};
@@ -16,18 +20,25 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod pool;
 mod sync;
 mod task;
+mod threaded;
 
 pub use brisk_graph::{ComputeOptions, Error, FailurePolicy, Result};
 pub use sync::SyncExecutor;
+pub use threaded::{ThreadedExecutor, available_workers};
 
 use brisk_graph::{AnyDelayed, Computed, Delayed, Executor};
 
-/// The executor `compute()` uses: the [`SyncExecutor`] in this release.
+/// The executor `compute()` uses: the process-wide [`ThreadedExecutor`] (one worker per
+/// core), or the [`SyncExecutor`] if the operating system refuses to start its threads.
 #[must_use]
 pub fn default_executor() -> &'static dyn Executor {
-    &SyncExecutor
+    match ThreadedExecutor::global() {
+        Ok(e) => e,
+        Err(_) => &SyncExecutor,
+    }
 }
 
 /// `compute()` on lazy values, with the [default executor](default_executor).

@@ -31,12 +31,12 @@ use crate::task::run_node;
 pub struct SyncExecutor;
 
 impl Executor for SyncExecutor {
-    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
-        for h in ctx.hooks {
+    fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
+        for h in ctx.hooks.iter() {
             h.on_start(graph);
         }
         let result = run(graph, ctx);
-        for h in ctx.hooks {
+        for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());
         }
         result
@@ -45,7 +45,7 @@ impl Executor for SyncExecutor {
 
 const NONE: u32 = u32::MAX;
 
-fn run(graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+fn run(graph: &Graph, ctx: &RunContext) -> Result<RunOutput, Error> {
     let t0 = Instant::now();
     let n = graph.len();
     let mut values: Vec<Option<Value>> = vec![None; n];
@@ -111,7 +111,7 @@ fn run(graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
 /// Counts one consumer of each dependency of `id` as done and frees values nobody needs.
 fn release_deps(
     graph: &Graph,
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     id: usize,
     values: &mut [Option<Value>],
     pending: &mut [u32],
@@ -121,7 +121,7 @@ fn release_deps(
         let d = d as usize;
         pending[d] -= 1;
         if pending[d] == 0 && !is_output[d] && values[d].take().is_some() {
-            for h in ctx.hooks {
+            for h in ctx.hooks.iter() {
                 h.on_release(graph, d);
             }
         }

@@ -11,7 +11,7 @@ use brisk_graph::{
 /// value, calling the hooks around each attempt. `t0` is the start of the compute.
 pub(crate) fn run_node(
     graph: &Graph,
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     id: usize,
     deps: Vec<Value>,
     worker: usize,
@@ -29,7 +29,7 @@ pub(crate) fn run_node(
     }
     if node.is_loaded() {
         let start = Instant::now();
-        for h in ctx.hooks {
+        for h in ctx.hooks.iter() {
             h.on_task_start(graph, id, worker);
         }
         let result = load(graph, ctx, id);
@@ -50,7 +50,7 @@ pub(crate) fn run_node(
             deps.take().expect("the last attempt takes the inputs")
         };
         let start = Instant::now();
-        for h in ctx.hooks {
+        for h in ctx.hooks.iter() {
             h.on_task_start(graph, id, worker);
         }
         let outcome = catch_unwind(AssertUnwindSafe(|| graph.run_task(id, args)));
@@ -102,7 +102,7 @@ fn task_error(graph: &Graph, id: usize, attempts: u32, source: BoxError) -> Erro
     }
 }
 
-fn load(graph: &Graph, ctx: &RunContext<'_>, id: usize) -> Result<Value, Error> {
+fn load(graph: &Graph, ctx: &RunContext, id: usize) -> Result<Value, Error> {
     let node = graph.node(id);
     let cache_err = |source: BoxError| Error::Cache {
         key: node.key().clone(),
@@ -110,7 +110,7 @@ fn load(graph: &Graph, ctx: &RunContext<'_>, id: usize) -> Result<Value, Error> 
         action: CacheAction::Load,
         source,
     };
-    let (Some(cache), Some(entry)) = (ctx.cache, Checkpoint::of(node)) else {
+    let (Some(cache), Some(entry)) = (ctx.cache.as_deref(), Checkpoint::of(node)) else {
         return Err(cache_err(
             "node is marked as loaded but the compute has no cache".into(),
         ));
@@ -118,9 +118,9 @@ fn load(graph: &Graph, ctx: &RunContext<'_>, id: usize) -> Result<Value, Error> 
     cache.load(&entry).map_err(cache_err)
 }
 
-fn save(graph: &Graph, ctx: &RunContext<'_>, id: usize, value: &Value) -> Result<(), Error> {
+fn save(graph: &Graph, ctx: &RunContext, id: usize, value: &Value) -> Result<(), Error> {
     let node = graph.node(id);
-    let (Some(cache), Some(entry)) = (ctx.cache, Checkpoint::of(node)) else {
+    let (Some(cache), Some(entry)) = (ctx.cache.as_deref(), Checkpoint::of(node)) else {
         return Ok(());
     };
     cache.save(&entry, value).map_err(|source| Error::Cache {
@@ -137,7 +137,7 @@ fn save(graph: &Graph, ctx: &RunContext<'_>, id: usize, value: &Value) -> Result
 )]
 fn report_status(
     graph: &Graph,
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     id: usize,
     worker: usize,
     t0: Instant,
@@ -156,7 +156,7 @@ fn report_status(
         attempt,
         status,
     );
-    for h in ctx.hooks {
+    for h in ctx.hooks.iter() {
         h.on_task_end(graph, &event);
     }
 }
@@ -167,7 +167,7 @@ fn report_status(
 )]
 fn report(
     graph: &Graph,
-    ctx: &RunContext<'_>,
+    ctx: &RunContext,
     id: usize,
     worker: usize,
     t0: Instant,

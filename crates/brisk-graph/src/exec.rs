@@ -24,7 +24,7 @@ pub trait Executor: Send + Sync {
     /// Under [`FailurePolicy::FailFast`], the first task error (naming its key and name);
     /// [`Error::Cancelled`] when the token was cancelled. Under [`FailurePolicy::KeepGoing`]
     /// task failures are reported in [`RunOutput::report`] instead.
-    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error>;
+    fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error>;
 
     /// Number of tasks this executor can run at once (1 for a sequential executor).
     fn parallelism(&self) -> usize {
@@ -33,7 +33,7 @@ pub trait Executor: Send + Sync {
 }
 
 impl<E: Executor + ?Sized> Executor for &E {
-    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+    fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
         (**self).execute(graph, ctx)
     }
     fn parallelism(&self) -> usize {
@@ -42,7 +42,7 @@ impl<E: Executor + ?Sized> Executor for &E {
 }
 
 impl<E: Executor + ?Sized> Executor for Arc<E> {
-    fn execute(&self, graph: &Graph, ctx: &RunContext<'_>) -> Result<RunOutput, Error> {
+    fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
         (**self).execute(graph, ctx)
     }
     fn parallelism(&self) -> usize {
@@ -271,26 +271,46 @@ pub fn approx_size(v: &Value) -> usize {
     size_of_val(&**v)
 }
 
-/// Everything an executor needs besides the graph.
+/// Everything an executor needs besides the graph. Cheap to clone (shared handles), so an
+/// executor can hand it to its worker threads.
+#[derive(Clone, Default)]
 #[non_exhaustive]
-pub struct RunContext<'a> {
+pub struct RunContext {
     /// Observers to call.
-    pub hooks: &'a [Arc<dyn Hooks>],
+    pub hooks: Arc<[Arc<dyn Hooks>]>,
     /// Where checkpointed results are loaded from and saved to.
-    pub cache: Option<&'a dyn Cache>,
+    pub cache: Option<Arc<dyn Cache>>,
     /// What to do on failure.
     pub policy: FailurePolicy,
     /// Stops the compute when cancelled.
-    pub cancel: &'a CancelToken,
+    pub cancel: CancelToken,
 }
 
-impl fmt::Debug for RunContext<'_> {
+impl RunContext {
+    /// A context from its parts.
+    #[must_use]
+    pub fn new(
+        hooks: Vec<Arc<dyn Hooks>>,
+        cache: Option<Arc<dyn Cache>>,
+        policy: FailurePolicy,
+        cancel: CancelToken,
+    ) -> Self {
+        Self {
+            hooks: hooks.into(),
+            cache,
+            policy,
+            cancel,
+        }
+    }
+}
+
+impl fmt::Debug for RunContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunContext")
             .field("hooks", &self.hooks.len())
             .field("cache", &self.cache.is_some())
             .field("policy", &self.policy)
-            .field("cancel", self.cancel)
+            .field("cancel", &self.cancel)
             .finish()
     }
 }
@@ -365,6 +385,17 @@ impl ComputeOptions {
         self
     }
 
+    /// The executor context these options describe.
+    #[must_use]
+    pub fn context(&self) -> RunContext {
+        RunContext::new(
+            self.hooks.clone(),
+            self.cache.clone(),
+            self.policy,
+            self.cancel.clone(),
+        )
+    }
+
     /// Materializes the graph of `outputs` (consulting the cache) and runs it on `executor`.
     ///
     /// # Errors
@@ -374,17 +405,11 @@ impl ComputeOptions {
         I: IntoIterator,
         I::Item: Into<AnyDelayed>,
     {
-        let graph = match &self.cache {
+        let graph = Arc::new(match &self.cache {
             Some(c) => Graph::with_cache(outputs, c.as_ref())?,
             None => Graph::new(outputs),
-        };
-        let ctx = RunContext {
-            hooks: &self.hooks,
-            cache: self.cache.as_deref(),
-            policy: self.policy,
-            cancel: &self.cancel,
-        };
-        let out = executor.execute(&graph, &ctx)?;
+        });
+        let out = executor.execute(&graph, &self.context())?;
         let keys = graph
             .outputs()
             .iter()

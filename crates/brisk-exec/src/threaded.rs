@@ -1,0 +1,337 @@
+//! The threaded work-stealing executor.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
+use std::time::Instant;
+
+use brisk_graph::{
+    Error, Executor, FailurePolicy, Failure, Graph, Report, RunContext, RunOutput, Skipped, Value,
+};
+
+use crate::pool::{Job, Pool, WorkerCtx};
+use crate::sync::SyncExecutor;
+use crate::task::run_node;
+
+/// Runs graphs on a pool of worker threads (one per core by default) with work stealing.
+///
+/// - A task becomes ready when its last dependency finishes (atomic counters per node; no
+///   global lock on the hot path). Ready tasks made ready by a worker run next on that worker,
+///   so branches are finished before new ones start and intermediates are freed early (after
+///   their last consumer). The initial ready tasks are queued in the graph's static order.
+/// - Tasks annotated with a positive priority jump ahead of all other work; negative ones run
+///   when nothing else is left.
+/// - Fail-fast (default): after the first failure nothing new starts, running tasks finish, and
+///   the error names the task. Keep-going: everything that does not depend on a failure runs.
+/// - Panics in tasks become errors; the workers survive them.
+/// - The workers are reused across computes and shared by concurrent computes. A compute
+///   started *from inside a task* on the same pool runs on the calling worker's thread (as the
+///   [`SyncExecutor`] would), so nested computes never deadlock waiting for busy workers.
+///
+/// Results are identical to the [`SyncExecutor`]'s for every graph.
+///
+/// ```
+/// use brisk_exec::ThreadedExecutor;
+/// use brisk_graph::{Delayed, pure};
+///
+/// let exec = ThreadedExecutor::new(2).unwrap();
+/// let parts: Delayed<Vec<u64>> = (0..100u64).map(|i| pure("sq", |x: u64| x * x, (i,))).collect();
+/// let total = pure("sum", |v: Vec<u64>| v.iter().sum::<u64>(), (parts,));
+/// assert_eq!(total.compute_with(&exec).unwrap(), 328_350);
+/// ```
+#[derive(Clone)]
+pub struct ThreadedExecutor {
+    pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for ThreadedExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ThreadedExecutor")
+            .field("workers", &self.pool.size())
+            .finish()
+    }
+}
+
+impl ThreadedExecutor {
+    /// An executor with its own pool of `workers` threads (at least one).
+    ///
+    /// # Errors
+    /// [`Error::Executor`] when the operating system refuses to start a thread.
+    pub fn new(workers: usize) -> Result<Self, Error> {
+        let pool = Pool::new(workers).map_err(|e| Error::Executor(Box::new(e)))?;
+        Ok(Self {
+            pool: Arc::new(pool),
+        })
+    }
+
+    /// The process-wide executor with one worker per available core, started on first use.
+    ///
+    /// # Errors
+    /// [`Error::Executor`] when its threads cannot be started.
+    pub fn global() -> Result<&'static Self, Error> {
+        static GLOBAL: OnceLock<ThreadedExecutor> = OnceLock::new();
+        if let Some(g) = GLOBAL.get() {
+            return Ok(g);
+        }
+        let exec = Self::new(available_workers())?;
+        Ok(GLOBAL.get_or_init(|| exec))
+    }
+
+    /// Number of worker threads.
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        self.pool.size()
+    }
+
+    pub(crate) fn pool(&self) -> &Arc<Pool> {
+        &self.pool
+    }
+}
+
+/// Number of cores the process may use (1 if unknown).
+#[must_use]
+pub fn available_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+}
+
+impl Executor for ThreadedExecutor {
+    fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
+        if self.pool.is_current() {
+            return SyncExecutor.execute(graph, ctx);
+        }
+        for h in ctx.hooks.iter() {
+            h.on_start(graph);
+        }
+        let result = self.run(graph, ctx);
+        for h in ctx.hooks.iter() {
+            h.on_finish(graph, result.as_ref().err());
+        }
+        result
+    }
+
+    fn parallelism(&self) -> usize {
+        self.pool.size()
+    }
+}
+
+const NONE: u32 = u32::MAX;
+
+/// The shared state of one compute.
+pub(crate) struct RunState {
+    graph: Arc<Graph>,
+    ctx: RunContext,
+    keep_going: bool,
+    pending_deps: Box<[AtomicU32]>,
+    remaining_users: Box<[AtomicU32]>,
+    is_output: Box<[bool]>,
+    values: Box<[Mutex<Option<Value>>]>,
+    blocked_by: Box<[AtomicU32]>,
+    in_flight: AtomicUsize,
+    stop: AtomicBool,
+    first_error: Mutex<Option<Error>>,
+    report: Mutex<Report>,
+    done: Mutex<bool>,
+    done_cv: Condvar,
+    t0: Instant,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking hook or cache cannot leave these in an inconsistent state: every critical
+    // section is a single assignment or push.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ThreadedExecutor {
+    fn run(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
+        let n = graph.len();
+        if n == 0 {
+            return Ok(RunOutput::new(Vec::new(), Report::default()));
+        }
+        let keep_going = ctx.policy == FailurePolicy::KeepGoing;
+        let mut is_output = vec![false; n];
+        for &o in graph.outputs() {
+            is_output[o as usize] = true;
+        }
+        let state = Arc::new(RunState {
+            graph: Arc::clone(graph),
+            ctx: ctx.clone(),
+            keep_going,
+            pending_deps: (0..n)
+                .map(|i| AtomicU32::new(graph.dependencies(i).len() as u32))
+                .collect(),
+            remaining_users: (0..n)
+                .map(|i| AtomicU32::new(graph.dependents(i).len() as u32))
+                .collect(),
+            is_output: is_output.into_boxed_slice(),
+            values: (0..n).map(|_| Mutex::new(None)).collect(),
+            blocked_by: if keep_going {
+                (0..n).map(|_| AtomicU32::new(NONE)).collect()
+            } else {
+                Box::new([])
+            },
+            in_flight: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            first_error: Mutex::new(None),
+            report: Mutex::new(Report::default()),
+            done: Mutex::new(false),
+            done_cv: Condvar::new(),
+            t0: Instant::now(),
+        });
+        let roots: Vec<u32> = graph
+            .order()
+            .iter()
+            .copied()
+            .filter(|&id| graph.dependencies(id as usize).is_empty())
+            .collect();
+        state.in_flight.fetch_add(roots.len(), Ordering::SeqCst);
+        self.pool
+            .inject(roots.into_iter().map(|id| Job::Task(Arc::clone(&state), id)));
+        {
+            let mut done = lock(&state.done);
+            while !*done {
+                done = state
+                    .done_cv
+                    .wait(done)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        if let Some(e) = lock(&state.first_error).take() {
+            return Err(e);
+        }
+        let outputs = graph
+            .outputs()
+            .iter()
+            .map(|&o| lock(&state.values[o as usize]).clone())
+            .collect();
+        let report = std::mem::take(&mut *lock(&state.report));
+        Ok(RunOutput::new(outputs, report))
+    }
+}
+
+impl RunState {
+    /// Runs node `id` on a worker (or skips it if the compute stopped).
+    pub(crate) fn run_task(self: &Arc<Self>, id: usize, w: &WorkerCtx<'_>) {
+        if !self.stop.load(Ordering::Acquire) && self.ctx.cancel.is_cancelled() {
+            self.fail(Error::Cancelled);
+        }
+        if self.stop.load(Ordering::Acquire) {
+            self.job_done();
+            return;
+        }
+        let graph = &*self.graph;
+        let deps = graph.dependencies(id);
+        if self.keep_going {
+            let cause = deps
+                .iter()
+                .map(|&d| self.blocked_by[d as usize].load(Ordering::Acquire))
+                .find(|&c| c != NONE);
+            if let Some(cause) = cause {
+                self.blocked_by[id].store(cause, Ordering::Release);
+                lock(&self.report).skipped.push(Skipped::new(
+                    graph.key(id).clone(),
+                    graph.key(cause as usize).clone(),
+                ));
+                self.release(id);
+                self.complete(id, w);
+                self.job_done();
+                return;
+            }
+        }
+        let mut inputs = Vec::with_capacity(deps.len());
+        for &d in deps {
+            let v = lock(&self.values[d as usize])
+                .clone()
+                .expect("a task runs only after all its dependencies stored their values");
+            inputs.push(v);
+        }
+        self.release(id);
+        match run_node(graph, &self.ctx, id, inputs, w.index, self.t0) {
+            Ok(v) => {
+                *lock(&self.values[id]) = Some(v);
+                self.complete(id, w);
+            }
+            Err(e) if self.keep_going => {
+                self.blocked_by[id].store(id as u32, Ordering::Release);
+                let node = graph.node(id);
+                lock(&self.report).failed.push(Failure::new(
+                    node.key().clone(),
+                    node.name().to_owned(),
+                    e,
+                ));
+                self.complete(id, w);
+            }
+            Err(e) => self.fail(e),
+        }
+        self.job_done();
+    }
+
+    /// Counts one consumer of each dependency of `id` as done; frees values nobody needs.
+    fn release(&self, id: usize) {
+        for &d in self.graph.dependencies(id) {
+            let d = d as usize;
+            if self.remaining_users[d].fetch_sub(1, Ordering::AcqRel) == 1
+                && !self.is_output[d]
+                && lock(&self.values[d]).take().is_some()
+            {
+                for h in self.ctx.hooks.iter() {
+                    h.on_release(&self.graph, d);
+                }
+            }
+        }
+    }
+
+    /// Marks `id` finished: queues the dependents whose last dependency it was.
+    fn complete(self: &Arc<Self>, id: usize, w: &WorkerCtx<'_>) {
+        let graph = &*self.graph;
+        let dependents = graph.dependents(id);
+        let mut ready: Vec<u32> = Vec::new();
+        // Reverse id order: the deque is LIFO, so the earliest dependent runs first.
+        for &dd in dependents.iter().rev() {
+            if self.pending_deps[dd as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                ready.push(dd);
+            }
+        }
+        if ready.is_empty() {
+            return;
+        }
+        self.in_flight.fetch_add(ready.len(), Ordering::AcqRel);
+        let mut normal = Vec::with_capacity(ready.len());
+        for dd in ready {
+            let p = graph.node(dd as usize).annotations().priority;
+            if p == 0 {
+                normal.push(Job::Task(Arc::clone(self), dd));
+            } else {
+                w.push_priority(Job::Task(Arc::clone(self), dd), p);
+            }
+        }
+        w.push_local(normal.into_iter());
+    }
+
+    /// Stops the compute with `e` (the first error wins).
+    fn fail(&self, e: Error) {
+        let mut first = lock(&self.first_error);
+        if first.is_none() {
+            *first = Some(e);
+        }
+        self.stop.store(true, Ordering::Release);
+    }
+
+    /// One queued job is finished; the compute is done when none is queued or running.
+    fn job_done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *lock(&self.done) = true;
+            self.done_cv.notify_all();
+        }
+    }
+
+    /// A bug in the executor made a job panic outside the task body: fail the compute
+    /// instead of hanging it.
+    pub(crate) fn abort_job(&self, id: usize, message: String) {
+        let node = self.graph.node(id);
+        self.fail(Error::Panic {
+            key: node.key().clone(),
+            name: node.name().to_owned(),
+            message: format!("internal executor error: {message}"),
+        });
+        self.job_done();
+    }
+}

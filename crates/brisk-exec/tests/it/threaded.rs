@@ -1,0 +1,296 @@
+//! The threaded executor: same results as the sequential one, bounded memory, failure
+//! policies, cancellation, panics, retries.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+
+use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_graph::{
+    CancelToken, ComputeOptions, Delayed, Error, Executor, Graph, Hooks, TaskEnd, TaskSpec,
+    delayed, lit, pure,
+};
+use proptest::prelude::*;
+
+fn exec(n: usize) -> ThreadedExecutor {
+    ThreadedExecutor::new(n).unwrap()
+}
+
+/// Builds a random DAG whose node values depend on everything upstream.
+fn random_dag(n: usize, edges: &[(usize, usize)]) -> Vec<Delayed<u64>> {
+    let mut nodes: Vec<Delayed<u64>> = Vec::with_capacity(n);
+    for i in 0..n {
+        let deps: Delayed<Vec<u64>> = edges
+            .iter()
+            .filter(|&&(a, b)| a == i && b < i)
+            .map(|&(_, b)| nodes[b].clone())
+            .collect();
+        nodes.push(pure(
+            "node",
+            |v: Vec<u64>, k: u64| {
+                v.iter()
+                    .fold(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), |a, &b| a.rotate_left(7) ^ b)
+            },
+            (deps, i as u64),
+        ));
+    }
+    nodes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn results_equal_the_sync_executor(
+        n in 1usize..60,
+        edges in proptest::collection::vec((0usize..60, 0usize..60), 0..200),
+        outs in proptest::collection::vec(0usize..60, 1..5),
+        threads in 1usize..5,
+    ) {
+        let nodes = random_dag(n, &edges);
+        let outputs: Vec<_> = outs.iter().map(|&o| nodes[o % n].erase()).collect();
+        let a = ComputeOptions::new().run(&SyncExecutor, outputs.clone()).unwrap();
+        let b = ComputeOptions::new().run(&exec(threads), outputs).unwrap();
+        for &o in &outs {
+            prop_assert_eq!(a.get(&nodes[o % n]).unwrap(), b.get(&nodes[o % n]).unwrap());
+        }
+    }
+}
+
+/// Counts task starts and checks each task's dependencies finished first.
+#[derive(Default)]
+struct OrderCheck {
+    finished: Mutex<Vec<bool>>,
+    starts: AtomicUsize,
+    violations: AtomicUsize,
+}
+
+impl Hooks for OrderCheck {
+    fn on_start(&self, graph: &Graph) {
+        *self.finished.lock().unwrap() = vec![false; graph.len()];
+    }
+    fn on_task_start(&self, graph: &Graph, id: usize, _worker: usize) {
+        self.starts.fetch_add(1, Ordering::SeqCst);
+        let f = self.finished.lock().unwrap();
+        if graph.dependencies(id).iter().any(|&d| !f[d as usize]) {
+            self.violations.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn on_task_end(&self, _graph: &Graph, e: &TaskEnd<'_>) {
+        self.finished.lock().unwrap()[e.id] = true;
+    }
+}
+
+#[test]
+fn every_task_runs_once_after_its_dependencies() {
+    let nodes = random_dag(
+        300,
+        &(0..300usize).flat_map(|i| [(i, i / 2), (i, i / 3), (i, i.saturating_sub(1))]).collect::<Vec<_>>(),
+    );
+    let hook = Arc::new(OrderCheck::default());
+    let opts = ComputeOptions::new().hook(hook.clone());
+    let out = nodes[299].compute_with_options(&exec(4), &opts).unwrap();
+    assert_eq!(out, nodes[299].compute_with(&SyncExecutor).unwrap());
+    let g = Graph::new([&nodes[299]]);
+    assert_eq!(hook.starts.load(Ordering::SeqCst), g.len());
+    assert_eq!(hook.violations.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_streaming_reduction_holds_few_buffers() {
+    static LIVE: AtomicUsize = AtomicUsize::new(0);
+    static PEAK: AtomicUsize = AtomicUsize::new(0);
+    #[derive(Clone)]
+    struct Buf(Vec<u8>);
+    impl Buf {
+        fn new() -> Self {
+            let live = LIVE.fetch_add(1, Ordering::SeqCst) + 1;
+            PEAK.fetch_max(live, Ordering::SeqCst);
+            Self(vec![1; 1 << 20])
+        }
+    }
+    impl Drop for Buf {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let workers = 2;
+    let make = TaskSpec::new("make").pure();
+    let mut level: Vec<Delayed<u64>> = (0..10_000u64)
+        .map(|i| {
+            let b = make.call(|_i: u64| Buf::new(), (i,));
+            pure("len", |b: Buf| b.0.len() as u64, (b,))
+        })
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| match p {
+                [a, b] => pure("add", |x: u64, y: u64| x + y, (a, b)),
+                [a] => a.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+    }
+    let total = level[0].compute_with(&exec(workers)).unwrap();
+    assert_eq!(total, 10_000 << 20);
+    assert_eq!(LIVE.load(Ordering::SeqCst), 0);
+    let peak = PEAK.load(Ordering::SeqCst);
+    assert!(peak <= 4 * workers, "{peak} buffers of 1 MiB alive at once with {workers} workers");
+}
+
+#[test]
+fn fail_fast_cancels_tasks_not_yet_started() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let e = exec(2);
+    let bad = TaskSpec::new("bad").priority(1).try_call(|| Err::<u64, _>("broken input"), ());
+    let many: Vec<Delayed<u64>> = (0..2_000u64)
+        .map(|i| {
+            let r = ran.clone();
+            delayed("work", move |x: u64| { r.fetch_add(1, Ordering::SeqCst); std::thread::sleep(std::time::Duration::from_micros(200)); x }, (i,))
+        })
+        .collect();
+    let mut all = vec![bad.clone()];
+    all.extend(many);
+    let c: Delayed<Vec<u64>> = all.into_iter().collect();
+    let err = c.compute_with(&e).unwrap_err();
+    match &err {
+        Error::Task { key, name, .. } => {
+            assert_eq!(key, bad.key());
+            assert_eq!(name, "bad");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(brisk_graph::chain(&err).contains("broken input"));
+    let ran = ran.load(Ordering::SeqCst);
+    assert!(ran < 100, "{ran} of 2000 tasks ran after the failure");
+    // The pool keeps working.
+    assert_eq!(pure("ok", |x: u64| x, (3u64,)).compute_with(&e).unwrap(), 3);
+}
+
+#[test]
+fn keep_going_returns_partial_results_and_a_report() {
+    let e = exec(3);
+    let good: Vec<Delayed<u64>> = (0..50u64).map(|i| pure("good", |x: u64| x * 2, (i,))).collect();
+    let bad = TaskSpec::new("bad").pure().try_call(|x: u64| Err::<u64, _>(format!("bad {x}")), (7u64,));
+    let blocked = pure("blocked", |x: u64| x + 1, (&bad,));
+    let blocked2 = pure("blocked2", |x: u64, y: u64| x + y, (&blocked, &good[0]));
+    let mut outs: Vec<_> = good.iter().map(Delayed::erase).collect();
+    outs.push(blocked2.erase());
+    let out = ComputeOptions::new().keep_going().run(&e, outs).unwrap();
+    for (i, g) in good.iter().enumerate() {
+        assert_eq!(out.get(g).unwrap(), 2 * i as u64);
+    }
+    assert!(matches!(out.get(&blocked2), Err(Error::Incomplete { .. })));
+    let r = out.report();
+    assert_eq!(r.failed.len(), 1);
+    assert_eq!(&r.failed[0].key, bad.key());
+    let mut skipped: Vec<_> = r.skipped.iter().map(|s| (s.key.to_string(), s.because.clone())).collect();
+    skipped.sort();
+    let mut expected = vec![
+        (blocked.key().to_string(), bad.key().clone()),
+        (blocked2.key().to_string(), bad.key().clone()),
+    ];
+    expected.sort();
+    assert_eq!(skipped, expected);
+}
+
+#[test]
+fn a_panicking_task_is_an_error_and_the_pool_survives() {
+    let e = exec(2);
+    for round in 0..20 {
+        let boom = pure("boom", |x: u64| -> u64 { panic!("round {x}") }, (round as u64,));
+        let sum = pure("sum", |a: u64, b: u64| a + b, (&boom, lit(1u64)));
+        match sum.compute_with(&e).unwrap_err() {
+            Error::Panic { key, name, message } => {
+                assert_eq!(&key, boom.key());
+                assert_eq!(name, "boom");
+                assert_eq!(message, format!("round {round}"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(pure("fine", |x: u64| x + 1, (1u64,)).compute_with(&e).unwrap(), 2);
+}
+
+#[test]
+fn retries_succeed_on_a_task_that_fails_twice() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let flaky = TaskSpec::new("flaky").retries(2).try_call(
+        move |x: u64| if c.fetch_add(1, Ordering::SeqCst) < 2 { Err("transient") } else { Ok(x) },
+        (9u64,),
+    );
+    assert_eq!(flaky.compute_with(&exec(2)).unwrap(), 9);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn a_cancel_token_stops_a_running_compute() {
+    let e = exec(2);
+    let token = CancelToken::new();
+    let started = Arc::new(Barrier::new(2));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let gate = delayed("gate", move || { s.wait(); 0u64 }, ());
+    let rest: Delayed<Vec<u64>> = (0..1_000u64)
+        .map(|i| {
+            let r = ran.clone();
+            delayed("slow", move |g: u64, x: u64| { r.fetch_add(1, Ordering::SeqCst); std::thread::sleep(std::time::Duration::from_millis(1)); g + x }, (&gate, i))
+        })
+        .collect();
+    let t = token.clone();
+    let canceller = std::thread::spawn(move || {
+        started.wait();
+        t.cancel();
+    });
+    let err = rest
+        .compute_with_options(&e, &ComputeOptions::new().cancel_token(token))
+        .unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, Error::Cancelled), "{err:?}");
+    assert!(ran.load(Ordering::SeqCst) < 1_000);
+}
+
+#[test]
+fn concurrent_and_nested_computes_share_the_pool() {
+    let e = Arc::new(exec(2));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                let parts: Delayed<Vec<u64>> = (0..500u64).map(|i| pure("p", |x: u64, t: u64| x * t, (i, t))).collect();
+                pure("s", |v: Vec<u64>| v.iter().sum::<u64>(), (parts,)).compute_with(&*e).unwrap()
+            })
+        })
+        .collect();
+    for (t, h) in handles.into_iter().enumerate() {
+        assert_eq!(h.join().unwrap(), t as u64 * 124_750);
+    }
+    // A task that computes another graph on the same executor does not deadlock.
+    let inner_exec = e.clone();
+    let outer: Delayed<Vec<u64>> = (0..4u64)
+        .map(|i| {
+            let ie = inner_exec.clone();
+            delayed("outer", move |x: u64| pure("inner", |y: u64| y * 10, (x,)).compute_with(&*ie).unwrap(), (i,))
+        })
+        .collect();
+    assert_eq!(outer.compute_with(&*e).unwrap(), vec![0, 10, 20, 30]);
+}
+
+#[test]
+fn hooks_see_the_same_tasks_as_on_the_sync_executor() {
+    #[derive(Default)]
+    struct Names(Mutex<HashMap<String, usize>>);
+    impl Hooks for Names {
+        fn on_task_end(&self, graph: &Graph, e: &TaskEnd<'_>) {
+            *self.0.lock().unwrap().entry(graph.node(e.id).name().to_owned()).or_default() += 1;
+        }
+    }
+    let nodes = random_dag(80, &(0..80).map(|i| (i, i / 2)).collect::<Vec<_>>());
+    let run = |ex: &dyn Executor| {
+        let h = Arc::new(Names::default());
+        nodes[79].compute_with_options(ex, &ComputeOptions::new().hook(h.clone())).unwrap();
+        h.0.lock().unwrap().clone()
+    };
+    assert_eq!(run(&SyncExecutor), run(&exec(3)));
+}
