@@ -8,6 +8,10 @@
 //! Both give identical results for every graph, call the same hooks and follow the same
 //! failure policies.
 //!
+//! For plain functions over many inputs there is a futures API on a [`Handler`], whose backend
+//! is chosen by an address (`"threads"`, `"threads://4"`, `"sync"`; cluster schemes later):
+//! `submit`, `map`, `gather`, [`AsCompleted`] and `batched_map` over lazy iterators.
+//!
 //! ```
 //! use brisk_exec::{Compute, SyncExecutor};
 //! use brisk_graph::{Delayed, TaskSpec, lit};
@@ -20,12 +24,16 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod futures;
+mod handler;
 mod pool;
 mod sync;
 mod task;
 mod threaded;
 
 pub use brisk_graph::{ComputeOptions, Error, FailurePolicy, Result};
+pub use futures::{AsCompleted, Future};
+pub use handler::{BATCH_ITEMS_PER_WORKER, Handler, HandlerError};
 pub use sync::SyncExecutor;
 pub use threaded::{ThreadedExecutor, available_workers};
 

@@ -189,7 +189,11 @@ impl Drop for Pool {
         self.shared.notify_all();
         {
             // Wake sleepers that raced with the store above.
-            let mut e = self.shared.epoch.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut e = self
+                .shared
+                .epoch
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             *e = e.wrapping_add(1);
             self.shared.wake.notify_all();
         }

@@ -5,7 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
 
 use brisk_graph::{
-    Error, Executor, FailurePolicy, Failure, Graph, Report, RunContext, RunOutput, Skipped, Value,
+    Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
 };
 
 use crate::pool::{Job, Pool, WorkerCtx};
@@ -183,8 +183,11 @@ impl ThreadedExecutor {
             .filter(|&id| graph.dependencies(id as usize).is_empty())
             .collect();
         state.in_flight.fetch_add(roots.len(), Ordering::SeqCst);
-        self.pool
-            .inject(roots.into_iter().map(|id| Job::Task(Arc::clone(&state), id)));
+        self.pool.inject(
+            roots
+                .into_iter()
+                .map(|id| Job::Task(Arc::clone(&state), id)),
+        );
         {
             let mut done = lock(&state.done);
             while !*done {

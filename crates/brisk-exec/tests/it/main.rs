@@ -2,5 +2,6 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+mod handler;
 mod sync;
 mod threaded;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use brisk_exec::{Compute, SyncExecutor, compute_all};
+use brisk_exec::{SyncExecutor, compute_all};
 use brisk_graph::{
     BoxError, Cache, CancelToken, Checkpoint, ComputeOptions, Delayed, Error, Graph, Hooks,
     TaskEnd, TaskSpec, TaskStatus, Value, delayed, lit, pure,
@@ -65,7 +65,7 @@ fn hooks_see_every_task_in_order() {
     let s = pure("sum", |v: Vec<f64>| v.iter().sum::<f64>(), (&x,));
     let rec = Arc::new(Recorder::default());
     let out = s
-        .compute_opts(&ComputeOptions::new().hook(rec.clone()))
+        .compute_with_options(&SyncExecutor, &ComputeOptions::new().hook(rec.clone()))
         .unwrap();
     assert_eq!(out, 4.0);
     let events = rec.events.lock().unwrap().clone();
@@ -119,7 +119,10 @@ fn intermediates_are_freed_after_their_last_consumer() {
             .map(|p| pure("add", |a: u64, b: u64| a + b, (&p[0], &p[1])))
             .collect();
     }
-    assert_eq!(level[0].compute().unwrap(), 256 * (1 << 16));
+    assert_eq!(
+        level[0].compute_with(&SyncExecutor).unwrap(),
+        256 * (1 << 16)
+    );
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);
     assert!(
         PEAK.load(Ordering::SeqCst) <= 2,
@@ -134,7 +137,7 @@ fn a_task_error_names_key_task_and_cause() {
         .pure()
         .try_call(|s: String| s.parse::<i64>(), (String::from("x1"),));
     let out = pure("inc", |v: i64| v + 1, (&bad,));
-    let err = out.compute().unwrap_err();
+    let err = out.compute_with(&SyncExecutor).unwrap_err();
     match &err {
         Error::Task {
             key,
@@ -156,7 +159,7 @@ fn a_task_error_names_key_task_and_cause() {
 #[test]
 fn panics_become_errors_and_later_computes_work() {
     let boom = pure("boom", |v: i64| -> i64 { panic!("bad value {v}") }, (7,));
-    let err = boom.compute().unwrap_err();
+    let err = boom.compute_with(&SyncExecutor).unwrap_err();
     match err {
         Error::Panic { key, name, message } => {
             assert_eq!(&key, boom.key());
@@ -165,7 +168,12 @@ fn panics_become_errors_and_later_computes_work() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(pure("ok", |v: i64| v, (1,)).compute().unwrap(), 1);
+    assert_eq!(
+        pure("ok", |v: i64| v, (1,))
+            .compute_with(&SyncExecutor)
+            .unwrap(),
+        1
+    );
 }
 
 #[test]
@@ -189,7 +197,7 @@ fn fail_fast_stops_at_the_first_error() {
     let mut all = vec![bad];
     all.extend(later);
     let c: Delayed<Vec<i64>> = all.into_iter().collect();
-    assert!(c.compute().is_err());
+    assert!(c.compute_with(&SyncExecutor).is_err());
     assert_eq!(
         ran.load(Ordering::SeqCst),
         0,
@@ -248,7 +256,7 @@ fn retries_rerun_a_failing_task() {
         },
         (5,),
     );
-    assert_eq!(flaky.compute().unwrap(), 5);
+    assert_eq!(flaky.compute_with(&SyncExecutor).unwrap(), 5);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     let calls = Arc::new(AtomicUsize::new(0));
@@ -260,7 +268,7 @@ fn retries_rerun_a_failing_task() {
         },
         (),
     );
-    match hopeless.compute().unwrap_err() {
+    match hopeless.compute_with(&SyncExecutor).unwrap_err() {
         Error::Task { attempts, .. } => assert_eq!(attempts, 2),
         other => panic!("unexpected {other:?}"),
     }
@@ -290,7 +298,7 @@ fn cancelled_computes_start_nothing_more() {
         (&first,),
     );
     let err = second
-        .compute_opts(&ComputeOptions::new().cancel_token(token))
+        .compute_with_options(&SyncExecutor, &ComputeOptions::new().cancel_token(token))
         .unwrap_err();
     assert!(matches!(err, Error::Cancelled));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
@@ -375,10 +383,16 @@ fn checkpointed_tasks_are_saved_then_loaded_and_upstream_skipped() {
     };
     let cache = Arc::new(MemCache::default());
     let opts = ComputeOptions::new().cache(cache.clone());
-    assert_eq!(build().compute_opts(&opts).unwrap(), 82);
+    assert_eq!(
+        build().compute_with_options(&SyncExecutor, &opts).unwrap(),
+        82
+    );
     assert_eq!(cache.saves.load(Ordering::SeqCst), 1);
     assert_eq!(expensive_runs.load(Ordering::SeqCst), 1);
-    assert_eq!(build().compute_opts(&opts).unwrap(), 82);
+    assert_eq!(
+        build().compute_with_options(&SyncExecutor, &opts).unwrap(),
+        82
+    );
     assert_eq!(cache.loads.load(Ordering::SeqCst), 1);
     assert_eq!(
         expensive_runs.load(Ordering::SeqCst),
@@ -386,7 +400,7 @@ fn checkpointed_tasks_are_saved_then_loaded_and_upstream_skipped() {
         "upstream of a stored checkpoint never runs"
     );
     // Without the cache, everything runs again.
-    assert_eq!(build().compute().unwrap(), 82);
+    assert_eq!(build().compute_with(&SyncExecutor).unwrap(), 82);
     assert_eq!(expensive_runs.load(Ordering::SeqCst), 2);
 }
 
@@ -400,7 +414,7 @@ fn invalid_nodes_fail_with_a_tokenize_error() {
         }
     }
     let d = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
-    let err = d.compute().unwrap_err();
+    let err = d.compute_with(&SyncExecutor).unwrap_err();
     assert!(matches!(err, Error::Tokenize { .. }), "{err:?}");
     assert!(brisk_graph::chain(&err).contains("cannot serialize Fails"));
 }
@@ -454,7 +468,7 @@ proptest! {
         }
         let target = out % n;
         let rec = Arc::new(Recorder::default());
-        let got = nodes[target].compute_opts(&ComputeOptions::new().hook(rec.clone())).unwrap();
+        let got = nodes[target].compute_with_options(&SyncExecutor, &ComputeOptions::new().hook(rec.clone())).unwrap();
         let mut memo = HashMap::new();
         let mut visits = 0;
         prop_assert_eq!(got, naive(target, &edges, &mut memo, &mut visits));

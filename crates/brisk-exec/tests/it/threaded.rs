@@ -29,7 +29,9 @@ fn random_dag(n: usize, edges: &[(usize, usize)]) -> Vec<Delayed<u64>> {
             "node",
             |v: Vec<u64>, k: u64| {
                 v.iter()
-                    .fold(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), |a, &b| a.rotate_left(7) ^ b)
+                    .fold(k.wrapping_mul(0x9E37_79B9_7F4A_7C15), |a, &b| {
+                        a.rotate_left(7) ^ b
+                    })
             },
             (deps, i as u64),
         ));
@@ -84,7 +86,9 @@ impl Hooks for OrderCheck {
 fn every_task_runs_once_after_its_dependencies() {
     let nodes = random_dag(
         300,
-        &(0..300usize).flat_map(|i| [(i, i / 2), (i, i / 3), (i, i.saturating_sub(1))]).collect::<Vec<_>>(),
+        &(0..300usize)
+            .flat_map(|i| [(i, i / 2), (i, i / 3), (i, i.saturating_sub(1))])
+            .collect::<Vec<_>>(),
     );
     let hook = Arc::new(OrderCheck::default());
     let opts = ComputeOptions::new().hook(hook.clone());
@@ -135,18 +139,31 @@ fn a_streaming_reduction_holds_few_buffers() {
     assert_eq!(total, 10_000 << 20);
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);
     let peak = PEAK.load(Ordering::SeqCst);
-    assert!(peak <= 4 * workers, "{peak} buffers of 1 MiB alive at once with {workers} workers");
+    assert!(
+        peak <= 4 * workers,
+        "{peak} buffers of 1 MiB alive at once with {workers} workers"
+    );
 }
 
 #[test]
 fn fail_fast_cancels_tasks_not_yet_started() {
     let ran = Arc::new(AtomicUsize::new(0));
     let e = exec(2);
-    let bad = TaskSpec::new("bad").priority(1).try_call(|| Err::<u64, _>("broken input"), ());
+    let bad = TaskSpec::new("bad")
+        .priority(1)
+        .try_call(|| Err::<u64, _>("broken input"), ());
     let many: Vec<Delayed<u64>> = (0..2_000u64)
         .map(|i| {
             let r = ran.clone();
-            delayed("work", move |x: u64| { r.fetch_add(1, Ordering::SeqCst); std::thread::sleep(std::time::Duration::from_micros(200)); x }, (i,))
+            delayed(
+                "work",
+                move |x: u64| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    x
+                },
+                (i,),
+            )
         })
         .collect();
     let mut all = vec![bad.clone()];
@@ -170,8 +187,12 @@ fn fail_fast_cancels_tasks_not_yet_started() {
 #[test]
 fn keep_going_returns_partial_results_and_a_report() {
     let e = exec(3);
-    let good: Vec<Delayed<u64>> = (0..50u64).map(|i| pure("good", |x: u64| x * 2, (i,))).collect();
-    let bad = TaskSpec::new("bad").pure().try_call(|x: u64| Err::<u64, _>(format!("bad {x}")), (7u64,));
+    let good: Vec<Delayed<u64>> = (0..50u64)
+        .map(|i| pure("good", |x: u64| x * 2, (i,)))
+        .collect();
+    let bad = TaskSpec::new("bad")
+        .pure()
+        .try_call(|x: u64| Err::<u64, _>(format!("bad {x}")), (7u64,));
     let blocked = pure("blocked", |x: u64| x + 1, (&bad,));
     let blocked2 = pure("blocked2", |x: u64, y: u64| x + y, (&blocked, &good[0]));
     let mut outs: Vec<_> = good.iter().map(Delayed::erase).collect();
@@ -184,7 +205,11 @@ fn keep_going_returns_partial_results_and_a_report() {
     let r = out.report();
     assert_eq!(r.failed.len(), 1);
     assert_eq!(&r.failed[0].key, bad.key());
-    let mut skipped: Vec<_> = r.skipped.iter().map(|s| (s.key.to_string(), s.because.clone())).collect();
+    let mut skipped: Vec<_> = r
+        .skipped
+        .iter()
+        .map(|s| (s.key.to_string(), s.because.clone()))
+        .collect();
     skipped.sort();
     let mut expected = vec![
         (blocked.key().to_string(), bad.key().clone()),
@@ -198,7 +223,11 @@ fn keep_going_returns_partial_results_and_a_report() {
 fn a_panicking_task_is_an_error_and_the_pool_survives() {
     let e = exec(2);
     for round in 0..20 {
-        let boom = pure("boom", |x: u64| -> u64 { panic!("round {x}") }, (round as u64,));
+        let boom = pure(
+            "boom",
+            |x: u64| -> u64 { panic!("round {x}") },
+            (round as u64,),
+        );
         let sum = pure("sum", |a: u64, b: u64| a + b, (&boom, lit(1u64)));
         match sum.compute_with(&e).unwrap_err() {
             Error::Panic { key, name, message } => {
@@ -209,7 +238,12 @@ fn a_panicking_task_is_an_error_and_the_pool_survives() {
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(pure("fine", |x: u64| x + 1, (1u64,)).compute_with(&e).unwrap(), 2);
+    assert_eq!(
+        pure("fine", |x: u64| x + 1, (1u64,))
+            .compute_with(&e)
+            .unwrap(),
+        2
+    );
 }
 
 #[test]
@@ -217,7 +251,13 @@ fn retries_succeed_on_a_task_that_fails_twice() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
     let flaky = TaskSpec::new("flaky").retries(2).try_call(
-        move |x: u64| if c.fetch_add(1, Ordering::SeqCst) < 2 { Err("transient") } else { Ok(x) },
+        move |x: u64| {
+            if c.fetch_add(1, Ordering::SeqCst) < 2 {
+                Err("transient")
+            } else {
+                Ok(x)
+            }
+        },
         (9u64,),
     );
     assert_eq!(flaky.compute_with(&exec(2)).unwrap(), 9);
@@ -231,11 +271,26 @@ fn a_cancel_token_stops_a_running_compute() {
     let started = Arc::new(Barrier::new(2));
     let ran = Arc::new(AtomicUsize::new(0));
     let s = started.clone();
-    let gate = delayed("gate", move || { s.wait(); 0u64 }, ());
+    let gate = delayed(
+        "gate",
+        move || {
+            s.wait();
+            0u64
+        },
+        (),
+    );
     let rest: Delayed<Vec<u64>> = (0..1_000u64)
         .map(|i| {
             let r = ran.clone();
-            delayed("slow", move |g: u64, x: u64| { r.fetch_add(1, Ordering::SeqCst); std::thread::sleep(std::time::Duration::from_millis(1)); g + x }, (&gate, i))
+            delayed(
+                "slow",
+                move |g: u64, x: u64| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    g + x
+                },
+                (&gate, i),
+            )
         })
         .collect();
     let t = token.clone();
@@ -258,8 +313,12 @@ fn concurrent_and_nested_computes_share_the_pool() {
         .map(|t| {
             let e = e.clone();
             std::thread::spawn(move || {
-                let parts: Delayed<Vec<u64>> = (0..500u64).map(|i| pure("p", |x: u64, t: u64| x * t, (i, t))).collect();
-                pure("s", |v: Vec<u64>| v.iter().sum::<u64>(), (parts,)).compute_with(&*e).unwrap()
+                let parts: Delayed<Vec<u64>> = (0..500u64)
+                    .map(|i| pure("p", |x: u64, t: u64| x * t, (i, t)))
+                    .collect();
+                pure("s", |v: Vec<u64>| v.iter().sum::<u64>(), (parts,))
+                    .compute_with(&*e)
+                    .unwrap()
             })
         })
         .collect();
@@ -271,7 +330,15 @@ fn concurrent_and_nested_computes_share_the_pool() {
     let outer: Delayed<Vec<u64>> = (0..4u64)
         .map(|i| {
             let ie = inner_exec.clone();
-            delayed("outer", move |x: u64| pure("inner", |y: u64| y * 10, (x,)).compute_with(&*ie).unwrap(), (i,))
+            delayed(
+                "outer",
+                move |x: u64| {
+                    pure("inner", |y: u64| y * 10, (x,))
+                        .compute_with(&*ie)
+                        .unwrap()
+                },
+                (i,),
+            )
         })
         .collect();
     assert_eq!(outer.compute_with(&*e).unwrap(), vec![0, 10, 20, 30]);
@@ -283,13 +350,20 @@ fn hooks_see_the_same_tasks_as_on_the_sync_executor() {
     struct Names(Mutex<HashMap<String, usize>>);
     impl Hooks for Names {
         fn on_task_end(&self, graph: &Graph, e: &TaskEnd<'_>) {
-            *self.0.lock().unwrap().entry(graph.node(e.id).name().to_owned()).or_default() += 1;
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .entry(graph.node(e.id).name().to_owned())
+                .or_default() += 1;
         }
     }
     let nodes = random_dag(80, &(0..80).map(|i| (i, i / 2)).collect::<Vec<_>>());
     let run = |ex: &dyn Executor| {
         let h = Arc::new(Names::default());
-        nodes[79].compute_with_options(ex, &ComputeOptions::new().hook(h.clone())).unwrap();
+        nodes[79]
+            .compute_with_options(ex, &ComputeOptions::new().hook(h.clone()))
+            .unwrap();
         h.0.lock().unwrap().clone()
     };
     assert_eq!(run(&SyncExecutor), run(&exec(3)));

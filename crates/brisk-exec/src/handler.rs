@@ -1,0 +1,597 @@
+//! One handle for running work locally or (later) on a cluster, chosen by an address.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use brisk_graph::{AnyDelayed, BoxError, ComputeOptions, Computed, Delayed, Executor};
+
+use crate::futures::{FutState, Future};
+use crate::pool::Job;
+use crate::sync::SyncExecutor;
+use crate::task::panic_message;
+use crate::threaded::ThreadedExecutor;
+
+/// Items each worker gets per batch of [`Handler::batched_map`] by default: enough that the
+/// barrier at the end of a batch (waiting for its slowest item) is amortized, few enough that
+/// only a small window of the input is in memory.
+pub const BATCH_ITEMS_PER_WORKER: usize = 64;
+
+/// Why a handler call failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandlerError {
+    /// The address names a scheme this build cannot run (cluster schemes arrive with
+    /// `brisk-cluster`).
+    #[error(
+        "unsupported handler scheme `{scheme}` in address `{address}` (supported: `threads`, `threads://N`, `sync`)"
+    )]
+    UnsupportedScheme {
+        /// The whole address.
+        address: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// The address is malformed.
+    #[error("invalid handler address `{address}`: {reason}")]
+    InvalidAddress {
+        /// The whole address.
+        address: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Work was submitted after [`Handler::close`].
+    #[error("the handler is closed")]
+    Closed,
+    /// `batched_map` was given a batch size of 0.
+    #[error("batch size must be at least 1")]
+    ZeroBatchSize,
+    /// The submitted work returned an error.
+    #[error("{} failed", item(*index))]
+    Failed {
+        /// Position of the item in the input of `map`/`batched_map` (`None` for `submit`).
+        index: Option<usize>,
+        /// The work's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The submitted work panicked.
+    #[error("{} panicked: {message}", item(*index))]
+    Panicked {
+        /// Position of the item in its input (`None` for `submit`).
+        index: Option<usize>,
+        /// The panic message.
+        message: String,
+    },
+    /// The work was cancelled before it started.
+    #[error("{} was cancelled before it started", item(*index))]
+    Cancelled {
+        /// Position of the item in its input (`None` for `submit`).
+        index: Option<usize>,
+    },
+    /// The worker threads could not be started.
+    #[error("cannot start worker threads")]
+    Start(#[source] brisk_graph::Error),
+    /// A graph compute failed.
+    #[error(transparent)]
+    Compute(#[from] brisk_graph::Error),
+    /// An internal invariant was violated (a bug in Brisk).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+fn item(index: Option<usize>) -> String {
+    match index {
+        Some(i) => format!("item {i}"),
+        None => "submitted work".to_owned(),
+    }
+}
+
+impl HandlerError {
+    /// The input position of the item this error is about, if any.
+    #[must_use]
+    pub fn index(&self) -> Option<usize> {
+        match self {
+            Self::Failed { index, .. }
+            | Self::Panicked { index, .. }
+            | Self::Cancelled { index } => *index,
+            _ => None,
+        }
+    }
+}
+
+enum Backend {
+    Threads(ThreadedExecutor),
+    Sync,
+}
+
+/// Counts work submitted through one handler and not finished yet.
+#[derive(Default)]
+struct Outstanding {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Outstanding {
+    fn add(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+    fn done(&self) {
+        let mut c = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *c -= 1;
+        if *c == 0 {
+            self.zero.notify_all();
+        }
+    }
+    fn wait_zero(&self) {
+        let mut c = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *c > 0 {
+            c = self.zero.wait(c).unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Runs work on the backend named by an address, so the calling code never changes between a
+/// laptop and a cluster (aics-dask-utils' `DistributedHandler`, done right).
+///
+/// | address | backend |
+/// |---|---|
+/// | `Handler::local()`, `"threads"`, `"local"`, `""` | the process-wide thread pool (one worker per core) |
+/// | `"threads://N"` | a pool of its own with `N` workers |
+/// | `"sync"` | everything on the caller's thread (breakpoints and prints work) |
+/// | `"slurm://…"`, other schemes | not in this build: [`HandlerError::UnsupportedScheme`] |
+///
+/// The same calls behave the same on every backend: `map` and `submit` run every call (they
+/// are **not** de-duplicated, even for equal arguments — use [`Handler::compute`] on lazy
+/// values for content-addressed de-duplication); results come back in input order; errors
+/// name the item's index.
+///
+/// [`close`](Handler::close) waits for the work already submitted; submitting afterwards is
+/// [`HandlerError::Closed`]; closing twice is harmless; dropping a handler closes it.
+///
+/// ```
+/// use brisk_exec::Handler;
+///
+/// let handler = Handler::local()?;
+/// let futures = handler.map(|x: u64| x + 1, [1, 2, 3])?;
+/// assert_eq!(handler.gather(futures)?, vec![2, 3, 4]);
+///
+/// // Large inputs: a lazy iterator, at most a batch of items in flight, results in order.
+/// let squares = handler.batched_map(|x: u64| x * x, 0..100_000u64, 1_000)?;
+/// assert_eq!(squares[99_999], 99_999 * 99_999);
+/// # Ok::<(), brisk_exec::HandlerError>(())
+/// ```
+pub struct Handler {
+    address: String,
+    backend: Backend,
+    closed: AtomicBool,
+    outstanding: Arc<Outstanding>,
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("address", &self.address)
+            .field("workers", &self.workers())
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Handler {
+    /// A handler on the process-wide thread pool.
+    ///
+    /// # Errors
+    /// [`HandlerError::Start`] when the pool's threads cannot be started.
+    pub fn local() -> Result<Self, HandlerError> {
+        Self::new("threads")
+    }
+
+    /// A handler for `address` (see the table above).
+    ///
+    /// # Errors
+    /// [`HandlerError::UnsupportedScheme`], [`HandlerError::InvalidAddress`],
+    /// [`HandlerError::Start`].
+    pub fn new(address: impl AsRef<str>) -> Result<Self, HandlerError> {
+        let address = address.as_ref().trim().to_owned();
+        let backend = match address.as_str() {
+            "" | "threads" | "local" | "threads://" => Backend::Threads(
+                ThreadedExecutor::global()
+                    .map_err(HandlerError::Start)?
+                    .clone(),
+            ),
+            "sync" | "sync://" => Backend::Sync,
+            other => match other.split_once("://") {
+                Some(("threads", n)) => {
+                    let n: usize = n.parse().map_err(|_| HandlerError::InvalidAddress {
+                        address: address.clone(),
+                        reason: format!("`{n}` is not a number of workers"),
+                    })?;
+                    if n == 0 {
+                        return Err(HandlerError::InvalidAddress {
+                            address,
+                            reason: "a pool needs at least one worker".into(),
+                        });
+                    }
+                    Backend::Threads(ThreadedExecutor::new(n).map_err(HandlerError::Start)?)
+                }
+                Some((scheme, _)) => {
+                    return Err(HandlerError::UnsupportedScheme {
+                        scheme: scheme.to_owned(),
+                        address,
+                    });
+                }
+                None => {
+                    return Err(HandlerError::UnsupportedScheme {
+                        scheme: other.to_owned(),
+                        address,
+                    });
+                }
+            },
+        };
+        Ok(Self {
+            address,
+            backend,
+            closed: AtomicBool::new(false),
+            outstanding: Arc::new(Outstanding::default()),
+        })
+    }
+
+    /// A handler for an optional address: `None` is [`Handler::local`] (the seed's
+    /// `DistributedHandler(None)`).
+    ///
+    /// # Errors
+    /// As [`Handler::new`].
+    pub fn from_address(address: Option<&str>) -> Result<Self, HandlerError> {
+        Self::new(address.unwrap_or("threads"))
+    }
+
+    /// The address this handler was created from.
+    #[must_use]
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    /// How many items run at once (1 for `sync`).
+    #[must_use]
+    pub fn workers(&self) -> usize {
+        match &self.backend {
+            Backend::Threads(e) => e.workers(),
+            Backend::Sync => 1,
+        }
+    }
+
+    /// The batch size `batched_map` uses when given `None`: `workers() ×`
+    /// [`BATCH_ITEMS_PER_WORKER`].
+    #[must_use]
+    pub fn default_batch_size(&self) -> usize {
+        self.workers() * BATCH_ITEMS_PER_WORKER
+    }
+
+    /// The executor lazy values computed through this handler run on.
+    #[must_use]
+    pub fn executor(&self) -> &dyn Executor {
+        match &self.backend {
+            Backend::Threads(e) => e,
+            Backend::Sync => &SyncExecutor,
+        }
+    }
+
+    fn check_open(&self) -> Result<(), HandlerError> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(HandlerError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Starts `f` and returns its future. `index` labels errors.
+    fn spawn<T, F>(&self, index: Option<usize>, f: F) -> Future<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, BoxError> + Send + 'static,
+    {
+        let state = FutState::new(index);
+        let run = {
+            let state = Arc::clone(&state);
+            move || {
+                if state.is_cancelled() {
+                    state.complete(Err(HandlerError::Cancelled { index }));
+                    return;
+                }
+                let r = match catch_unwind(AssertUnwindSafe(f)) {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(source)) => Err(HandlerError::Failed { index, source }),
+                    Err(payload) => Err(HandlerError::Panicked {
+                        index,
+                        message: panic_message(payload.as_ref()),
+                    }),
+                };
+                state.complete(r);
+            }
+        };
+        match &self.backend {
+            Backend::Sync => run(),
+            Backend::Threads(e) => {
+                let outstanding = Arc::clone(&self.outstanding);
+                outstanding.add();
+                e.pool().inject([Job::Call(Box::new(move |_worker| {
+                    run();
+                    outstanding.done();
+                }))]);
+            }
+        }
+        Future::new(state)
+    }
+
+    /// Runs `f` (now on the caller's thread for `sync`, else on a worker).
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`] after [`close`](Handler::close).
+    pub fn submit<T, F>(&self, f: F) -> Result<Future<T>, HandlerError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        self.check_open()?;
+        Ok(self.spawn(None, move || Ok(f())))
+    }
+
+    /// Like [`submit`](Handler::submit) for work that returns a `Result`: an `Err` completes
+    /// the future with [`HandlerError::Failed`].
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`] after [`close`](Handler::close).
+    pub fn try_submit<T, E, F>(&self, f: F) -> Result<Future<T>, HandlerError>
+    where
+        T: Send + 'static,
+        E: Into<BoxError>,
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+    {
+        self.check_open()?;
+        Ok(self.spawn(None, move || f().map_err(Into::into)))
+    }
+
+    /// Starts `f` on every item; one future per item, in input order.
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`] after [`close`](Handler::close).
+    pub fn map<I, T, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<Vec<Future<T>>, HandlerError>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        F: Fn(I) -> T + Send + Sync + 'static,
+    {
+        self.try_map(move |x| Ok::<T, BoxError>(f(x)), items)
+    }
+
+    /// Like [`map`](Handler::map) for a function that returns a `Result`.
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`] after [`close`](Handler::close).
+    pub fn try_map<I, T, E, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<Vec<Future<T>>, HandlerError>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError>,
+        F: Fn(I) -> Result<T, E> + Send + Sync + 'static,
+    {
+        self.check_open()?;
+        let f = Arc::new(f);
+        Ok(items
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let f = Arc::clone(&f);
+                self.spawn(Some(i), move || f(x).map_err(Into::into))
+            })
+            .collect())
+    }
+
+    /// Waits for every future and returns their results in input order (never the futures).
+    ///
+    /// On the first error (in input order) the futures after it that have not started are
+    /// cancelled and the error is returned; results already computed are dropped. Use
+    /// [`gather_results`](Handler::gather_results) to keep every result.
+    ///
+    /// # Errors
+    /// The first failing item's error, naming its index.
+    pub fn gather<T>(&self, futures: Vec<Future<T>>) -> Result<Vec<T>, HandlerError> {
+        let mut out = Vec::with_capacity(futures.len());
+        let mut it = futures.into_iter();
+        while let Some(f) = it.next() {
+            match f.wait() {
+                Ok(v) => out.push(v),
+                Err(e) => {
+                    for rest in it {
+                        rest.cancel();
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits for every future and returns each one's result, in input order.
+    #[must_use]
+    pub fn gather_results<T>(&self, futures: Vec<Future<T>>) -> Vec<Result<T, HandlerError>> {
+        futures.into_iter().map(Future::wait).collect()
+    }
+
+    /// Applies `f` to every item of a possibly huge or unbounded-length iterator, a batch at a
+    /// time: it pulls at most `batch_size` items (`None`: [`default_batch_size`]), runs them,
+    /// waits for the batch, then pulls the next. Input is never collected, only
+    /// `batch_size` items are in flight, results come back in input order.
+    ///
+    /// When an item fails, no further batch starts, the not-yet-started items of its batch are
+    /// cancelled, the others in the batch finish, and the error of the first failing item (in
+    /// input order) is returned; the results computed so far are dropped. Use
+    /// [`batched_map_results`](Handler::batched_map_results) to get every item's outcome.
+    ///
+    /// [`default_batch_size`]: Handler::default_batch_size
+    ///
+    /// # Errors
+    /// [`HandlerError::ZeroBatchSize`], [`HandlerError::Closed`], or the failing item's error.
+    pub fn batched_map<I, T, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = I>,
+        batch_size: impl Into<Option<usize>>,
+    ) -> Result<Vec<T>, HandlerError>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        F: Fn(I) -> T + Send + Sync + 'static,
+    {
+        self.try_batched_map(move |x| Ok::<T, BoxError>(f(x)), items, batch_size)
+    }
+
+    /// Like [`batched_map`](Handler::batched_map) for a function that returns a `Result`.
+    ///
+    /// # Errors
+    /// As [`batched_map`](Handler::batched_map).
+    pub fn try_batched_map<I, T, E, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = I>,
+        batch_size: impl Into<Option<usize>>,
+    ) -> Result<Vec<T>, HandlerError>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError>,
+        F: Fn(I) -> Result<T, E> + Send + Sync + 'static,
+    {
+        let mut out = Vec::new();
+        self.batches(f, items, batch_size, |batch| {
+            let r = self.gather(batch);
+            match r {
+                Ok(v) => {
+                    out.extend(v);
+                    Ok(true)
+                }
+                Err(e) => Err(e),
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// Like [`try_batched_map`](Handler::try_batched_map) but runs every item whatever
+    /// happens to the others and returns each item's result, in input order.
+    ///
+    /// # Errors
+    /// Only [`HandlerError::ZeroBatchSize`] and [`HandlerError::Closed`].
+    pub fn batched_map_results<I, T, E, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = I>,
+        batch_size: impl Into<Option<usize>>,
+    ) -> Result<Vec<Result<T, HandlerError>>, HandlerError>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError>,
+        F: Fn(I) -> Result<T, E> + Send + Sync + 'static,
+    {
+        let mut out = Vec::new();
+        self.batches(f, items, batch_size, |batch| {
+            out.extend(self.gather_results(batch));
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    /// Feeds `items` to `f` a batch at a time; `each` consumes a batch's futures and says
+    /// whether to go on.
+    fn batches<I, T, E, F>(
+        &self,
+        f: F,
+        items: impl IntoIterator<Item = I>,
+        batch_size: impl Into<Option<usize>>,
+        mut each: impl FnMut(Vec<Future<T>>) -> Result<bool, HandlerError>,
+    ) -> Result<(), HandlerError>
+    where
+        I: Send + 'static,
+        T: Send + 'static,
+        E: Into<BoxError>,
+        F: Fn(I) -> Result<T, E> + Send + Sync + 'static,
+    {
+        let batch_size = batch_size
+            .into()
+            .unwrap_or_else(|| self.default_batch_size());
+        if batch_size == 0 {
+            return Err(HandlerError::ZeroBatchSize);
+        }
+        self.check_open()?;
+        let f = Arc::new(f);
+        let mut items = items.into_iter().enumerate();
+        loop {
+            let mut batch = Vec::with_capacity(batch_size);
+            for (i, x) in items.by_ref().take(batch_size) {
+                let f = Arc::clone(&f);
+                batch.push(self.spawn(Some(i), move || f(x).map_err(Into::into)));
+            }
+            if batch.is_empty() || !each(batch)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Computes a lazy value on this handler's executor (graph de-duplication applies).
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`], or the compute's error.
+    pub fn compute<T: Clone + Send + Sync + 'static>(
+        &self,
+        value: &Delayed<T>,
+    ) -> Result<T, HandlerError> {
+        self.check_open()?;
+        Ok(value.compute_with(self.executor())?)
+    }
+
+    /// Computes several lazy values in one graph on this handler's executor.
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`], or the compute's error.
+    pub fn compute_all<I>(
+        &self,
+        outputs: I,
+        options: &ComputeOptions,
+    ) -> Result<Computed, HandlerError>
+    where
+        I: IntoIterator,
+        I::Item: Into<AnyDelayed>,
+    {
+        self.check_open()?;
+        Ok(options.run(self.executor(), outputs)?)
+    }
+
+    /// Stops accepting work and waits until everything submitted has finished. Closing twice
+    /// is harmless.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.outstanding.wait_zero();
+    }
+
+    /// Whether [`close`](Handler::close) was called.
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Handler {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
