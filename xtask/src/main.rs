@@ -4,6 +4,9 @@
 //! cargo xtask ci [--fail-fast]   every check CI runs; reports all failing steps at the end
 //! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
 //! cargo xtask bench              all criterion benchmarks
+//! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000]
+//!                                the same scenarios in Brisk and in Dask (own virtualenv),
+//!                                side by side: target/bench/compare.{json,md}
 //! ```
 
 #![allow(
@@ -14,7 +17,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -32,7 +35,20 @@ fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(args.iter().any(|a| a == "--fail-fast")),
         Some("layers") => layers(),
-        Some("bench") => run_ok(&cargo(&["bench", "--workspace"])),
+        Some("bench") if args.iter().any(|a| a == "--compare-dask") => {
+            let sizes = match args.iter().position(|a| a == "--sizes") {
+                Some(i) => Some(
+                    args.get(i + 1)
+                        .context("--sizes needs a comma-separated list")?
+                        .split(',')
+                        .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+                None => None,
+            };
+            compare_dask(args.iter().any(|a| a == "--quick"), sizes)
+        }
+        Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -41,7 +57,7 @@ fn run() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | bench>";
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | bench [--compare-dask [--quick] [--sizes N,M]]>";
 
 fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -57,25 +73,12 @@ fn cargo(args: &[&str]) -> Command {
     c
 }
 
-fn run_ok(cmd: &Command) -> Result<()> {
-    let mut cmd = clone(cmd);
+fn run_ok(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
-}
-
-fn clone(cmd: &Command) -> Command {
-    let mut c = Command::new(cmd.get_program());
-    c.args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => c.env(k, v),
-            None => c.env_remove(k),
-        };
-    }
-    c
 }
 
 enum Step {
@@ -151,10 +154,10 @@ fn ci(fail_fast: bool) -> Result<()> {
     let mut timings: Vec<(String, f64)> = Vec::new();
     for step in steps {
         let (name, result) = match step {
-            Step::Cmd(name, cmd) => {
+            Step::Cmd(name, mut cmd) => {
                 println!("\n==> xtask ci: {name}");
                 let t = Instant::now();
-                let r = run_ok(&cmd);
+                let r = run_ok(&mut cmd);
                 timings.push((name.clone(), t.elapsed().as_secs_f64()));
                 (name, r)
             }
@@ -367,5 +370,183 @@ fn scan_sources(dir: &Path, krate: &str, problems: &mut Vec<String>) -> Result<(
             }
         }
     }
+    Ok(())
+}
+
+/// Runs `cmd`, killing it after `timeout`; returns its stdout, or `None` on timeout.
+fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<Option<String>> {
+    use std::io::Read;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {cmd:?}"))?;
+    let mut stdout = child.stdout.take().context("piped stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        stdout.read_to_string(&mut s).map(|_| s)
+    });
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            let out = reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("stdout reader panicked"))??;
+            if !status.success() {
+                bail!("{cmd:?} failed with {status}");
+            }
+            return Ok(Some(out));
+        }
+        if start.elapsed() > timeout {
+            child.kill()?;
+            child.wait()?;
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn last_json_line(out: &str) -> Result<serde_json::Value> {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .context("no JSON line in the output")?;
+    serde_json::from_str(line).context("parsing the JSON line")
+}
+
+/// `cargo xtask bench --compare-dask`: the graph and futures scenarios in Brisk and in Dask
+/// (same machine, same number of workers, same run), written to target/bench/compare.json and
+/// target/bench/compare.md.
+fn compare_dask(quick: bool, sizes: Option<Vec<usize>>) -> Result<()> {
+    let out_dir = PathBuf::from("target/bench");
+    std::fs::create_dir_all(&out_dir)?;
+    let venv = out_dir.join("venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        println!("==> creating {} (dask, distributed, numpy)", venv.display());
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        run_ok(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "-r",
+            "benches/dask/requirements.txt",
+        ]))?;
+    }
+    run_ok(&mut cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "benches",
+        "--bin",
+        "compare",
+    ]))?;
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let graph_sizes: Vec<usize> = match sizes {
+        Some(s) => s,
+        None if quick => vec![10_000],
+        None => vec![10_000, 100_000, 1_000_000],
+    };
+    let futures_sizes: &[usize] = if quick { &[100_000] } else { &[1_000_000] };
+    let mut scenarios = Vec::new();
+    for shape in ["indep", "chain", "tree"] {
+        for &n in &graph_sizes {
+            scenarios.push((format!("graph/{shape}/{n}"), n));
+        }
+    }
+    for shape in ["map", "batched"] {
+        for n in futures_sizes {
+            scenarios.push((format!("futures/{shape}/{n}"), *n));
+        }
+    }
+    let timeout = Duration::from_secs(if quick { 300 } else { 1800 });
+    let mut results = serde_json::Map::new();
+    let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) |\n|---|---:|---:|---:|---|---|\n".to_string();
+    for (scenario, n) in &scenarios {
+        let repeat = if *n >= 1_000_000 { "1" } else { "3" };
+        let w = workers.to_string();
+        println!("==> {scenario}");
+        let brisk = output_with_timeout(
+            Command::new("target/release/compare").args([
+                "--scenario",
+                scenario,
+                "--workers",
+                &w,
+                "--repeat",
+                repeat,
+            ]),
+            timeout,
+        )?
+        .context("the Brisk side timed out")?;
+        let brisk = last_json_line(&brisk)?;
+        let dask = output_with_timeout(
+            Command::new(&python).args([
+                "benches/dask/compare.py",
+                "--scenario",
+                scenario,
+                "--workers",
+                &w,
+                "--repeat",
+                repeat,
+            ]),
+            timeout,
+        )?;
+        let b = brisk["total_s"].as_f64().context("brisk total_s")?;
+        let mut entry = serde_json::json!({
+            "brisk_s": b,
+            "brisk_build_s": brisk["build_s"],
+            "brisk_run_s": brisk["run_s"],
+            "workers": workers,
+        });
+        let (dask_cell, ratio_cell, dask_split) = match dask {
+            Some(out) => {
+                let d = last_json_line(&out)?;
+                let ds = d["total_s"].as_f64().context("dask total_s")?;
+                let ratio = ds / b;
+                entry["dask_s"] = ds.into();
+                entry["ratio"] = ratio.into();
+                entry["dask_build_s"] = d["build_s"].clone();
+                entry["dask_run_s"] = d["run_s"].clone();
+                entry["dask_version"] = d["dask_version"].clone();
+                (
+                    format!("{ds:.4}"),
+                    format!("{ratio:.0}×"),
+                    format!(
+                        "{:.4} / {:.4}",
+                        d["build_s"].as_f64().unwrap_or(0.0),
+                        d["run_s"].as_f64().unwrap_or(0.0)
+                    ),
+                )
+            }
+            None => {
+                entry["dask_s"] = serde_json::Value::Null;
+                entry["ratio"] = serde_json::Value::Null;
+                entry["dask_note"] = format!("timed out after {} s", timeout.as_secs()).into();
+                (
+                    format!("> {}", timeout.as_secs()),
+                    format!("> {:.0}×", timeout.as_secs_f64() / b),
+                    "-".to_owned(),
+                )
+            }
+        };
+        table.push_str(&format!(
+            "| {scenario} | {b:.4} | {dask_cell} | {ratio_cell} | {:.4} / {:.4} | {dask_split} |\n",
+            brisk["build_s"].as_f64().unwrap_or(0.0),
+            brisk["run_s"].as_f64().unwrap_or(0.0),
+        ));
+        results.insert(scenario.clone(), entry);
+    }
+    let json_path = out_dir.join("compare.json");
+    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
+    let md_path = out_dir.join("compare.md");
+    let header = format!(
+        "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
+         build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
+         scenarios: Brisk's Handler vs Python's concurrent.futures thread pool.\n\n"
+    );
+    std::fs::write(&md_path, format!("{header}{table}"))?;
+    println!("\n{header}{table}");
+    println!("wrote {} and {}", json_path.display(), md_path.display());
     Ok(())
 }
