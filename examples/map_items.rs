@@ -1,0 +1,87 @@
+//! Map a function over many inputs on local threads (or on the caller's thread for
+//! debugging) with one `Handler`, as aics-dask-utils' `DistributedHandler` does for Dask.
+//!
+//! ```text
+//! cargo run --release -p examples --example map_items -- [--address threads|threads://N|sync]
+//!     [--items N] [--fail-at K] [--quick]
+//! ```
+//! The address picks the backend; the rest of the program does not change. `--fail-at K`
+//! makes item K fail, to show that the error names the item and later batches never start.
+
+#![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
+
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use brisk::exec::Handler;
+
+/// A small CPU-bound "analysis" of one input: the number of Collatz steps to reach 1.
+fn collatz_steps(mut n: u64) -> u32 {
+    let mut steps = 0;
+    while n > 1 {
+        n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+        steps += 1;
+    }
+    steps
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut address = String::from("threads");
+    let mut items: u64 = 5_000_000;
+    let mut fail_at: Option<u64> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--address" => address = args.next().context("--address needs a value")?,
+            "--items" => items = args.next().context("--items needs a value")?.parse()?,
+            "--fail-at" => fail_at = Some(args.next().context("--fail-at needs a value")?.parse()?),
+            "--quick" => items = 20_000,
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    let handler = Handler::new(&address)?;
+    println!("backend `{}` with {} worker(s)", handler.address(), handler.workers());
+
+    // A few inputs: map + gather, results in input order.
+    let futures = handler.map(collatz_steps, [27, 97, 871, 6171])?;
+    println!("steps for 27, 97, 871, 6171: {:?}", handler.gather(futures)?);
+
+    // Many inputs from a lazy iterator: only a batch is in flight at a time.
+    let t = Instant::now();
+    let batch = handler.default_batch_size();
+    let steps = handler.try_batched_map(
+        move |n: u64| {
+            if Some(n) == fail_at {
+                return Err(format!("input {n} is corrupt"));
+            }
+            Ok(collatz_steps(n))
+        },
+        1..=items,
+        batch,
+    );
+    match steps {
+        Ok(steps) => {
+            let (best, n) = steps
+                .iter()
+                .zip(1u64..)
+                .max()
+                .context("at least one item")?;
+            println!(
+                "{items} inputs in {:.2?} (batches of {batch}): longest is {n} with {best} steps",
+                t.elapsed()
+            );
+            if items >= 837_799 && n != 837_799 {
+                bail!("wrong answer: below one million, 837799 has the longest chain");
+            }
+        }
+        Err(e) => {
+            // Items are numbered by position in the input (0-based): input n is item n - 1.
+            println!("stopped: {}", brisk::graph::chain(&e));
+            if fail_at.is_none() {
+                return Err(e.into());
+            }
+        }
+    }
+    handler.close();
+    Ok(())
+}
