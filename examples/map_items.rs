@@ -40,11 +40,18 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let handler = Handler::new(&address)?;
-    println!("backend `{}` with {} worker(s)", handler.address(), handler.workers());
+    println!(
+        "backend `{}` with {} worker(s)",
+        handler.address(),
+        handler.workers()
+    );
 
     // A few inputs: map + gather, results in input order.
     let futures = handler.map(collatz_steps, [27, 97, 871, 6171])?;
-    println!("steps for 27, 97, 871, 6171: {:?}", handler.gather(futures)?);
+    println!(
+        "steps for 27, 97, 871, 6171: {:?}",
+        handler.gather(futures)?
+    );
 
     // Many inputs from a lazy iterator: only a batch is in flight at a time.
     let t = Instant::now();

@@ -7,6 +7,74 @@ use brisk_graph::{
     BoxError, CacheAction, Checkpoint, Error, Graph, RunContext, TaskEnd, TaskStatus, Value,
 };
 
+/// Calls the hooks around one attempt of a task. Reads the clock only when hooks are attached,
+/// so an executor without hooks pays nothing for them.
+struct Attempt<'a> {
+    graph: &'a Graph,
+    ctx: &'a RunContext,
+    id: usize,
+    worker: usize,
+    t0: Instant,
+    start: Option<Instant>,
+    number: u32,
+}
+
+impl<'a> Attempt<'a> {
+    fn begin(
+        graph: &'a Graph,
+        ctx: &'a RunContext,
+        id: usize,
+        worker: usize,
+        t0: Instant,
+        number: u32,
+    ) -> Self {
+        let start = if ctx.hooks.is_empty() {
+            None
+        } else {
+            for h in ctx.hooks.iter() {
+                h.on_task_start(graph, id, worker);
+            }
+            Some(Instant::now())
+        };
+        Self {
+            graph,
+            ctx,
+            id,
+            worker,
+            t0,
+            start,
+            number,
+        }
+    }
+
+    fn end(&self, status: TaskStatus<'_>) {
+        let Some(start) = self.start else {
+            return;
+        };
+        let event = TaskEnd::new(
+            self.id,
+            self.worker,
+            start.saturating_duration_since(self.t0),
+            start.elapsed(),
+            self.number,
+            status,
+        );
+        for h in self.ctx.hooks.iter() {
+            h.on_task_end(self.graph, &event);
+        }
+    }
+
+    /// Reports the outcome and passes it on.
+    fn finish(&self, result: Result<Value, Error>, loaded: bool) -> Result<Value, Error> {
+        match &result {
+            Ok(v) if loaded => self.end(TaskStatus::Loaded(v)),
+            Ok(v) => self.end(TaskStatus::Computed(v)),
+            Err(e) => self.end(TaskStatus::Failed(e)),
+        }
+        result
+    }
+}
+
 /// Runs node `id` on `deps` (the values of its distinct dependencies, in order) and returns its
 /// value, calling the hooks around each attempt. `t0` is the start of the compute.
 pub(crate) fn run_node(
@@ -19,86 +87,52 @@ pub(crate) fn run_node(
 ) -> Result<Value, Error> {
     let node = graph.node(id);
     if let Some(e) = node.build_error() {
+        let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
         let err = Error::Tokenize {
             key: node.key().clone(),
             name: node.name().to_owned(),
             source: e.clone(),
         };
-        report(graph, ctx, id, worker, t0, Instant::now(), 1, &err);
-        return Err(err);
+        return attempt.finish(Err(err), false);
     }
     if node.is_loaded() {
-        let start = Instant::now();
-        for h in ctx.hooks.iter() {
-            h.on_task_start(graph, id, worker);
-        }
-        let result = load(graph, ctx, id);
-        match &result {
-            Ok(v) => report_status(graph, ctx, id, worker, t0, start, 1, TaskStatus::Loaded(v)),
-            Err(e) => report(graph, ctx, id, worker, t0, start, 1, e),
-        }
-        return result;
+        let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
+        return attempt.finish(load(graph, ctx, id), true);
     }
     let retries = node.annotations().retries;
-    let mut attempt = 1;
+    let mut number = 1;
     let mut deps = Some(deps);
     loop {
         // Keep a copy of the inputs only if another attempt may need them.
-        let args = if attempt <= retries {
-            deps.clone().expect("inputs are kept while attempts remain")
+        let args = if number <= retries {
+            deps.clone()
         } else {
-            deps.take().expect("the last attempt takes the inputs")
-        };
-        let start = Instant::now();
-        for h in ctx.hooks.iter() {
-            h.on_task_start(graph, id, worker);
+            deps.take()
         }
-        let outcome = catch_unwind(AssertUnwindSafe(|| graph.run_task(id, args)));
-        let result = match outcome {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(source)) => Err(task_error(graph, id, attempt, source)),
+        .expect("inputs are kept until the last attempt takes them");
+        let attempt = Attempt::begin(graph, ctx, id, worker, t0, number);
+        let result = match catch_unwind(AssertUnwindSafe(|| graph.run_task(id, args))) {
+            Ok(Ok(v)) => save(graph, ctx, id, &v).map(|()| v),
+            Ok(Err(source)) => Err(Error::Task {
+                key: node.key().clone(),
+                name: node.name().to_owned(),
+                attempts: number,
+                source,
+            }),
             Err(payload) => Err(Error::Panic {
                 key: node.key().clone(),
                 name: node.name().to_owned(),
                 message: panic_message(payload.as_ref()),
             }),
         };
-        match result {
-            Ok(value) => {
-                let saved = save(graph, ctx, id, &value);
-                match &saved {
-                    Ok(()) => report_status(
-                        graph,
-                        ctx,
-                        id,
-                        worker,
-                        t0,
-                        start,
-                        attempt,
-                        TaskStatus::Computed(&value),
-                    ),
-                    Err(e) => report(graph, ctx, id, worker, t0, start, attempt, e),
-                }
-                return saved.map(|()| value);
-            }
-            Err(e) => {
-                report(graph, ctx, id, worker, t0, start, attempt, &e);
-                if attempt > retries || ctx.cancel.is_cancelled() {
-                    return Err(e);
-                }
-                attempt += 1;
-            }
+        let retry = matches!(result, Err(Error::Task { .. } | Error::Panic { .. }))
+            && number <= retries
+            && !ctx.cancel.is_cancelled();
+        let result = attempt.finish(result, false);
+        if !retry {
+            return result;
         }
-    }
-}
-
-fn task_error(graph: &Graph, id: usize, attempts: u32, source: BoxError) -> Error {
-    let node = graph.node(id);
-    Error::Task {
-        key: node.key().clone(),
-        name: node.name().to_owned(),
-        attempts,
-        source,
+        number += 1;
     }
 }
 
@@ -129,54 +163,6 @@ fn save(graph: &Graph, ctx: &RunContext, id: usize, value: &Value) -> Result<(),
         action: CacheAction::Save,
         source,
     })
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one private call site shape, all plain data"
-)]
-fn report_status(
-    graph: &Graph,
-    ctx: &RunContext,
-    id: usize,
-    worker: usize,
-    t0: Instant,
-    start: Instant,
-    attempt: u32,
-    status: TaskStatus<'_>,
-) {
-    if ctx.hooks.is_empty() {
-        return;
-    }
-    let event = TaskEnd::new(
-        id,
-        worker,
-        start.saturating_duration_since(t0),
-        start.elapsed(),
-        attempt,
-        status,
-    );
-    for h in ctx.hooks.iter() {
-        h.on_task_end(graph, &event);
-    }
-}
-
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one private call site shape, all plain data"
-)]
-fn report(
-    graph: &Graph,
-    ctx: &RunContext,
-    id: usize,
-    worker: usize,
-    t0: Instant,
-    start: Instant,
-    attempt: u32,
-    error: &Error,
-) {
-    let status = TaskStatus::Failed(error);
-    report_status(graph, ctx, id, worker, t0, start, attempt, status);
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.

@@ -1,5 +1,6 @@
 //! The threaded work-stealing executor.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::Instant;
@@ -200,11 +201,21 @@ impl ThreadedExecutor {
         if let Some(e) = lock(&state.first_error).take() {
             return Err(e);
         }
-        let outputs = graph
-            .outputs()
-            .iter()
-            .map(|&o| lock(&state.values[o as usize]).clone())
-            .collect();
+        // Move the outputs out of their slots (a worker may still hold the state for a moment,
+        // and a clone left behind would make the caller copy the value). An output listed
+        // twice gets the value taken for its first listing.
+        let mut first: HashMap<u32, usize> = HashMap::new();
+        let mut outputs: Vec<Option<Value>> = Vec::with_capacity(graph.outputs().len());
+        for (i, &o) in graph.outputs().iter().enumerate() {
+            let v = match first.get(&o) {
+                Some(&j) => outputs[j].clone(),
+                None => {
+                    first.insert(o, i);
+                    lock(&state.values[o as usize]).take()
+                }
+            };
+            outputs.push(v);
+        }
         let report = std::mem::take(&mut *lock(&state.report));
         Ok(RunOutput::new(outputs, report))
     }

@@ -456,6 +456,33 @@ impl Computed {
             })
     }
 
+    /// Moves the value of `output` out of the results: no copy when nothing else holds it (use
+    /// this for large results; [`get`](Computed::get) clones).
+    ///
+    /// # Errors
+    /// As [`get`](Computed::get); also when the value was already taken.
+    pub fn take<T: Clone + Send + Sync + 'static>(
+        &mut self,
+        output: &Delayed<T>,
+    ) -> Result<T, Error> {
+        let key = output.key();
+        let value = self
+            .keys
+            .iter()
+            .position(|k| k == key)
+            .and_then(|i| self.values[i].take());
+        let Some(value) = value else {
+            return Err(self.incomplete(key));
+        };
+        value
+            .downcast::<T>()
+            .map(Arc::unwrap_or_clone)
+            .map_err(|_| Error::TypeMismatch {
+                key: key.clone(),
+                expected: std::any::type_name::<T>(),
+            })
+    }
+
     /// The type-erased value of output number `i` (in the order they were given).
     #[must_use]
     pub fn value(&self, i: usize) -> Option<&Value> {
@@ -501,6 +528,6 @@ impl<T: Clone + Send + Sync + 'static> Delayed<T> {
         executor: &dyn Executor,
         options: &ComputeOptions,
     ) -> Result<T, Error> {
-        options.run(executor, [self])?.get(self)
+        options.run(executor, [self])?.take(self)
     }
 }

@@ -368,3 +368,33 @@ fn hooks_see_the_same_tasks_as_on_the_sync_executor() {
     };
     assert_eq!(run(&SyncExecutor), run(&exec(3)));
 }
+
+#[test]
+fn compute_hands_over_the_result_without_copying_it() {
+    static CLONES: AtomicUsize = AtomicUsize::new(0);
+    struct Big(Vec<u8>);
+    impl Clone for Big {
+        fn clone(&self) -> Self {
+            CLONES.fetch_add(1, Ordering::SeqCst);
+            Self(self.0.clone())
+        }
+    }
+    let big = delayed("big", || Big(vec![7; 1 << 20]), ());
+    let bigger = pure(
+        "grow",
+        |mut b: Big| {
+            b.0.push(1);
+            b
+        },
+        (&big,),
+    );
+    for ex in [&exec(2) as &dyn Executor, &SyncExecutor] {
+        let out = bigger.compute_with(ex).unwrap();
+        assert_eq!(out.0.len(), (1 << 20) + 1);
+    }
+    assert_eq!(
+        CLONES.load(Ordering::SeqCst),
+        0,
+        "intermediates and results are moved, not cloned"
+    );
+}
