@@ -438,22 +438,8 @@ impl Computed {
     /// [`Error::Incomplete`] if it was not computed (keep-going) or not an output;
     /// [`Error::TypeMismatch`] cannot happen for handles built through the typed API.
     pub fn get<T: Clone + Send + Sync + 'static>(&self, output: &Delayed<T>) -> Result<T, Error> {
-        let key = output.key();
-        let value = self
-            .keys
-            .iter()
-            .position(|k| k == key)
-            .and_then(|i| self.values[i].as_ref());
-        let Some(value) = value else {
-            return Err(self.incomplete(key));
-        };
-        Arc::clone(value)
-            .downcast::<T>()
-            .map(Arc::unwrap_or_clone)
-            .map_err(|_| Error::TypeMismatch {
-                key: key.clone(),
-                expected: std::any::type_name::<T>(),
-            })
+        let value = self.slot(output.key()).and_then(|i| self.values[i].clone());
+        self.typed(output.key(), value)
     }
 
     /// Moves the value of `output` out of the results: no copy when nothing else holds it (use
@@ -465,12 +451,20 @@ impl Computed {
         &mut self,
         output: &Delayed<T>,
     ) -> Result<T, Error> {
-        let key = output.key();
-        let value = self
-            .keys
-            .iter()
-            .position(|k| k == key)
-            .and_then(|i| self.values[i].take());
+        let value = self.slot(output.key()).and_then(|i| self.values[i].take());
+        self.typed(output.key(), value)
+    }
+
+    fn slot(&self, key: &Key) -> Option<usize> {
+        self.keys.iter().position(|k| k == key)
+    }
+
+    /// `value` as a `T` (moved out of its `Arc` when unshared), or why not.
+    fn typed<T: Clone + Send + Sync + 'static>(
+        &self,
+        key: &Key,
+        value: Option<Value>,
+    ) -> Result<T, Error> {
         let Some(value) = value else {
             return Err(self.incomplete(key));
         };
