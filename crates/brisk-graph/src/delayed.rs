@@ -486,6 +486,57 @@ impl TaskSpec {
         self.build(body, args, std::any::type_name::<R>())
     }
 
+    /// A task over any number of lazy inputs of any types, for libraries that build graphs
+    /// programmatically (chunked arrays): `f` receives the inputs' values in order and must
+    /// downcast them itself. `descriptor` is a token describing the operation (its name,
+    /// parameters, …); for a pure spec the key covers the identity, the descriptor and the
+    /// inputs' keys.
+    ///
+    /// ```
+    /// use brisk_graph::{TaskSpec, Tokenize, Value, lit};
+    ///
+    /// let parts = vec![lit(1i64).erase(), lit(2u8).erase()];
+    /// let op = ("sum_as_i64", 0u8).token().unwrap();
+    /// let total = TaskSpec::new("mixed_sum").pure().call_dyn(
+    ///     |v: Vec<Value>| {
+    ///         let a = *v[0].downcast_ref::<i64>().ok_or("input 0 is not an i64")?;
+    ///         let b = *v[1].downcast_ref::<u8>().ok_or("input 1 is not a u8")?;
+    ///         Ok(a + i64::from(b))
+    ///     },
+    ///     &parts,
+    ///     op,
+    /// );
+    /// assert!(total.key().to_string().starts_with("mixed_sum/"));
+    /// ```
+    pub fn call_dyn<R, F>(&self, f: F, inputs: &[AnyDelayed], descriptor: Token) -> Delayed<R>
+    where
+        R: Send + Sync + 'static,
+        F: Fn(Vec<Value>) -> Result<R, BoxError> + Send + Sync + 'static,
+    {
+        let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+        let token = if self.pure {
+            let mut sink = TokenSink::new(b"brisk.dyn");
+            self.identity(&mut sink, &prefix);
+            sink.raw(descriptor.as_bytes());
+            sink.u64(inputs.len() as u64);
+            for i in inputs {
+                key_arg(&mut sink, &i.node.key);
+            }
+            sink.finish()
+        } else {
+            unique_token()
+        };
+        let body: ErasedFn = Arc::new(move |a| f(a).map(|r| Arc::new(r) as Value));
+        Delayed::from_node(Arc::new(NodeInner {
+            key: Key::new(prefix, token),
+            name: self.name.clone(),
+            op: Op::Task(body),
+            inputs: inputs.iter().map(|i| Input::Node(Arc::clone(&i.node))).collect(),
+            meta: self.meta.clone(),
+            output_type: std::any::type_name::<R>(),
+        }))
+    }
+
     fn build<P, X: IntoArgs<P>, R>(
         &self,
         body: ErasedFn,
