@@ -531,7 +531,10 @@ impl TaskSpec {
             key: Key::new(prefix, token),
             name: self.name.clone(),
             op: Op::Task(body),
-            inputs: inputs.iter().map(|i| Input::Node(Arc::clone(&i.node))).collect(),
+            inputs: inputs
+                .iter()
+                .map(|i| Input::Node(Arc::clone(&i.node)))
+                .collect(),
             meta: self.meta.clone(),
             output_type: std::any::type_name::<R>(),
         }))

@@ -455,8 +455,13 @@ impl Computed {
         self.typed(output.key(), value)
     }
 
+    /// The first listing of `key` that still holds a value (an output listed twice can be
+    /// taken twice).
     fn slot(&self, key: &Key) -> Option<usize> {
-        self.keys.iter().position(|k| k == key)
+        self.keys
+            .iter()
+            .zip(&self.values)
+            .position(|(k, v)| k == key && v.is_some())
     }
 
     /// `value` as a `T` (moved out of its `Arc` when unshared), or why not.

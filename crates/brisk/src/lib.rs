@@ -32,12 +32,16 @@
 //! | `exec` (default) | [`exec`]: executors, `compute()`, [`compute_all`](exec::compute_all) |
 //! | `macros` (default) | the [`task`] attribute |
 //! | `ndarray` (default) | fast tokenization of `ndarray` arrays passed as task arguments |
+//! | `array` (default) | [`array`]: chunked n-dimensional lazy arrays |
 #![forbid(unsafe_code)]
 
 pub use brisk_graph as graph;
 
 #[cfg(feature = "exec")]
 pub use brisk_exec as exec;
+
+#[cfg(feature = "array")]
+pub use brisk_array as array;
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;
@@ -57,6 +61,14 @@ pub enum Error {
     /// A value could not be tokenized.
     #[error(transparent)]
     Tokenize(#[from] brisk_graph::TokenizeError),
+    /// An array operation failed.
+    #[cfg(feature = "array")]
+    #[error(transparent)]
+    Array(#[from] brisk_array::ArrayError),
+    /// A handler call failed.
+    #[cfg(feature = "exec")]
+    #[error(transparent)]
+    Handler(#[from] brisk_exec::HandlerError),
 }
 
 impl Error {
@@ -65,8 +77,25 @@ impl Error {
     pub fn key(&self) -> Option<&brisk_graph::Key> {
         match self {
             Self::Compute(e) => e.key(),
-            Self::ParseKey(_) | Self::Tokenize(_) => None,
+            _ => None,
         }
+    }
+}
+
+/// `compute()` on chunked arrays with the default executor (one worker per core).
+#[cfg(all(feature = "array", feature = "exec"))]
+pub trait ComputeArray<T: brisk_array::Element> {
+    /// Computes the whole array.
+    ///
+    /// # Errors
+    /// The array's build error or the compute's error.
+    fn compute(&self) -> Result<ndarray::ArrayD<T>, brisk_array::ArrayError>;
+}
+
+#[cfg(all(feature = "array", feature = "exec"))]
+impl<T: brisk_array::Element> ComputeArray<T> for brisk_array::Array<T> {
+    fn compute(&self) -> Result<ndarray::ArrayD<T>, brisk_array::ArrayError> {
+        self.compute_with(brisk_exec::default_executor())
     }
 }
 

@@ -10,3 +10,9 @@ pub use brisk_exec::{Compute, SyncExecutor, compute_all};
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;
+
+#[cfg(feature = "array")]
+pub use brisk_array::{Array, Axes};
+
+#[cfg(all(feature = "array", feature = "exec"))]
+pub use crate::ComputeArray;

@@ -398,3 +398,16 @@ fn compute_hands_over_the_result_without_copying_it() {
         "intermediates and results are moved, not cloned"
     );
 }
+
+#[test]
+fn an_output_listed_twice_can_be_taken_twice() {
+    let a = pure("x", |v: u64| vec![v; 3], (5u64,));
+    for ex in [&exec(2) as &dyn Executor, &SyncExecutor] {
+        let mut c = ComputeOptions::new()
+            .run(ex, [a.erase(), a.erase()])
+            .unwrap();
+        assert_eq!(c.take(&a).unwrap(), vec![5; 3]);
+        assert_eq!(c.take(&a).unwrap(), vec![5; 3]);
+        assert!(matches!(c.take(&a), Err(Error::Incomplete { .. })));
+    }
+}

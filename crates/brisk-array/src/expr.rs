@@ -1,0 +1,152 @@
+//! Fused elementwise expressions, evaluated tile by tile inside one task per chunk.
+//!
+//! An array is an expression over *leaves* (materialized chunk tasks of other arrays). A chain
+//! of elementwise operations only grows the expression; when a chunk is finally needed, one
+//! task evaluates the whole expression for that chunk in tiles of [`TILE`] elements, so no
+//! temporary the size of a chunk is ever made per operation.
+
+use std::sync::Arc;
+
+use brisk_graph::{BoxError, Value};
+use ndarray::{ArrayD, IxDyn};
+
+use crate::element::Element;
+
+/// Elements evaluated at once per expression node (stack buffers of this size).
+pub(crate) const TILE: usize = 1024;
+
+/// The prepared leaf values of one output chunk: `(leaf id, ArrayD<U>)` in the chunk's shape,
+/// standard layout.
+pub(crate) struct Env<'a> {
+    pub(crate) leaves: &'a [(u64, Value)],
+}
+
+impl Env<'_> {
+    pub(crate) fn leaf<U: Element>(&self, id: u64) -> Result<&[U], BoxError> {
+        let v = self
+            .leaves
+            .iter()
+            .find(|(i, _)| *i == id)
+            .map(|(_, v)| v)
+            .ok_or("expression leaf missing from its chunk task")?;
+        let a = v
+            .downcast_ref::<ArrayD<U>>()
+            .ok_or("expression leaf has an unexpected element type")?;
+        a.as_slice()
+            .ok_or_else(|| "expression leaf is not in standard layout".into())
+    }
+}
+
+/// A node of an elementwise expression producing `T`.
+pub(crate) trait Expr<T>: Send + Sync + 'static {
+    /// A description that identifies the computation (enters task keys).
+    fn desc(&self) -> String;
+    /// Writes elements `start .. start + out.len()` (flat, row-major in the chunk) into `out`.
+    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError>;
+}
+
+pub(crate) type ExprRef<T> = Arc<dyn Expr<T>>;
+
+/// Reads a leaf.
+pub(crate) struct Leaf {
+    pub(crate) id: u64,
+}
+
+impl<T: Element> Expr<T> for Leaf {
+    fn desc(&self) -> String {
+        format!("leaf:{:016x}", self.id)
+    }
+    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError> {
+        let data = env.leaf::<T>(self.id)?;
+        let src = data
+            .get(start..start + out.len())
+            .ok_or("tile outside its chunk")?;
+        out.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// A constant.
+pub(crate) struct Const<T>(pub(crate) T);
+
+impl<T: Element> Expr<T> for Const<T> {
+    fn desc(&self) -> String {
+        format!("const:{:?}:{}", self.0, T::DTYPE)
+    }
+    fn eval(&self, _: &Env<'_>, _: usize, out: &mut [T]) -> Result<(), BoxError> {
+        out.fill(self.0);
+        Ok(())
+    }
+}
+
+/// `f(x)` elementwise (`f` is monomorphized into the tile loop).
+pub(crate) struct Unary<A, F> {
+    pub(crate) name: String,
+    pub(crate) f: F,
+    pub(crate) x: ExprRef<A>,
+}
+
+impl<A: Element, T: Element, F: Fn(A) -> T + Send + Sync + 'static> Expr<T> for Unary<A, F> {
+    fn desc(&self) -> String {
+        format!("{}({})", self.name, self.x.desc())
+    }
+    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError> {
+        let mut tmp = [A::default(); TILE];
+        for (k, chunk) in out.chunks_mut(TILE).enumerate() {
+            let t = &mut tmp[..chunk.len()];
+            self.x.eval(env, start + k * TILE, t)?;
+            for (o, &a) in chunk.iter_mut().zip(t.iter()) {
+                *o = (self.f)(a);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `f(x, y)` elementwise (`f` is monomorphized into the tile loop).
+pub(crate) struct Binary<A, B, F> {
+    pub(crate) name: &'static str,
+    pub(crate) f: F,
+    pub(crate) x: ExprRef<A>,
+    pub(crate) y: ExprRef<B>,
+}
+
+impl<A, B, T, F> Expr<T> for Binary<A, B, F>
+where
+    A: Element,
+    B: Element,
+    T: Element,
+    F: Fn(A, B) -> T + Send + Sync + 'static,
+{
+    fn desc(&self) -> String {
+        format!("{}({},{})", self.name, self.x.desc(), self.y.desc())
+    }
+    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError> {
+        let mut ta = [A::default(); TILE];
+        let mut tb = [B::default(); TILE];
+        for (k, chunk) in out.chunks_mut(TILE).enumerate() {
+            let n = chunk.len();
+            let (a, b) = (&mut ta[..n], &mut tb[..n]);
+            self.x.eval(env, start + k * TILE, a)?;
+            self.y.eval(env, start + k * TILE, b)?;
+            for ((o, &p), &q) in chunk.iter_mut().zip(a.iter()).zip(b.iter()) {
+                *o = (self.f)(p, q);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Evaluates `expr` over a whole chunk of `shape` into a new array.
+pub(crate) fn eval_chunk<T: Element>(
+    expr: &dyn Expr<T>,
+    env: &Env<'_>,
+    shape: &[usize],
+) -> Result<ArrayD<T>, BoxError> {
+    let n: usize = shape.iter().product();
+    let mut data = vec![T::default(); n];
+    for (k, tile) in data.chunks_mut(TILE).enumerate() {
+        expr.eval(env, k * TILE, tile)?;
+    }
+    Ok(ArrayD::from_shape_vec(IxDyn(shape), data)?)
+}

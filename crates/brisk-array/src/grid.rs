@@ -1,0 +1,148 @@
+//! Chunk grids: how an array's shape is cut into blocks.
+
+use crate::error::ArrayError;
+
+/// The chunking of an array: for each axis, the sizes of its chunks along that axis (regular
+/// chunks plus a smaller edge chunk, or any sizes after slicing and concatenation).
+///
+/// Blocks are numbered in row-major order over the block coordinates.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChunkGrid {
+    chunks: Vec<Vec<usize>>,
+}
+
+impl ChunkGrid {
+    /// Regular chunks of `chunk` (per axis; an entry larger than the axis means one chunk)
+    /// over `shape`, with smaller edge chunks.
+    ///
+    /// # Errors
+    /// [`ArrayError::BadChunks`] when the ranks differ or a chunk size is 0 on a non-empty axis.
+    pub fn regular(shape: &[usize], chunk: &[usize]) -> Result<Self, ArrayError> {
+        if shape.len() != chunk.len() {
+            return Err(ArrayError::BadChunks(format!(
+                "chunk shape {chunk:?} has rank {} but the array shape {shape:?} has rank {}",
+                chunk.len(),
+                shape.len()
+            )));
+        }
+        let mut chunks = Vec::with_capacity(shape.len());
+        for (axis, (&n, &c)) in shape.iter().zip(chunk).enumerate() {
+            if c == 0 && n > 0 {
+                return Err(ArrayError::BadChunks(format!(
+                    "chunk size 0 on axis {axis} of length {n}"
+                )));
+            }
+            let mut sizes = Vec::new();
+            let mut left = n;
+            while left > 0 {
+                let s = c.min(left);
+                sizes.push(s);
+                left -= s;
+            }
+            if sizes.is_empty() {
+                sizes.push(0);
+            }
+            chunks.push(sizes);
+        }
+        Ok(Self { chunks })
+    }
+
+    /// A grid from explicit chunk sizes per axis.
+    ///
+    /// # Errors
+    /// [`ArrayError::BadChunks`] when an axis has no chunks, or a zero-size chunk on a
+    /// non-empty axis.
+    pub fn from_sizes(chunks: Vec<Vec<usize>>) -> Result<Self, ArrayError> {
+        for (axis, c) in chunks.iter().enumerate() {
+            if c.is_empty() || (c.len() > 1 && c.contains(&0)) {
+                return Err(ArrayError::BadChunks(format!(
+                    "axis {axis} has chunk sizes {c:?}"
+                )));
+            }
+        }
+        Ok(Self { chunks })
+    }
+
+    /// Chunk sizes per axis.
+    #[must_use]
+    pub fn chunks(&self) -> &[Vec<usize>] {
+        &self.chunks
+    }
+
+    /// The array's shape.
+    #[must_use]
+    pub fn shape(&self) -> Vec<usize> {
+        self.chunks.iter().map(|c| c.iter().sum()).collect()
+    }
+
+    /// Number of axes.
+    #[must_use]
+    pub fn ndim(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Number of blocks along each axis.
+    #[must_use]
+    pub fn blocks_per_axis(&self) -> Vec<usize> {
+        self.chunks.iter().map(Vec::len).collect()
+    }
+
+    /// Total number of blocks.
+    #[must_use]
+    pub fn num_blocks(&self) -> usize {
+        self.chunks.iter().map(Vec::len).product()
+    }
+
+    /// Block coordinates of block number `i`.
+    #[must_use]
+    pub fn block_coords(&self, mut i: usize) -> Vec<usize> {
+        let mut c = vec![0; self.ndim()];
+        for axis in (0..self.ndim()).rev() {
+            let n = self.chunks[axis].len();
+            c[axis] = i % n;
+            i /= n;
+        }
+        c
+    }
+
+    /// Block number of block coordinates `c`.
+    #[must_use]
+    pub fn block_index(&self, c: &[usize]) -> usize {
+        let mut i = 0;
+        for (axis, &x) in c.iter().enumerate() {
+            i = i * self.chunks[axis].len() + x;
+        }
+        i
+    }
+
+    /// Shape of the block at coordinates `c`.
+    #[must_use]
+    pub fn block_shape(&self, c: &[usize]) -> Vec<usize> {
+        c.iter()
+            .enumerate()
+            .map(|(axis, &x)| self.chunks[axis][x])
+            .collect()
+    }
+
+    /// Offset (first element index per axis) of the block at coordinates `c`.
+    #[must_use]
+    pub fn block_offset(&self, c: &[usize]) -> Vec<usize> {
+        c.iter()
+            .enumerate()
+            .map(|(axis, &x)| self.chunks[axis][..x].iter().sum())
+            .collect()
+    }
+
+    /// Start offsets of the chunks along `axis` (one more entry than chunks: the end).
+    #[must_use]
+    pub fn boundaries(&self, axis: usize) -> Vec<usize> {
+        let mut b = Vec::with_capacity(self.chunks[axis].len() + 1);
+        let mut at = 0;
+        b.push(0);
+        for &s in &self.chunks[axis] {
+            at += s;
+            b.push(at);
+        }
+        b
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of brisk-array: every operation against ndarray's own result.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod ops;
