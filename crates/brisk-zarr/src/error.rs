@@ -1,0 +1,82 @@
+//! Errors of Zarr I/O.
+
+/// Why a Zarr operation failed. Every variant names the store location or array path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ZarrError {
+    /// The store could not be read or written.
+    #[error("store `{location}`: {message}")]
+    Store {
+        /// Where the store is.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A URL names a scheme this build cannot open.
+    #[error(
+        "unsupported store URL `{url}`: scheme `{scheme}` (supported: memory://, file://, plain paths)"
+    )]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// The array's stored element type is not the one asked for.
+    #[error("array `{path}` holds {stored} values, not {requested}")]
+    WrongType {
+        /// The array's path.
+        path: String,
+        /// The stored type.
+        stored: String,
+        /// The requested type.
+        requested: String,
+    },
+    /// There is no array (or group) at the path.
+    #[error("no Zarr node at `{path}` in `{location}`")]
+    NotFound {
+        /// The store location.
+        location: String,
+        /// The path.
+        path: String,
+    },
+    /// Something already exists at the path (pass `overwrite` to replace it).
+    #[error("`{path}` already exists in `{location}` (use ArrayOptions::overwrite to replace it)")]
+    AlreadyExists {
+        /// The store location.
+        location: String,
+        /// The path.
+        path: String,
+    },
+    /// The creation options are inconsistent.
+    #[error("bad array options: {0}")]
+    BadOptions(String),
+    /// A write would not have exactly one writer per storage chunk (or shard).
+    #[error("misaligned write into `{path}`: {reason}")]
+    Misaligned {
+        /// The array's path.
+        path: String,
+        /// Which axis and boundary.
+        reason: String,
+    },
+    /// zarrs rejected the metadata or an operation.
+    #[error("zarr array `{path}`: {message}")]
+    Zarr {
+        /// The array's path.
+        path: String,
+        /// zarrs' message.
+        message: String,
+    },
+    /// Building or computing the lazy array failed.
+    #[error(transparent)]
+    Array(#[from] brisk_array::ArrayError),
+    /// Running the write failed.
+    #[error("writing `{path}` failed")]
+    Compute {
+        /// The array's path.
+        path: String,
+        /// The compute's error (names the failing chunk task).
+        #[source]
+        source: brisk_graph::Error,
+    },
+}

@@ -1,0 +1,491 @@
+//! Opening, creating, reading and writing Zarr arrays and groups.
+
+use std::sync::Arc;
+
+use brisk_array::{Array, ChunkGrid};
+use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec};
+use ndarray::ArrayD;
+use serde_json::{Map, Value};
+use zarrs::array::{Array as ZArray, ArrayMetadata, CodecOptions};
+use zarrs::storage::{ReadableWritableListableStorageTraits, StoreKey, StorePrefix};
+
+use crate::error::ZarrError;
+use crate::meta::{ArrayOptions, ZarrElement, array_metadata, stored_dtype};
+use crate::store::Store;
+
+type Storage = dyn ReadableWritableListableStorageTraits;
+
+/// How chunks are encoded and decoded.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct IoOptions {
+    /// Threads zarrs may use *inside* one chunk's codec (1 by default: Brisk already runs one
+    /// task per chunk on every core, so more would oversubscribe; raise it for few, huge,
+    /// sharded chunks).
+    pub codec_threads: usize,
+}
+
+impl Default for IoOptions {
+    fn default() -> Self {
+        Self { codec_threads: 1 }
+    }
+}
+
+impl IoOptions {
+    /// Default options.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the codec threads per chunk.
+    #[must_use]
+    pub fn codec_threads(mut self, n: usize) -> Self {
+        self.codec_threads = n.max(1);
+        self
+    }
+    fn codec(self) -> CodecOptions {
+        CodecOptions::default().with_concurrent_target(self.codec_threads)
+    }
+}
+
+/// An opened Zarr array: its location, shape, storage chunking and metadata.
+#[derive(Clone)]
+pub struct ZarrArray {
+    store: Store,
+    path: String,
+    inner: Arc<ZArray<Storage>>,
+}
+
+impl std::fmt::Debug for ZarrArray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZarrArray")
+            .field("store", &self.store.location())
+            .field("path", &self.path)
+            .field("shape", &self.shape())
+            .field("dtype", &self.dtype())
+            .finish()
+    }
+}
+
+fn norm_path(path: &str) -> String {
+    let p = path.trim_matches('/');
+    format!("/{p}")
+}
+
+impl ZarrArray {
+    fn zerr(&self, e: &dyn std::fmt::Display) -> ZarrError {
+        ZarrError::Zarr {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The array's path in its store.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The array's shape.
+    #[must_use]
+    pub fn shape(&self) -> Vec<usize> {
+        self.inner.shape().iter().map(|&x| x as usize).collect()
+    }
+
+    /// The shape of the storage unit: the chunk shape, or the shard shape of a sharded array
+    /// (the unit one writer must own).
+    #[must_use]
+    pub fn unit_shape(&self) -> Vec<usize> {
+        let json = self.metadata_json();
+        let v = json
+            .pointer("/chunk_grid/configuration/chunk_shape")
+            .or_else(|| json.get("chunks"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        serde_json::from_value::<Vec<usize>>(v).unwrap_or_else(|_| self.shape())
+    }
+
+    /// The metadata as JSON (`zarr.json` for v3, `.zarray` plus attributes for v2).
+    #[must_use]
+    pub fn metadata_json(&self) -> Value {
+        serde_json::to_value(self.inner.metadata()).unwrap_or(Value::Null)
+    }
+
+    /// The stored element type (`float32`, …).
+    #[must_use]
+    pub fn dtype(&self) -> String {
+        stored_dtype(&self.metadata_json())
+    }
+
+    /// Whether the array is Zarr v2.
+    #[must_use]
+    pub fn is_v2(&self) -> bool {
+        matches!(self.inner.metadata(), ArrayMetadata::V2(_))
+    }
+
+    /// The user attributes.
+    #[must_use]
+    pub fn attributes(&self) -> Map<String, Value> {
+        self.inner.attributes().clone()
+    }
+
+    /// The dimension names, if any (v3 metadata, or the v2 `_ARRAY_DIMENSIONS` attribute).
+    #[must_use]
+    pub fn dimension_names(&self) -> Option<Vec<String>> {
+        let json = self.metadata_json();
+        let v = json
+            .get("dimension_names")
+            .filter(|v| !v.is_null())
+            .cloned()
+            .or_else(|| self.attributes().get("_ARRAY_DIMENSIONS").cloned())?;
+        serde_json::from_value::<Vec<Option<String>>>(v)
+            .ok()
+            .map(|v| v.into_iter().map(Option::unwrap_or_default).collect())
+    }
+
+    /// Replaces the attributes and rewrites the metadata.
+    ///
+    /// # Errors
+    /// [`ZarrError::Store`] when the metadata cannot be written.
+    pub fn set_attributes(&mut self, attributes: Map<String, Value>) -> Result<(), ZarrError> {
+        let mut inner =
+            ZArray::open(self.store.storage(), &self.path).map_err(|e| self.zerr(&e))?;
+        *inner.attributes_mut() = attributes;
+        inner.store_metadata().map_err(|e| self.store.error(&e))?;
+        self.inner = Arc::new(inner);
+        Ok(())
+    }
+
+    /// Reads one storage chunk (or shard).
+    ///
+    /// # Errors
+    /// [`ZarrError::WrongType`], [`ZarrError::Zarr`].
+    pub fn read_chunk<T: ZarrElement>(&self, indices: &[u64]) -> Result<ArrayD<T>, ZarrError> {
+        self.check_type::<T>()?;
+        self.inner
+            .retrieve_chunk_opt::<ArrayD<T>>(indices, &IoOptions::default().codec())
+            .map_err(|e| self.zerr(&e))
+    }
+
+    fn check_type<T: ZarrElement>(&self) -> Result<(), ZarrError> {
+        let stored = self.dtype();
+        if stored != T::V3 {
+            return Err(ZarrError::WrongType {
+                path: self.path.clone(),
+                stored,
+                requested: T::V3.into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Creates an array (metadata only; chunks are written by [`to_zarr`]).
+///
+/// # Errors
+/// [`ZarrError::AlreadyExists`] unless `opts.overwrite`; [`ZarrError::BadOptions`];
+/// [`ZarrError::Store`].
+pub fn create_array<T: ZarrElement>(
+    store: &Store,
+    path: &str,
+    shape: &[usize],
+    chunks: &[usize],
+    opts: &ArrayOptions,
+) -> Result<ZarrArray, ZarrError> {
+    let path = norm_path(path);
+    let storage = store.storage();
+    if node_exists(store, &path)? {
+        if !opts.overwrite {
+            return Err(ZarrError::AlreadyExists {
+                location: store.location().into(),
+                path,
+            });
+        }
+        let prefix = path.trim_matches('/');
+        if !prefix.is_empty() {
+            let p = StorePrefix::new(format!("{prefix}/")).map_err(|e| store.error(&e))?;
+            storage.erase_prefix(&p).map_err(|e| store.error(&e))?;
+        }
+    }
+    let shape64: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
+    let chunks64: Vec<u64> = chunks.iter().map(|&x| (x as u64).max(1)).collect();
+    let json = array_metadata::<T>(&shape64, &chunks64, opts)?;
+    let meta: ArrayMetadata =
+        serde_json::from_value(json).map_err(|e| ZarrError::BadOptions(e.to_string()))?;
+    let inner = ZArray::new_with_metadata(storage, &path, meta).map_err(|e| ZarrError::Zarr {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    inner.store_metadata().map_err(|e| store.error(&e))?;
+    Ok(ZarrArray {
+        store: store.clone(),
+        path,
+        inner: Arc::new(inner),
+    })
+}
+
+fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {
+    let p = path.trim_matches('/');
+    let storage = store.storage();
+    for name in ["zarr.json", ".zarray", ".zgroup"] {
+        let key = if p.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{p}/{name}")
+        };
+        let key = StoreKey::new(key).map_err(|e| store.error(&e))?;
+        if storage
+            .size_key(&key)
+            .map_err(|e| store.error(&e))?
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Opens an existing array (v2 or v3).
+///
+/// # Errors
+/// [`ZarrError::NotFound`], [`ZarrError::Zarr`].
+pub fn open_array(store: &Store, path: &str) -> Result<ZarrArray, ZarrError> {
+    let path = norm_path(path);
+    if !node_exists(store, &path)? {
+        return Err(ZarrError::NotFound {
+            location: store.location().into(),
+            path,
+        });
+    }
+    let inner = ZArray::open(store.storage(), &path).map_err(|e| ZarrError::Zarr {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(ZarrArray {
+        store: store.clone(),
+        path,
+        inner: Arc::new(inner),
+    })
+}
+
+/// A lazy array over a stored Zarr array: one task per storage chunk (or shard).
+///
+/// Reads are not content-addressed (the data on disk may change between computes), so each
+/// call gives fresh keys: a derived value is never mistaken for one computed from older data.
+///
+/// # Errors
+/// [`ZarrError::NotFound`], [`ZarrError::WrongType`] naming the path and both types.
+pub fn from_zarr<T: ZarrElement>(store: &Store, path: &str) -> Result<Array<T>, ZarrError> {
+    from_zarr_with(store, path, IoOptions::default())
+}
+
+/// [`from_zarr`] with I/O options.
+///
+/// # Errors
+/// As [`from_zarr`].
+pub fn from_zarr_with<T: ZarrElement>(
+    store: &Store,
+    path: &str,
+    io: IoOptions,
+) -> Result<Array<T>, ZarrError> {
+    let za = open_array(store, path)?;
+    za.check_type::<T>()?;
+    let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
+    let spec = TaskSpec::new("zarr-read");
+    let blocks: Vec<Delayed<ArrayD<T>>> = (0..grid.num_blocks())
+        .map(|i| {
+            let idx: Vec<u64> = grid.block_coords(i).iter().map(|&c| c as u64).collect();
+            let za = za.clone();
+            spec.try_call(
+                move || -> Result<ArrayD<T>, BoxError> {
+                    za.inner
+                        .retrieve_chunk_opt::<ArrayD<T>>(&idx, &io.codec())
+                        .map_err(|e| format!("reading chunk {idx:?} of `{}`: {e}", za.path).into())
+                },
+                (),
+            )
+        })
+        .collect();
+    Ok(Array::from_blocks(grid, blocks)?)
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WriteSummary {
+    /// Storage chunks (or shards) written.
+    pub units: usize,
+}
+
+/// The write tasks of `array` into the existing Zarr array `target` at element offset
+/// `offset`, as one lazy value. Every storage unit (chunk or shard) is written by exactly
+/// one task: the array is rechunked to the storage units first, and a region that does not
+/// start on a unit boundary, or ends inside a unit that is not the array's last, is refused.
+///
+/// # Errors
+/// [`ZarrError::Misaligned`] naming the axis; [`ZarrError::WrongType`];
+/// [`ZarrError::Array`].
+pub fn write_tasks<T: ZarrElement>(
+    array: &Array<T>,
+    target: &ZarrArray,
+    offset: &[usize],
+    io: IoOptions,
+) -> Result<Delayed<WriteSummary>, ZarrError> {
+    target.check_type::<T>()?;
+    let shape = array.shape();
+    let full = target.shape();
+    let unit = target.unit_shape();
+    let misaligned = |reason: String| ZarrError::Misaligned {
+        path: target.path.clone(),
+        reason,
+    };
+    if offset.len() != shape.len() || shape.len() != full.len() {
+        return Err(misaligned(format!(
+            "a {}-d region at offset {offset:?} in a {}-d array",
+            shape.len(),
+            full.len()
+        )));
+    }
+    for a in 0..shape.len() {
+        let end = offset[a] + shape[a];
+        if end > full[a] {
+            return Err(misaligned(format!(
+                "axis {a}: region {}..{end} exceeds the array length {}",
+                offset[a], full[a]
+            )));
+        }
+        if offset[a] % unit[a] != 0 {
+            return Err(misaligned(format!(
+                "axis {a}: region starts at {} which is not a multiple of the storage unit {} \
+                 (two writers would share a chunk)",
+                offset[a], unit[a]
+            )));
+        }
+        if end % unit[a] != 0 && end != full[a] {
+            return Err(misaligned(format!(
+                "axis {a}: region ends at {end}, inside a storage unit of {} that it does not fill",
+                unit[a]
+            )));
+        }
+    }
+    // One block per storage unit.
+    let aligned = array.rechunk(&unit)?;
+    let blocks = aligned.blocks()?;
+    let grid = aligned.grid().clone();
+    let spec = TaskSpec::new("zarr-write");
+    let writes: Vec<Delayed<()>> = blocks
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let c = grid.block_coords(i);
+            let idx: Vec<u64> = c
+                .iter()
+                .enumerate()
+                .map(|(a, &x)| (offset[a] / unit[a] + x) as u64)
+                .collect();
+            let za = target.clone();
+            spec.try_call(
+                move |block: ArrayD<T>| -> Result<(), BoxError> {
+                    za.inner
+                        .store_chunk_opt(&idx, block, &io.codec())
+                        .map_err(|e| format!("writing chunk {idx:?} of `{}`: {e}", za.path).into())
+                },
+                (b,),
+            )
+        })
+        .collect();
+    let all: Delayed<Vec<()>> = writes.into_iter().collect();
+    Ok(TaskSpec::new("zarr-write-done").call(|v: Vec<()>| WriteSummary { units: v.len() }, (all,)))
+}
+
+/// Creates (or replaces, with `opts.overwrite`) the array at `path` with `array`'s shape and
+/// chunks of `chunks` (`None`: the array's own first-block chunk shape), then writes every
+/// chunk in parallel on `executor`, one task per storage unit.
+///
+/// # Errors
+/// Creation errors, [`ZarrError::Compute`] naming the failing chunk.
+pub fn to_zarr<T: ZarrElement>(
+    array: &Array<T>,
+    store: &Store,
+    path: &str,
+    chunks: Option<&[usize]>,
+    opts: &ArrayOptions,
+    executor: &dyn Executor,
+) -> Result<(ZarrArray, WriteSummary), ZarrError> {
+    let shape = array.shape();
+    let chunks: Vec<usize> = match chunks {
+        Some(c) => c.to_vec(),
+        None => array
+            .chunks()
+            .iter()
+            .map(|c| c.first().copied().unwrap_or(1).max(1))
+            .collect(),
+    };
+    let target = create_array::<T>(store, path, &shape, &chunks, opts)?;
+    let task = write_tasks(array, &target, &vec![0; shape.len()], IoOptions::default())?;
+    let summary = task
+        .compute_with_options(executor, &ComputeOptions::new())
+        .map_err(|source| ZarrError::Compute {
+            path: target.path.clone(),
+            source,
+        })?;
+    Ok((target, summary))
+}
+
+/// Creates a group with attributes (v3 `zarr.json`, or v2 `.zgroup` + `.zattrs`).
+///
+/// # Errors
+/// [`ZarrError::Store`], [`ZarrError::Zarr`].
+pub fn create_group(
+    store: &Store,
+    path: &str,
+    v2: bool,
+    attributes: Map<String, Value>,
+) -> Result<(), ZarrError> {
+    let path = norm_path(path);
+    let json = if v2 {
+        serde_json::json!({"zarr_format": 2, "attributes": attributes})
+    } else {
+        serde_json::json!({"zarr_format": 3, "node_type": "group", "attributes": attributes})
+    };
+    let meta: zarrs::metadata::GroupMetadata =
+        serde_json::from_value(json).map_err(|e| ZarrError::BadOptions(e.to_string()))?;
+    let group =
+        zarrs::group::Group::new_with_metadata(store.storage(), &path, meta).map_err(|e| {
+            ZarrError::Zarr {
+                path: path.clone(),
+                message: e.to_string(),
+            }
+        })?;
+    group.store_metadata().map_err(|e| store.error(&e))
+}
+
+/// The attributes of the group or array at `path`.
+///
+/// # Errors
+/// [`ZarrError::NotFound`], [`ZarrError::Zarr`].
+pub fn node_attributes(store: &Store, path: &str) -> Result<Map<String, Value>, ZarrError> {
+    let path = norm_path(path);
+    if !node_exists(store, &path)? {
+        return Err(ZarrError::NotFound {
+            location: store.location().into(),
+            path,
+        });
+    }
+    let node = zarrs::node::Node::open(&store.storage(), &path).map_err(|e| ZarrError::Zarr {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    let json = serde_json::to_value(node.metadata()).unwrap_or(Value::Null);
+    Ok(json
+        .get("attributes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default())
+}

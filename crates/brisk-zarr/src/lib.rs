@@ -1,0 +1,36 @@
+//! Zarr v2 and v3 I/O for Brisk's chunked arrays, through `zarrs`.
+//!
+//! [`from_zarr`] turns a stored array into a lazy [`brisk_array::Array`] with one read task per
+//! storage chunk (or shard); [`to_zarr`] / [`write_tasks`] write a lazy array with exactly one
+//! writer per storage unit, rechunking to alignment first and refusing region writes that would
+//! share a unit. Local directories write each chunk to a temporary file and rename it, so a
+//! crash leaves every chunk old or new, never torn.
+//!
+//! ```
+//! use brisk_array::Array;
+//! use brisk_zarr::{ArrayOptions, Store, create_array, from_zarr, open_array};
+//!
+//! let store = Store::memory();
+//! let opts = ArrayOptions::new().attribute("history", "made in a doctest".into());
+//! let z = create_array::<f32>(&store, "/data", &[100, 80], &[50, 40], &opts).unwrap();
+//! assert_eq!(z.unit_shape(), vec![50, 40]);
+//! assert_eq!(open_array(&store, "/data").unwrap().attributes()["history"], "made in a doctest");
+//!
+//! let lazy: Array<f32> = from_zarr(&store, "/data").unwrap();  // 4 read tasks, nothing read yet
+//! assert_eq!(lazy.chunks(), &[vec![50, 50], vec![40, 40]]);
+//! assert!(from_zarr::<f64>(&store, "/data").is_err());         // wrong element type: an error
+//! ```
+#![forbid(unsafe_code)]
+
+mod error;
+mod io;
+mod meta;
+mod store;
+
+pub use error::ZarrError;
+pub use io::{
+    IoOptions, WriteSummary, ZarrArray, create_array, create_group, from_zarr, from_zarr_with,
+    node_attributes, open_array, to_zarr, write_tasks,
+};
+pub use meta::{ArrayOptions, BloscShuffle, Compressor, ZarrElement, ZarrFormat};
+pub use store::Store;

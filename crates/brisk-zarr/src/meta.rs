@@ -1,0 +1,339 @@
+//! Array creation options and their Zarr metadata (v2 and v3).
+
+use serde_json::{Map, Value, json};
+
+use crate::error::ZarrError;
+
+/// Element types that can be stored in Zarr.
+pub trait ZarrElement: brisk_array::Element + zarrs::array::ElementOwned {
+    /// The Zarr v3 data type name.
+    const V3: &'static str;
+    /// The Zarr v2 (NumPy) dtype string, little-endian.
+    const V2: &'static str;
+}
+
+macro_rules! zel {
+    ($($t:ty => $v3:literal, $v2:literal;)*) => {$(
+        impl ZarrElement for $t {
+            const V3: &'static str = $v3;
+            const V2: &'static str = $v2;
+        }
+    )*};
+}
+zel! {
+    bool => "bool", "|b1";
+    i8 => "int8", "|i1";
+    i16 => "int16", "<i2";
+    i32 => "int32", "<i4";
+    i64 => "int64", "<i8";
+    u8 => "uint8", "|u1";
+    u16 => "uint16", "<u2";
+    u32 => "uint32", "<u4";
+    u64 => "uint64", "<u8";
+    f32 => "float32", "<f4";
+    f64 => "float64", "<f8";
+}
+
+/// The Zarr format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZarrFormat {
+    /// Zarr v2 (`.zarray`, `.zattrs`).
+    V2,
+    /// Zarr v3 (`zarr.json`).
+    #[default]
+    V3,
+}
+
+/// Blosc byte shuffling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BloscShuffle {
+    /// No shuffle.
+    None,
+    /// Byte shuffle.
+    Byte,
+    /// Bit shuffle.
+    Bit,
+}
+
+/// The compressor of the chunks.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Compressor {
+    /// Uncompressed.
+    None,
+    /// Zstandard at `level` (the default: level 3, no checksum).
+    Zstd {
+        /// Compression level (1–22; negative for fast modes).
+        level: i32,
+        /// Whether frames carry a checksum.
+        checksum: bool,
+    },
+    /// Blosc with an inner compressor (`lz4`, `lz4hc`, `blosclz`, `zstd`, `zlib`).
+    Blosc {
+        /// Inner compressor name.
+        cname: String,
+        /// Compression level 0–9.
+        clevel: u8,
+        /// Shuffle mode.
+        shuffle: BloscShuffle,
+    },
+    /// Gzip at `level` 0–9.
+    Gzip {
+        /// Compression level.
+        level: u32,
+    },
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Self::Zstd {
+            level: 3,
+            checksum: false,
+        }
+    }
+}
+
+/// How a new Zarr array is laid out and described.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ArrayOptions {
+    /// v3 (default) or v2.
+    pub format: ZarrFormat,
+    /// The compressor (zstd level 3 by default).
+    pub compressor: Compressor,
+    /// Append a CRC32C checksum to every chunk (v3 only).
+    pub crc32c: bool,
+    /// Shard shape (v3 only): chunks are stored grouped in shards of this shape, which must be
+    /// a multiple of the chunk shape. Writers then own whole shards.
+    pub shards: Option<Vec<u64>>,
+    /// Fill value as JSON (`0` by default; `"NaN"` and friends for floats).
+    pub fill_value: Option<Value>,
+    /// Names of the dimensions (v2: stored as the `_ARRAY_DIMENSIONS` attribute).
+    pub dimension_names: Option<Vec<String>>,
+    /// User attributes.
+    pub attributes: Map<String, Value>,
+    /// Replace an existing array at the path instead of refusing.
+    pub overwrite: bool,
+}
+
+impl ArrayOptions {
+    /// Default options: Zarr v3, zstd level 3.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the format.
+    #[must_use]
+    pub fn format(mut self, f: ZarrFormat) -> Self {
+        self.format = f;
+        self
+    }
+    /// Sets the compressor.
+    #[must_use]
+    pub fn compressor(mut self, c: Compressor) -> Self {
+        self.compressor = c;
+        self
+    }
+    /// Adds CRC32C checksums (v3).
+    #[must_use]
+    pub fn crc32c(mut self) -> Self {
+        self.crc32c = true;
+        self
+    }
+    /// Stores chunks in shards of `shape` (v3).
+    #[must_use]
+    pub fn shards(mut self, shape: Vec<u64>) -> Self {
+        self.shards = Some(shape);
+        self
+    }
+    /// Sets the fill value.
+    #[must_use]
+    pub fn fill_value(mut self, v: Value) -> Self {
+        self.fill_value = Some(v);
+        self
+    }
+    /// Names the dimensions.
+    #[must_use]
+    pub fn dimension_names<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.dimension_names = Some(names.into_iter().map(Into::into).collect());
+        self
+    }
+    /// Adds an attribute.
+    #[must_use]
+    pub fn attribute(mut self, key: impl Into<String>, value: Value) -> Self {
+        self.attributes.insert(key.into(), value);
+        self
+    }
+    /// Allows replacing an existing array.
+    #[must_use]
+    pub fn overwrite(mut self) -> Self {
+        self.overwrite = true;
+        self
+    }
+}
+
+fn codecs_v3(opts: &ArrayOptions, typesize: usize) -> Vec<Value> {
+    let mut codecs = vec![if typesize > 1 {
+        json!({"name": "bytes", "configuration": {"endian": "little"}})
+    } else {
+        json!({"name": "bytes"})
+    }];
+    match &opts.compressor {
+        Compressor::None => {}
+        Compressor::Zstd { level, checksum } => codecs.push(
+            json!({"name": "zstd", "configuration": {"level": level, "checksum": checksum}}),
+        ),
+        Compressor::Blosc {
+            cname,
+            clevel,
+            shuffle,
+        } => codecs.push(json!({"name": "blosc", "configuration": {
+            "cname": cname, "clevel": clevel,
+            "shuffle": match shuffle { BloscShuffle::None => "noshuffle", BloscShuffle::Byte => "shuffle", BloscShuffle::Bit => "bitshuffle" },
+            "typesize": typesize, "blocksize": 0
+        }})),
+        Compressor::Gzip { level } => {
+            codecs.push(json!({"name": "gzip", "configuration": {"level": level}}));
+        }
+    }
+    if opts.crc32c {
+        codecs.push(json!({"name": "crc32c"}));
+    }
+    codecs
+}
+
+/// The metadata JSON of a new array of element type `T`.
+pub(crate) fn array_metadata<T: ZarrElement>(
+    shape: &[u64],
+    chunks: &[u64],
+    opts: &ArrayOptions,
+) -> Result<Value, ZarrError> {
+    let bad = |m: String| ZarrError::BadOptions(m);
+    if chunks.len() != shape.len() || chunks.contains(&0) {
+        return Err(bad(format!(
+            "chunk shape {chunks:?} does not fit array shape {shape:?}"
+        )));
+    }
+    let fill = opts.fill_value.clone().unwrap_or(if T::V3 == "bool" {
+        json!(false)
+    } else {
+        json!(0)
+    });
+    let typesize = T::DTYPE.size();
+    match opts.format {
+        ZarrFormat::V3 => {
+            let (grid, codecs) = match &opts.shards {
+                None => (chunks.to_vec(), codecs_v3(opts, typesize)),
+                Some(shard) => {
+                    if shard.len() != chunks.len()
+                        || shard
+                            .iter()
+                            .zip(chunks)
+                            .any(|(&s, &c)| s == 0 || s % c != 0)
+                    {
+                        return Err(bad(format!(
+                            "shard shape {shard:?} must be a multiple of the chunk shape {chunks:?}"
+                        )));
+                    }
+                    let index = vec![
+                        json!({"name": "bytes", "configuration": {"endian": "little"}}),
+                        json!({"name": "crc32c"}),
+                    ];
+                    (
+                        shard.clone(),
+                        vec![json!({"name": "sharding_indexed", "configuration": {
+                            "chunk_shape": chunks,
+                            "codecs": codecs_v3(opts, typesize),
+                            "index_codecs": index,
+                            "index_location": "end"
+                        }})],
+                    )
+                }
+            };
+            let mut m = json!({
+                "zarr_format": 3,
+                "node_type": "array",
+                "shape": shape,
+                "data_type": T::V3,
+                "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": grid}},
+                "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+                "fill_value": fill,
+                "codecs": codecs,
+                "attributes": opts.attributes,
+            });
+            if let Some(names) = &opts.dimension_names {
+                if names.len() != shape.len() {
+                    return Err(bad(format!(
+                        "{} dimension names for {} dimensions",
+                        names.len(),
+                        shape.len()
+                    )));
+                }
+                m["dimension_names"] = json!(names);
+            }
+            Ok(m)
+        }
+        ZarrFormat::V2 => {
+            if opts.shards.is_some() {
+                return Err(bad("sharding needs Zarr v3".into()));
+            }
+            if opts.crc32c {
+                return Err(bad("the crc32c codec needs Zarr v3".into()));
+            }
+            let compressor = match &opts.compressor {
+                Compressor::None => Value::Null,
+                Compressor::Zstd { level, checksum } => {
+                    json!({"id": "zstd", "level": level, "checksum": checksum})
+                }
+                Compressor::Blosc {
+                    cname,
+                    clevel,
+                    shuffle,
+                } => json!({"id": "blosc", "cname": cname, "clevel": clevel,
+                    "shuffle": match shuffle { BloscShuffle::None => 0, BloscShuffle::Byte => 1, BloscShuffle::Bit => 2 },
+                    "blocksize": 0}),
+                Compressor::Gzip { level } => json!({"id": "gzip", "level": level}),
+            };
+            let mut attributes = opts.attributes.clone();
+            if let Some(names) = &opts.dimension_names {
+                attributes.insert("_ARRAY_DIMENSIONS".into(), json!(names));
+            }
+            Ok(json!({
+                "zarr_format": 2,
+                "shape": shape,
+                "chunks": chunks,
+                "dtype": T::V2,
+                "compressor": compressor,
+                "fill_value": fill,
+                "order": "C",
+                "filters": null,
+                "dimension_separator": ".",
+                "attributes": attributes,
+            }))
+        }
+    }
+}
+
+/// The element type named by existing metadata (v3 `data_type` or v2 `dtype`).
+pub(crate) fn stored_dtype(meta: &Value) -> String {
+    if let Some(t) = meta.get("data_type").and_then(Value::as_str) {
+        return t.to_owned();
+    }
+    match meta.get("dtype").and_then(Value::as_str) {
+        Some(t) => match t.trim_start_matches(['<', '|', '=']) {
+            "b1" => "bool".into(),
+            "i1" => "int8".into(),
+            "i2" => "int16".into(),
+            "i4" => "int32".into(),
+            "i8" => "int64".into(),
+            "u1" => "uint8".into(),
+            "u2" => "uint16".into(),
+            "u4" => "uint32".into(),
+            "u8" => "uint64".into(),
+            "f4" => "float32".into(),
+            "f8" => "float64".into(),
+            _ => t.to_owned(),
+        },
+        None => "unknown".into(),
+    }
+}
