@@ -4,7 +4,7 @@
 //! cargo xtask ci [--fail-fast]   every check CI runs; reports all failing steps at the end
 //! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
 //! cargo xtask bench              all criterion benchmarks
-//! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000]
+//! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
 //! ```
@@ -46,7 +46,16 @@ fn run() -> Result<()> {
                 ),
                 None => None,
             };
-            compare_dask(args.iter().any(|a| a == "--quick"), sizes)
+            let timeout = match args.iter().position(|a| a == "--timeout") {
+                Some(i) => Some(
+                    args.get(i + 1)
+                        .context("--timeout needs seconds")?
+                        .parse::<u64>()
+                        .context("--timeout takes whole seconds")?,
+                ),
+                None => None,
+            };
+            compare_dask(args.iter().any(|a| a == "--quick"), sizes, timeout)
         }
         Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
@@ -57,7 +66,7 @@ fn run() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | bench [--compare-dask [--quick] [--sizes N,M]]>";
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
 
 fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -417,7 +426,7 @@ fn last_json_line(out: &str) -> Result<serde_json::Value> {
 /// `cargo xtask bench --compare-dask`: the graph and futures scenarios in Brisk and in Dask
 /// (same machine, same number of workers, same run), written to target/bench/compare.json and
 /// target/bench/compare.md.
-fn compare_dask(quick: bool, sizes: Option<Vec<usize>>) -> Result<()> {
+fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) -> Result<()> {
     let out_dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let venv = out_dir.join("venv");
@@ -460,7 +469,7 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>) -> Result<()> {
             scenarios.push((format!("futures/{shape}/{n}"), *n));
         }
     }
-    let timeout = Duration::from_secs(if quick { 300 } else { 1800 });
+    let timeout = Duration::from_secs(timeout.unwrap_or(if quick { 300 } else { 1800 }));
     let mut results = serde_json::Map::new();
     let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) |\n|---|---:|---:|---:|---|---|\n".to_string();
     for (scenario, n) in &scenarios {

@@ -60,6 +60,20 @@ fn prep<U: Element>(v: &Value, shape: &[usize]) -> Result<Value, BoxError> {
     Ok(Arc::new(b.as_standard_layout().into_owned()))
 }
 
+/// A block whose computed shape is not the one its grid promises is an error, never a panic
+/// or a silently misplaced chunk.
+fn check_block(grid: &ChunkGrid, i: usize, shape: &[usize]) -> Result<()> {
+    let want = grid.block_shape(&grid.block_coords(i));
+    if want == shape {
+        Ok(())
+    } else {
+        Err(ArrayError::BadData(format!(
+            "block {:?} has shape {shape:?}, the grid expects {want:?}",
+            grid.block_coords(i)
+        )))
+    }
+}
+
 /// A lazy n-dimensional array of `T` cut into chunks, each computed by one task.
 ///
 /// Elementwise operations (`+ - * /` with arrays or scalars, with broadcasting; `powi`,
@@ -407,6 +421,7 @@ impl<T: Element> Array<T> {
             let c = self.grid.block_coords(i);
             let off = self.grid.block_offset(&c);
             let block = computed.take(b)?;
+            check_block(&self.grid, i, block.shape())?;
             let info: Vec<SliceInfoElem> = off
                 .iter()
                 .zip(block.shape())
@@ -454,6 +469,7 @@ impl<T: Element> Array<T> {
                     let block = v
                         .downcast_ref::<ArrayD<T>>()
                         .ok_or("a chunk has an unexpected element type")?;
+                    check_block(&grid, i, block.shape())?;
                     let info: Vec<SliceInfoElem> = off
                         .iter()
                         .zip(block.shape())

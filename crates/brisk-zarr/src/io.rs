@@ -6,7 +6,7 @@ use brisk_array::{Array, ChunkGrid};
 use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
-use zarrs::array::{Array as ZArray, ArrayMetadata, CodecOptions};
+use zarrs::array::{Array as ZArray, ArrayMetadata, ArraySubset, CodecOptions};
 use zarrs::storage::{ReadableWritableListableStorageTraits, StoreKey, StorePrefix};
 
 use crate::error::ZarrError;
@@ -298,15 +298,37 @@ pub fn from_zarr_with<T: ZarrElement>(
     za.check_type::<T>()?;
     let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
     let spec = TaskSpec::new("zarr-read");
+    let unit = za.unit_shape();
     let blocks: Vec<Delayed<ArrayD<T>>> = (0..grid.num_blocks())
         .map(|i| {
-            let idx: Vec<u64> = grid.block_coords(i).iter().map(|&c| c as u64).collect();
+            let c = grid.block_coords(i);
+            let idx: Vec<u64> = c.iter().map(|&c| c as u64).collect();
+            let (off, shape) = (grid.block_offset(&c), grid.block_shape(&c));
+            let whole = shape == unit;
             let za = za.clone();
             spec.try_call(
                 move || -> Result<ArrayD<T>, BoxError> {
-                    za.inner
-                        .retrieve_chunk_opt::<ArrayD<T>>(&idx, &io.codec())
-                        .map_err(|e| format!("reading chunk {idx:?} of `{}`: {e}", za.path).into())
+                    let fail = |e: &dyn std::fmt::Display| -> BoxError {
+                        format!("reading chunk {idx:?} of `{}`: {e}", za.path).into()
+                    };
+                    if whole {
+                        za.inner
+                            .retrieve_chunk_opt::<ArrayD<T>>(&idx, &io.codec())
+                            .map_err(|e| fail(&e))
+                    } else {
+                        // An edge chunk: only the part inside the array.
+                        let ranges: Vec<std::ops::Range<u64>> = off
+                            .iter()
+                            .zip(&shape)
+                            .map(|(&o, &n)| o as u64..(o + n) as u64)
+                            .collect();
+                        za.inner
+                            .retrieve_array_subset_opt::<ArrayD<T>>(
+                                &ArraySubset::new_with_ranges(&ranges),
+                                &io.codec(),
+                            )
+                            .map_err(|e| fail(&e))
+                    }
                 },
                 (),
             )
@@ -360,14 +382,14 @@ pub fn write_tasks<T: ZarrElement>(
                 offset[a], full[a]
             )));
         }
-        if offset[a] % unit[a] != 0 {
+        if !offset[a].is_multiple_of(unit[a]) {
             return Err(misaligned(format!(
                 "axis {a}: region starts at {} which is not a multiple of the storage unit {} \
                  (two writers would share a chunk)",
                 offset[a], unit[a]
             )));
         }
-        if end % unit[a] != 0 && end != full[a] {
+        if !end.is_multiple_of(unit[a]) && end != full[a] {
             return Err(misaligned(format!(
                 "axis {a}: region ends at {end}, inside a storage unit of {} that it does not fill",
                 unit[a]
@@ -390,11 +412,29 @@ pub fn write_tasks<T: ZarrElement>(
                 .map(|(a, &x)| (offset[a] / unit[a] + x) as u64)
                 .collect();
             let za = target.clone();
+            let unit = unit.clone();
             spec.try_call(
                 move |block: ArrayD<T>| -> Result<(), BoxError> {
-                    za.inner
-                        .store_chunk_opt(&idx, block, &io.codec())
-                        .map_err(|e| format!("writing chunk {idx:?} of `{}`: {e}", za.path).into())
+                    let fail = |e: &dyn std::fmt::Display| -> BoxError {
+                        format!("writing chunk {idx:?} of `{}`: {e}", za.path).into()
+                    };
+                    if block.shape() == unit.as_slice() {
+                        za.inner
+                            .store_chunk_opt(&idx, block, &io.codec())
+                            .map_err(|e| fail(&e))
+                    } else {
+                        // An edge unit: the part inside the array, written whole by this task.
+                        let ranges: Vec<std::ops::Range<u64>> = idx
+                            .iter()
+                            .zip(block.shape())
+                            .zip(&unit)
+                            .map(|((&i, &n), &u)| i * u as u64..i * u as u64 + n as u64)
+                            .collect();
+                        let subset = ArraySubset::new_with_ranges(&ranges);
+                        za.inner
+                            .store_array_subset_opt(&subset, block, &io.codec())
+                            .map_err(|e| fail(&e))
+                    }
                 },
                 (b,),
             )

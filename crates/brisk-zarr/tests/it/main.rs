@@ -1,0 +1,5 @@
+//! Integration tests of brisk-zarr.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+mod roundtrip;

@@ -1,0 +1,264 @@
+//! Write → read round trips for every format, codec and type; write plans; errors.
+
+use brisk_array::Array;
+use brisk_exec::ThreadedExecutor;
+use brisk_zarr::{
+    ArrayOptions, BloscShuffle, Compressor, IoOptions, Store, ZarrError, ZarrFormat, create_array,
+    create_group, from_zarr, from_zarr_with, node_attributes, open_array, to_zarr, write_tasks,
+};
+use ndarray::{ArrayD, IxDyn};
+use serde_json::json;
+
+fn exec() -> ThreadedExecutor {
+    ThreadedExecutor::new(2).unwrap()
+}
+
+fn data<T: brisk_array::Element>(shape: &[usize]) -> ArrayD<T> {
+    let n: usize = shape.iter().product();
+    ArrayD::from_shape_vec(
+        IxDyn(shape),
+        (0..n)
+            .map(|i| T::from_f64(((i * 37) % 113) as f64))
+            .collect(),
+    )
+    .unwrap()
+}
+
+fn roundtrip<T: brisk_zarr::ZarrElement + PartialEq>(
+    store: &Store,
+    path: &str,
+    opts: &ArrayOptions,
+) {
+    let x = data::<T>(&[37, 23]);
+    let a = Array::from_ndarray(&x, &[16, 10]).unwrap();
+    let e = exec();
+    let (z, summary) = to_zarr(&a, store, path, Some(&[16, 10]), opts, &e).unwrap();
+    let units = z.unit_shape();
+    let expected_units: usize = [37usize, 23]
+        .iter()
+        .zip(&units)
+        .map(|(n, u)| n.div_ceil(*u))
+        .product();
+    assert_eq!(summary.units, expected_units, "{path}");
+    let back = from_zarr::<T>(store, path)
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    assert_eq!(back, x, "{path}");
+    let z = open_array(store, path).unwrap();
+    assert_eq!(z.dtype(), T::V3);
+    assert_eq!(z.is_v2(), opts.format == ZarrFormat::V2);
+}
+
+#[test]
+fn every_format_codec_and_type_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    for store in [Store::memory(), Store::directory(dir.path()).unwrap()] {
+        let codecs = [
+            Compressor::None,
+            Compressor::default(),
+            Compressor::Zstd {
+                level: 9,
+                checksum: true,
+            },
+            Compressor::Blosc {
+                cname: "lz4".into(),
+                clevel: 5,
+                shuffle: BloscShuffle::Byte,
+            },
+            Compressor::Gzip { level: 6 },
+        ];
+        for (i, c) in codecs.iter().enumerate() {
+            for format in [ZarrFormat::V2, ZarrFormat::V3] {
+                let opts = ArrayOptions::new().format(format).compressor(c.clone());
+                roundtrip::<f32>(&store, &format!("f32/{i}/{format:?}"), &opts);
+                roundtrip::<i16>(&store, &format!("i16/{i}/{format:?}"), &opts);
+            }
+        }
+        let v3 = ArrayOptions::new();
+        roundtrip::<f64>(&store, "f64", &v3);
+        roundtrip::<u8>(&store, "u8", &v3);
+        roundtrip::<i64>(&store, "i64", &v3);
+        roundtrip::<u32>(&store, "u32", &v3);
+        roundtrip::<bool>(&store, "bool", &v3.clone().fill_value(json!(false)));
+        roundtrip::<f32>(&store, "crc", &ArrayOptions::new().crc32c());
+        roundtrip::<f32>(&store, "sharded", &ArrayOptions::new().shards(vec![32, 20]));
+    }
+}
+
+#[test]
+fn sharded_arrays_are_written_one_shard_per_task() {
+    let store = Store::memory();
+    let x = data::<f32>(&[64, 40]);
+    let a = Array::from_ndarray(&x, &[7, 9]).unwrap(); // misaligned chunks: rechunked to shards
+    let opts = ArrayOptions::new().shards(vec![32, 20]);
+    let (z, s) = to_zarr(&a, &store, "s", Some(&[8, 10]), &opts, &exec()).unwrap();
+    assert_eq!(z.unit_shape(), vec![32, 20]);
+    assert_eq!(s.units, 4);
+    let back = from_zarr::<f32>(&store, "s").unwrap();
+    assert_eq!(
+        back.chunks(),
+        &[vec![32, 32], vec![20, 20]],
+        "one read task per shard"
+    );
+    assert_eq!(back.compute_with(&exec()).unwrap(), x);
+}
+
+#[test]
+fn attributes_dimension_names_and_groups() {
+    let store = Store::memory();
+    for (format, path) in [(ZarrFormat::V3, "g3/a"), (ZarrFormat::V2, "g2/a")] {
+        create_group(
+            &store,
+            path.split('/').next().unwrap(),
+            format == ZarrFormat::V2,
+            [("kind".to_string(), json!("group"))].into_iter().collect(),
+        )
+        .unwrap();
+        let opts = ArrayOptions::new()
+            .format(format)
+            .dimension_names(["time", "x"])
+            .attribute("history", json!("created by brisk"))
+            .attribute("timestamp", json!(1_700_000_000));
+        let mut z = create_array::<f64>(&store, path, &[4, 3], &[2, 3], &opts).unwrap();
+        assert_eq!(z.dimension_names().unwrap(), vec!["time", "x"]);
+        assert_eq!(z.attributes()["history"], "created by brisk");
+        let mut attrs = z.attributes();
+        attrs.insert("extra".into(), json!([1, 2, 3]));
+        z.set_attributes(attrs).unwrap();
+        let reopened = open_array(&store, path).unwrap();
+        assert_eq!(reopened.attributes()["extra"], json!([1, 2, 3]));
+        assert_eq!(reopened.attributes()["timestamp"], 1_700_000_000);
+        assert_eq!(
+            node_attributes(&store, path.split('/').next().unwrap()).unwrap()["kind"],
+            "group"
+        );
+    }
+}
+
+#[test]
+fn wrong_element_types_and_missing_arrays_are_typed_errors() {
+    let store = Store::memory();
+    create_array::<f32>(&store, "x", &[4], &[2], &ArrayOptions::new()).unwrap();
+    match from_zarr::<i32>(&store, "x").unwrap_err() {
+        ZarrError::WrongType {
+            path,
+            stored,
+            requested,
+        } => {
+            assert_eq!(
+                (path.as_str(), stored.as_str(), requested.as_str()),
+                ("/x", "float32", "int32")
+            );
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(matches!(
+        from_zarr::<f32>(&store, "nope"),
+        Err(ZarrError::NotFound { .. })
+    ));
+    assert!(matches!(
+        create_array::<f32>(&store, "x", &[4], &[2], &ArrayOptions::new()),
+        Err(ZarrError::AlreadyExists { .. })
+    ));
+    create_array::<f32>(&store, "x", &[8], &[2], &ArrayOptions::new().overwrite()).unwrap();
+    assert_eq!(open_array(&store, "x").unwrap().shape(), vec![8]);
+    assert!(matches!(
+        create_array::<f32>(
+            &store,
+            "y",
+            &[4],
+            &[2],
+            &ArrayOptions::new().format(ZarrFormat::V2).shards(vec![4])
+        ),
+        Err(ZarrError::BadOptions(_))
+    ));
+    assert!(matches!(
+        Store::from_url("s3://bucket/x"),
+        Err(ZarrError::UnsupportedUrl { .. })
+    ));
+}
+
+#[test]
+fn region_writes_must_own_whole_storage_units() {
+    let store = Store::memory();
+    let z = create_array::<u16>(&store, "r", &[10, 10], &[4, 5], &ArrayOptions::new()).unwrap();
+    let part = Array::from_ndarray(&data::<u16>(&[4, 5]), &[2, 5]).unwrap();
+    // Starting inside a chunk would make two writers share it: refused.
+    let err = write_tasks(&part, &z, &[2, 0], IoOptions::new()).unwrap_err();
+    assert!(
+        matches!(&err, ZarrError::Misaligned { .. }) && err.to_string().contains("axis 0"),
+        "{err}"
+    );
+    // Ending inside a chunk that it does not fill: refused.
+    let small = Array::from_ndarray(&data::<u16>(&[3, 5]), &[3, 5]).unwrap();
+    assert!(matches!(
+        write_tasks(&small, &z, &[0, 0], IoOptions::new()),
+        Err(ZarrError::Misaligned { .. })
+    ));
+    // Aligned: accepted, and the rest of the array keeps its fill value.
+    let w = write_tasks(&part, &z, &[4, 5], IoOptions::new()).unwrap();
+    assert_eq!(w.compute_with(&exec()).unwrap().units, 1);
+    // The last, partial chunk along an axis may be written by a region that ends at the array end.
+    let tail = Array::from_ndarray(&data::<u16>(&[2, 5]), &[2, 5]).unwrap();
+    write_tasks(&tail, &z, &[8, 0], IoOptions::new())
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    let all = from_zarr::<u16>(&store, "r")
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    assert_eq!(
+        all.slice(ndarray::s![4..8, 5..10]).into_dyn(),
+        data::<u16>(&[4, 5])
+    );
+    assert_eq!(
+        all.slice(ndarray::s![8..10, 0..5]).into_dyn(),
+        data::<u16>(&[2, 5])
+    );
+    assert_eq!(all[[0, 0]], 0);
+}
+
+#[test]
+fn empty_chunks_are_not_stored_and_writes_leave_no_temporary_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let zeros = Array::<f32>::zeros(&[400, 300], &[100, 300]).unwrap();
+    to_zarr(&zeros, &store, "zeros", None, &ArrayOptions::new(), &exec()).unwrap();
+    let size = store.size_of("zeros").unwrap();
+    assert!(size < 2_000, "an all-fill array takes {size} bytes on disk");
+    assert_eq!(
+        from_zarr::<f32>(&store, "zeros")
+            .unwrap()
+            .sum(brisk_array::Axes::All)
+            .compute_with(&exec())
+            .unwrap()[[]],
+        0.0
+    );
+    let x = Array::<f32>::random_normal(&[200, 300], &[50, 300], 1, 0.0, 1.0).unwrap();
+    to_zarr(&x, &store, "x", None, &ArrayOptions::new(), &exec()).unwrap();
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.contains("brisk-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let back = from_zarr_with::<f32>(&store, "x", IoOptions::new().codec_threads(2)).unwrap();
+    assert_eq!(
+        back.compute_with(&exec()).unwrap(),
+        x.compute_with(&exec()).unwrap()
+    );
+}
+
+fn walk(p: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(p).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
+}
