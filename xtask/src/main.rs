@@ -4,6 +4,7 @@
 //! cargo xtask ci [--fail-fast]   every check CI runs; reports all failing steps at the end
 //! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
 //! cargo xtask bench              all criterion benchmarks
+//! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python (own virtualenv)
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -58,6 +59,7 @@ fn run() -> Result<()> {
             compare_dask(args.iter().any(|a| a == "--quick"), sizes, timeout)
         }
         Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
+        Some("interop") => interop(),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -66,7 +68,7 @@ fn run() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
 
 fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -154,6 +156,7 @@ fn ci(fail_fast: bool) -> Result<()> {
             ]),
         ));
     }
+    steps.push(Step::Fn("interop (zarr-python)".into(), interop));
     steps.push(Step::Cmd(
         "benches compile".into(),
         cargo(&["bench", "--workspace", "--no-run"]),
@@ -557,5 +560,76 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
     std::fs::write(&md_path, format!("{header}{table}"))?;
     println!("\n{header}{table}");
     println!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+/// A virtualenv under `target/` with the packages of `requirements` (created once).
+fn venv(name: &str, requirements: &str) -> Result<PathBuf> {
+    let dir = PathBuf::from("target").join(name).join("venv");
+    let python = dir.join("bin/python");
+    let stamp = dir.join("requirements.installed");
+    let wanted =
+        std::fs::read_to_string(requirements).with_context(|| format!("reading {requirements}"))?;
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        println!("==> creating {} from {requirements}", dir.display());
+        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+        run_ok(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "-r",
+            requirements,
+        ]))?;
+        std::fs::write(&stamp, wanted)?;
+    }
+    Ok(python)
+}
+
+/// `cargo xtask interop`: Brisk writes every case of benches/zarr/cases.json and zarr-python
+/// checks values, metadata, attributes and dimension names; then the other way round.
+fn interop() -> Result<()> {
+    let python = venv("interop", "benches/zarr/requirements.txt")?;
+    run_ok(&mut cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "benches",
+        "--bin",
+        "zarr_interop",
+    ]))?;
+    let root = PathBuf::from("target/interop");
+    let (ours, theirs) = (root.join("brisk"), root.join("python"));
+    for d in [&ours, &theirs] {
+        if d.exists() {
+            std::fs::remove_dir_all(d)?;
+        }
+        std::fs::create_dir_all(d)?;
+    }
+    println!("==> Brisk writes, zarr-python reads");
+    run_ok(
+        Command::new("target/release/zarr_interop")
+            .arg("write")
+            .arg(&ours),
+    )?;
+    run_ok(
+        Command::new(&python)
+            .arg("benches/zarr/interop.py")
+            .arg("check")
+            .arg(&ours),
+    )?;
+    println!("==> zarr-python writes, Brisk reads");
+    run_ok(
+        Command::new(&python)
+            .arg("benches/zarr/interop.py")
+            .arg("write")
+            .arg(&theirs),
+    )?;
+    run_ok(
+        Command::new("target/release/zarr_interop")
+            .arg("check")
+            .arg(&theirs),
+    )?;
+    println!("interop: every case read back identically in both directions");
     Ok(())
 }

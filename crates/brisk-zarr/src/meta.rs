@@ -173,11 +173,9 @@ impl ArrayOptions {
 }
 
 fn codecs_v3(opts: &ArrayOptions, typesize: usize) -> Vec<Value> {
-    let mut codecs = vec![if typesize > 1 {
-        json!({"name": "bytes", "configuration": {"endian": "little"}})
-    } else {
-        json!({"name": "bytes"})
-    }];
+    // `endian` is optional for one-byte types, but zarr-python 3.1 cannot read the bare
+    // `"bytes"` form zarrs writes when the configuration is empty: always spell it out.
+    let mut codecs = vec![json!({"name": "bytes", "configuration": {"endian": "little"}})];
     match &opts.compressor {
         Compressor::None => {}
         Compressor::Zstd { level, checksum } => codecs.push(

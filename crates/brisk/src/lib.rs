@@ -33,6 +33,7 @@
 //! | `macros` (default) | the [`task`] attribute |
 //! | `ndarray` (default) | fast tokenization of `ndarray` arrays passed as task arguments |
 //! | `array` (default) | [`array`]: chunked n-dimensional lazy arrays |
+//! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory) |
 #![forbid(unsafe_code)]
 
 pub use brisk_graph as graph;
@@ -42,6 +43,9 @@ pub use brisk_exec as exec;
 
 #[cfg(feature = "array")]
 pub use brisk_array as array;
+
+#[cfg(feature = "zarr")]
+pub use brisk_zarr as zarr;
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;
@@ -65,6 +69,10 @@ pub enum Error {
     #[cfg(feature = "array")]
     #[error(transparent)]
     Array(#[from] brisk_array::ArrayError),
+    /// Zarr I/O failed.
+    #[cfg(feature = "zarr")]
+    #[error(transparent)]
+    Zarr(#[from] brisk_zarr::ZarrError),
     /// A handler call failed.
     #[cfg(feature = "exec")]
     #[error(transparent)]
