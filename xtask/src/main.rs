@@ -472,6 +472,15 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
             scenarios.push((format!("futures/{shape}/{n}"), *n));
         }
     }
+    let chunkings: &[&str] = if quick {
+        &["2000x7500"]
+    } else {
+        &["2000x7500", "1000x1000", "250x250"]
+    };
+    for c in chunkings {
+        scenarios.push((format!("zarr/write/{c}"), 0));
+        scenarios.push((format!("zarr/read_mean/{c}"), 0));
+    }
     let timeout = Duration::from_secs(timeout.unwrap_or(if quick { 300 } else { 1800 }));
     let mut results = serde_json::Map::new();
     let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) |\n|---|---:|---:|---:|---|---|\n".to_string();
@@ -511,6 +520,9 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
             "brisk_run_s": brisk["run_s"],
             "workers": workers,
         });
+        if let Some(r) = brisk.get("peak_rss_mib") {
+            entry["brisk_peak_rss_mib"] = r.clone();
+        }
         let (dask_cell, ratio_cell, dask_split) = match dask {
             Some(out) => {
                 let d = last_json_line(&out)?;
@@ -521,6 +533,9 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
                 entry["dask_build_s"] = d["build_s"].clone();
                 entry["dask_run_s"] = d["run_s"].clone();
                 entry["dask_version"] = d["dask_version"].clone();
+                if let Some(r) = d.get("peak_rss_mib") {
+                    entry["dask_peak_rss_mib"] = r.clone();
+                }
                 (
                     format!("{ds:.4}"),
                     format!("{ratio:.0}×"),
@@ -555,7 +570,9 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
     let header = format!(
         "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
          build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
-         scenarios: Brisk's Handler vs Python's concurrent.futures thread pool.\n\n"
+         scenarios: Brisk's Handler vs Python's concurrent.futures thread pool. Zarr scenarios: \
+         8000x7500 float32, zstd level 3, Zarr v3 (Dask: dask.array + zarr-python); peak RSS \
+         per process in compare.json.\n\n"
     );
     std::fs::write(&md_path, format!("{header}{table}"))?;
     println!("\n{header}{table}");

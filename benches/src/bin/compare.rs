@@ -23,6 +23,8 @@ use brisk::graph::{ComputeOptions, Executor, Graph};
 
 fn main() -> anyhow::Result<()> {
     let mut scenario = None;
+    let mut dir = std::path::PathBuf::from("target/bench");
+    let mut codec_threads = 1usize;
     let mut workers = brisk::exec::available_workers();
     let mut repeat = 3usize;
     let mut args = std::env::args().skip(1);
@@ -31,6 +33,13 @@ fn main() -> anyhow::Result<()> {
             "--scenario" => scenario = Some(args.next().context("--scenario needs a value")?),
             "--workers" => workers = args.next().context("--workers needs a value")?.parse()?,
             "--repeat" => repeat = args.next().context("--repeat needs a value")?.parse()?,
+            "--dir" => dir = args.next().context("--dir needs a path")?.into(),
+            "--codec-threads" => {
+                codec_threads = args
+                    .next()
+                    .context("--codec-threads needs a value")?
+                    .parse()?;
+            }
             other => bail!("unknown argument `{other}`"),
         }
     }
@@ -39,6 +48,22 @@ fn main() -> anyhow::Result<()> {
     let [kind, shape, n] = parts[..] else {
         bail!("scenario `{scenario}` is not kind/shape/N");
     };
+    if kind == "zarr" {
+        let secs = run_zarr(shape, n, workers, &dir, codec_threads)?;
+        println!(
+            "{}",
+            serde_json::json!({
+                "scenario": scenario,
+                "build_s": 0.0,
+                "run_s": secs,
+                "total_s": secs,
+                "workers": workers,
+                "codec_threads": codec_threads,
+                "peak_rss_mib": peak_rss_mib(),
+            })
+        );
+        return Ok(());
+    }
     let n: usize = n.parse().with_context(|| format!("size in `{scenario}`"))?;
     let mut best: Option<(f64, f64)> = None;
     for _ in 0..repeat.max(1) {
@@ -103,4 +128,58 @@ fn run_futures(shape: &str, n: usize, workers: usize) -> anyhow::Result<f64> {
         bail!("wrong result for futures/{shape}/{n}");
     }
     Ok(secs)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// `zarr/write/RxC` and `zarr/read_mean/RxC` on an 8000 x 7500 float32 array (the seed's
+/// workload), zstd level 3, Zarr v3.
+fn run_zarr(
+    phase: &str,
+    chunking: &str,
+    workers: usize,
+    dir: &std::path::Path,
+    codec_threads: usize,
+) -> anyhow::Result<f64> {
+    use brisk::array::Array;
+    use brisk::zarr::{ArrayOptions, Compressor, IoOptions, Store, from_zarr_with, to_zarr};
+    let chunks: Vec<usize> = chunking
+        .split('x')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("chunking `{chunking}`"))?;
+    let shape = [8000usize, 7500];
+    let exec = ThreadedExecutor::new(workers)?;
+    let store = Store::directory(dir.join(format!("brisk-{chunking}.zarr")))?;
+    let t = Instant::now();
+    match phase {
+        "write" => {
+            let x = Array::<f32>::random_normal(&shape, &chunks, 42, 2000.0, 1000.0)?;
+            let opts = ArrayOptions::new()
+                .compressor(Compressor::Zstd {
+                    level: 3,
+                    checksum: false,
+                })
+                .dimension_names(["time", "x"])
+                .attribute("history", serde_json::json!("brisk comparison"))
+                .overwrite();
+            to_zarr(&x, &store, "/", Some(&chunks), &opts, &exec)?;
+        }
+        "read_mean" => {
+            let io = IoOptions::new().codec_threads(codec_threads);
+            let x = from_zarr_with::<f32>(&store, "/", io)?;
+            let m = (x.powi(2) + x.powi(3)).mean(0).compute_with(&exec)?;
+            if m.len() != shape[1] {
+                bail!("wrong result length {}", m.len());
+            }
+        }
+        other => bail!("unknown zarr phase `{other}`"),
+    }
+    Ok(t.elapsed().as_secs_f64())
 }

@@ -164,8 +164,20 @@ macro_rules! float {
             fn acc_f64(acc: f64) -> f64 {
                 acc
             }
+            #[inline]
             fn powi(self, n: i32) -> Self {
-                <$t>::powi(self, n)
+                // Exponentiation by squaring, inlined (std's powi calls into compiler-rt).
+                let mut base = if n < 0 { 1.0 / self } else { self };
+                let mut e = n.unsigned_abs();
+                let mut acc: $t = 1.0;
+                while e > 0 {
+                    if e & 1 == 1 {
+                        acc *= base;
+                    }
+                    base *= base;
+                    e >>= 1;
+                }
+                acc
             }
             fn abs(self) -> Self {
                 <$t>::abs(self)

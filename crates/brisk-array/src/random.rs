@@ -26,6 +26,30 @@ fn unit(seed: u64, index: u64, stream: u64) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
+/// The two standard normal numbers of pair `pair` (elements `2 pair` and `2 pair + 1`), by
+/// Marsaglia's polar method on a counter-based stream: no trigonometry, and the values depend
+/// only on the seed and the pair, never on the chunking.
+#[allow(
+    clippy::cast_precision_loss,
+    reason = "53 random bits are exactly representable"
+)]
+fn normal_pair(seed: u64, pair: u64) -> (f64, f64) {
+    let base = splitmix64(seed ^ 0x5851_F42D_4C95_7F2D) ^ pair.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let mut attempt = 0u64;
+    loop {
+        let h1 = splitmix64(base.wrapping_add(attempt.wrapping_mul(2)));
+        let h2 = splitmix64(base.wrapping_add(attempt.wrapping_mul(2) + 1) ^ 0xA076_1D64_78BD_642F);
+        let u = (h1 >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0;
+        let v = (h2 >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0;
+        let s = u * u + v * v;
+        if s > 0.0 && s < 1.0 {
+            let f = (-2.0 * s.ln() / s).sqrt();
+            return (u * f, v * f);
+        }
+        attempt += 1;
+    }
+}
+
 #[derive(Clone, Copy, serde::Serialize)]
 enum Dist {
     Uniform(f64, f64),
@@ -46,22 +70,41 @@ fn fill<T: Float>(
     }
     let n: usize = shape.iter().product();
     let mut out = Vec::with_capacity(n);
+    if n == 0 {
+        return ArrayD::from_shape_vec(IxDyn(shape), out).expect("empty block");
+    }
+    // Walk the block row by row: a row is a contiguous run of global indices.
+    let row = if nd == 0 { 1 } else { shape[nd - 1] };
     let mut coord = vec![0usize; nd];
-    for _ in 0..n {
-        let idx: u64 = (0..nd)
+    for _ in 0..n / row {
+        let start: u64 = (0..nd)
             .map(|k| (offset[k] + coord[k]) as u64 * gstride[k])
             .sum();
-        let v = match dist {
-            Dist::Uniform(lo, hi) => lo + (hi - lo) * unit(seed, idx, 0),
-            Dist::Normal(mean, std) => {
-                // Box–Muller on two independent streams; 1 - u avoids ln(0).
-                let u1 = 1.0 - unit(seed, idx, 1);
-                let u2 = unit(seed, idx, 2);
-                mean + std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        match dist {
+            Dist::Uniform(lo, hi) => {
+                for idx in start..start + row as u64 {
+                    out.push(T::from_f64(lo + (hi - lo) * unit(seed, idx, 0)));
+                }
             }
-        };
-        out.push(T::from_f64(v));
-        for k in (0..nd).rev() {
+            Dist::Normal(mean, std) => {
+                let mut idx = start;
+                let end = start + row as u64;
+                while idx < end {
+                    let (a, b) = normal_pair(seed, idx / 2);
+                    if idx % 2 == 0 {
+                        out.push(T::from_f64(mean + std * a));
+                        if idx + 1 < end {
+                            out.push(T::from_f64(mean + std * b));
+                        }
+                        idx += 2;
+                    } else {
+                        out.push(T::from_f64(mean + std * b));
+                        idx += 1;
+                    }
+                }
+            }
+        }
+        for k in (0..nd.saturating_sub(1)).rev() {
             coord[k] += 1;
             if coord[k] < shape[k] {
                 break;

@@ -1,0 +1,57 @@
+"""dask + zarr-python side of the zarr scenarios of `cargo xtask bench --compare-dask`.
+
+    python zarr_compare.py --scenario zarr/write/2000x7500 --workers 2 --dir DIR
+    python zarr_compare.py --scenario zarr/read_mean/2000x7500 --workers 2 --dir DIR
+
+write: dask.array.random normal(2000, 1000) float32 of shape 8000x7500 in the given chunks,
+to_zarr with zstd level 3 (Zarr v3), attributes set. read_mean: from_zarr and
+(x**2 + x**3).mean(axis=0).compute(). Threaded scheduler, `--workers` threads. Prints one
+JSON line with the time and this process's peak RSS.
+"""
+
+import argparse
+import json
+import resource
+import time
+
+import dask
+import dask.array as da
+import zarr
+from zarr.codecs import ZstdCodec
+
+SHAPE = (8000, 7500)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--scenario", required=True)
+    p.add_argument("--workers", type=int, required=True)
+    p.add_argument("--dir", required=True)
+    a = p.parse_args()
+    _, phase, chunking = a.scenario.split("/")
+    chunks = tuple(int(x) for x in chunking.split("x"))
+    path = f"{a.dir}/dask-{chunking}.zarr"
+    dask.config.set(scheduler="threads", num_workers=a.workers)
+    t = time.perf_counter()
+    if phase == "write":
+        x = da.random.normal(2000, 1000, size=SHAPE, chunks=chunks).astype("float32")
+        z = zarr.create_array(store=path, shape=SHAPE, chunks=chunks, dtype="float32",
+                              compressors=[ZstdCodec(level=3)], overwrite=True,
+                              dimension_names=["time", "x"])
+        z.attrs.update({"history": "dask comparison", "timestamp": time.time()})
+        da.to_zarr(x, z)
+    elif phase == "read_mean":
+        x = da.from_zarr(path)
+        m = (x**2 + x**3).mean(axis=0).compute()
+        assert m.shape == (SHAPE[1],)
+    else:
+        raise SystemExit(f"unknown phase {phase}")
+    secs = time.perf_counter() - t
+    rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"scenario": a.scenario, "build_s": 0.0, "run_s": secs, "total_s": secs,
+                      "peak_rss_mib": rss_mib, "workers": a.workers,
+                      "dask_version": dask.__version__, "zarr_version": zarr.__version__}))
+
+
+if __name__ == "__main__":
+    main()

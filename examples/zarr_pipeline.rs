@@ -1,0 +1,178 @@
+//! The dask + zarr tutorial workload, end to end (seed 003): create a large float32 array,
+//! write it to Zarr with attributes, write an all-zeros array and see how small it is, copy an
+//! array chunk by chunk, open one lazily and compute `(x**2 + x**3).mean(axis=0)`.
+//!
+//! ```text
+//! cargo run --release -p examples --example zarr_pipeline -- [--shape 8000,7500]
+//!     [--chunks 2000,7500] [--dir DIR] [--level 3] [--workers N] [--quick]
+//! ```
+//! Prints each phase's time and throughput (uncompressed MB/s) and the peak memory.
+
+#![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
+
+use std::path::PathBuf;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use brisk::array::Array;
+use brisk::exec::ThreadedExecutor;
+use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr, open_array, to_zarr};
+use serde_json::json;
+
+struct Args {
+    shape: Vec<usize>,
+    chunks: Vec<usize>,
+    dir: PathBuf,
+    level: i32,
+    workers: usize,
+}
+
+fn list(s: &str) -> anyhow::Result<Vec<usize>> {
+    s.split(',')
+        .map(|x| {
+            x.trim()
+                .parse::<usize>()
+                .with_context(|| format!("`{x}` in `{s}`"))
+        })
+        .collect()
+}
+
+fn parse() -> anyhow::Result<Args> {
+    let mut a = Args {
+        shape: vec![8000, 7500],
+        chunks: vec![2000, 7500],
+        dir: std::env::temp_dir().join("brisk-zarr-pipeline"),
+        level: 3,
+        workers: brisk::exec::available_workers(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--shape" => a.shape = list(&it.next().context("--shape needs a value")?)?,
+            "--chunks" => a.chunks = list(&it.next().context("--chunks needs a value")?)?,
+            "--dir" => a.dir = it.next().context("--dir needs a path")?.into(),
+            "--level" => a.level = it.next().context("--level needs a value")?.parse()?,
+            "--workers" => a.workers = it.next().context("--workers needs a value")?.parse()?,
+            "--quick" => {
+                a.shape = vec![800, 750];
+                a.chunks = vec![200, 750];
+            }
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if a.shape.len() != a.chunks.len() || a.shape.len() != 2 {
+        bail!("--shape and --chunks take two numbers each");
+    }
+    Ok(a)
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (civil-from-days, proleptic Gregorian).
+fn iso8601(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Peak resident memory of this process (Linux), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn report(phase: &str, t: Instant, bytes: usize) {
+    let s = t.elapsed().as_secs_f64();
+    println!(
+        "{phase:<34} {s:>8.3} s  {:>8.0} MB/s",
+        bytes as f64 / 1e6 / s
+    );
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = parse()?;
+    let exec = ThreadedExecutor::new(a.workers)?;
+    let bytes = a.shape.iter().product::<usize>() * 4;
+    println!(
+        "array {:?} float32 ({:.0} MB), chunks {:?}, zstd level {}, {} workers, in {}",
+        a.shape,
+        bytes as f64 / 1e6,
+        a.chunks,
+        a.level,
+        a.workers,
+        a.dir.display()
+    );
+    let store = Store::directory(&a.dir)?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let opts = ArrayOptions::new()
+        .compressor(Compressor::Zstd {
+            level: a.level,
+            checksum: false,
+        })
+        .dimension_names(["time", "x"])
+        .attribute("history", json!("created by brisk's zarr_pipeline example"))
+        .attribute("creation_date", json!(iso8601(now)))
+        .attribute("timestamp", json!(now))
+        .overwrite();
+
+    // 1. Random normal(2000, 1000) data, written in parallel, one task per chunk.
+    let x = Array::<f32>::random_normal(&a.shape, &a.chunks, 42, 2000.0, 1000.0)?;
+    let t = Instant::now();
+    to_zarr(&x, &store, "data", Some(&a.chunks), &opts, &exec)?;
+    report("write random data", t, bytes);
+    println!("  on disk: {:.1} MB", store.size_of("data")? as f64 / 1e6);
+    let z = open_array(&store, "data")?;
+    println!(
+        "  attributes: {}",
+        serde_json::Value::Object(z.attributes())
+    );
+
+    // 2. An all-zeros array: chunks equal to the fill value are not stored.
+    let zeros = Array::<f32>::zeros(&a.shape, &a.chunks)?;
+    let t = Instant::now();
+    to_zarr(&zeros, &store, "zeros", Some(&a.chunks), &opts, &exec)?;
+    report("write zeros", t, bytes);
+    println!(
+        "  on disk: {} bytes (metadata only)",
+        store.size_of("zeros")?
+    );
+
+    // 3. Copy one array to another, chunk by chunk.
+    let t = Instant::now();
+    let src = from_zarr::<f32>(&store, "data")?;
+    to_zarr(&src, &store, "copy", Some(&a.chunks), &opts, &exec)?;
+    report("copy chunk by chunk", t, bytes);
+
+    // 4. Open lazily and reduce: (x**2 + x**3).mean(axis 0), fused into one task per chunk.
+    let t = Instant::now();
+    let x = from_zarr::<f32>(&store, "data")?;
+    let m = (x.powi(2) + x.powi(3)).mean(0).compute_with(&exec)?;
+    report("read + (x**2 + x**3).mean(axis 0)", t, bytes);
+    let first: Vec<String> = m.iter().take(3).map(|v| format!("{v:.4e}")).collect();
+    println!("  result: {} values, first {}", m.len(), first.join(", "));
+    // E[x^2 + x^3] for N(2000, 1000): (mu^2 + s^2) + (mu^3 + 3 mu s^2) = 1.4005e10.
+    let mean = m.mean().context("non-empty result")?;
+    let expected =
+        2000f64.powi(2) + 1000f64.powi(2) + 2000f64.powi(3) + 3.0 * 2000.0 * 1000f64.powi(2);
+    if (mean / expected - 1.0).abs() > 0.05 {
+        bail!("mean of the result {mean:.4e} is far from the expected {expected:.4e}");
+    }
+    if let Some(p) = peak_rss_mib() {
+        println!("peak resident memory: {p:.0} MiB");
+    }
+    Ok(())
+}
