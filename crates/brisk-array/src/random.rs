@@ -91,7 +91,7 @@ fn fill<T: Float>(
                 let end = start + row as u64;
                 while idx < end {
                     let (a, b) = normal_pair(seed, idx / 2);
-                    if idx % 2 == 0 {
+                    if idx.is_multiple_of(2) {
                         out.push(T::from_f64(mean + std * a));
                         if idx + 1 < end {
                             out.push(T::from_f64(mean + std * b));
