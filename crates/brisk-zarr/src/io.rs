@@ -6,7 +6,9 @@ use brisk_array::{Array, ChunkGrid};
 use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
-use zarrs::array::{Array as ZArray, ArrayMetadata, ArraySubset, CodecOptions};
+use zarrs::array::{
+    Array as ZArray, ArrayMetadata, ArrayMetadataOptions, ArraySubset, CodecOptions,
+};
 use zarrs::storage::{ReadableWritableListableStorageTraits, StoreKey, StorePrefix};
 
 use crate::error::ZarrError;
@@ -65,6 +67,12 @@ impl std::fmt::Debug for ZarrArray {
             .field("dtype", &self.dtype())
             .finish()
     }
+}
+
+/// Metadata as the user described it: zarrs would otherwise add a `_zarrs` provenance entry
+/// to the attributes.
+fn metadata_options() -> ArrayMetadataOptions {
+    ArrayMetadataOptions::default().with_include_zarrs_metadata(false)
 }
 
 fn norm_path(path: &str) -> String {
@@ -157,7 +165,9 @@ impl ZarrArray {
         let mut inner =
             ZArray::open(self.store.storage(), &self.path).map_err(|e| self.zerr(&e))?;
         *inner.attributes_mut() = attributes;
-        inner.store_metadata().map_err(|e| self.store.error(&e))?;
+        inner
+            .store_metadata_opt(&metadata_options())
+            .map_err(|e| self.store.error(&e))?;
         self.inner = Arc::new(inner);
         Ok(())
     }
@@ -222,7 +232,9 @@ pub fn create_array<T: ZarrElement>(
         path: path.clone(),
         message: e.to_string(),
     })?;
-    inner.store_metadata().map_err(|e| store.error(&e))?;
+    inner
+        .store_metadata_opt(&metadata_options())
+        .map_err(|e| store.error(&e))?;
     Ok(ZarrArray {
         store: store.clone(),
         path,

@@ -1,6 +1,6 @@
 //! Where Zarr data lives: a local directory (atomic writes) or memory.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,10 +63,7 @@ impl Store {
             message: e.to_string(),
         })?;
         Ok(Self {
-            inner: Arc::new(AtomicDir {
-                fs,
-                root: path.to_path_buf(),
-            }),
+            inner: Arc::new(AtomicDir { fs }),
             location: path.display().to_string(),
         })
     }
@@ -123,8 +120,6 @@ impl Store {
 /// A filesystem store whose `set` writes a temporary sibling and renames it into place.
 struct AtomicDir {
     fs: FilesystemStore,
-    #[allow(dead_code, reason = "kept for debugging output")]
-    root: PathBuf,
 }
 
 static TMP: AtomicU64 = AtomicU64::new(0);

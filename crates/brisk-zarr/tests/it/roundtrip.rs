@@ -262,3 +262,23 @@ fn walk(p: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn attributes_are_exactly_what_the_user_gave() {
+    let store = Store::memory();
+    let opts = ArrayOptions::new().attribute("a", json!(1));
+    let mut z = create_array::<f32>(&store, "x", &[2], &[2], &opts).unwrap();
+    assert_eq!(
+        z.attributes(),
+        [("a".to_string(), json!(1))].into_iter().collect()
+    );
+    z.set_attributes([("b".to_string(), json!("two"))].into_iter().collect())
+        .unwrap();
+    let keys: Vec<String> = open_array(&store, "x")
+        .unwrap()
+        .attributes()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(keys, vec!["b"]);
+}
