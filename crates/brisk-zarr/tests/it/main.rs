@@ -2,4 +2,5 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
+mod crash;
 mod roundtrip;
