@@ -32,7 +32,7 @@
 //! | `exec` (default) | [`exec`]: executors, `compute()`, [`compute_all`](exec::compute_all) |
 //! | `macros` (default) | the [`task`] attribute |
 //! | `ndarray` (default) | fast tokenization of `ndarray` arrays passed as task arguments |
-//! | `array` (default) | [`array`]: chunked n-dimensional lazy arrays |
+//! | `array` (default) | [`array`](mod@array): chunked n-dimensional lazy arrays |
 //! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory) |
 #![forbid(unsafe_code)]
 
