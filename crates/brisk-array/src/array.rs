@@ -746,10 +746,22 @@ impl<T: Number> Array<T> {
         Self::full(shape, chunks, T::one())
     }
 
-    /// `x^n` elementwise.
+    /// `x^n` elementwise (small powers are straight-line multiplications the compiler can
+    /// vectorize).
     #[must_use]
     pub fn powi(&self, n: i32) -> Self {
-        self.unary(format!("powi:{n}"), move |x: T| x.powi(n))
+        let name = format!("powi:{n}");
+        match n {
+            0 => self.unary(name, |_: T| T::one()),
+            1 => self.unary(name, |x: T| x),
+            2 => self.unary(name, |x: T| x * x),
+            3 => self.unary(name, |x: T| x * x * x),
+            4 => self.unary(name, |x: T| {
+                let y = x * x;
+                y * y
+            }),
+            _ => self.unary(name, move |x: T| x.powi(n)),
+        }
     }
 
     /// `|x|` elementwise.
