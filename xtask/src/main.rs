@@ -432,20 +432,9 @@ fn last_json_line(out: &str) -> Result<serde_json::Value> {
 fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) -> Result<()> {
     let out_dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&out_dir)?;
-    let venv = out_dir.join("venv");
-    let python = venv.join("bin/python");
-    if !python.exists() {
-        println!("==> creating {} (dask, distributed, numpy)", venv.display());
-        run_ok(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        run_ok(Command::new(&python).args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "-r",
-            "benches/dask/requirements.txt",
-        ]))?;
-    }
+    let python = venv("bench", "benches/dask/requirements.txt")?;
+    let zarr_dir = out_dir.join("zarr");
+    std::fs::create_dir_all(&zarr_dir)?;
     run_ok(&mut cargo(&[
         "build",
         "--release",
@@ -483,47 +472,92 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
     }
     let timeout = Duration::from_secs(timeout.unwrap_or(if quick { 300 } else { 1800 }));
     let mut results = serde_json::Map::new();
-    let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) |\n|---|---:|---:|---:|---|---|\n".to_string();
+    let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) | peak RSS MiB Brisk / Dask |\n|---|---:|---:|---:|---|---|---|\n".to_string();
+    let header = format!(
+        "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
+         build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
+         scenarios: Brisk's Handler vs Python's concurrent.futures thread pool. Zarr scenarios: \
+         8000x7500 float32, zstd level 3, Zarr v3 (Dask: dask.array + zarr-python); peak RSS \
+         of each side's process in MiB.\n\n"
+    );
+    let json_path = out_dir.join("compare.json");
+    let md_path = out_dir.join("compare.md");
     for (scenario, n) in &scenarios {
-        let repeat = if *n >= 1_000_000 { "1" } else { "3" };
-        let w = workers.to_string();
         println!("==> {scenario}");
-        let brisk = output_with_timeout(
-            Command::new("target/release/compare").args([
-                "--scenario",
-                scenario,
-                "--workers",
-                &w,
-                "--repeat",
-                repeat,
-            ]),
+        let side = Sides {
+            python: &python,
+            zarr_dir: &zarr_dir,
+            workers,
             timeout,
+        };
+        let (entry, row) = match side.run(scenario, *n) {
+            Ok(r) => r,
+            Err(e) => {
+                println!("    failed: {e:#}");
+                (
+                    serde_json::json!({"error": format!("{e:#}")}),
+                    format!("| {scenario} | error: {e} | | | | |\n"),
+                )
+            }
+        };
+        table.push_str(&row);
+        results.insert(scenario.clone(), entry);
+        // Written after every scenario, so a long run that is interrupted keeps its results.
+        std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
+        std::fs::write(&md_path, format!("{header}{table}"))?;
+    }
+    println!("\n{header}{table}");
+    println!("wrote {} and {}", json_path.display(), md_path.display());
+    Ok(())
+}
+
+/// Runs one scenario on both sides.
+struct Sides<'a> {
+    python: &'a std::path::Path,
+    zarr_dir: &'a std::path::Path,
+    workers: usize,
+    timeout: Duration,
+}
+
+impl Sides<'_> {
+    fn run(&self, scenario: &str, n: usize) -> Result<(serde_json::Value, String)> {
+        let repeat = if n >= 1_000_000 { "1" } else { "3" };
+        let w = self.workers.to_string();
+        let brisk = output_with_timeout(
+            Command::new("target/release/compare")
+                .args(["--scenario", scenario, "--workers", &w, "--repeat", repeat])
+                .arg("--dir")
+                .arg(self.zarr_dir),
+            self.timeout,
         )?
         .context("the Brisk side timed out")?;
         let brisk = last_json_line(&brisk)?;
-        let dask = output_with_timeout(
-            Command::new(&python).args([
-                "benches/dask/compare.py",
-                "--scenario",
-                scenario,
-                "--workers",
-                &w,
-                "--repeat",
-                repeat,
-            ]),
-            timeout,
-        )?;
+        let mut py = Command::new(self.python);
+        if scenario.starts_with("zarr/") {
+            py.arg("benches/dask/zarr_compare.py")
+                .arg("--dir")
+                .arg(self.zarr_dir);
+        } else {
+            py.args(["benches/dask/compare.py", "--repeat", repeat]);
+        }
+        py.args(["--scenario", scenario, "--workers", &w]);
+        let dask = output_with_timeout(&mut py, self.timeout)?;
         let b = brisk["total_s"].as_f64().context("brisk total_s")?;
         let mut entry = serde_json::json!({
             "brisk_s": b,
             "brisk_build_s": brisk["build_s"],
             "brisk_run_s": brisk["run_s"],
-            "workers": workers,
+            "workers": self.workers,
         });
+        let rss = |v: &serde_json::Value| {
+            v.get("peak_rss_mib")
+                .and_then(serde_json::Value::as_f64)
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}"))
+        };
         if let Some(r) = brisk.get("peak_rss_mib") {
             entry["brisk_peak_rss_mib"] = r.clone();
         }
-        let (dask_cell, ratio_cell, dask_split) = match dask {
+        let (dask_cell, ratio_cell, dask_split, dask_rss) = match dask {
             Some(out) => {
                 let d = last_json_line(&out)?;
                 let ds = d["total_s"].as_f64().context("dask total_s")?;
@@ -538,46 +572,35 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
                 }
                 (
                     format!("{ds:.4}"),
-                    format!("{ratio:.0}×"),
+                    format!("{ratio:.1}×"),
                     format!(
                         "{:.4} / {:.4}",
                         d["build_s"].as_f64().unwrap_or(0.0),
                         d["run_s"].as_f64().unwrap_or(0.0)
                     ),
+                    rss(&d),
                 )
             }
             None => {
                 entry["dask_s"] = serde_json::Value::Null;
                 entry["ratio"] = serde_json::Value::Null;
-                entry["dask_note"] = format!("timed out after {} s", timeout.as_secs()).into();
+                entry["dask_note"] = format!("timed out after {} s", self.timeout.as_secs()).into();
                 (
-                    format!("> {}", timeout.as_secs()),
-                    format!("> {:.0}×", timeout.as_secs_f64() / b),
+                    format!("> {}", self.timeout.as_secs()),
+                    format!("> {:.0}×", self.timeout.as_secs_f64() / b),
+                    "-".to_owned(),
                     "-".to_owned(),
                 )
             }
         };
-        table.push_str(&format!(
-            "| {scenario} | {b:.4} | {dask_cell} | {ratio_cell} | {:.4} / {:.4} | {dask_split} |\n",
+        let row = format!(
+            "| {scenario} | {b:.4} | {dask_cell} | {ratio_cell} | {:.4} / {:.4} | {dask_split} | {} / {dask_rss} |\n",
             brisk["build_s"].as_f64().unwrap_or(0.0),
             brisk["run_s"].as_f64().unwrap_or(0.0),
-        ));
-        results.insert(scenario.clone(), entry);
+            rss(&brisk),
+        );
+        Ok((entry, row))
     }
-    let json_path = out_dir.join("compare.json");
-    std::fs::write(&json_path, serde_json::to_string_pretty(&results)?)?;
-    let md_path = out_dir.join("compare.md");
-    let header = format!(
-        "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
-         build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
-         scenarios: Brisk's Handler vs Python's concurrent.futures thread pool. Zarr scenarios: \
-         8000x7500 float32, zstd level 3, Zarr v3 (Dask: dask.array + zarr-python); peak RSS \
-         per process in compare.json.\n\n"
-    );
-    std::fs::write(&md_path, format!("{header}{table}"))?;
-    println!("\n{header}{table}");
-    println!("wrote {} and {}", json_path.display(), md_path.display());
-    Ok(())
 }
 
 /// A virtualenv under `target/` with the packages of `requirements` (created once).

@@ -60,18 +60,38 @@ fn prep<U: Element>(v: &Value, shape: &[usize]) -> Result<Value, BoxError> {
     Ok(Arc::new(b.as_standard_layout().into_owned()))
 }
 
-/// A block whose computed shape is not the one its grid promises is an error, never a panic
-/// or a silently misplaced chunk.
-fn check_block(grid: &ChunkGrid, i: usize, shape: &[usize]) -> Result<()> {
-    let want = grid.block_shape(&grid.block_coords(i));
-    if want == shape {
-        Ok(())
-    } else {
-        Err(ArrayError::BadData(format!(
-            "block {:?} has shape {shape:?}, the grid expects {want:?}",
-            grid.block_coords(i)
-        )))
+/// The slice of `shape` elements starting at `offset`, one entry per axis.
+pub(crate) fn region(offset: &[usize], shape: &[usize]) -> Vec<SliceInfoElem> {
+    offset
+        .iter()
+        .zip(shape)
+        .map(|(&o, &s)| SliceInfoElem::Slice {
+            start: o as isize,
+            end: Some((o + s) as isize),
+            step: 1,
+        })
+        .collect()
+}
+
+/// Copies block `i` of `grid` into its place in `out`. A block whose shape is not the one the
+/// grid promises is an error, never a panic or a silently misplaced chunk.
+fn place<T: Element>(
+    out: &mut ArrayD<T>,
+    grid: &ChunkGrid,
+    i: usize,
+    block: &ArrayD<T>,
+) -> Result<()> {
+    let c = grid.block_coords(i);
+    let want = grid.block_shape(&c);
+    if want != block.shape() {
+        return Err(ArrayError::BadData(format!(
+            "block {c:?} has shape {:?}, the grid expects {want:?}",
+            block.shape()
+        )));
     }
+    out.slice_mut(region(&grid.block_offset(&c), &want).as_slice())
+        .assign(block);
+    Ok(())
 }
 
 /// A lazy n-dimensional array of `T` cut into chunks, each computed by one task.
@@ -228,17 +248,8 @@ impl<T: Element> Array<T> {
             .map(|i| {
                 let c = grid.block_coords(i);
                 let (off, shp) = (grid.block_offset(&c), grid.block_shape(&c));
-                let info: Vec<SliceInfoElem> = off
-                    .iter()
-                    .zip(&shp)
-                    .map(|(&o, &s)| SliceInfoElem::Slice {
-                        start: o as isize,
-                        end: Some((o + s) as isize),
-                        step: 1,
-                    })
-                    .collect();
                 let block = view
-                    .slice(info.as_slice())
+                    .slice(region(&off, &shp).as_slice())
                     .as_standard_layout()
                     .into_owned();
                 lit(block)
@@ -418,20 +429,7 @@ impl<T: Element> Array<T> {
         let shape = self.shape();
         let mut out = ArrayD::<T>::default(IxDyn(&shape));
         for (i, b) in blocks.iter().enumerate() {
-            let c = self.grid.block_coords(i);
-            let off = self.grid.block_offset(&c);
-            let block = computed.take(b)?;
-            check_block(&self.grid, i, block.shape())?;
-            let info: Vec<SliceInfoElem> = off
-                .iter()
-                .zip(block.shape())
-                .map(|(&o, &s)| SliceInfoElem::Slice {
-                    start: o as isize,
-                    end: Some((o + s) as isize),
-                    step: 1,
-                })
-                .collect();
-            out.slice_mut(info.as_slice()).assign(&block);
+            place(&mut out, &self.grid, i, &computed.take(b)?)?;
         }
         Ok(out)
     }
@@ -464,22 +462,10 @@ impl<T: Element> Array<T> {
             move |vals: Vec<Value>| {
                 let mut out = ArrayD::<T>::default(IxDyn(&grid.shape()));
                 for (i, v) in vals.iter().enumerate() {
-                    let c = grid.block_coords(i);
-                    let off = grid.block_offset(&c);
                     let block = v
                         .downcast_ref::<ArrayD<T>>()
                         .ok_or("a chunk has an unexpected element type")?;
-                    check_block(&grid, i, block.shape())?;
-                    let info: Vec<SliceInfoElem> = off
-                        .iter()
-                        .zip(block.shape())
-                        .map(|(&o, &s)| SliceInfoElem::Slice {
-                            start: o as isize,
-                            end: Some((o + s) as isize),
-                            step: 1,
-                        })
-                        .collect();
-                    out.slice_mut(info.as_slice()).assign(block);
+                    place(&mut out, &grid, i, block)?;
                 }
                 Ok(out)
             },

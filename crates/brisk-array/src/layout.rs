@@ -9,14 +9,8 @@ use crate::error::{ArrayError, Result};
 use crate::grid::ChunkGrid;
 
 fn range_info(ranges: &[(usize, usize)]) -> Vec<SliceInfoElem> {
-    ranges
-        .iter()
-        .map(|&(a, b)| SliceInfoElem::Slice {
-            start: a as isize,
-            end: Some(b as isize),
-            step: 1,
-        })
-        .collect()
+    let (offset, shape): (Vec<usize>, Vec<usize>) = ranges.iter().map(|&(a, b)| (a, b - a)).unzip();
+    crate::array::region(&offset, &shape)
 }
 
 /// `(start, end)` per axis.

@@ -474,14 +474,8 @@ impl Handler {
     {
         let mut out = Vec::new();
         self.batches(f, items, batch_size, |batch| {
-            let r = self.gather(batch);
-            match r {
-                Ok(v) => {
-                    out.extend(v);
-                    Ok(true)
-                }
-                Err(e) => Err(e),
-            }
+            out.extend(self.gather(batch)?);
+            Ok(())
         })?;
         Ok(out)
     }
@@ -506,19 +500,19 @@ impl Handler {
         let mut out = Vec::new();
         self.batches(f, items, batch_size, |batch| {
             out.extend(self.gather_results(batch));
-            Ok(true)
+            Ok(())
         })?;
         Ok(out)
     }
 
-    /// Feeds `items` to `f` a batch at a time; `each` consumes a batch's futures and says
-    /// whether to go on.
+    /// Feeds `items` to `f` a batch at a time; `each` consumes a batch's futures (an error
+    /// stops before the next batch is pulled).
     fn batches<I, T, E, F>(
         &self,
         f: F,
         items: impl IntoIterator<Item = I>,
         batch_size: impl Into<Option<usize>>,
-        mut each: impl FnMut(Vec<Future<T>>) -> Result<bool, HandlerError>,
+        mut each: impl FnMut(Vec<Future<T>>) -> Result<(), HandlerError>,
     ) -> Result<(), HandlerError>
     where
         I: Send + 'static,
@@ -541,9 +535,10 @@ impl Handler {
                 let f = Arc::clone(&f);
                 batch.push(self.spawn(Some(i), move || f(x).map_err(Into::into)));
             }
-            if batch.is_empty() || !each(batch)? {
+            if batch.is_empty() {
                 return Ok(());
             }
+            each(batch)?;
         }
     }
 

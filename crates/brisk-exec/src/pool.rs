@@ -70,11 +70,25 @@ pub(crate) struct Shared {
 impl Shared {
     /// Wakes one sleeping worker, if any (call after making work visible).
     fn notify(&self) {
+        self.wake_sleepers(false);
+    }
+
+    fn notify_all(&self) {
+        self.wake_sleepers(true);
+    }
+
+    /// Wakes one or all sleepers. Pairs with the announce-then-recheck in `worker_loop`: the
+    /// work is visible before `sleepers` is read (SeqCst fences on both sides).
+    fn wake_sleepers(&self, all: bool) {
         fence(Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) > 0 {
             let mut e = self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
             *e = e.wrapping_add(1);
-            self.wake.notify_one();
+            if all {
+                self.wake.notify_all();
+            } else {
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -169,17 +183,6 @@ impl Pool {
     /// Whether the calling thread is one of this pool's workers.
     pub(crate) fn is_current(&self) -> bool {
         CURRENT_POOL.with(Cell::get) == Arc::as_ptr(&self.shared) as usize
-    }
-}
-
-impl Shared {
-    fn notify_all(&self) {
-        fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let mut e = self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-            *e = e.wrapping_add(1);
-            self.wake.notify_all();
-        }
     }
 }
 
