@@ -16,8 +16,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use brisk::array::Array;
 use brisk::exec::ThreadedExecutor;
+use brisk::zarr::serde_json::{self, json};
 use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr, open_array, to_zarr};
-use serde_json::json;
 
 struct Args {
     shape: Vec<usize>,

@@ -34,3 +34,7 @@ pub use io::{
 };
 pub use meta::{ArrayOptions, BloscShuffle, Compressor, ZarrElement, ZarrFormat};
 pub use store::Store;
+
+/// The JSON crate attributes are written with (`brisk_zarr::serde_json::json!`), so users need
+/// no direct dependency of their own.
+pub use serde_json;
