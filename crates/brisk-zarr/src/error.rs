@@ -14,7 +14,7 @@ pub enum ZarrError {
     },
     /// A URL names a scheme this build cannot open.
     #[error(
-        "unsupported store URL `{url}`: scheme `{scheme}` (supported: memory://, file://, plain paths)"
+        "unsupported store URL `{url}`: scheme `{scheme}` (supported: memory://, file://, plain paths, objmem://, objfile://)"
     )]
     UnsupportedUrl {
         /// The URL.
