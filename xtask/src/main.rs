@@ -435,14 +435,7 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
     let python = venv("bench", "benches/dask/requirements.txt")?;
     let zarr_dir = out_dir.join("zarr");
     std::fs::create_dir_all(&zarr_dir)?;
-    run_ok(&mut cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "benches",
-        "--bin",
-        "compare",
-    ]))?;
+    build_bench_bin("compare")?;
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let graph_sizes: Vec<usize> = match sizes {
         Some(s) => s,
@@ -603,6 +596,18 @@ impl Sides<'_> {
     }
 }
 
+/// Builds a binary of the `benches` package in release mode (`target/release/<name>`).
+fn build_bench_bin(name: &str) -> Result<()> {
+    run_ok(&mut cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "benches",
+        "--bin",
+        name,
+    ]))
+}
+
 /// A virtualenv under `target/` with the packages of `requirements` (created once).
 fn venv(name: &str, requirements: &str) -> Result<PathBuf> {
     let dir = PathBuf::from("target").join(name).join("venv");
@@ -630,14 +635,7 @@ fn venv(name: &str, requirements: &str) -> Result<PathBuf> {
 /// checks values, metadata, attributes and dimension names; then the other way round.
 fn interop() -> Result<()> {
     let python = venv("interop", "benches/zarr/requirements.txt")?;
-    run_ok(&mut cargo(&[
-        "build",
-        "--release",
-        "--package",
-        "benches",
-        "--bin",
-        "zarr_interop",
-    ]))?;
+    build_bench_bin("zarr_interop")?;
     let root = PathBuf::from("target/interop");
     let (ours, theirs) = (root.join("brisk"), root.join("python"));
     for d in [&ours, &theirs] {

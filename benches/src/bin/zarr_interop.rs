@@ -36,8 +36,21 @@ fn expected<T: Element>(shape: &[usize], dtype: &str) -> ArrayD<T> {
     ArrayD::from_shape_vec(IxDyn(shape), v).expect("length matches the shape")
 }
 
-fn usizes(v: &Value) -> anyhow::Result<Vec<usize>> {
-    Ok(serde_json::from_value(v.clone())?)
+/// The fields of a case both directions use.
+struct Case<'a> {
+    name: &'a str,
+    shape: Vec<usize>,
+    dtype: &'a str,
+}
+
+impl<'a> Case<'a> {
+    fn parse(case: &'a Value) -> anyhow::Result<Self> {
+        Ok(Self {
+            name: case["name"].as_str().context("case name")?,
+            shape: serde_json::from_value(case["shape"].clone())?,
+            dtype: case["dtype"].as_str().context("dtype")?,
+        })
+    }
 }
 
 fn write_case<T: ZarrElement>(
@@ -45,10 +58,8 @@ fn write_case<T: ZarrElement>(
     case: &Value,
     exec: &ThreadedExecutor,
 ) -> anyhow::Result<()> {
-    let name = case["name"].as_str().context("case name")?;
-    let shape = usizes(&case["shape"])?;
-    let chunks = usizes(&case["chunks"])?;
-    let dtype = case["dtype"].as_str().context("dtype")?;
+    let Case { name, shape, dtype } = Case::parse(case)?;
+    let chunks: Vec<usize> = serde_json::from_value(case["chunks"].clone())?;
     let dims: Vec<String> = (0..shape.len()).map(|k| format!("d{k}")).collect();
     let mut opts = ArrayOptions::new()
         .format(if case["format"] == 2 {
@@ -89,9 +100,7 @@ fn check_case<T: ZarrElement + PartialEq>(
     case: &Value,
     exec: &ThreadedExecutor,
 ) -> anyhow::Result<()> {
-    let name = case["name"].as_str().context("case name")?;
-    let shape = usizes(&case["shape"])?;
-    let dtype = case["dtype"].as_str().context("dtype")?;
+    let Case { name, shape, dtype } = Case::parse(case)?;
     let store = Store::directory(root.join(name))?;
     let z = open_array(&store, "/")?;
     ensure!(z.is_v2() == (case["format"] == 2), "format");
