@@ -648,14 +648,19 @@ mod ndarray_fast {
     elem!(i8 => 1, i16 => 2, i32 => 3, i64 => 4, u8 => 5, u16 => 6, u32 => 7, u64 => 8,
           f32 => 9, f64 => 10);
 
-    fn encode<A: Elem, D: Dimension>(a: &Array<A, D>, sink: &mut TokenSink) {
+    /// Tag, element type code, rank, shape and byte length of the data that follows.
+    fn header(sink: &mut TokenSink, code: u8, shape: &[usize], bytes: usize) {
         sink.u8(tag::NDARRAY);
-        sink.u8(A::CODE);
-        sink.u64(a.ndim() as u64);
-        for &d in a.shape() {
+        sink.u8(code);
+        sink.u64(shape.len() as u64);
+        for &d in shape {
             sink.u64(d as u64);
         }
-        sink.u64((a.len() * size_of::<A>()) as u64);
+        sink.u64(bytes as u64);
+    }
+
+    fn encode<A: Elem, D: Dimension>(a: &Array<A, D>, sink: &mut TokenSink) {
+        header(sink, A::CODE, a.shape(), a.len() * size_of::<A>());
         match a.as_slice() {
             Some(s) if cfg!(target_endian = "little") => sink.raw(bytemuck::cast_slice(s)),
             _ => {
@@ -674,13 +679,7 @@ mod ndarray_fast {
     }
 
     fn encode_bool<D: Dimension>(a: &Array<bool, D>, sink: &mut TokenSink) {
-        sink.u8(tag::NDARRAY);
-        sink.u8(11);
-        sink.u64(a.ndim() as u64);
-        for &d in a.shape() {
-            sink.u64(d as u64);
-        }
-        sink.u64(a.len() as u64);
+        header(sink, 11, a.shape(), a.len());
         let bytes: Vec<u8> = a.iter().map(|&b| u8::from(b)).collect();
         sink.raw(&bytes);
     }

@@ -75,6 +75,16 @@ fn metadata_options() -> ArrayMetadataOptions {
     ArrayMetadataOptions::default().with_include_zarrs_metadata(false)
 }
 
+/// The elements `start .. start + shape` of an array, as a zarrs subset.
+fn region(start: &[u64], shape: &[usize]) -> ArraySubset {
+    let ranges: Vec<std::ops::Range<u64>> = start
+        .iter()
+        .zip(shape)
+        .map(|(&s, &n)| s..s + n as u64)
+        .collect();
+    ArraySubset::new_with_ranges(&ranges)
+}
+
 fn norm_path(path: &str) -> String {
     let p = path.trim_matches('/');
     format!("/{p}")
@@ -329,14 +339,10 @@ pub fn from_zarr_with<T: ZarrElement>(
                             .map_err(|e| fail(&e))
                     } else {
                         // An edge chunk: only the part inside the array.
-                        let ranges: Vec<std::ops::Range<u64>> = off
-                            .iter()
-                            .zip(&shape)
-                            .map(|(&o, &n)| o as u64..(o + n) as u64)
-                            .collect();
+                        let start: Vec<u64> = off.iter().map(|&o| o as u64).collect();
                         za.inner
                             .retrieve_array_subset_opt::<ArrayD<T>>(
-                                &ArraySubset::new_with_ranges(&ranges),
+                                &region(&start, &shape),
                                 &io.codec(),
                             )
                             .map_err(|e| fail(&e))
@@ -436,13 +442,9 @@ pub fn write_tasks<T: ZarrElement>(
                             .map_err(|e| fail(&e))
                     } else {
                         // An edge unit: the part inside the array, written whole by this task.
-                        let ranges: Vec<std::ops::Range<u64>> = idx
-                            .iter()
-                            .zip(block.shape())
-                            .zip(&unit)
-                            .map(|((&i, &n), &u)| i * u as u64..i * u as u64 + n as u64)
-                            .collect();
-                        let subset = ArraySubset::new_with_ranges(&ranges);
+                        let start: Vec<u64> =
+                            idx.iter().zip(&unit).map(|(&i, &u)| i * u as u64).collect();
+                        let subset = region(&start, block.shape());
                         za.inner
                             .store_array_subset_opt(&subset, block, &io.codec())
                             .map_err(|e| fail(&e))
