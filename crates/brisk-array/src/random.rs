@@ -3,6 +3,9 @@
 
 use brisk_graph::TaskSpec;
 use ndarray::{ArrayD, IxDyn};
+use rand_distr::{Distribution, StandardNormal};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use rand_xoshiro::rand_core::SeedableRng;
 
 use crate::array::Array;
 use crate::element::Float;
@@ -26,27 +29,29 @@ fn unit(seed: u64, index: u64, stream: u64) -> f64 {
     (h >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
 }
 
-/// The two standard normal numbers of pair `pair` (elements `2 pair` and `2 pair + 1`), by
-/// Marsaglia's polar method on a counter-based stream: no trigonometry, and the values depend
-/// only on the seed and the pair, never on the chunking.
-#[allow(
-    clippy::cast_precision_loss,
-    reason = "53 random bits are exactly representable"
-)]
-fn normal_pair(seed: u64, pair: u64) -> (f64, f64) {
-    let base = splitmix64(seed ^ 0x5851_F42D_4C95_7F2D) ^ pair.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut attempt = 0u64;
-    loop {
-        let h1 = splitmix64(base.wrapping_add(attempt.wrapping_mul(2)));
-        let h2 = splitmix64(base.wrapping_add(attempt.wrapping_mul(2) + 1) ^ 0xA076_1D64_78BD_642F);
-        let u = (h1 >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0;
-        let v = (h2 >> 11) as f64 * (2.0 / (1u64 << 53) as f64) - 1.0;
-        let s = u * u + v * v;
-        if s > 0.0 && s < 1.0 {
-            let f = (-2.0 * s.ln() / s).sqrt();
-            return (u * f, v * f);
+/// Elements that share one generator stream. Normal values come from a Xoshiro256++ stream
+/// per aligned group of `GROUP` global (row-major) indices, sampled with the ziggurat method
+/// (`rand_distr`): a chunk that starts inside a group regenerates the group's head and skips
+/// it, so values depend only on the seed and the global index, never on the chunking.
+const GROUP: u64 = 32;
+
+/// Writes the normal values of global indices `start .. start + out.len()`.
+fn normal_run<T: Float>(seed: u64, mean: f64, std: f64, start: u64, out: &mut Vec<T>, len: u64) {
+    let stream = splitmix64(seed ^ 0x5851_F42D_4C95_7F2D);
+    let end = start + len;
+    let mut g = start / GROUP;
+    while g * GROUP < end {
+        let mut rng =
+            Xoshiro256PlusPlus::seed_from_u64(stream ^ g.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let (lo, hi) = (start.max(g * GROUP), end.min((g + 1) * GROUP));
+        for _ in g * GROUP..lo {
+            let _: f64 = StandardNormal.sample(&mut rng);
         }
-        attempt += 1;
+        for _ in lo..hi {
+            let z: f64 = StandardNormal.sample(&mut rng);
+            out.push(T::from_f64(mean + std * z));
+        }
+        g += 1;
     }
 }
 
@@ -86,23 +91,7 @@ fn fill<T: Float>(
                     out.push(T::from_f64(lo + (hi - lo) * unit(seed, idx, 0)));
                 }
             }
-            Dist::Normal(mean, std) => {
-                let mut idx = start;
-                let end = start + row as u64;
-                while idx < end {
-                    let (a, b) = normal_pair(seed, idx / 2);
-                    if idx.is_multiple_of(2) {
-                        out.push(T::from_f64(mean + std * a));
-                        if idx + 1 < end {
-                            out.push(T::from_f64(mean + std * b));
-                        }
-                        idx += 2;
-                    } else {
-                        out.push(T::from_f64(mean + std * b));
-                        idx += 1;
-                    }
-                }
-            }
+            Dist::Normal(mean, std) => normal_run(seed, mean, std, start, &mut out, row as u64),
         }
         for k in (0..nd.saturating_sub(1)).rev() {
             coord[k] += 1;
@@ -118,7 +107,8 @@ fn fill<T: Float>(
 impl<T: Float> Array<T> {
     fn random(shape: &[usize], chunks: &[usize], seed: u64, dist: Dist) -> Result<Self> {
         let grid = ChunkGrid::regular(shape, chunks)?;
-        let spec = TaskSpec::new("random").pure();
+        // Version 2: normal values from per-group ziggurat streams (version 1 used a polar method).
+        let spec = TaskSpec::new("random").pure().version("2");
         let global = shape.to_vec();
         let dist_name = match dist {
             Dist::Uniform(a, b) => format!("uniform:{a:?}:{b:?}"),

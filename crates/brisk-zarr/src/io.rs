@@ -227,11 +227,15 @@ pub fn create_array<T: ZarrElement>(
                 path,
             });
         }
+        // Everything under the node goes (for the root: the whole store, as zarr-python
+        // does), so no chunk of the old array survives outside the new one's grid.
         let prefix = path.trim_matches('/');
-        if !prefix.is_empty() {
-            let p = StorePrefix::new(format!("{prefix}/")).map_err(|e| store.error(&e))?;
-            storage.erase_prefix(&p).map_err(|e| store.error(&e))?;
-        }
+        let p = if prefix.is_empty() {
+            StorePrefix::root()
+        } else {
+            StorePrefix::new(format!("{prefix}/")).map_err(|e| store.error(&e))?
+        };
+        storage.erase_prefix(&p).map_err(|e| store.error(&e))?;
     }
     let shape64: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
     let chunks64: Vec<u64> = chunks.iter().map(|&x| (x as u64).max(1)).collect();
@@ -437,8 +441,9 @@ pub fn write_tasks<T: ZarrElement>(
                         format!("writing chunk {idx:?} of `{}`: {e}", za.path).into()
                     };
                     if block.shape() == unit.as_slice() {
+                        // Borrowed: zarrs encodes straight from the block, no copy.
                         za.inner
-                            .store_chunk_opt(&idx, block, &io.codec())
+                            .store_chunk_opt(&idx, &block, &io.codec())
                             .map_err(|e| fail(&e))
                     } else {
                         // An edge unit: the part inside the array, written whole by this task.
@@ -446,7 +451,7 @@ pub fn write_tasks<T: ZarrElement>(
                             idx.iter().zip(&unit).map(|(&i, &u)| i * u as u64).collect();
                         let subset = region(&start, block.shape());
                         za.inner
-                            .store_array_subset_opt(&subset, block, &io.codec())
+                            .store_array_subset_opt(&subset, &block, &io.codec())
                             .map_err(|e| fail(&e))
                     }
                 },
