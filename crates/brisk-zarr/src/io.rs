@@ -12,7 +12,7 @@ use zarrs::array::{
 use zarrs::storage::{ReadableWritableListableStorageTraits, StoreKey, StorePrefix};
 
 use crate::error::ZarrError;
-use crate::meta::{ArrayOptions, ZarrElement, array_metadata, stored_dtype};
+use crate::meta::{ArrayOptions, FastCodec, ZarrElement, array_metadata, fast_codec, stored_dtype};
 use crate::store::Store;
 
 type Storage = dyn ReadableWritableListableStorageTraits;
@@ -325,6 +325,7 @@ pub fn from_zarr_with<T: ZarrElement>(
     let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
     let spec = TaskSpec::new("zarr-read");
     let unit = za.unit_shape();
+    let fast = fast_codec(&za.metadata_json());
     let blocks: Vec<Delayed<ArrayD<T>>> = (0..grid.num_blocks())
         .map(|i| {
             let c = grid.block_coords(i);
@@ -332,12 +333,19 @@ pub fn from_zarr_with<T: ZarrElement>(
             let (off, shape) = (grid.block_offset(&c), grid.block_shape(&c));
             let whole = shape == unit;
             let za = za.clone();
+            let unit = unit.clone();
             spec.try_call(
                 move || -> Result<ArrayD<T>, BoxError> {
                     let fail = |e: &dyn std::fmt::Display| -> BoxError {
                         format!("reading chunk {idx:?} of `{}`: {e}", za.path).into()
                     };
-                    if whole {
+                    if whole
+                        && let Some(codec) = fast
+                        && let Some(a) =
+                            read_fast::<T>(&za, &idx, &unit, codec).map_err(|e| fail(&e))?
+                    {
+                        Ok(a)
+                    } else if whole {
                         za.inner
                             .retrieve_chunk_opt::<ArrayD<T>>(&idx, &io.codec())
                             .map_err(|e| fail(&e))
@@ -358,6 +366,65 @@ pub fn from_zarr_with<T: ZarrElement>(
         .collect();
     Ok(Array::from_blocks(grid, blocks)?)
 }
+
+thread_local! {
+    /// The encoded bytes of the chunk this thread read last: reused, so reading a chunk
+    /// allocates only its decoded array (one compressed chunk per worker thread stays
+    /// allocated between reads).
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Reads a whole chunk of a [`FastCodec`] array straight into its output buffer. `None` when
+/// the fast path does not apply (absent chunk, element type without a byte view): the caller
+/// falls back to zarrs.
+fn read_fast<T: ZarrElement>(
+    za: &ZarrArray,
+    idx: &[u64],
+    unit: &[usize],
+    codec: FastCodec,
+) -> Result<Option<ArrayD<T>>, String> {
+    let key = za.inner.chunk_key(idx);
+    let n: usize = unit.iter().product();
+    let mut out = vec![T::default(); n];
+    let Some(bytes) = T::le_bytes_mut(&mut out) else {
+        return Ok(None);
+    };
+    let want = bytes.len();
+    let found = READ_BUF.with_borrow_mut(|buf| -> Result<bool, String> {
+        if !za.store.read_into(&key, buf).map_err(|e| e.to_string())? {
+            return Ok(false);
+        }
+        let got = match codec {
+            FastCodec::Raw => {
+                let src = buf.get(..want).filter(|_| buf.len() == want);
+                let src = src.ok_or_else(|| {
+                    format!("chunk `{key}` holds {} bytes, not {want}", buf.len())
+                })?;
+                bytes.copy_from_slice(src);
+                want
+            }
+            FastCodec::Zstd => zstd::bulk::Decompressor::new()
+                .and_then(|mut d| d.decompress_to_buffer(buf.as_slice(), &mut *bytes))
+                .map_err(|e| format!("zstd frame of chunk `{key}`: {e}"))?,
+        };
+        if got != want {
+            return Err(format!("chunk `{key}` decodes to {got} bytes, not {want}"));
+        }
+        if buf.capacity() > MAX_KEPT_READ_BUF {
+            *buf = Vec::new();
+        }
+        Ok(true)
+    })?;
+    if !found {
+        return Ok(None);
+    }
+    ArrayD::from_shape_vec(ndarray::IxDyn(unit), out)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// Read buffers above this are released after use rather than kept per thread.
+const MAX_KEPT_READ_BUF: usize = 256 << 20;
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,6 +10,10 @@ pub trait ZarrElement: brisk_array::Element + zarrs::array::ElementOwned {
     const V3: &'static str;
     /// The Zarr v2 (NumPy) dtype string, little-endian.
     const V2: &'static str;
+    /// The elements as their little-endian bytes, to decode into in place (`None`: this type
+    /// has no such view, e.g. `bool`, or the machine is big-endian).
+    #[doc(hidden)]
+    fn le_bytes_mut(elements: &mut [Self]) -> Option<&mut [u8]>;
 }
 
 macro_rules! zel {
@@ -17,11 +21,20 @@ macro_rules! zel {
         impl ZarrElement for $t {
             const V3: &'static str = $v3;
             const V2: &'static str = $v2;
+            fn le_bytes_mut(elements: &mut [Self]) -> Option<&mut [u8]> {
+                cfg!(target_endian = "little").then(|| bytemuck::cast_slice_mut(elements))
+            }
         }
     )*};
 }
+impl ZarrElement for bool {
+    const V3: &'static str = "bool";
+    const V2: &'static str = "|b1";
+    fn le_bytes_mut(_: &mut [Self]) -> Option<&mut [u8]> {
+        None
+    }
+}
 zel! {
-    bool => "bool", "|b1";
     i8 => "int8", "|i1";
     i16 => "int16", "<i2";
     i32 => "int32", "<i4";
@@ -333,5 +346,56 @@ pub(crate) fn stored_dtype(meta: &Value) -> String {
             _ => t.to_owned(),
         },
         None => "unknown".into(),
+    }
+}
+
+/// A chunk encoding simple enough to decode straight into the output buffer, skipping zarrs'
+/// general codec pipeline (and its intermediate buffers): little-endian bytes, optionally
+/// one zstd frame, no filters, sharding, checksums or storage transformers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FastCodec {
+    /// The chunk is the raw little-endian bytes.
+    Raw,
+    /// The chunk is one zstd frame of the raw little-endian bytes.
+    Zstd,
+}
+
+/// The fast codec of an array's metadata, if it has one.
+pub(crate) fn fast_codec(meta: &Value) -> Option<FastCodec> {
+    let empty = |v: Option<&Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(_) => false,
+    };
+    if meta.get("zarr_format") == Some(&json!(2)) {
+        let dtype = meta.get("dtype").and_then(Value::as_str)?;
+        if !(dtype.starts_with('<') || dtype.starts_with('|'))
+            || meta.get("order").and_then(Value::as_str) != Some("C")
+            || !empty(meta.get("filters"))
+        {
+            return None;
+        }
+        return match meta.get("compressor") {
+            None | Some(Value::Null) => Some(FastCodec::Raw),
+            Some(c) if c.get("id").and_then(Value::as_str) == Some("zstd") => Some(FastCodec::Zstd),
+            Some(_) => None,
+        };
+    }
+    if !empty(meta.get("storage_transformers")) {
+        return None;
+    }
+    let codecs = meta.get("codecs")?.as_array()?;
+    let name = |c: &Value| c.get("name").and_then(Value::as_str).map(str::to_owned);
+    let (first, rest) = codecs.split_first()?;
+    let endian = first
+        .pointer("/configuration/endian")
+        .and_then(Value::as_str);
+    if name(first).as_deref() != Some("bytes") || endian.is_some_and(|e| e != "little") {
+        return None;
+    }
+    match rest {
+        [] => Some(FastCodec::Raw),
+        [c] if name(c).as_deref() == Some("zstd") => Some(FastCodec::Zstd),
+        _ => None,
     }
 }

@@ -30,6 +30,8 @@ use crate::error::ZarrError;
 #[derive(Clone)]
 pub struct Store {
     inner: ReadableWritableListableStorage,
+    /// The directory backend, read directly into reused buffers.
+    dir: Option<Arc<AtomicDir>>,
     location: String,
 }
 
@@ -47,6 +49,7 @@ impl Store {
     pub fn memory() -> Self {
         Self {
             inner: Arc::new(MemoryStore::new()),
+            dir: None,
             location: "memory://".into(),
         }
     }
@@ -82,8 +85,10 @@ impl Store {
             location: path.display().to_string(),
             message: e.to_string(),
         })?;
+        let dir = Arc::new(AtomicDir { fs, durable });
         Ok(Self {
-            inner: Arc::new(AtomicDir { fs, durable }),
+            dir: Some(Arc::clone(&dir)),
+            inner: dir,
             location: path.display().to_string(),
         })
     }
@@ -124,6 +129,7 @@ impl Store {
         );
         Self {
             inner: Arc::new(adapter),
+            dir: None,
             location: label.into(),
         }
     }
@@ -171,6 +177,36 @@ impl Store {
             StorePrefix::new(format!("{trimmed}/")).map_err(|e| self.error(&e))?
         };
         self.inner.size_prefix(&prefix).map_err(|e| self.error(&e))
+    }
+
+    /// Reads the value of `key` into `buf` (replacing its contents, reusing its capacity);
+    /// `false` when the key is absent.
+    pub(crate) fn read_into(
+        &self,
+        key: &StoreKey,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, StorageError> {
+        buf.clear();
+        if let Some(dir) = &self.dir {
+            use std::io::Read as _;
+            let path = dir.fs.key_to_fspath(key);
+            return match std::fs::File::open(&path) {
+                Ok(mut f) => {
+                    f.read_to_end(buf)
+                        .map_err(|e| StorageError::Other(format!("reading `{key}`: {e}")))?;
+                    Ok(true)
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+            };
+        }
+        match self.inner.get(key)? {
+            Some(bytes) => {
+                buf.extend_from_slice(&bytes);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     pub(crate) fn storage(&self) -> ReadableWritableListableStorage {
