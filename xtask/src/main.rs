@@ -5,7 +5,7 @@
 //! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
 //! cargo xtask bench              all criterion benchmarks
 //! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python (own virtualenv)
-//! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS]
+//! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
 //! ```
@@ -56,7 +56,20 @@ fn run() -> Result<()> {
                 ),
                 None => None,
             };
-            compare_dask(args.iter().any(|a| a == "--quick"), sizes, timeout)
+            let only = match args.iter().position(|a| a == "--only") {
+                Some(i) => Some(
+                    args.get(i + 1)
+                        .context("--only needs a scenario prefix")?
+                        .clone(),
+                ),
+                None => None,
+            };
+            compare_dask(&CompareOptions {
+                quick: args.iter().any(|a| a == "--quick"),
+                sizes,
+                timeout,
+                only,
+            })
         }
         Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
         Some("interop") => interop(),
@@ -429,7 +442,21 @@ fn last_json_line(out: &str) -> Result<serde_json::Value> {
 /// `cargo xtask bench --compare-dask`: the graph and futures scenarios in Brisk and in Dask
 /// (same machine, same number of workers, same run), written to target/bench/compare.json and
 /// target/bench/compare.md.
-fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) -> Result<()> {
+struct CompareOptions {
+    quick: bool,
+    sizes: Option<Vec<usize>>,
+    timeout: Option<u64>,
+    /// Only the scenarios whose name starts with this.
+    only: Option<String>,
+}
+
+fn compare_dask(opts: &CompareOptions) -> Result<()> {
+    let CompareOptions {
+        quick,
+        ref sizes,
+        timeout,
+        ref only,
+    } = *opts;
     let out_dir = PathBuf::from("target/bench");
     std::fs::create_dir_all(&out_dir)?;
     let python = venv("bench", "benches/dask/requirements.txt")?;
@@ -438,7 +465,7 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
     build_bench_bin("compare")?;
     let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let graph_sizes: Vec<usize> = match sizes {
-        Some(s) => s,
+        Some(s) => s.clone(),
         None if quick => vec![10_000],
         None => vec![10_000, 100_000, 1_000_000],
     };
@@ -463,15 +490,22 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
         scenarios.push((format!("zarr/write/{c}"), 0));
         scenarios.push((format!("zarr/read_mean/{c}"), 0));
     }
+    if let Some(p) = only {
+        scenarios.retain(|(s, _)| s.starts_with(p.as_str()));
+        if scenarios.is_empty() {
+            bail!("no scenario starts with `{p}`");
+        }
+    }
     let timeout = Duration::from_secs(timeout.unwrap_or(if quick { 300 } else { 1800 }));
     let mut results = serde_json::Map::new();
-    let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) | peak RSS MiB Brisk / Dask |\n|---|---:|---:|---:|---|---|---|\n".to_string();
+    let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) | peak RSS MiB Brisk / Dask | limit (s) | Brisk / limit |\n|---|---:|---:|---:|---|---|---|---:|---:|\n".to_string();
     let header = format!(
         "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
          build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
          scenarios: Brisk's Handler vs Python's concurrent.futures thread pool. Zarr scenarios: \
          8000x7500 float32, zstd level 3, Zarr v3 (Dask: dask.array + zarr-python); peak RSS \
-         of each side's process in MiB.\n\n"
+         of each side's process in MiB; limit: zstd level 3 on the same chunks on all workers \
+         plus one pass over the array in memory, measured in the Brisk process.\n\n"
     );
     let json_path = out_dir.join("compare.json");
     let md_path = out_dir.join("compare.md");
@@ -489,7 +523,7 @@ fn compare_dask(quick: bool, sizes: Option<Vec<usize>>, timeout: Option<u64>) ->
                 println!("    failed: {e:#}");
                 (
                     serde_json::json!({"error": format!("{e:#}")}),
-                    format!("| {scenario} | error: {e} | | | | |\n"),
+                    format!("| {scenario} | error: {e} | | | | | | | |\n"),
                 )
             }
         };
@@ -527,7 +561,7 @@ impl Sides<'_> {
         let brisk = last_json_line(&brisk)?;
         let mut py = Command::new(self.python);
         if scenario.starts_with("zarr/") {
-            py.arg("benches/dask/zarr_compare.py")
+            py.args(["benches/dask/zarr_compare.py", "--repeat", repeat])
                 .arg("--dir")
                 .arg(self.zarr_dir);
         } else {
@@ -550,6 +584,17 @@ impl Sides<'_> {
         if let Some(r) = brisk.get("peak_rss_mib") {
             entry["brisk_peak_rss_mib"] = r.clone();
         }
+        let limit = brisk.get("limit_s").and_then(serde_json::Value::as_f64);
+        let limit_cells = match limit {
+            Some(l) => {
+                entry["limit_s"] = l.into();
+                entry["limit_zstd_s"] = brisk["limit_zstd_s"].clone();
+                entry["limit_pass_s"] = brisk["limit_pass_s"].clone();
+                entry["brisk_over_limit"] = (b / l).into();
+                format!("{l:.4} | {:.2}×", b / l)
+            }
+            None => " | ".to_owned(),
+        };
         let (dask_cell, ratio_cell, dask_split, dask_rss) = match dask {
             Some(out) => {
                 let d = last_json_line(&out)?;
@@ -587,7 +632,7 @@ impl Sides<'_> {
             }
         };
         let row = format!(
-            "| {scenario} | {b:.4} | {dask_cell} | {ratio_cell} | {:.4} / {:.4} | {dask_split} | {} / {dask_rss} |\n",
+            "| {scenario} | {b:.4} | {dask_cell} | {ratio_cell} | {:.4} / {:.4} | {dask_split} | {} / {dask_rss} | {limit_cells} |\n",
             brisk["build_s"].as_f64().unwrap_or(0.0),
             brisk["run_s"].as_f64().unwrap_or(0.0),
             rss(&brisk),

@@ -367,11 +367,27 @@ pub fn from_zarr_with<T: ZarrElement>(
     Ok(Array::from_blocks(grid, blocks)?)
 }
 
-thread_local! {
-    /// The encoded bytes of the chunk this thread read last: reused, so reading a chunk
-    /// allocates only its decoded array (one compressed chunk per worker thread stays
-    /// allocated between reads).
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// Encoded-chunk buffers kept between reads, so that reading a chunk allocates only its
+/// decoded array: fresh memory costs a page fault per page, which dominates reading big
+/// chunks. At most [`POOL_BYTES`] stay allocated.
+static READ_POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+const POOL_BYTES: usize = 256 << 20;
+
+fn take_buffer() -> Vec<u8> {
+    READ_POOL
+        .lock()
+        .ok()
+        .and_then(|mut p| p.pop())
+        .unwrap_or_default()
+}
+
+fn return_buffer(buf: Vec<u8>) {
+    if let Ok(mut pool) = READ_POOL.lock() {
+        let kept: usize = pool.iter().map(Vec::capacity).sum();
+        if kept + buf.capacity() <= POOL_BYTES {
+            pool.push(buf);
+        }
+    }
 }
 
 /// Reads a whole chunk of a [`FastCodec`] array straight into its output buffer. `None` when
@@ -390,8 +406,13 @@ fn read_fast<T: ZarrElement>(
         return Ok(None);
     };
     let want = bytes.len();
-    let found = READ_BUF.with_borrow_mut(|buf| -> Result<bool, String> {
-        if !za.store.read_into(&key, buf).map_err(|e| e.to_string())? {
+    let mut buf = take_buffer();
+    let found = (|| -> Result<bool, String> {
+        if !za
+            .store
+            .read_into(&key, &mut buf)
+            .map_err(|e| e.to_string())?
+        {
             return Ok(false);
         }
         let got = match codec {
@@ -410,11 +431,10 @@ fn read_fast<T: ZarrElement>(
         if got != want {
             return Err(format!("chunk `{key}` decodes to {got} bytes, not {want}"));
         }
-        if buf.capacity() > MAX_KEPT_READ_BUF {
-            *buf = Vec::new();
-        }
         Ok(true)
-    })?;
+    })();
+    return_buffer(buf);
+    let found = found?;
     if !found {
         return Ok(None);
     }
@@ -422,9 +442,6 @@ fn read_fast<T: ZarrElement>(
         .map(Some)
         .map_err(|e| e.to_string())
 }
-
-/// Read buffers above this are released after use rather than kept per thread.
-const MAX_KEPT_READ_BUF: usize = 256 << 20;
 
 /// What a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -192,6 +192,9 @@ impl Store {
             let path = dir.fs.key_to_fspath(key);
             return match std::fs::File::open(&path) {
                 Ok(mut f) => {
+                    // Sized once, so the buffer never grows (and copies) while reading.
+                    let len = f.metadata().map_or(0, |m| m.len());
+                    buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
                     f.read_to_end(buf)
                         .map_err(|e| StorageError::Other(format!("reading `{key}`: {e}")))?;
                     Ok(true)

@@ -325,3 +325,69 @@ fn object_store_backends_share_the_store_semantics() {
     let back = from_zarr::<f64>(&Store::directory(odir.path()).unwrap(), "grp/arr").unwrap();
     assert_eq!(back.compute_with(&exec()).unwrap(), data::<f64>(&[30, 20]));
 }
+
+#[test]
+fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
+    let e = exec();
+    for (format, compressor, chunk) in [
+        (ZarrFormat::V3, Compressor::default(), "c/1/0"),
+        (ZarrFormat::V3, Compressor::None, "c/1/0"),
+        (ZarrFormat::V2, Compressor::default(), "1.0"),
+        (ZarrFormat::V2, Compressor::None, "1.0"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::directory(dir.path()).unwrap();
+        let x = data::<f64>(&[20, 10]);
+        let opts = ArrayOptions::new()
+            .format(format)
+            .compressor(compressor.clone());
+        let a = Array::from_ndarray(&x, &[10, 10]).unwrap();
+        to_zarr(&a, &store, "a", None, &opts, &e).unwrap();
+        let file = dir.path().join("a").join(chunk);
+        let bytes = std::fs::read(&file).unwrap();
+        // Truncated, one byte short, and (compressed only: raw bytes of the right length
+        // are valid values to any reader) garbage.
+        let mut cases = vec![
+            bytes[..bytes.len() / 2].to_vec(),
+            bytes[..bytes.len() - 1].to_vec(),
+        ];
+        if compressor != Compressor::None {
+            cases.push(vec![7u8; bytes.len()]);
+        }
+        for damaged in cases {
+            std::fs::write(&file, &damaged).unwrap();
+            let err = from_zarr::<f64>(&store, "a")
+                .unwrap()
+                .compute_with(&e)
+                .expect_err("a damaged chunk must not read");
+            let msg = chain(&err);
+            assert!(
+                msg.contains("[1, 0]") && msg.contains("/a"),
+                "{format:?} {compressor:?}: {msg}"
+            );
+        }
+        // A missing chunk reads as the fill value, like zarr-python.
+        std::fs::remove_file(&file).unwrap();
+        let back = from_zarr::<f64>(&store, "a")
+            .unwrap()
+            .compute_with(&e)
+            .unwrap();
+        assert!(back.slice(ndarray::s![10.., ..]).iter().all(|&v| v == 0.0));
+        assert_eq!(
+            back.slice(ndarray::s![..10, ..]),
+            x.slice(ndarray::s![..10, ..])
+        );
+    }
+}
+
+/// An error and its sources, as `anyhow`'s `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
