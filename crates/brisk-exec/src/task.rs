@@ -99,6 +99,45 @@ pub(crate) fn run_node(
         let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
         return attempt.finish(load(graph, ctx, id), true);
     }
+    // Single-flight: a cache shared with a concurrent compute may hand over the value that
+    // compute just produced for the same key.
+    let flight = match (ctx.cache.as_deref(), Checkpoint::of(node)) {
+        (Some(cache), Some(entry)) => match cache.begin(&entry) {
+            Ok(Some(v)) => {
+                let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
+                return attempt.finish(Ok(v), true);
+            }
+            Ok(None) => Some((cache, entry)),
+            Err(source) => {
+                let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
+                let err = Error::Cache {
+                    key: node.key().clone(),
+                    name: node.name().to_owned(),
+                    action: CacheAction::Load,
+                    source,
+                };
+                return attempt.finish(Err(err), false);
+            }
+        },
+        _ => None,
+    };
+    let result = run_attempts(graph, ctx, id, deps, worker, t0);
+    if let (Some((cache, entry)), Err(_)) = (flight, &result) {
+        cache.abandon(&entry);
+    }
+    result
+}
+
+/// Runs a node's task, retrying as its annotations allow, and saves a checkpointed result.
+fn run_attempts(
+    graph: &Graph,
+    ctx: &RunContext,
+    id: usize,
+    deps: Vec<Value>,
+    worker: usize,
+    t0: Instant,
+) -> Result<Value, Error> {
+    let node = graph.node(id);
     let retries = node.annotations().retries;
     let mut number = 1;
     let mut deps = Some(deps);

@@ -117,6 +117,27 @@ where
     pub fn checkpointed(&self) -> Self {
         self.with_meta(|m| m.save = Some(SaveSpec::of::<T>()))
     }
+
+    /// [`checkpointed`](Self::checkpointed) with options for the cache (for example
+    /// brisk-checkpoint's encoder for this task), which the cache finds in
+    /// [`Checkpoint::options`](crate::Checkpoint::options).
+    #[must_use]
+    pub fn checkpointed_with(&self, options: Arc<dyn std::any::Any + Send + Sync>) -> Self {
+        self.with_meta(|m| {
+            m.save = Some(SaveSpec::of::<T>());
+            m.save_options = Some(options);
+        })
+    }
+
+    /// The key a checkpoint of this value is stored under: the custom key given by the task's
+    /// [hasher](crate::TaskSpec::hasher), else the node's key.
+    #[must_use]
+    pub fn storage_key(&self) -> String {
+        match &self.node.meta.storage_key {
+            Some(k) => k.to_string(),
+            None => self.node.key.to_string(),
+        }
+    }
 }
 
 /// A lazy value whose result type is not known statically.
@@ -273,7 +294,11 @@ fn key_arg(sink: &mut TokenSink, key: &Key) {
 /// The arguments of a task with parameter types `P` (a tuple): a tuple of [`IntoArg`]s.
 pub trait IntoArgs<P> {
     #[doc(hidden)]
-    fn into_inputs(self, sink: Option<&mut TokenSink>) -> Result<Vec<ArgInput>, TokenizeError>;
+    fn into_inputs(
+        self,
+        sink: Option<&mut TokenSink>,
+        excluded: u64,
+    ) -> Result<Vec<ArgInput>, TokenizeError>;
 }
 
 /// A function usable as a task body with parameter types `P` (a tuple).
@@ -307,11 +332,25 @@ macro_rules! arity {
     ($n:literal; $($a:ident $x:ident $i:tt),*) => {
         impl<$($a, $x: IntoArg<$a>),*> IntoArgs<($($a,)*)> for ($($x,)*) {
             #[allow(unused_variables, unused_mut, reason = "the zero-argument case")]
-            fn into_inputs(self, mut sink: Option<&mut TokenSink>) -> Result<Vec<ArgInput>, TokenizeError> {
+            fn into_inputs(
+                self,
+                mut sink: Option<&mut TokenSink>,
+                excluded: u64,
+            ) -> Result<Vec<ArgInput>, TokenizeError> {
                 if let Some(s) = sink.as_deref_mut() {
                     s.u64($n);
                 }
-                Ok(vec![$(self.$i.into_input(sink.as_deref_mut())?),*])
+                Ok(vec![$({
+                    // An excluded argument leaves only a marker in the key.
+                    let sink = match sink.as_deref_mut() {
+                        Some(s) if excluded & (1 << $i) != 0 => {
+                            s.u8(b'x');
+                            None
+                        }
+                        other => other,
+                    };
+                    self.$i.into_input(sink)?
+                }),*])
             }
         }
 
@@ -371,6 +410,10 @@ arity!(8; A0 X0 0, A1 X1 1, A2 X2 2, A3 X3 3, A4 X4 4, A5 X5 5, A6 X6 6, A7 X7 7
 pub struct TaskSpec {
     name: Name,
     key_prefix: Option<Name>,
+    arg_names: Option<Arc<[&'static str]>>,
+    excluded: u64,
+    excluded_names: Vec<Cow<'static, str>>,
+    hasher: Option<Hasher>,
     version: Option<Cow<'static, str>>,
     source_hash: Option<[u8; 16]>,
     pure: bool,
@@ -394,6 +437,10 @@ impl TaskSpec {
         Self {
             name: name.into(),
             key_prefix: None,
+            arg_names: None,
+            excluded: 0,
+            excluded_names: Vec::new(),
+            hasher: None,
             version: None,
             source_hash: None,
             pure: false,
@@ -430,6 +477,60 @@ impl TaskSpec {
     /// uses the function's bare name here and its full path as the task name).
     pub fn key_prefix(mut self, prefix: impl Into<Name>) -> Self {
         self.key_prefix = Some(prefix.into());
+        self
+    }
+
+    /// The key prefix as a function of the task's name (`|name| format!("{name}-")`).
+    pub fn key_prefix_with(self, f: impl FnOnce(&str) -> String) -> Self {
+        let prefix = f(self.name.as_str());
+        self.key_prefix(prefix)
+    }
+
+    /// The names of the parameters, in order (set by `#[task]`), so arguments can be excluded
+    /// from the key and read by a custom [`hasher`](Self::hasher) by name.
+    pub fn arg_names(mut self, names: &[&'static str]) -> Self {
+        self.arg_names = Some(names.into());
+        self
+    }
+
+    /// Leaves the argument at `position` (0-based, below 64) out of the key: for arguments
+    /// that do not change the result, such as an open handle or a logger.
+    pub fn exclude_position(mut self, position: usize) -> Self {
+        if position < 64 {
+            self.excluded |= 1 << position;
+        }
+        self
+    }
+
+    /// Leaves the named argument out of the key (see [`arg_names`](Self::arg_names)). A
+    /// name that is not a parameter makes every call fail to build with an error naming it.
+    pub fn exclude(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.excluded_names.push(name.into());
+        self
+    }
+
+    /// A custom key: `f` sees the arguments and returns the text after the key prefix, and
+    /// the checkpoint of the result is stored under `prefix + text` (the prefix is
+    /// [`key_prefix`](Self::key_prefix), or the name and `/`). Two calls whose texts are equal
+    /// share one key (and one stored result), so `f` must cover every argument that changes
+    /// the result.
+    ///
+    /// ```
+    /// use brisk_graph::TaskSpec;
+    ///
+    /// let double = TaskSpec::new("double")
+    ///     .key_prefix("double-")
+    ///     .arg_names(&["x", "verbose"])
+    ///     .hasher(|args| Ok(args.named::<i64>("x").ok_or("x is not an i64 value")?.to_string()));
+    /// let d = double.call(|x: i64, _verbose: bool| 2 * x, (21i64, true));
+    /// assert_eq!(d.storage_key(), "double-21");
+    /// assert_eq!(d.key(), double.call(|x: i64, _verbose: bool| 2 * x, (21i64, false)).key());
+    /// ```
+    pub fn hasher(
+        mut self,
+        f: impl Fn(&Args<'_>) -> Result<String, BoxError> + Send + Sync + 'static,
+    ) -> Self {
+        self.hasher = Some(Arc::new(f));
         self
     }
 
@@ -547,24 +648,92 @@ impl TaskSpec {
         output_type: &'static str,
     ) -> Delayed<R> {
         let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
-        let (token, inputs, op) = if self.pure {
+        let excluded = match self.excluded_mask() {
+            Ok(m) => m,
+            Err(e) => return self.invalid(prefix, e, output_type),
+        };
+        let mut storage_key = None;
+        let (token, inputs, op) = if let Some(hasher) = &self.hasher {
+            match args.into_inputs(None, 0) {
+                Ok(inputs) => {
+                    let inputs = unwrap_args(inputs);
+                    let view = Args {
+                        names: self.arg_names.as_deref().unwrap_or(&[]),
+                        inputs: &inputs,
+                    };
+                    match hasher(&view) {
+                        Ok(text) => {
+                            let shown = match &self.key_prefix {
+                                Some(p) => format!("{p}{text}"),
+                                None => format!("{}/{text}", self.name),
+                            };
+                            let mut sink = TokenSink::new(b"brisk.custom");
+                            self.identity(&mut sink, &prefix);
+                            sink.str_bytes(shown.as_bytes());
+                            storage_key = Some(Arc::from(shown));
+                            (sink.finish(), inputs, Op::Task(body))
+                        }
+                        Err(e) => (
+                            unique_token(),
+                            Vec::new(),
+                            Op::Invalid(TokenizeError::custom_message(format!(
+                                "the key hasher failed: {e}"
+                            ))),
+                        ),
+                    }
+                }
+                Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
+            }
+        } else if self.pure {
             let mut sink = TokenSink::new(b"brisk.task");
             self.identity(&mut sink, &prefix);
-            match args.into_inputs(Some(&mut sink)) {
+            match args.into_inputs(Some(&mut sink), excluded) {
                 Ok(inputs) => (sink.finish(), unwrap_args(inputs), Op::Task(body)),
                 Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
             }
         } else {
-            match args.into_inputs(None) {
+            match args.into_inputs(None, 0) {
                 Ok(inputs) => (unique_token(), unwrap_args(inputs), Op::Task(body)),
                 Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
             }
         };
+        let mut meta = self.meta.clone();
+        meta.storage_key = storage_key;
         Delayed::from_node(Arc::new(NodeInner {
             key: Key::new(prefix, token),
             name: self.name.clone(),
             op,
             inputs,
+            meta,
+            output_type,
+        }))
+    }
+
+    /// The bit mask of excluded argument positions.
+    fn excluded_mask(&self) -> Result<u64, TokenizeError> {
+        let mut mask = self.excluded;
+        for name in &self.excluded_names {
+            let names = self.arg_names.as_deref().unwrap_or(&[]);
+            let i = names.iter().position(|n| *n == name.as_ref()).ok_or_else(|| {
+                TokenizeError::custom_message(format!(
+                    "cannot exclude `{name}` from the key of `{}`: its parameters are {names:?}",
+                    self.name
+                ))
+            })?;
+            if i < 64 {
+                mask |= 1 << i;
+            }
+        }
+        Ok(mask)
+    }
+
+    /// A node that fails with `e` when run.
+    fn invalid<R>(&self, prefix: Name, e: TokenizeError, output_type: &'static str) -> Delayed<R> {
+        Delayed::from_node(Arc::new(NodeInner {
+            key: Key::new(prefix, unique_token()),
+            name: self.name.clone(),
+            op: Op::Invalid(e),
+            inputs: Vec::new(),
             meta: self.meta.clone(),
             output_type,
         }))
@@ -592,6 +761,59 @@ impl TaskSpec {
 
 fn unwrap_args(args: Vec<ArgInput>) -> Vec<Input> {
     args.into_iter().map(|a| a.0).collect()
+}
+
+/// A custom key function; see [`TaskSpec::hasher`].
+type Hasher = Arc<dyn Fn(&Args<'_>) -> Result<String, BoxError> + Send + Sync>;
+
+/// The arguments of one call, as a custom [`TaskSpec::hasher`] sees them.
+#[derive(Clone, Copy)]
+pub struct Args<'a> {
+    names: &'a [&'static str],
+    inputs: &'a [Input],
+}
+
+impl fmt::Debug for Args<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Args")
+            .field("names", &self.names)
+            .field("len", &self.inputs.len())
+            .finish()
+    }
+}
+
+impl<'a> Args<'a> {
+    /// The number of arguments.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+    /// Whether there are no arguments.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+    /// The plain value at `position`, if it is a value (not a lazy input) of type `T`.
+    #[must_use]
+    pub fn value<T: 'static>(&self, position: usize) -> Option<&'a T> {
+        match self.inputs.get(position)? {
+            Input::Const(v) => v.downcast_ref::<T>(),
+            Input::Node(_) => None,
+        }
+    }
+    /// The plain value of the parameter called `name` (see [`TaskSpec::arg_names`]).
+    #[must_use]
+    pub fn named<T: 'static>(&self, name: &str) -> Option<&'a T> {
+        self.value(self.names.iter().position(|n| *n == name)?)
+    }
+    /// The key of the lazy input at `position`, if it is one.
+    #[must_use]
+    pub fn key(&self, position: usize) -> Option<&'a Key> {
+        match self.inputs.get(position)? {
+            Input::Node(n) => Some(&n.key),
+            Input::Const(_) => None,
+        }
+    }
 }
 
 /// A lazy call of `f` with a fresh key (like `dask.delayed(f)(*args)`).

@@ -150,6 +150,16 @@ impl<'g> NodeView<'g> {
     pub fn save_spec(&self) -> Option<&'g SaveSpec> {
         self.meta().save.as_ref()
     }
+    /// The key a custom hasher gave, if any.
+    #[must_use]
+    pub fn custom_key(&self) -> Option<&'g str> {
+        self.meta().storage_key.as_deref()
+    }
+    /// Cache-specific checkpoint options, if any.
+    #[must_use]
+    pub fn save_options(&self) -> Option<&'g (dyn std::any::Any + Send + Sync)> {
+        self.meta().save_options.as_deref()
+    }
     /// Resources this node needs open while it runs.
     #[must_use]
     pub fn resources(&self) -> &'g [Arc<dyn Resource>] {
@@ -360,6 +370,8 @@ impl Graph {
             key: &node.key,
             name: node.name.as_str(),
             spec,
+            custom_key: node.meta.storage_key.as_deref(),
+            options: node.meta.save_options.as_deref(),
         };
         cache.contains(&entry).map_err(|source| Error::Cache {
             key: node.key.clone(),

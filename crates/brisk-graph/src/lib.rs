@@ -39,7 +39,8 @@ pub mod registry;
 mod token;
 
 pub use delayed::{
-    AnyDelayed, Delayed, IntoArg, IntoArgs, Split, TaskFn, TaskSpec, delayed, lit, lit_opaque, pure,
+    AnyDelayed, Args, Delayed, IntoArg, IntoArgs, Split, TaskFn, TaskSpec, delayed, lit,
+    lit_opaque, pure,
 };
 pub use error::{CacheAction, Error, Failure, Report, Result, Skipped, chain};
 pub use exec::{

@@ -147,6 +147,10 @@ impl fmt::Debug for SaveSpec {
 pub(crate) struct Meta {
     pub(crate) annotations: Annotations,
     pub(crate) save: Option<SaveSpec>,
+    /// Options a cache reads for this checkpoint (e.g. brisk-checkpoint's encoder), opaque here.
+    pub(crate) save_options: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The storage key a custom hasher gave (otherwise the node's key is the storage key).
+    pub(crate) storage_key: Option<Arc<str>>,
     pub(crate) resources: Vec<Arc<dyn Resource>>,
 }
 
@@ -154,6 +158,8 @@ impl Meta {
     pub(crate) fn is_default(&self) -> bool {
         self.annotations == Annotations::default()
             && self.save.is_none()
+            && self.save_options.is_none()
+            && self.storage_key.is_none()
             && self.resources.is_empty()
     }
 
@@ -168,6 +174,14 @@ impl Meta {
         Self {
             annotations: self.annotations.merge(other.annotations),
             save: self.save.or(other.save),
+            save_options: self
+                .save_options
+                .clone()
+                .or_else(|| other.save_options.clone()),
+            storage_key: self
+                .storage_key
+                .clone()
+                .or_else(|| other.storage_key.clone()),
             resources,
         }
     }

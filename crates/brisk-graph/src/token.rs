@@ -73,6 +73,12 @@ pub struct TokenizeError {
     message: String,
 }
 
+impl TokenizeError {
+    pub(crate) fn custom_message(message: String) -> Self {
+        Self { message }
+    }
+}
+
 impl ser::Error for TokenizeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
         Self {

@@ -32,6 +32,11 @@
 //!   reformatting or editing comments and doc comments does not.
 //! - The task is registered by its name in `brisk_graph::registry`.
 //!
+//! Key options: `#[task(key_prefix = "double-")]` (or `key_prefix = path::to::f` with
+//! `f(&str) -> impl Into<String>` given the bare name), `#[task(hasher = path::to::f)]` (a
+//! custom key from the arguments, see `TaskSpec::hasher`), `#[task(exclude(handle))]` (an
+//! argument that does not enter the key).
+//!
 //! Options: `#[task(version = "2")]`, `#[task(save)]` (checkpointable: the result type must be
 //! `Serialize + DeserializeOwned`), `#[task(impure)]` (fresh key per call), `#[task(retries = 3)]`,
 //! `#[task(crate = path)]` (where `brisk-graph` is, when it cannot be found from `Cargo.toml`).
@@ -65,9 +70,20 @@ struct Options {
     impure: bool,
     retries: Option<syn::LitInt>,
     krate: Option<syn::Path>,
+    key_prefix: Option<KeyPrefix>,
+    hasher: Option<syn::Path>,
+    exclude: Vec<syn::Ident>,
+}
+
+enum KeyPrefix {
+    Text(syn::LitStr),
+    Func(syn::Path),
 }
 
 enum Opt {
+    KeyPrefix(KeyPrefix),
+    Hasher(syn::Path),
+    Exclude(Vec<syn::Ident>),
     Version(syn::LitStr),
     Save,
     Impure,
@@ -89,6 +105,24 @@ impl Parse for Opt {
                 Ok(Self::Version(input.parse()?))
             }
             "save" => Ok(Self::Save),
+            "key_prefix" => {
+                input.parse::<Token![=]>()?;
+                if input.peek(syn::LitStr) {
+                    Ok(Self::KeyPrefix(KeyPrefix::Text(input.parse()?)))
+                } else {
+                    Ok(Self::KeyPrefix(KeyPrefix::Func(input.parse()?)))
+                }
+            }
+            "hasher" => {
+                input.parse::<Token![=]>()?;
+                Ok(Self::Hasher(input.parse()?))
+            }
+            "exclude" => {
+                let content;
+                syn::parenthesized!(content in input);
+                let names = Punctuated::<syn::Ident, Token![,]>::parse_terminated(&content)?;
+                Ok(Self::Exclude(names.into_iter().collect()))
+            }
             "impure" => Ok(Self::Impure),
             "pure" => Err(syn::Error::new(
                 ident.span(),
@@ -102,7 +136,8 @@ impl Parse for Opt {
                 ident.span(),
                 format!(
                     "unknown #[task] option `{other}`; expected `version = \"...\"`, `save`, \
-                     `impure`, `retries = N` or `crate = path`"
+                     `impure`, `retries = N`, `key_prefix = \"...\"` (or a function of the \
+                     name), `hasher = path`, `exclude(arg, ...)` or `crate = path`"
                 ),
             )),
         }
@@ -119,6 +154,9 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             Opt::Impure => o.impure = true,
             Opt::Retries(r) => o.retries = Some(r),
             Opt::Crate(p) => o.krate = Some(p),
+            Opt::KeyPrefix(k) => o.key_prefix = Some(k),
+            Opt::Hasher(h) => o.hasher = Some(h),
+            Opt::Exclude(e) => o.exclude.extend(e),
         }
     }
     if o.save && o.impure {
@@ -411,6 +449,29 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     } else {
         quote!(call)
     };
+    for ex in &opts.exclude {
+        if !params.iter().any(|p| p.ident == *ex) {
+            let names: Vec<String> = params.iter().map(|p| p.ident.to_string()).collect();
+            return Err(syn::Error::new(
+                ex.span(),
+                format!("`exclude({ex})`: `{name_str}` has no parameter `{ex}` (it has {names:?})"),
+            ));
+        }
+    }
+    let arg_names = params.iter().map(|p| p.ident.to_string());
+    let excludes = opts.exclude.iter().map(|e| {
+        let e = e.to_string();
+        quote!(.exclude(#e))
+    });
+    let key_prefix = match &opts.key_prefix {
+        None => quote!(.key_prefix(#name_str)),
+        Some(KeyPrefix::Text(t)) => quote!(.key_prefix(#t)),
+        Some(KeyPrefix::Func(f)) => quote!(.key_prefix(::std::string::String::from(#f(#name_str)))),
+    };
+    let hasher = match &opts.hasher {
+        Some(h) => quote!(.hasher(#h)),
+        None => quote!(),
+    };
     let save = opts.save;
     let checkpoint = if save {
         quote!(.checkpointed())
@@ -427,7 +488,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             #inner_sig #block
 
             #g::TaskSpec::new(::core::concat!(::core::module_path!(), "::", #name_str))
-                .key_prefix(#name_str)
+                #key_prefix
+                .arg_names(&[#(#arg_names),*])
+                #(#excludes)*
+                #hasher
                 #purity
                 #version_expr
                 .source_hash([#(#hash_bytes),*])

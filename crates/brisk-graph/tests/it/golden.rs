@@ -67,6 +67,18 @@ pub(crate) fn task_keys() -> Vec<(&'static str, String)> {
         .call(|a: i64, b: i64| (a / b, a % b), (7, lit(2)));
     let (q, _) = pair.split();
     let all: Delayed<Vec<i64>> = [d21.clone(), dd.clone()].into_iter().collect();
+    // The custom forms: an argument left out of the key, a custom prefix, a custom hasher.
+    let scaled = TaskSpec::new("scale")
+        .pure()
+        .arg_names(&["x", "handle"])
+        .exclude("handle");
+    let sc = scaled.call(|x: i64, _h: String| 3 * x, (21, String::from("fd 7")));
+    let dash = TaskSpec::new("double")
+        .pure()
+        .key_prefix_with(|name| format!("{name}-"))
+        .arg_names(&["x"])
+        .hasher(|a| Ok(a.named::<i64>("x").ok_or("x")?.to_string()));
+    let dash21 = dash.call(|x: i64| 2 * x, (21,));
     vec![
         ("lit(21)", lit(21i64).key().to_string()),
         ("double(21)", d21.key().to_string()),
@@ -75,6 +87,9 @@ pub(crate) fn task_keys() -> Vec<(&'static str, String)> {
         ("divmod(7,lit(2))", pair.key().to_string()),
         ("divmod(..).0", q.key().to_string()),
         ("collect", all.key().to_string()),
+        ("scale(21, excluded handle)", sc.key().to_string()),
+        ("double-21 key", dash21.key().to_string()),
+        ("double-21 storage key", dash21.storage_key()),
     ]
 }
 
@@ -110,6 +125,12 @@ const GOLDEN_KEYS: &[(&str, &str)] = &[
     ),
     ("divmod(..).0", "divmod.0/cfa18bd763e748b02cf656f35ffb6eab"),
     ("collect", "collect/2a32eeecc06418f608b2c949cc7a4a66"),
+    (
+        "scale(21, excluded handle)",
+        "scale/65d843a1ce2ad6e7066977838320900e",
+    ),
+    ("double-21 key", "double-/d8a514a0a8860714f6114a4162dc9e85"),
+    ("double-21 storage key", "double-21"),
 ];
 
 #[test]

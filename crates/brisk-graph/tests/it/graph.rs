@@ -348,3 +348,74 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn excluded_arguments_and_custom_hashers_shape_keys() {
+    use brisk_graph::TaskSpec;
+    let scale = TaskSpec::new("scale")
+        .pure()
+        .arg_names(&["x", "handle"])
+        .exclude("handle");
+    let f = |x: i64, _h: String| 3 * x;
+    let a = scale.call(f, (21, String::from("fd 7")));
+    let b = scale.call(f, (21, String::from("fd 9")));
+    let c = scale.call(f, (22, String::from("fd 7")));
+    assert_eq!(
+        a.key(),
+        b.key(),
+        "the excluded handle must not change the key"
+    );
+    assert_ne!(a.key(), c.key());
+    // Excluding by position is the same as by name.
+    let by_pos = TaskSpec::new("scale")
+        .pure()
+        .arg_names(&["x", "handle"])
+        .exclude_position(1);
+    assert_eq!(by_pos.call(f, (21, String::from("x"))).key(), a.key());
+    // Without exclusion the handle counts.
+    let plain = TaskSpec::new("scale").pure();
+    assert_ne!(
+        plain.call(f, (21, String::from("fd 7"))).key(),
+        plain.call(f, (21, String::from("fd 9"))).key()
+    );
+    // An unknown name is an error naming it, at compute time.
+    let bad = TaskSpec::new("scale")
+        .pure()
+        .arg_names(&["x"])
+        .exclude("hndle");
+    let err = build_error(&bad.call(|x: i64| x, (1,)));
+    assert!(err.contains("hndle"), "{err}");
+
+    // A hasher keyed on `x` only; a lazy argument is seen by its key.
+    let double = TaskSpec::new("double")
+        .key_prefix("double-")
+        .arg_names(&["x"])
+        .hasher(|a| match (a.value::<i64>(0), a.key(0)) {
+            (Some(x), _) => Ok(x.to_string()),
+            (None, Some(k)) => Ok(format!("of-{}", k.token())),
+            _ => Err("x is neither an i64 nor lazy".into()),
+        });
+    let d = double.call(|x: i64| 2 * x, (21,));
+    assert_eq!(d.storage_key(), "double-21");
+    assert_eq!(build_error(&d), "");
+    let lazy = double.call(|x: i64| 2 * x, (d.clone(),));
+    assert!(
+        lazy.storage_key().starts_with("double-of-"),
+        "{}",
+        lazy.storage_key()
+    );
+    // A failing hasher fails the compute, naming why.
+    let failing = TaskSpec::new("f").hasher(|_| Err("no key for you".into()));
+    let err = build_error(&failing.call(|x: i64| x, (1,)));
+    assert!(err.contains("no key for you"), "{err}");
+}
+
+/// The build error of a value's node (empty if none).
+fn build_error<T>(d: &Delayed<T>) -> String {
+    let g = Graph::new([d]);
+    let id = g.outputs()[0] as usize;
+    g.node(id)
+        .build_error()
+        .map(ToString::to_string)
+        .unwrap_or_default()
+}

@@ -188,3 +188,33 @@ fn compile_errors() {
     let t = trybuild::TestCases::new();
     t.compile_fail("tests/ui/*.rs");
 }
+
+fn dash(name: &str) -> String {
+    format!("{name}-")
+}
+
+fn key_on_x(args: &brisk_graph::Args<'_>) -> Result<String, brisk_graph::BoxError> {
+    Ok(args.named::<i64>("x").ok_or("x is not a plain i64")?.to_string())
+}
+
+#[brisk_macros::task(key_prefix = dash, hasher = key_on_x, save)]
+fn double_named(x: i64) -> i64 {
+    2 * x
+}
+
+#[brisk_macros::task(key_prefix = "scaled-", exclude(handle))]
+fn scaled(x: i64, handle: String) -> i64 {
+    let _ = handle;
+    3 * x
+}
+
+#[test]
+fn key_options_shape_keys() {
+    assert_eq!(double_named(21).storage_key(), "double_named-21");
+    assert_eq!(double_named(21).compute().unwrap(), 42);
+    let a = scaled(2, String::from("fd 3"));
+    let b = scaled(2, String::from("fd 4"));
+    assert_eq!(a.key(), b.key());
+    assert!(a.key().to_string().starts_with("scaled-/"), "{}", a.key());
+    assert_eq!(a.compute().unwrap(), 6);
+}
