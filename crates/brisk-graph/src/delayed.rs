@@ -67,6 +67,16 @@ impl<T> Delayed<T> {
         self.node.meta.save.is_some()
     }
 
+    /// The key a checkpoint of this value is stored under: the custom key given by the task's
+    /// [hasher](crate::TaskSpec::hasher), else the node's key.
+    #[must_use]
+    pub fn storage_key(&self) -> String {
+        match &self.node.meta.storage_key {
+            Some(k) => k.to_string(),
+            None => self.node.key.to_string(),
+        }
+    }
+
     /// This value without its static type, e.g. to compute several values of different types
     /// together.
     #[must_use]
@@ -127,16 +137,6 @@ where
             m.save = Some(SaveSpec::of::<T>());
             m.save_options = Some(options);
         })
-    }
-
-    /// The key a checkpoint of this value is stored under: the custom key given by the task's
-    /// [hasher](crate::TaskSpec::hasher), else the node's key.
-    #[must_use]
-    pub fn storage_key(&self) -> String {
-        match &self.node.meta.storage_key {
-            Some(k) => k.to_string(),
-            None => self.node.key.to_string(),
-        }
     }
 }
 

@@ -91,6 +91,7 @@ pub trait Resource: Send + Sync + 'static {
 #[derive(Clone, Copy)]
 pub struct SaveSpec {
     type_name: &'static str,
+    type_id: fn() -> std::any::TypeId,
     ser: fn(&Value) -> Option<&dyn erased_serde::Serialize>,
     de: fn(&mut dyn erased_serde::Deserializer<'_>) -> Result<Value, erased_serde::Error>,
 }
@@ -102,6 +103,7 @@ impl SaveSpec {
     {
         Self {
             type_name: std::any::type_name::<T>(),
+            type_id: std::any::TypeId::of::<T>,
             ser: |v| {
                 v.downcast_ref::<T>()
                     .map(|t| t as &dyn erased_serde::Serialize)
@@ -114,6 +116,13 @@ impl SaveSpec {
     #[must_use]
     pub fn type_name(&self) -> &'static str {
         self.type_name
+    }
+
+    /// The `TypeId` of the task's result (lets a cache pick a type-specific format, such as
+    /// `.npy` for `ndarray` arrays).
+    #[must_use]
+    pub fn type_id(&self) -> std::any::TypeId {
+        (self.type_id)()
     }
 
     /// The result as a serde value, or `None` if `value` is not of the task's result type.

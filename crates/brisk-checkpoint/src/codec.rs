@@ -1,0 +1,512 @@
+//! The encoder chain: pre-encoders → serializer → compressor → encrypter on encode, exactly
+//! reversed on decode.
+
+use std::fmt;
+use std::sync::Arc;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::Aes256Gcm;
+use brisk_graph::{BoxError, SaveSpec, Value};
+
+use crate::error::{CheckpointError, Result, Stage};
+use crate::npy;
+use crate::store::Store;
+
+/// A value→value transformation applied before the serializer (and undone after it), on
+/// the serde data model as `serde_json::Value`. `decode` must invert `encode`.
+///
+/// Note: JSON values have no NaN or infinities, so results holding them cannot go through
+/// pre-encoders (the encode fails, naming the stage; nothing is stored).
+pub trait PreEncoder: Send + Sync + fmt::Debug {
+    /// A short name, shown in errors.
+    fn name(&self) -> &str;
+    /// Transforms a value on its way to the serializer.
+    ///
+    /// # Errors
+    /// When the value is not one this pre-encoder handles.
+    fn encode(&self, value: serde_json::Value) -> Result<serde_json::Value, BoxError>;
+    /// Inverts [`encode`](PreEncoder::encode).
+    ///
+    /// # Errors
+    /// When the value is not one `encode` produces.
+    fn decode(&self, value: serde_json::Value) -> Result<serde_json::Value, BoxError>;
+}
+
+/// How values become bytes. None of them can execute code when loading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Serializer {
+    /// JSON (`serde_json`): human-readable, the default. `{"x":1,"y":2}`.
+    #[default]
+    Json,
+    /// YAML (`yaml_serde`).
+    Yaml,
+    /// MessagePack (`rmp-serde`, structs as maps).
+    MessagePack,
+    /// NumPy's `.npy` format for `ndarray` arrays (`Array1<f64>`, `ArrayD<u8>`, …; elements
+    /// `bool`, `i8`…`i64`, `u8`…`u64`, `f32`, `f64`), readable by `numpy.load`.
+    Npy,
+}
+
+impl Serializer {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Yaml => "yaml",
+            Self::MessagePack => "msgpack",
+            Self::Npy => "npy",
+        }
+    }
+}
+
+/// How serialized bytes are compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Compressor {
+    /// One zstd frame that declares its content size (Python's `zstandard.decompress` reads
+    /// it). Levels 1 (fast) to 22 (small); 3 by default.
+    Zstd {
+        /// The compression level.
+        level: i32,
+    },
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Self::Zstd { level: 3 }
+    }
+}
+
+/// The key record of a passphrase-protected store (Argon2id parameters and salt).
+const KDF_KEY: &str = "_brisk/encryption.json";
+
+/// AES-256-GCM encryption of each entry with a fresh random 96-bit nonce, stored as
+/// `nonce ‖ ciphertext ‖ tag`, with the entry's storage key as associated data: an entry
+/// copied under another key, a wrong key and a flipped byte all fail to decrypt.
+#[derive(Clone)]
+pub struct Encrypter {
+    cipher: Arc<Aes256Gcm>,
+}
+
+impl fmt::Debug for Encrypter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Encrypter(aes-256-gcm, key hidden)")
+    }
+}
+
+/// Argon2id parameters for [`Encrypter::from_passphrase`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_cost: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Parallelism.
+    pub p_cost: u32,
+}
+
+impl Default for KdfParams {
+    /// OWASP's recommended Argon2id setting (19 MiB, 2 iterations, 1 lane).
+    fn default() -> Self {
+        Self {
+            m_cost: 19 * 1024,
+            t_cost: 2,
+            p_cost: 1,
+        }
+    }
+}
+
+impl Encrypter {
+    /// An encrypter with a raw 256-bit key.
+    #[must_use]
+    pub fn from_key(key: [u8; 32]) -> Self {
+        Self {
+            cipher: Arc::new(Aes256Gcm::new(&key.into())),
+        }
+    }
+
+    /// An encrypter whose key is derived from `passphrase` with Argon2id. The salt and
+    /// parameters are recorded in `store` (under `_brisk/encryption.json`) the first time,
+    /// with `params`; later calls read them from there (ignoring `params`), so the same
+    /// passphrase opens the store again.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Encryption`] when the record is unreadable or the derivation fails;
+    /// store errors.
+    pub fn from_passphrase(store: &dyn Store, passphrase: &str, params: KdfParams) -> Result<Self> {
+        let bad = |m: String| CheckpointError::Encryption(m);
+        let (salt, params) = match store.get(KDF_KEY)? {
+            Some(bytes) => {
+                let rec: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| bad(format!("unreadable {KDF_KEY}: {e}")))?;
+                let num = |k: &str| -> Result<u32> {
+                    rec.get(k)
+                        .and_then(serde_json::Value::as_u64)
+                        .and_then(|v| u32::try_from(v).ok())
+                        .ok_or_else(|| bad(format!("{KDF_KEY} has no valid `{k}`")))
+                };
+                if rec.get("kdf").and_then(serde_json::Value::as_str) != Some("argon2id") {
+                    return Err(bad(format!("{KDF_KEY} names an unknown key derivation")));
+                }
+                let salt = rec
+                    .get("salt")
+                    .and_then(serde_json::Value::as_str)
+                    .and_then(from_hex)
+                    .ok_or_else(|| bad(format!("{KDF_KEY} has no valid `salt`")))?;
+                let p = KdfParams {
+                    m_cost: num("m_cost")?,
+                    t_cost: num("t_cost")?,
+                    p_cost: num("p_cost")?,
+                };
+                (salt, p)
+            }
+            None => {
+                let mut salt = vec![0u8; 16];
+                getrandom::fill(&mut salt).map_err(|e| bad(format!("no randomness: {e}")))?;
+                let rec = serde_json::json!({
+                    "kdf": "argon2id", "version": 19, "salt": to_hex(&salt),
+                    "m_cost": params.m_cost, "t_cost": params.t_cost, "p_cost": params.p_cost,
+                });
+                store.put(KDF_KEY, rec.to_string().as_bytes())?;
+                (salt, params)
+            }
+        };
+        let argon = argon2::Argon2::new(
+            argon2::Algorithm::Argon2id,
+            argon2::Version::V0x13,
+            argon2::Params::new(params.m_cost, params.t_cost, params.p_cost, Some(32))
+                .map_err(|e| bad(format!("Argon2id parameters: {e}")))?,
+        );
+        let mut key = [0u8; 32];
+        argon
+            .hash_password_into(passphrase.as_bytes(), &salt, &mut key)
+            .map_err(|e| bad(format!("Argon2id: {e}")))?;
+        Ok(Self::from_key(key))
+    }
+
+    fn encrypt(&self, data: &[u8], key: &str) -> Result<Vec<u8>, String> {
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
+        let ct = self
+            .cipher
+            .encrypt(
+                &nonce.into(),
+                Payload {
+                    msg: data,
+                    aad: key.as_bytes(),
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(12 + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    fn decrypt(&self, data: &[u8], key: &str) -> Result<Vec<u8>> {
+        let auth = || CheckpointError::Authentication {
+            key: crate::error::shown(key),
+        };
+        if data.len() < 12 + 16 {
+            return Err(auth());
+        }
+        let (nonce, ct) = data.split_at(12);
+        let nonce: [u8; 12] = nonce.try_into().map_err(|_| auth())?;
+        self.cipher
+            .decrypt(
+                &nonce.into(),
+                Payload {
+                    msg: ct,
+                    aad: key.as_bytes(),
+                },
+            )
+            .map_err(|_| auth())
+    }
+}
+
+fn to_hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// The encoder chain of a checkpoint: `pre-encoders → serializer → compressor → encrypter` on
+/// encode, exactly reversed on decode. Any stage can be off. The default is JSON + zstd
+/// level 3, no pre-encoders, no encryption.
+///
+/// ```
+/// use brisk_checkpoint::{Compressor, Encoder, Serializer};
+///
+/// let readable = Encoder::new().serializer(Serializer::Json).no_compressor();
+/// let arrays = Encoder::new().serializer(Serializer::Npy).compressor(Compressor::Zstd { level: 1 });
+/// # let _ = (readable, arrays);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct Encoder {
+    pre: Vec<Arc<dyn PreEncoder>>,
+    serializer: Option<Serializer>,
+    compressor: Option<Compressor>,
+    encrypter: Option<Encrypter>,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self {
+            pre: Vec::new(),
+            serializer: Some(Serializer::Json),
+            compressor: Some(Compressor::default()),
+            encrypter: None,
+        }
+    }
+}
+
+impl Encoder {
+    /// JSON + zstd level 3.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Appends a pre-encoder (applied after those already added when encoding).
+    pub fn pre_encoder(mut self, p: impl PreEncoder + 'static) -> Self {
+        self.pre.push(Arc::new(p));
+        self
+    }
+    /// Sets the serializer.
+    pub fn serializer(mut self, s: Serializer) -> Self {
+        self.serializer = Some(s);
+        self
+    }
+    /// No serializer: the result must be a `Vec<u8>`, stored as is.
+    pub fn no_serializer(mut self) -> Self {
+        self.serializer = None;
+        self
+    }
+    /// Sets the compressor.
+    pub fn compressor(mut self, c: Compressor) -> Self {
+        self.compressor = Some(c);
+        self
+    }
+    /// No compression.
+    pub fn no_compressor(mut self) -> Self {
+        self.compressor = None;
+        self
+    }
+    /// Encrypts entries.
+    pub fn encrypter(mut self, e: Encrypter) -> Self {
+        self.encrypter = Some(e);
+        self
+    }
+
+    /// Encodes `value` (of the type `spec` describes) for storage under `key`.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Encode`] naming the key and the failing stage.
+    pub fn encode(&self, spec: &SaveSpec, value: &Value, key: &str) -> Result<Vec<u8>> {
+        let fail = |stage: Stage, message: String| CheckpointError::Encode {
+            key: crate::error::shown(key),
+            stage,
+            message,
+        };
+        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
+        let mut bytes = if self.pre.is_empty() {
+            self.serialize(spec, value)
+                .map_err(|m| fail(ser_stage.clone(), m))?
+        } else {
+            let typed = spec.serializable(value).ok_or_else(|| {
+                fail(ser_stage.clone(), format!("the value is not a {}", spec.type_name()))
+            })?;
+            let mut v = serde_json::to_value(typed).map_err(|e| {
+                fail(
+                    Stage::PreEncoder {
+                        index: 0,
+                        name: self.pre[0].name().to_owned(),
+                    },
+                    format!("the value has no serde_json form: {e}"),
+                )
+            })?;
+            for (index, p) in self.pre.iter().enumerate() {
+                let stage = Stage::PreEncoder {
+                    index,
+                    name: p.name().to_owned(),
+                };
+                v = p.encode(v).map_err(|e| fail(stage, e.to_string()))?;
+            }
+            self.serialize_json_value(&v)
+                .map_err(|m| fail(ser_stage.clone(), m))?
+        };
+        if let Some(Compressor::Zstd { level }) = self.compressor {
+            bytes = zstd::bulk::compress(&bytes, level)
+                .map_err(|e| fail(Stage::Compressor("zstd"), e.to_string()))?;
+        }
+        if let Some(enc) = &self.encrypter {
+            bytes = enc
+                .encrypt(&bytes, key)
+                .map_err(|m| fail(Stage::Encrypter, m))?;
+        }
+        Ok(bytes)
+    }
+
+    /// Decodes an entry stored under `key` into a value of the type `spec` describes.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Authentication`] when decryption fails; [`CheckpointError::Decode`]
+    /// naming the key and the stage that rejected the entry. Never a wrong value.
+    pub fn decode(&self, spec: &SaveSpec, bytes: &[u8], key: &str) -> Result<Value> {
+        let fail = |stage: Stage, message: String| CheckpointError::Decode {
+            key: crate::error::shown(key),
+            stage,
+            message,
+        };
+        let decrypted;
+        let mut data: &[u8] = bytes;
+        if let Some(enc) = &self.encrypter {
+            decrypted = enc.decrypt(data, key)?;
+            data = &decrypted;
+        }
+        let decompressed;
+        if let Some(Compressor::Zstd { .. }) = self.compressor {
+            decompressed = zstd_decompress(data).map_err(|m| fail(Stage::Compressor("zstd"), m))?;
+            data = &decompressed;
+        }
+        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
+        if self.pre.is_empty() {
+            return self.deserialize(spec, data, &ser_stage, key);
+        }
+        let mut v = self
+            .deserialize_json_value(data)
+            .map_err(|m| fail(ser_stage, m))?;
+        for (index, p) in self.pre.iter().enumerate().rev() {
+            let stage = Stage::PreEncoder {
+                index,
+                name: p.name().to_owned(),
+            };
+            v = p.decode(v).map_err(|e| fail(stage, e.to_string()))?;
+        }
+        let mut de = <dyn erased_serde::Deserializer<'_>>::erase(v);
+        spec.deserialize(&mut de)
+            .map_err(|e| fail(Stage::Value, e.to_string()))
+    }
+
+    fn serialize(&self, spec: &SaveSpec, value: &Value) -> Result<Vec<u8>, String> {
+        let typed = || {
+            spec.serializable(value)
+                .ok_or_else(|| format!("the value is not a {}", spec.type_name()))
+        };
+        match self.serializer {
+            None => value
+                .downcast_ref::<Vec<u8>>()
+                .cloned()
+                .ok_or_else(|| format!("without a serializer the result must be a Vec<u8>, not {}", spec.type_name())),
+            Some(Serializer::Json) => serde_json::to_vec(typed()?).map_err(|e| e.to_string()),
+            Some(Serializer::Yaml) => yaml_serde::to_string(typed()?)
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string()),
+            Some(Serializer::MessagePack) => {
+                rmp_serde::to_vec_named(typed()?).map_err(|e| e.to_string())
+            }
+            Some(Serializer::Npy) => npy::encode(value).ok_or_else(|| {
+                format!(
+                    "npy stores ndarray arrays of numbers or bools; {} is not one",
+                    spec.type_name()
+                )
+            })?,
+        }
+    }
+
+    fn serialize_json_value(&self, v: &serde_json::Value) -> Result<Vec<u8>, String> {
+        match self.serializer {
+            Some(Serializer::Json) => serde_json::to_vec(v).map_err(|e| e.to_string()),
+            Some(Serializer::Yaml) => yaml_serde::to_string(v)
+                .map(String::into_bytes)
+                .map_err(|e| e.to_string()),
+            Some(Serializer::MessagePack) => rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
+            Some(Serializer::Npy) | None => {
+                Err("pre-encoders need a serde serializer (JSON, YAML or MessagePack)".into())
+            }
+        }
+    }
+
+    fn deserialize_json_value(&self, data: &[u8]) -> Result<serde_json::Value, String> {
+        match self.serializer {
+            Some(Serializer::Json) => serde_json::from_slice(data).map_err(|e| e.to_string()),
+            Some(Serializer::Yaml) => yaml_serde::from_slice(data).map_err(|e| e.to_string()),
+            Some(Serializer::MessagePack) => {
+                rmp_serde::from_slice(data).map_err(|e| e.to_string())
+            }
+            Some(Serializer::Npy) | None => {
+                Err("pre-encoders need a serde serializer (JSON, YAML or MessagePack)".into())
+            }
+        }
+    }
+
+    fn deserialize(&self, spec: &SaveSpec, data: &[u8], stage: &Stage, key: &str) -> Result<Value> {
+        let fail = |stage: Stage, message: String| CheckpointError::Decode {
+            key: crate::error::shown(key),
+            stage,
+            message,
+        };
+        let de_err = |e: erased_serde::Error| fail(stage.clone(), e.to_string());
+        match self.serializer {
+            None => {
+                if spec.type_id() == std::any::TypeId::of::<Vec<u8>>() {
+                    Ok(Arc::new(data.to_vec()) as Value)
+                } else {
+                    Err(fail(
+                        Stage::Value,
+                        format!("raw bytes cannot become a {}", spec.type_name()),
+                    ))
+                }
+            }
+            Some(Serializer::Json) => {
+                let mut de = serde_json::Deserializer::from_slice(data);
+                let v = spec
+                    .deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))
+                    .map_err(de_err)?;
+                de.end().map_err(|e| fail(stage.clone(), e.to_string()))?;
+                Ok(v)
+            }
+            Some(Serializer::Yaml) => {
+                let de = yaml_serde::Deserializer::from_slice(data);
+                spec.deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(de))
+                    .map_err(de_err)
+            }
+            Some(Serializer::MessagePack) => {
+                let mut de = rmp_serde::Deserializer::from_read_ref(data);
+                let v = spec
+                    .deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))
+                    .map_err(de_err)?;
+                if de.get_ref().is_empty() {
+                    Ok(v)
+                } else {
+                    Err(fail(stage.clone(), "trailing bytes after the value".into()))
+                }
+            }
+            Some(Serializer::Npy) => npy::decode(spec, data).map_err(|m| fail(stage.clone(), m)),
+        }
+    }
+}
+
+/// Decompresses one zstd frame, sized from its header when it declares its content size.
+fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+    match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(n)) if n <= 1 << 34 => {
+            let n = usize::try_from(n).map_err(|e| e.to_string())?;
+            let out = zstd::bulk::decompress(data, n).map_err(|e| e.to_string())?;
+            if out.len() == n {
+                Ok(out)
+            } else {
+                Err(format!("the frame declares {n} bytes but holds {}", out.len()))
+            }
+        }
+        Ok(_) => zstd::stream::decode_all(data).map_err(|e| e.to_string()),
+        Err(_) => Err("not a zstd frame".into()),
+    }
+}

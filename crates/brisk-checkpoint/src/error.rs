@@ -1,0 +1,121 @@
+//! Errors of stores, encoders and storages.
+
+use std::fmt;
+
+/// A stage of the encoder chain, named in encode and decode errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// Pre-encoder number `index` (0-based, in encode order) called `name`.
+    PreEncoder {
+        /// Its position in the chain.
+        index: usize,
+        /// Its name.
+        name: String,
+    },
+    /// The serializer (`json`, `yaml`, `msgpack`, `npy`, or `raw` when none is set).
+    Serializer(&'static str),
+    /// The compressor (`zstd`).
+    Compressor(&'static str),
+    /// The encrypter (`aes-256-gcm`).
+    Encrypter,
+    /// Turning the decoded data into the task's result type.
+    Value,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PreEncoder { index, name } => write!(f, "pre-encoder {index} ({name})"),
+            Self::Serializer(s) => write!(f, "serializer ({s})"),
+            Self::Compressor(c) => write!(f, "compressor ({c})"),
+            Self::Encrypter => f.write_str("encrypter (aes-256-gcm)"),
+            Self::Value => f.write_str("result type"),
+        }
+    }
+}
+
+/// Why a checkpoint operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// A key that no store accepts: empty, absolute, with empty, `.` or `..` segments, a
+    /// segment starting with `.` (reserved), a backslash or a control character (NUL, …).
+    #[error("invalid storage key `{key}`: {reason}")]
+    BadKey {
+        /// The key (control characters escaped).
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The store failed to read, write, list or delete.
+    #[error("store `{location}`: {action} `{key}`: {message}")]
+    Store {
+        /// Where the store is.
+        location: String,
+        /// What was attempted.
+        action: &'static str,
+        /// The key (or prefix).
+        key: String,
+        /// The underlying error.
+        message: String,
+    },
+    /// A URL with a scheme no store handles (or whose feature is off).
+    #[error("unsupported store URL `{url}`: scheme `{scheme}` (supported: {supported})")]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+        /// The schemes this build supports.
+        supported: &'static str,
+    },
+    /// A value could not be encoded: nothing was stored.
+    #[error("encoding `{key}` failed at the {stage}: {message}")]
+    Encode {
+        /// The storage key.
+        key: String,
+        /// The stage that failed.
+        stage: Stage,
+        /// Why.
+        message: String,
+    },
+    /// A stored entry could not be decoded (garbage, truncated, another format, …). The entry
+    /// is left in place.
+    #[error("decoding `{key}` failed at the {stage}: {message}")]
+    Decode {
+        /// The storage key.
+        key: String,
+        /// The stage that rejected the entry.
+        stage: Stage,
+        /// Why.
+        message: String,
+    },
+    /// Decryption failed: wrong key or passphrase, a modified entry, or an entry copied from
+    /// another key.
+    #[error(
+        "`{key}` failed authentication (wrong key or passphrase, a modified entry, or an entry \
+         stored under another key)"
+    )]
+    Authentication {
+        /// The storage key.
+        key: String,
+    },
+    /// The compute has no stored entry for a key it was told to load.
+    #[error("`{key}` is not stored in any scope of this storage")]
+    Missing {
+        /// The storage key.
+        key: String,
+    },
+    /// Encryption settings are invalid or do not match the store's.
+    #[error("encryption: {0}")]
+    Encryption(String),
+}
+
+/// `Result` with [`CheckpointError`].
+pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+
+/// A key as shown in errors: control characters escaped.
+pub(crate) fn shown(key: &str) -> String {
+    key.chars().flat_map(char::escape_debug).collect()
+}
