@@ -4,8 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::Aes256Gcm;
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use brisk_graph::{BoxError, SaveSpec, Value};
 
 use crate::error::{CheckpointError, Result, Stage};
@@ -321,7 +321,10 @@ impl Encoder {
                 .map_err(|m| fail(ser_stage.clone(), m))?
         } else {
             let typed = spec.serializable(value).ok_or_else(|| {
-                fail(ser_stage.clone(), format!("the value is not a {}", spec.type_name()))
+                fail(
+                    ser_stage.clone(),
+                    format!("the value is not a {}", spec.type_name()),
+                )
             })?;
             let mut v = serde_json::to_value(typed).map_err(|e| {
                 fail(
@@ -401,10 +404,12 @@ impl Encoder {
                 .ok_or_else(|| format!("the value is not a {}", spec.type_name()))
         };
         match self.serializer {
-            None => value
-                .downcast_ref::<Vec<u8>>()
-                .cloned()
-                .ok_or_else(|| format!("without a serializer the result must be a Vec<u8>, not {}", spec.type_name())),
+            None => value.downcast_ref::<Vec<u8>>().cloned().ok_or_else(|| {
+                format!(
+                    "without a serializer the result must be a Vec<u8>, not {}",
+                    spec.type_name()
+                )
+            }),
             Some(Serializer::Json) => serde_json::to_vec(typed()?).map_err(|e| e.to_string()),
             Some(Serializer::Yaml) => yaml_serde::to_string(typed()?)
                 .map(String::into_bytes)
@@ -438,9 +443,7 @@ impl Encoder {
         match self.serializer {
             Some(Serializer::Json) => serde_json::from_slice(data).map_err(|e| e.to_string()),
             Some(Serializer::Yaml) => yaml_serde::from_slice(data).map_err(|e| e.to_string()),
-            Some(Serializer::MessagePack) => {
-                rmp_serde::from_slice(data).map_err(|e| e.to_string())
-            }
+            Some(Serializer::MessagePack) => rmp_serde::from_slice(data).map_err(|e| e.to_string()),
             Some(Serializer::Npy) | None => {
                 Err("pre-encoders need a serde serializer (JSON, YAML or MessagePack)".into())
             }
@@ -479,11 +482,13 @@ impl Encoder {
                     .map_err(de_err)
             }
             Some(Serializer::MessagePack) => {
-                let mut de = rmp_serde::Deserializer::from_read_ref(data);
-                let v = spec
-                    .deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))
-                    .map_err(de_err)?;
-                if de.get_ref().is_empty() {
+                let mut rest: &[u8] = data;
+                let v = {
+                    let mut de = rmp_serde::Deserializer::new(&mut rest);
+                    spec.deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))
+                        .map_err(de_err)?
+                };
+                if rest.is_empty() {
                     Ok(v)
                 } else {
                     Err(fail(stage.clone(), "trailing bytes after the value".into()))
@@ -503,7 +508,10 @@ fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
             if out.len() == n {
                 Ok(out)
             } else {
-                Err(format!("the frame declares {n} bytes but holds {}", out.len()))
+                Err(format!(
+                    "the frame declares {n} bytes but holds {}",
+                    out.len()
+                ))
             }
         }
         Ok(_) => zstd::stream::decode_all(data).map_err(|e| e.to_string()),

@@ -166,13 +166,11 @@ impl Storage {
     }
 
     /// Compute options with this storage attached (and nothing else).
-    #[must_use]
     pub fn options(&self) -> ComputeOptions {
         self.attach(ComputeOptions::new())
     }
 
     /// `options` with this storage attached.
-    #[must_use]
     pub fn attach(&self, options: ComputeOptions) -> ComputeOptions {
         options.cache(Arc::new(self.clone()))
     }
@@ -348,8 +346,10 @@ mod flights {
         cv: Condvar,
     }
 
-    static FLIGHTS: LazyLock<Mutex<HashMap<(String, String), Arc<Flight>>>> =
-        LazyLock::new(Mutex::default);
+    /// `(save store location, key)` → its flight.
+    type Registry = HashMap<(String, String), Arc<Flight>>;
+
+    static FLIGHTS: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
 
     pub(super) enum Claim {
         /// This compute runs the key.
@@ -392,7 +392,9 @@ mod flights {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .remove(&id);
         if let Some(f) = flight {
-            *f.done.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+            *f.done
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
             f.cv.notify_all();
         }
     }

@@ -112,7 +112,12 @@ impl MemoryStore {
     }
 
     fn poisoned(&self, action: &'static str, key: &str) -> CheckpointError {
-        store_err("memory://", action, key, &"a thread panicked while holding the store")
+        store_err(
+            "memory://",
+            action,
+            key,
+            &"a thread panicked while holding the store",
+        )
     }
 }
 
@@ -139,7 +144,10 @@ impl Store for MemoryStore {
     }
     fn contains(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        let map = self.map.read().map_err(|_| self.poisoned("contains", key))?;
+        let map = self
+            .map
+            .read()
+            .map_err(|_| self.poisoned("contains", key))?;
         Ok(map.contains_key(key))
     }
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -320,7 +328,9 @@ impl Store for DirStore {
                 if !(key.starts_with(prefix) || prefix.starts_with(&key)) {
                     continue;
                 }
-                let ty = entry.file_type().map_err(|e| self.err("list", prefix, &e))?;
+                let ty = entry
+                    .file_type()
+                    .map_err(|e| self.err("list", prefix, &e))?;
                 if ty.is_dir() {
                     stack.push((entry.path(), key));
                 } else if ty.is_file() && key.starts_with(prefix) {

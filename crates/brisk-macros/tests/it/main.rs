@@ -194,7 +194,10 @@ fn dash(name: &str) -> String {
 }
 
 fn key_on_x(args: &brisk_graph::Args<'_>) -> Result<String, brisk_graph::BoxError> {
-    Ok(args.named::<i64>("x").ok_or("x is not a plain i64")?.to_string())
+    Ok(args
+        .named::<i64>("x")
+        .ok_or("x is not a plain i64")?
+        .to_string())
 }
 
 #[brisk_macros::task(key_prefix = dash, hasher = key_on_x, save)]

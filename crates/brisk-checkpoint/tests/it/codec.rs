@@ -1,0 +1,322 @@
+//! The encoder chain: formats, order, corruption, encryption.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use brisk_checkpoint::{
+    CheckpointError, Compressor, Encoder, Encrypter, KdfParams, MemoryStore, PreEncoder,
+    Serializer, Stage, Store,
+};
+use brisk_graph::{BoxError, SaveSpec, TaskSpec, Value};
+use ndarray::{Array2, ArrayD, IxDyn};
+
+/// The save spec of a checkpointed value of type `T` (taken from a real node).
+fn spec<T>() -> SaveSpec
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + Default + Clone + 'static,
+{
+    let d = TaskSpec::new("s")
+        .pure()
+        .call(|| T::default(), ())
+        .checkpointed();
+    let g = brisk_graph::Graph::new([&d]);
+    *g.node(g.outputs()[0] as usize).save_spec().unwrap()
+}
+
+fn value<T: Send + Sync + 'static>(v: T) -> Value {
+    Arc::new(v)
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Default, Clone, Debug, PartialEq)]
+struct Point {
+    x: i64,
+    y: i64,
+}
+
+fn roundtrip<T>(enc: &Encoder, v: T) -> Vec<u8>
+where
+    T: serde::Serialize
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + Default
+        + Clone
+        + PartialEq
+        + std::fmt::Debug
+        + 'static,
+{
+    let s = spec::<T>();
+    let bytes = enc.encode(&s, &value(v.clone()), "k/1").unwrap();
+    let back = enc.decode(&s, &bytes, "k/1").unwrap();
+    assert_eq!(back.downcast_ref::<T>(), Some(&v));
+    bytes
+}
+
+#[test]
+fn serializers_write_what_their_readers_expect() {
+    let p = Point { x: 1, y: 2 };
+    let raw = Encoder::new().no_compressor();
+    assert_eq!(
+        roundtrip(&raw.clone().serializer(Serializer::Json), p.clone()),
+        br#"{"x":1,"y":2}"#
+    );
+    assert_eq!(
+        roundtrip(&raw.clone().serializer(Serializer::Yaml), p.clone()),
+        b"x: 1\ny: 2\n"
+    );
+    // MessagePack: a map of two entries (0x82), named fields.
+    let mp = roundtrip(&raw.clone().serializer(Serializer::MessagePack), p.clone());
+    assert_eq!(mp, [0x82, 0xa1, b'x', 1, 0xa1, b'y', 2]);
+    // npy: NumPy's magic and a header naming the dtype and shape.
+    let a = Array2::from_shape_fn((3, 4), |(i, j)| (i * 4 + j) as f64);
+    let npy = roundtrip(&raw.clone().serializer(Serializer::Npy), a);
+    assert_eq!(&npy[..6], b"\x93NUMPY");
+    let header = String::from_utf8_lossy(&npy[10..80]);
+    assert!(
+        header.contains("'descr': '<f8'") && header.contains("(3, 4)"),
+        "{header}"
+    );
+    roundtrip(
+        &raw.clone().serializer(Serializer::Npy),
+        ArrayD::from_shape_vec(IxDyn(&[2, 2]), vec![true, false, false, true]).unwrap(),
+    );
+    // Raw bytes without a serializer.
+    assert_eq!(
+        roundtrip(&raw.clone().no_serializer(), b"bytes".to_vec()),
+        b"bytes"
+    );
+    // Every serializer, compressed and encrypted.
+    let enc = Encrypter::from_key([7; 32]);
+    for s in [Serializer::Json, Serializer::Yaml, Serializer::MessagePack] {
+        let e = Encoder::new().serializer(s).encrypter(enc.clone());
+        let mut m = BTreeMap::new();
+        m.insert("a".to_owned(), vec![1.5f64, -2.0]);
+        roundtrip(&e, m);
+        roundtrip(&e, String::from("text"));
+    }
+}
+
+#[test]
+fn zstd_frames_declare_their_content_size() {
+    let bytes = roundtrip(&Encoder::new(), vec![0u32; 1000]);
+    assert_eq!(
+        zstd::zstd_safe::get_frame_content_size(&bytes).unwrap(),
+        Some(serde_json::to_vec(&vec![0u32; 1000]).unwrap().len() as u64)
+    );
+    let fast = Encoder::new().compressor(Compressor::Zstd { level: 1 });
+    roundtrip(&fast, vec![3u8; 10_000]);
+}
+
+/// Adds `by` to field `x`; records the order of calls.
+#[derive(Debug)]
+struct AddX {
+    by: i64,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+impl PreEncoder for AddX {
+    fn name(&self) -> &str {
+        "add-x"
+    }
+    fn encode(&self, mut v: serde_json::Value) -> Result<serde_json::Value, BoxError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("encode +{}", self.by));
+        let x = v["x"].as_i64().ok_or("no x")?;
+        v["x"] = (x + self.by).into();
+        Ok(v)
+    }
+    fn decode(&self, mut v: serde_json::Value) -> Result<serde_json::Value, BoxError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("decode +{}", self.by));
+        let x = v["x"].as_i64().ok_or("no x")?;
+        v["x"] = (x - self.by).into();
+        Ok(v)
+    }
+}
+
+/// Multiplies field `x` by `by`.
+#[derive(Debug)]
+struct MulX {
+    by: i64,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+impl PreEncoder for MulX {
+    fn name(&self) -> &str {
+        "mul-x"
+    }
+    fn encode(&self, mut v: serde_json::Value) -> Result<serde_json::Value, BoxError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("encode *{}", self.by));
+        v["x"] = (v["x"].as_i64().ok_or("no x")? * self.by).into();
+        Ok(v)
+    }
+    fn decode(&self, mut v: serde_json::Value) -> Result<serde_json::Value, BoxError> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("decode *{}", self.by));
+        let x = v["x"].as_i64().ok_or("no x")?;
+        if x % self.by != 0 {
+            return Err(format!("{x} is not a multiple of {}", self.by).into());
+        }
+        v["x"] = (x / self.by).into();
+        Ok(v)
+    }
+}
+
+#[test]
+fn pre_encoders_run_in_order_and_are_undone_in_reverse() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let enc = Encoder::new()
+        .no_compressor()
+        .pre_encoder(AddX {
+            by: 1,
+            log: log.clone(),
+        })
+        .pre_encoder(MulX {
+            by: 10,
+            log: log.clone(),
+        });
+    // (1 + 1) * 10 = 20 on disk; decoding in the wrong order would give 20 / 10 - 1 = 1 only
+    // by luck, so use a value where the orders differ: (5 + 1) * 10 = 60 → 60/10 - 1 = 5,
+    // whereas 60 - 1 = 59 is not a multiple of 10 (the mul decoder would refuse it).
+    let bytes = roundtrip(&enc, Point { x: 5, y: 2 });
+    assert_eq!(bytes, br#"{"x":60,"y":2}"#);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["encode +1", "encode *10", "decode *10", "decode +1"]
+    );
+    // A failing pre-encoder names itself; nothing else is produced.
+    let s = spec::<Point>();
+    let err = enc.decode(&s, br#"{"x":61,"y":2}"#, "k/1").unwrap_err();
+    match &err {
+        CheckpointError::Decode {
+            stage: Stage::PreEncoder { index, name },
+            key,
+            ..
+        } => {
+            assert_eq!((*index, name.as_str(), key.as_str()), (1, "mul-x", "k/1"));
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // NaN has no JSON form: the pre-encoder path refuses it at encode time.
+    let f = spec::<Vec<f64>>();
+    let err = enc.encode(&f, &value(vec![f64::NAN]), "k/2").unwrap_err();
+    assert!(matches!(err, CheckpointError::Encode { .. }), "{err}");
+}
+
+#[test]
+fn damaged_entries_are_errors_naming_key_and_stage() {
+    let p = Point { x: 1, y: 2 };
+    let s = spec::<Point>();
+    let enc = Encoder::new();
+    let good = enc.encode(&s, &value(p), "point/1").unwrap();
+    let stage_of = |bytes: &[u8]| match enc.decode(&s, bytes, "point/1").unwrap_err() {
+        CheckpointError::Decode { key, stage, .. } => {
+            assert_eq!(key, "point/1");
+            stage
+        }
+        other => panic!("unexpected {other}"),
+    };
+    assert_eq!(stage_of(b""), Stage::Compressor("zstd"));
+    assert_eq!(stage_of(b"garbage, not zstd"), Stage::Compressor("zstd"));
+    assert_eq!(stage_of(&good[..good.len() - 3]), Stage::Compressor("zstd"));
+    // A valid frame of something else: the serializer rejects it.
+    let other = zstd::bulk::compress(b"[1,2,3]", 3).unwrap();
+    assert_eq!(stage_of(&other), Stage::Serializer("json"));
+    let trailing = zstd::bulk::compress(br#"{"x":1,"y":2} junk"#, 3).unwrap();
+    assert_eq!(stage_of(&trailing), Stage::Serializer("json"));
+    // npy asked to read JSON.
+    let npy = Encoder::new().serializer(Serializer::Npy);
+    let a = spec::<Array2<f64>>();
+    assert!(matches!(
+        npy.decode(&a, &good, "a/1").unwrap_err(),
+        CheckpointError::Decode {
+            stage: Stage::Serializer("npy"),
+            ..
+        }
+    ));
+    // npy of a non-array is an encode error naming the stage.
+    assert!(matches!(
+        npy.encode(&s, &value(Point::default()), "p/1").unwrap_err(),
+        CheckpointError::Encode {
+            stage: Stage::Serializer("npy"),
+            ..
+        }
+    ));
+}
+
+#[test]
+fn encryption_authenticates_key_content_and_location() {
+    let s = spec::<String>();
+    let enc = Encoder::new().encrypter(Encrypter::from_key([1; 32]));
+    let v = value(String::from("secret"));
+    let a = enc.encode(&s, &v, "k/a").unwrap();
+    let b = enc.encode(&s, &v, "k/a").unwrap();
+    assert_ne!(a, b, "each entry gets a fresh nonce");
+    assert!(!a.windows(6).any(|w| w == b"secret"));
+    let auth = |r: Result<Value, CheckpointError>| {
+        matches!(r, Err(CheckpointError::Authentication { .. }))
+    };
+    // Another key, a flipped byte, a truncated entry, an entry moved to another key.
+    let wrong = Encoder::new().encrypter(Encrypter::from_key([2; 32]));
+    assert!(auth(wrong.decode(&s, &a, "k/a")));
+    for i in [0, 12, a.len() - 1] {
+        let mut t = a.clone();
+        t[i] ^= 1;
+        assert!(auth(enc.decode(&s, &t, "k/a")), "flipped byte {i}");
+    }
+    assert!(auth(enc.decode(&s, &a[..20], "k/a")));
+    assert!(auth(enc.decode(&s, &a, "k/b")));
+    assert_eq!(
+        enc.decode(&s, &a, "k/a")
+            .unwrap()
+            .downcast_ref::<String>()
+            .unwrap(),
+        "secret"
+    );
+}
+
+#[test]
+fn passphrases_reopen_a_store_with_its_recorded_salt() {
+    let store = MemoryStore::new();
+    let quick = KdfParams {
+        m_cost: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
+    let e1 = Encrypter::from_passphrase(&store, "correct horse", quick).unwrap();
+    let record = store.get("_brisk/encryption.json").unwrap().unwrap();
+    let rec: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(rec["kdf"], "argon2id");
+    assert_eq!(rec["m_cost"], 64);
+    let s = spec::<String>();
+    let bytes = Encoder::new()
+        .encrypter(e1)
+        .encode(&s, &value(String::from("v")), "k/1")
+        .unwrap();
+    // Later, other default parameters: the recorded ones win, so the key is the same.
+    let e2 = Encrypter::from_passphrase(&store, "correct horse", KdfParams::default()).unwrap();
+    let back = Encoder::new()
+        .encrypter(e2)
+        .decode(&s, &bytes, "k/1")
+        .unwrap();
+    assert_eq!(back.downcast_ref::<String>().unwrap(), "v");
+    let e3 = Encrypter::from_passphrase(&store, "wrong horse", quick).unwrap();
+    assert!(matches!(
+        Encoder::new().encrypter(e3).decode(&s, &bytes, "k/1"),
+        Err(CheckpointError::Authentication { .. })
+    ));
+    // Another store gets another salt.
+    let other = MemoryStore::new();
+    Encrypter::from_passphrase(&other, "correct horse", quick).unwrap();
+    assert_ne!(
+        other.get("_brisk/encryption.json").unwrap().unwrap(),
+        record
+    );
+}

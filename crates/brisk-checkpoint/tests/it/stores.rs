@@ -1,0 +1,205 @@
+//! One conformance suite for every store backend.
+
+use std::sync::Arc;
+
+use brisk_checkpoint::{
+    CheckpointError, DirStore, MemoryStore, ObjectStore, Store, from_url, validate_key,
+};
+
+/// The behaviour every backend must share.
+pub(crate) fn conformance(store: &dyn Store) {
+    let loc = store.location();
+    assert_eq!(store.get("double/3d00").unwrap(), None, "{loc}");
+    assert!(!store.contains("double/3d00").unwrap(), "{loc}");
+    store.put("double/3d00", b"first").unwrap();
+    assert!(store.contains("double/3d00").unwrap(), "{loc}");
+    assert_eq!(
+        store.get("double/3d00").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
+    store.put("double/3d00", b"second, longer").unwrap();
+    assert_eq!(
+        store.get("double/3d00").unwrap().as_deref(),
+        Some(&b"second, longer"[..]),
+        "{loc}"
+    );
+    store.put("double/ffff", b"").unwrap();
+    assert_eq!(
+        store.get("double/ffff").unwrap().as_deref(),
+        Some(&b""[..]),
+        "{loc}"
+    );
+    store.put("add/0001", b"x").unwrap();
+    store.put("a/b/c/deep", &[0u8, 255, 7]).unwrap();
+    assert_eq!(
+        store.list("double/").unwrap(),
+        vec!["double/3d00".to_owned(), "double/ffff".to_owned()],
+        "{loc}"
+    );
+    assert_eq!(
+        store.list("").unwrap(),
+        ["a/b/c/deep", "add/0001", "double/3d00", "double/ffff"],
+        "{loc}"
+    );
+    assert_eq!(
+        store.list("a").unwrap(),
+        ["a/b/c/deep", "add/0001"],
+        "{loc}"
+    );
+    assert_eq!(store.list("nothing/").unwrap(), Vec::<String>::new());
+    store.delete("double/3d00").unwrap();
+    store.delete("double/3d00").unwrap(); // absent: fine
+    assert!(!store.contains("double/3d00").unwrap(), "{loc}");
+    assert_eq!(store.list("double/").unwrap(), ["double/ffff"], "{loc}");
+    // Bad keys are refused by every backend, on every operation.
+    for bad in [
+        "",
+        "/abs",
+        "a/../b",
+        "..",
+        "a//b",
+        "a/",
+        "./a",
+        "a/.hidden",
+        "nul\0x",
+        "back\\slash",
+    ] {
+        assert!(
+            matches!(store.put(bad, b"x"), Err(CheckpointError::BadKey { .. })),
+            "{loc}: put {bad:?}"
+        );
+        assert!(
+            matches!(store.get(bad), Err(CheckpointError::BadKey { .. })),
+            "{loc}: get {bad:?}"
+        );
+        assert!(matches!(
+            store.contains(bad),
+            Err(CheckpointError::BadKey { .. })
+        ));
+        assert!(matches!(
+            store.delete(bad),
+            Err(CheckpointError::BadKey { .. })
+        ));
+    }
+}
+
+#[test]
+fn memory_store_conforms() {
+    conformance(&MemoryStore::new());
+}
+
+#[test]
+fn directory_store_conforms_and_maps_keys_to_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::new(dir.path()).unwrap();
+    conformance(&store);
+    assert_eq!(
+        std::fs::read(dir.path().join("a/b/c/deep")).unwrap(),
+        [0, 255, 7]
+    );
+    assert!(
+        DirStore::new(dir.path())
+            .unwrap()
+            .without_fsync()
+            .contains("add/0001")
+            .unwrap()
+    );
+}
+
+#[test]
+fn object_store_backends_conform() {
+    conformance(&ObjectStore::memory());
+    let dir = tempfile::tempdir().unwrap();
+    conformance(&ObjectStore::local(dir.path()).unwrap());
+    // Under a prefix, keys do not see each other.
+    let shared = Arc::new(object_store::memory::InMemory::new());
+    let a = ObjectStore::new(shared.clone(), "team-a", "objmem://team-a");
+    let b = ObjectStore::new(shared, "team-b/x", "objmem://team-b/x");
+    a.put("k/1", b"a").unwrap();
+    assert!(!b.contains("k/1").unwrap());
+    conformance(&b);
+    assert_eq!(a.list("").unwrap(), ["k/1"]);
+}
+
+/// Runs against a real S3 API (moto_server started on 127.0.0.1 by `cargo xtask ci`), when
+/// `BRISK_TEST_S3_URL` names a bucket there.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_store_conforms() {
+    let Ok(url) = std::env::var("BRISK_TEST_S3_URL") else {
+        eprintln!("BRISK_TEST_S3_URL is not set: skipped (cargo xtask ci sets it)");
+        return;
+    };
+    let store = from_url(&format!("{url}/conformance")).unwrap();
+    for k in store.list("").unwrap() {
+        store.delete(&k).unwrap();
+    }
+    conformance(store.as_ref());
+}
+
+#[test]
+fn urls_pick_backends_and_unknown_schemes_are_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().display().to_string();
+    assert_eq!(from_url("memory://").unwrap().location(), "memory://");
+    assert_eq!(from_url(&p).unwrap().location(), p);
+    assert_eq!(from_url(&format!("file://{p}")).unwrap().location(), p);
+    assert!(
+        from_url("objmem://")
+            .unwrap()
+            .location()
+            .starts_with("objmem://")
+    );
+    conformance(from_url(&format!("objfile://{p}/obj")).unwrap().as_ref());
+    match from_url("ftp://host/x") {
+        Err(CheckpointError::UnsupportedUrl { scheme, .. }) => assert_eq!(scheme, "ftp"),
+        other => panic!("unexpected {other:?}"),
+    }
+    #[cfg(not(feature = "s3"))]
+    match from_url("s3://bucket/prefix") {
+        Err(CheckpointError::UnsupportedUrl {
+            scheme, supported, ..
+        }) => {
+            assert_eq!(scheme, "s3");
+            assert!(supported.contains("`s3` feature"), "{supported}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn path_traversal_never_leaves_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let store = DirStore::new(&root).unwrap();
+    for bad in [
+        "../escape",
+        "a/../../escape",
+        "/etc/passwd",
+        "a/./b",
+        "a\0b",
+    ] {
+        let err = store.put(bad, b"x").unwrap_err();
+        assert!(
+            matches!(err, CheckpointError::BadKey { .. }),
+            "{bad:?}: {err}"
+        );
+        assert!(err.to_string().contains("invalid storage key"), "{err}");
+    }
+    assert!(!dir.path().join("escape").exists());
+    assert!(validate_key("double/3d00a6e20b85ee3517c62a761f774f72").is_ok());
+    assert!(validate_key("double-21").is_ok());
+}
+
+#[test]
+fn temporary_files_are_hidden_and_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = DirStore::new(dir.path()).unwrap();
+    store.put("a/x", b"1").unwrap();
+    // What a writer killed between create and rename leaves behind.
+    std::fs::write(dir.path().join("a/.x.brisk-tmp-1-1"), b"partial").unwrap();
+    assert_eq!(store.list("").unwrap(), ["a/x"]);
+    assert_eq!(store.clean().unwrap(), 1);
+    assert_eq!(store.clean().unwrap(), 0);
+    assert_eq!(store.get("a/x").unwrap().as_deref(), Some(&b"1"[..]));
+}
