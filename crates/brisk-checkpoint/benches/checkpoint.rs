@@ -34,12 +34,15 @@ fn load_hit(c: &mut Criterion) {
     let all = small_tasks();
     let opts = storage.options();
     // Fill the store once.
-    all.compute_with_options(&SyncExecutor, &opts).expect("the first compute");
+    all.compute_with_options(&SyncExecutor, &opts)
+        .expect("the first compute");
     let mut g = c.benchmark_group("load_hit");
     g.throughput(Throughput::Elements(TASKS as u64));
     g.bench_function("dir", |b| {
         b.iter(|| {
-            let v = all.compute_with_options(&SyncExecutor, &opts).expect("a loaded compute");
+            let v = all
+                .compute_with_options(&SyncExecutor, &opts)
+                .expect("a loaded compute");
             black_box(v)
         });
     });

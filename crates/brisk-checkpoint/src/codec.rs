@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use aes_gcm::Aes256Gcm;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{AeadInOut, KeyInit};
 use brisk_graph::{BoxError, SaveSpec, Value};
 
 use crate::error::{CheckpointError, Result, Stage};
@@ -184,43 +184,42 @@ impl Encrypter {
         Ok(Self::from_key(key))
     }
 
-    fn encrypt(&self, data: &[u8], key: &str) -> Result<Vec<u8>, String> {
+    /// Encrypts `buf[12..]` in place: `buf[..12]` becomes the nonce and the tag is appended.
+    fn seal(&self, buf: &mut Vec<u8>, key: &str) -> Result<(), String> {
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
-        let ct = self
+        let (head, body) = buf.split_at_mut(12);
+        head.copy_from_slice(&nonce);
+        let tag = self
             .cipher
-            .encrypt(
-                &nonce.into(),
-                Payload {
-                    msg: data,
-                    aad: key.as_bytes(),
-                },
-            )
+            .encrypt_inout_detached(&nonce.into(), key.as_bytes(), body.into())
             .map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(12 + ct.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&ct);
-        Ok(out)
+        buf.extend_from_slice(&tag);
+        Ok(())
     }
 
-    fn decrypt(&self, data: &[u8], key: &str) -> Result<Vec<u8>> {
+    /// The plaintext of `nonce ‖ ciphertext ‖ tag`.
+    fn open(&self, data: &[u8], key: &str) -> Result<Vec<u8>> {
         let auth = || CheckpointError::Authentication {
             key: crate::error::shown(key),
         };
         if data.len() < 12 + 16 {
             return Err(auth());
         }
-        let (nonce, ct) = data.split_at(12);
+        let (nonce, rest) = data.split_at(12);
+        let (ct, tag) = rest.split_at(rest.len() - 16);
         let nonce: [u8; 12] = nonce.try_into().map_err(|_| auth())?;
+        let tag: [u8; 16] = tag.try_into().map_err(|_| auth())?;
+        let mut plain = ct.to_vec();
         self.cipher
-            .decrypt(
+            .decrypt_inout_detached(
                 &nonce.into(),
-                Payload {
-                    msg: ct,
-                    aad: key.as_bytes(),
-                },
+                key.as_bytes(),
+                plain.as_mut_slice().into(),
+                &tag.into(),
             )
-            .map_err(|_| auth())
+            .map_err(|_| auth())?;
+        Ok(plain)
     }
 }
 
@@ -345,13 +344,22 @@ impl Encoder {
             self.serialize_json_value(&v)
                 .map_err(|m| fail(ser_stage.clone(), m))?
         };
+        // With encryption, compress straight into the buffer that is then encrypted in place
+        // (12 bytes for the nonce in front): no copy of the payload between the stages.
+        let reserve = if self.encrypter.is_some() { 12 } else { 0 };
         if let Some(Compressor::Zstd { level }) = self.compressor {
-            bytes = zstd::bulk::compress(&bytes, level)
+            let mut out = vec![0u8; reserve + zstd::zstd_safe::compress_bound(bytes.len())];
+            let n = zstd::bulk::Compressor::new(level)
+                .and_then(|mut c| c.compress_to_buffer(&bytes, &mut out[reserve..]))
                 .map_err(|e| fail(Stage::Compressor("zstd"), e.to_string()))?;
+            out.truncate(reserve + n);
+            bytes = out;
+        } else if reserve > 0 {
+            bytes.splice(0..0, [0u8; 12]);
         }
         if let Some(enc) = &self.encrypter {
-            bytes = enc
-                .encrypt(&bytes, key)
+            bytes.reserve_exact(16);
+            enc.seal(&mut bytes, key)
                 .map_err(|m| fail(Stage::Encrypter, m))?;
         }
         Ok(bytes)
@@ -371,15 +379,28 @@ impl Encoder {
         let decrypted;
         let mut data: &[u8] = bytes;
         if let Some(enc) = &self.encrypter {
-            decrypted = enc.decrypt(data, key)?;
+            decrypted = enc.open(data, key)?;
             data = &decrypted;
         }
+        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
         let decompressed;
         if let Some(Compressor::Zstd { .. }) = self.compressor {
+            if self.serializer == Some(Serializer::Npy) && self.pre.is_empty() {
+                // Stream the frame into the array: no decompressed copy of the whole entry.
+                return npy::decode_zstd(spec, data).map_err(|(compressor, m)| {
+                    fail(
+                        if compressor {
+                            Stage::Compressor("zstd")
+                        } else {
+                            ser_stage
+                        },
+                        m,
+                    )
+                });
+            }
             decompressed = zstd_decompress(data).map_err(|m| fail(Stage::Compressor("zstd"), m))?;
             data = &decompressed;
         }
-        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
         if self.pre.is_empty() {
             return self.deserialize(spec, data, &ser_stage, key);
         }

@@ -31,8 +31,34 @@ pub(crate) fn encode(value: &Value) -> Option<Result<Vec<u8>, String>> {
     None
 }
 
+/// Reads a zstd frame of `.npy` bytes into the array type `spec` describes, streaming.
+/// Errors say whether the frame (`true`) or the `.npy` data (`false`) was bad.
+pub(crate) fn decode_zstd(spec: &SaveSpec, frame: &[u8]) -> Result<Value, (bool, String)> {
+    let decoder =
+        zstd::stream::read::Decoder::with_buffer(frame).map_err(|e| (true, e.to_string()))?;
+    let mut reader = Tracked {
+        inner: decoder,
+        failed: None,
+    };
+    let value = decode_from(spec, &mut reader).map_err(|e| match &reader.failed {
+        Some(frame_error) => (true, frame_error.clone()),
+        None => (false, e),
+    })?;
+    // The frame must end where the array does, and be whole.
+    let mut rest = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut rest).map_err(|e| (true, e.to_string()))?;
+    if !rest.is_empty() {
+        return Err((false, format!("{} bytes after the array", rest.len())));
+    }
+    Ok(value)
+}
+
 /// Reads `.npy` bytes into the array type `spec` describes.
 pub(crate) fn decode(spec: &SaveSpec, data: &[u8]) -> Result<Value, String> {
+    decode_from(spec, data)
+}
+
+fn decode_from(spec: &SaveSpec, data: impl std::io::Read) -> Result<Value, String> {
     let want = spec.type_id();
     macro_rules! try_decode {
         ($t:ty; $($d:ty),*) => {$(
@@ -48,4 +74,18 @@ pub(crate) fn decode(spec: &SaveSpec, data: &[u8]) -> Result<Value, String> {
         "npy stores ndarray arrays of numbers or bools; {} is not one",
         spec.type_name()
     ))
+}
+
+/// A reader that remembers its own errors (to tell a bad zstd frame from bad `.npy` data).
+struct Tracked<R> {
+    inner: R,
+    failed: Option<String>,
+}
+
+impl<R: std::io::Read> std::io::Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner
+            .read(buf)
+            .inspect_err(|e| self.failed = Some(e.to_string()))
+    }
 }

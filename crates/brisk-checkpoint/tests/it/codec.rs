@@ -241,6 +241,20 @@ fn damaged_entries_are_errors_naming_key_and_stage() {
             ..
         }
     ));
+    // A truncated npy frame: the compressor stage; with encryption, authentication.
+    let arr = value(Array2::from_shape_fn((50, 40), |(i, j)| (i * j) as f64));
+    let full = npy.encode(&a, &arr, "a/1").unwrap();
+    assert!(matches!(
+        npy.decode(&a, &full[..full.len() / 2], "a/1").unwrap_err(),
+        CheckpointError::Decode { stage: Stage::Compressor("zstd"), .. }
+    ));
+    let sealed = npy.clone().encrypter(Encrypter::from_key([3; 32]));
+    let e = sealed.encode(&a, &arr, "a/1").unwrap();
+    assert!(sealed.decode(&a, &e, "a/1").is_ok());
+    assert!(matches!(
+        sealed.decode(&a, &e[..e.len() - 1], "a/1").unwrap_err(),
+        CheckpointError::Authentication { .. }
+    ));
     // npy of a non-array is an encode error naming the stage.
     assert!(matches!(
         npy.encode(&s, &value(Point::default()), "p/1").unwrap_err(),
