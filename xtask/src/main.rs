@@ -4,7 +4,9 @@
 //! cargo xtask ci [--fail-fast]   every check CI runs; reports all failing steps at the end
 //! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
 //! cargo xtask bench              all criterion benchmarks
-//! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python (own virtualenv)
+//! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python, checkpoint
+//!                                entries decoded by Python (own virtualenvs)
+//! cargo xtask s3                 the S3 tests against moto_server on 127.0.0.1 (own virtualenv)
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -73,6 +75,7 @@ fn run() -> Result<()> {
         }
         Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
         Some("interop") => interop(),
+        Some("s3") => s3(),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -169,7 +172,8 @@ fn ci(fail_fast: bool) -> Result<()> {
             ]),
         ));
     }
-    steps.push(Step::Fn("interop (zarr-python)".into(), interop));
+    steps.push(Step::Fn("interop (zarr-python, Python decoders)".into(), interop));
+    steps.push(Step::Fn("S3 (moto_server)".into(), s3));
     steps.push(Step::Cmd(
         "benches compile".into(),
         cargo(&["bench", "--workspace", "--no-run"]),
@@ -639,6 +643,78 @@ impl Sides<'_> {
         );
         Ok((entry, row))
     }
+}
+
+/// Kills the child process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cargo xtask s3`: starts moto_server (an S3 API) on a free port of 127.0.0.1, creates a
+/// bucket, and runs the tests whose name contains `s3` with the `s3` features on and
+/// `BRISK_TEST_S3_URL` pointing at it.
+fn s3() -> Result<()> {
+    let python = venv("s3", "benches/s3/requirements.txt")?;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let bin = python.parent().context("the venv's bin directory")?;
+    let log = std::fs::File::create("target/s3/moto.log")?;
+    let server = KillOnDrop(
+        Command::new(bin.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("starting moto_server")?,
+    );
+    let t = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if t.elapsed() > Duration::from_secs(60) {
+            bail!("moto_server did not listen on {endpoint} within 60 s (see target/s3/moto.log)");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let create = format!(
+        "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
+         aws_access_key_id='testing', aws_secret_access_key='testing').create_bucket(Bucket='brisk-test')"
+    );
+    run_ok(Command::new(&python).args(["-c", &create]))?;
+    let mut tests = cargo(&[
+        "nextest",
+        "run",
+        "--package",
+        "brisk-checkpoint",
+        "--package",
+        "brisk-zarr",
+        "--features",
+        "brisk-checkpoint/s3,brisk-zarr/s3",
+        "--no-fail-fast",
+        "-E",
+        "test(/s3/)",
+    ]);
+    tests
+        .env("BRISK_TEST_S3_URL", "s3://brisk-test")
+        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    let result = run_ok(&mut tests);
+    drop(server);
+    result?;
+    // The tests skip themselves without the variable; make sure they really talked to S3.
+    let log = std::fs::read_to_string("target/s3/moto.log")?;
+    for who in ["/brisk-test/conformance/", "/brisk-test/zarr/"] {
+        if !log.contains(who) {
+            bail!("no request under {who} reached moto_server: the S3 tests did not run");
+        }
+    }
+    Ok(())
 }
 
 /// Builds a binary of the `benches` package in release mode (`target/release/<name>`).

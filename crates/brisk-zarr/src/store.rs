@@ -105,6 +105,8 @@ impl Store {
             Some(("objmem", "")) => Ok(Self::object_memory()),
             Some(("objfile", path)) => Self::object_local(path),
             Some(("file", path)) => Self::directory(path),
+            #[cfg(feature = "s3")]
+            Some(("s3", _)) => Self::s3(url),
             Some((scheme, _)) => Err(ZarrError::UnsupportedUrl {
                 url: url.to_owned(),
                 scheme: scheme.to_owned(),
@@ -118,7 +120,7 @@ impl Store {
     /// so a crash never leaves a torn chunk. `label` names the store in errors.
     ///
     /// Calls are driven to completion on the calling thread (no async runtime and no extra
-    /// threads); backends that need a Tokio runtime (the cloud ones) are not supported yet.
+    /// threads), so the backend must not need Tokio; use [`Store::s3`] for S3.
     pub fn object_store(
         store: Arc<dyn object_store::ObjectStore>,
         label: impl Into<String>,
@@ -132,6 +134,48 @@ impl Store {
             dir: None,
             location: label.into(),
         }
+    }
+
+    /// An S3 (or S3-compatible) bucket from `s3://bucket/prefix`, configured from the standard
+    /// `AWS_*` environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, …). Requests run on a current-thread Tokio
+    /// runtime that each calling thread drives in turn (no thread is spawned).
+    ///
+    /// # Errors
+    /// [`ZarrError::Store`] when the URL or the configuration is invalid.
+    #[cfg(feature = "s3")]
+    pub fn s3(url: &str) -> Result<Self, ZarrError> {
+        let err = |e: &dyn std::fmt::Display| ZarrError::Store {
+            location: url.to_owned(),
+            message: e.to_string(),
+        };
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(url)
+            .build()
+            .map_err(|e| err(&e))?;
+        let prefix = url
+            .strip_prefix("s3://")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, p)| p.trim_matches('/').to_owned())
+            .unwrap_or_default();
+        let store: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
+            Arc::new(s3)
+        } else {
+            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| err(&e))?;
+        let adapter = AsyncToSyncStorageAdapter::new(
+            Arc::new(zarrs_object_store::AsyncObjectStore::new(store)),
+            TokioThread(Arc::new(runtime)),
+        );
+        Ok(Self {
+            inner: Arc::new(adapter),
+            dir: None,
+            location: url.to_owned(),
+        })
     }
 
     /// An in-memory `object_store` backend (useful to test code meant for object storage).
@@ -231,6 +275,18 @@ struct CallerThread;
 impl AsyncToSyncBlockOn for CallerThread {
     fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
         futures::executor::block_on(future)
+    }
+}
+
+/// Drives object-store futures on a current-thread Tokio runtime, entered by each calling
+/// thread in turn (the HTTP backends need Tokio's reactor).
+#[cfg(feature = "s3")]
+struct TokioThread(Arc<tokio::runtime::Runtime>);
+
+#[cfg(feature = "s3")]
+impl AsyncToSyncBlockOn for TokioThread {
+    fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
+        self.0.block_on(future)
     }
 }
 

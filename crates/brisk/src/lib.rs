@@ -33,7 +33,9 @@
 //! | `macros` (default) | the [`task`] attribute |
 //! | `ndarray` (default) | fast tokenization of `ndarray` arrays passed as task arguments |
 //! | `array` (default) | [`array`](mod@array): chunked n-dimensional lazy arrays |
-//! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory) |
+//! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory, object stores) |
+//! | `checkpoint` (default) | [`checkpoint`]: save and load task results through an encoder chain |
+//! | `s3` | S3 object storage for checkpoints and Zarr (`s3://bucket/prefix`) |
 #![forbid(unsafe_code)]
 
 pub use brisk_graph as graph;
@@ -46,6 +48,9 @@ pub use brisk_array as array;
 
 #[cfg(feature = "zarr")]
 pub use brisk_zarr as zarr;
+
+#[cfg(feature = "checkpoint")]
+pub use brisk_checkpoint as checkpoint;
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;
@@ -73,6 +78,10 @@ pub enum Error {
     #[cfg(feature = "zarr")]
     #[error(transparent)]
     Zarr(#[from] brisk_zarr::ZarrError),
+    /// A checkpoint store or encoder failed.
+    #[cfg(feature = "checkpoint")]
+    #[error(transparent)]
+    Checkpoint(#[from] brisk_checkpoint::CheckpointError),
     /// A handler call failed.
     #[cfg(feature = "exec")]
     #[error(transparent)]

@@ -16,3 +16,6 @@ pub use brisk_array::{Array, Axes};
 
 #[cfg(all(feature = "array", feature = "exec"))]
 pub use crate::ComputeArray;
+
+#[cfg(feature = "checkpoint")]
+pub use brisk_checkpoint::{SaveWith, Storage};

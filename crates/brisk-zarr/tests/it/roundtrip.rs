@@ -180,8 +180,13 @@ fn wrong_element_types_and_missing_arrays_are_typed_errors() {
         ),
         Err(ZarrError::BadOptions(_))
     ));
+    #[cfg(not(feature = "s3"))]
     assert!(matches!(
         Store::from_url("s3://bucket/x"),
+        Err(ZarrError::UnsupportedUrl { .. })
+    ));
+    assert!(matches!(
+        Store::from_url("ftp://host/x"),
         Err(ZarrError::UnsupportedUrl { .. })
     ));
 }
@@ -390,4 +395,21 @@ fn chain(e: &dyn std::error::Error) -> String {
         src = c.source();
     }
     s
+}
+
+/// Round trips through a real S3 API (moto_server started on 127.0.0.1 by `cargo xtask ci`),
+/// when `BRISK_TEST_S3_URL` names a bucket there.
+#[cfg(feature = "s3")]
+#[test]
+fn s3_round_trips() {
+    let Ok(url) = std::env::var("BRISK_TEST_S3_URL") else {
+        eprintln!("BRISK_TEST_S3_URL is not set: skipped (cargo xtask ci sets it)");
+        return;
+    };
+    let store = Store::from_url(&format!("{url}/zarr")).unwrap();
+    for (i, format) in [ZarrFormat::V3, ZarrFormat::V2].into_iter().enumerate() {
+        roundtrip::<f32>(&store, &format!("a{i}"), &ArrayOptions::new().format(format).overwrite());
+    }
+    roundtrip::<u16>(&store, "sharded", &ArrayOptions::new().shards(vec![32, 20]).overwrite());
+    assert!(Store::s3(&format!("{url}/zarr")).unwrap().size_of("a0").unwrap() > 0);
 }
