@@ -172,7 +172,10 @@ fn ci(fail_fast: bool) -> Result<()> {
             ]),
         ));
     }
-    steps.push(Step::Fn("interop (zarr-python, Python decoders)".into(), interop));
+    steps.push(Step::Fn(
+        "interop (zarr-python, Python decoders)".into(),
+        interop,
+    ));
     steps.push(Step::Fn("S3 (moto_server)".into(), s3));
     steps.push(Step::Cmd(
         "benches compile".into(),
@@ -660,7 +663,9 @@ impl Drop for KillOnDrop {
 /// `BRISK_TEST_S3_URL` pointing at it.
 fn s3() -> Result<()> {
     let python = venv("s3", "benches/s3/requirements.txt")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let endpoint = format!("http://127.0.0.1:{port}");
     let bin = python.parent().context("the venv's bin directory")?;
     let log = std::fs::File::create("target/s3/moto.log")?;
@@ -790,5 +795,19 @@ fn interop() -> Result<()> {
             .arg(&theirs),
     )?;
     println!("interop: every case read back identically in both directions");
+
+    println!("==> Brisk writes checkpoint entries, Python decodes them");
+    let python = venv("interop-checkpoint", "benches/checkpoint/requirements.txt")?;
+    build_bench_bin("checkpoint_interop")?;
+    let dir = root.join("checkpoint");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)?;
+    }
+    run_ok(Command::new("target/release/checkpoint_interop").arg(&dir))?;
+    run_ok(
+        Command::new(&python)
+            .arg("benches/checkpoint/interop.py")
+            .arg(&dir),
+    )?;
     Ok(())
 }

@@ -39,7 +39,8 @@ pub enum Serializer {
     /// JSON (`serde_json`): human-readable, the default. `{"x":1,"y":2}`.
     #[default]
     Json,
-    /// YAML (`yaml_serde`).
+    /// YAML 1.2 (`yaml_serde`). Note: PyYAML follows YAML 1.1 and reads floats written in
+    /// exponent form without a dot (`1e300`) as strings; `ruamel.yaml` reads them as floats.
     Yaml,
     /// MessagePack (`rmp-serde`, structs as maps).
     MessagePack,

@@ -246,7 +246,10 @@ fn damaged_entries_are_errors_naming_key_and_stage() {
     let full = npy.encode(&a, &arr, "a/1").unwrap();
     assert!(matches!(
         npy.decode(&a, &full[..full.len() / 2], "a/1").unwrap_err(),
-        CheckpointError::Decode { stage: Stage::Compressor("zstd"), .. }
+        CheckpointError::Decode {
+            stage: Stage::Compressor("zstd"),
+            ..
+        }
     ));
     let sealed = npy.clone().encrypter(Encrypter::from_key([3; 32]));
     let e = sealed.encode(&a, &arr, "a/1").unwrap();

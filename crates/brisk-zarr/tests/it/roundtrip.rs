@@ -408,8 +408,22 @@ fn s3_round_trips() {
     };
     let store = Store::from_url(&format!("{url}/zarr")).unwrap();
     for (i, format) in [ZarrFormat::V3, ZarrFormat::V2].into_iter().enumerate() {
-        roundtrip::<f32>(&store, &format!("a{i}"), &ArrayOptions::new().format(format).overwrite());
+        roundtrip::<f32>(
+            &store,
+            &format!("a{i}"),
+            &ArrayOptions::new().format(format).overwrite(),
+        );
     }
-    roundtrip::<u16>(&store, "sharded", &ArrayOptions::new().shards(vec![32, 20]).overwrite());
-    assert!(Store::s3(&format!("{url}/zarr")).unwrap().size_of("a0").unwrap() > 0);
+    roundtrip::<u16>(
+        &store,
+        "sharded",
+        &ArrayOptions::new().shards(vec![32, 20]).overwrite(),
+    );
+    assert!(
+        Store::s3(&format!("{url}/zarr"))
+            .unwrap()
+            .size_of("a0")
+            .unwrap()
+            > 0
+    );
 }
