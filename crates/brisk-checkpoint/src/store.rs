@@ -98,10 +98,22 @@ fn store_err(
     }
 }
 
-/// A store in memory (shared by clones).
-#[derive(Debug, Clone, Default)]
+/// A store in memory (shared by clones). Each store has its own location `memory://#N`.
+#[derive(Debug, Clone)]
 pub struct MemoryStore {
     map: Arc<RwLock<BTreeMap<String, Arc<[u8]>>>>,
+    id: u64,
+}
+
+static MEMORY_IDS: AtomicU64 = AtomicU64::new(1);
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self {
+            map: Arc::default(),
+            id: MEMORY_IDS.fetch_add(1, Ordering::Relaxed),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -112,18 +124,14 @@ impl MemoryStore {
     }
 
     fn poisoned(&self, action: &'static str, key: &str) -> CheckpointError {
-        store_err(
-            "memory://",
-            action,
-            key,
-            &"a thread panicked while holding the store",
-        )
+        let why = "a thread panicked while holding the store";
+        store_err(&self.location(), action, key, &why)
     }
 }
 
 impl Store for MemoryStore {
     fn location(&self) -> String {
-        "memory://".into()
+        format!("memory://#{}", self.id)
     }
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key)?;

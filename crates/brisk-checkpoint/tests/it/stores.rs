@@ -141,7 +141,16 @@ fn s3_store_conforms() {
 fn urls_pick_backends_and_unknown_schemes_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().display().to_string();
-    assert_eq!(from_url("memory://").unwrap().location(), "memory://");
+    let (m1, m2) = (
+        from_url("memory://").unwrap(),
+        from_url("memory://").unwrap(),
+    );
+    assert!(m1.location().starts_with("memory://#"));
+    assert_ne!(
+        m1.location(),
+        m2.location(),
+        "two memory stores are two locations"
+    );
     assert_eq!(from_url(&p).unwrap().location(), p);
     assert_eq!(from_url(&format!("file://{p}")).unwrap().location(), p);
     assert!(
