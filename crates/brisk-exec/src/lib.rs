@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod futures;
+mod guard;
 mod handler;
 mod pool;
 mod sync;

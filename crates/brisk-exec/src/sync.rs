@@ -7,6 +7,7 @@ use brisk_graph::{
     Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
 };
 
+use crate::guard::Guards;
 use crate::task::run_node;
 
 /// Runs a graph on the calling thread in its static order (like Dask's `scheduler="sync"`):
@@ -35,7 +36,13 @@ impl Executor for SyncExecutor {
         for h in ctx.hooks.iter() {
             h.on_start(graph);
         }
-        let result = run(graph, ctx);
+        let guards = Guards::new(graph);
+        let result = run(graph, ctx, &guards);
+        // A close error replaces a successful result; a task's error is never replaced.
+        let result = match (result, guards.finish()) {
+            (Ok(_), Some(close)) => Err(close),
+            (r, _) => r,
+        };
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());
         }
@@ -45,7 +52,7 @@ impl Executor for SyncExecutor {
 
 const NONE: u32 = u32::MAX;
 
-fn run(graph: &Graph, ctx: &RunContext) -> Result<RunOutput, Error> {
+fn run(graph: &Graph, ctx: &RunContext, guards: &Guards) -> Result<RunOutput, Error> {
     let t0 = Instant::now();
     let n = graph.len();
     let mut values: Vec<Option<Value>> = vec![None; n];
@@ -77,6 +84,7 @@ fn run(graph: &Graph, ctx: &RunContext) -> Result<RunOutput, Error> {
                 graph.key(cause as usize).clone(),
             ));
             release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
+            guards.after(id);
             continue;
         }
         let mut inputs = Vec::with_capacity(deps.len());
@@ -88,7 +96,7 @@ fn run(graph: &Graph, ctx: &RunContext) -> Result<RunOutput, Error> {
             inputs.push(Arc::clone(v));
         }
         release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
-        match run_node(graph, ctx, id, inputs, 0, t0) {
+        match run_node(graph, ctx, guards, id, inputs, 0, t0) {
             Ok(v) => values[id] = Some(v),
             Err(e) if keep_going => {
                 blocked_by[id] = id as u32;

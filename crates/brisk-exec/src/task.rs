@@ -1,5 +1,6 @@
 //! Running one node: cache loads, retries, panics, hooks and saves — the same on every executor.
 
+use crate::guard::Guards;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -78,6 +79,27 @@ impl<'a> Attempt<'a> {
 /// Runs node `id` on `deps` (the values of its distinct dependencies, in order) and returns its
 /// value, calling the hooks around each attempt. `t0` is the start of the compute.
 pub(crate) fn run_node(
+    graph: &Graph,
+    ctx: &RunContext,
+    guards: &Guards,
+    id: usize,
+    deps: Vec<Value>,
+    worker: usize,
+    t0: Instant,
+) -> Result<Value, Error> {
+    // A loaded node reads nothing: only nodes that run open what they need.
+    let guarded = !graph.node(id).is_loaded();
+    let result = if guarded && let Err(e) = guards.before(id) {
+        let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
+        attempt.finish(Err(e), false)
+    } else {
+        run_unguarded(graph, ctx, id, deps, worker, t0)
+    };
+    guards.after(id);
+    result
+}
+
+fn run_unguarded(
     graph: &Graph,
     ctx: &RunContext,
     id: usize,

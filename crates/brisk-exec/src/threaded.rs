@@ -9,6 +9,7 @@ use brisk_graph::{
     Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
 };
 
+use crate::guard::Guards;
 use crate::pool::{Job, Pool, WorkerCtx};
 use crate::sync::SyncExecutor;
 use crate::task::run_node;
@@ -133,6 +134,7 @@ pub(crate) struct RunState {
     done: Mutex<bool>,
     done_cv: Condvar,
     t0: Instant,
+    guards: Guards,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,6 +178,7 @@ impl ThreadedExecutor {
             done: Mutex::new(false),
             done_cv: Condvar::new(),
             t0: Instant::now(),
+            guards: Guards::new(graph),
         });
         let roots: Vec<u32> = graph
             .order()
@@ -198,7 +201,13 @@ impl ThreadedExecutor {
                     .unwrap_or_else(PoisonError::into_inner);
             }
         }
+        // Every task has stopped: release the resources still held. A close error replaces
+        // a successful result; a task's error is never replaced.
+        let close_error = state.guards.finish();
         if let Some(e) = lock(&state.first_error).take() {
+            return Err(e);
+        }
+        if let Some(e) = close_error {
             return Err(e);
         }
         // Move the outputs out of their slots (a worker may still hold the state for a moment,
@@ -245,6 +254,7 @@ impl RunState {
                     graph.key(cause as usize).clone(),
                 ));
                 self.release(id);
+                self.guards.after(id);
                 self.complete(id, w);
                 self.job_done();
                 return;
@@ -258,7 +268,7 @@ impl RunState {
             inputs.push(v);
         }
         self.release(id);
-        match run_node(graph, &self.ctx, id, inputs, w.index, self.t0) {
+        match run_node(graph, &self.ctx, &self.guards, id, inputs, w.index, self.t0) {
             Ok(v) => {
                 *lock(&self.values[id]) = Some(v);
                 self.complete(id, w);

@@ -31,6 +31,25 @@ impl fmt::Display for CacheAction {
     }
 }
 
+/// What was done to a resource when it failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ResourceAction {
+    /// Opening it before the first task that needs it.
+    Open,
+    /// Closing it after the last task that needs it (the compute's result is discarded).
+    Close,
+}
+
+impl fmt::Display for ResourceAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Open => "open",
+            Self::Close => "close",
+        })
+    }
+}
+
 /// Why a compute failed. Every variant about a task names its key and task name.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -82,6 +101,18 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// A resource the compute needs could not be opened, or could not be closed afterwards
+    /// (then the compute's result is discarded: this error is returned instead).
+    #[error("cannot {action} resource `{resource}`")]
+    Resource {
+        /// The resource's name.
+        resource: String,
+        /// What failed.
+        action: ResourceAction,
+        /// The resource's error.
+        #[source]
+        source: BoxError,
+    },
     /// A computed value does not have the type its handle promised.
     #[error("result of `{key}` is not a {expected}")]
     TypeMismatch {
@@ -118,7 +149,7 @@ impl Error {
             | Self::Cache { key, .. }
             | Self::TypeMismatch { key, .. }
             | Self::Incomplete { key, .. } => Some(key),
-            Self::Cancelled | Self::Executor(_) => None,
+            Self::Cancelled | Self::Executor(_) | Self::Resource { .. } => None,
         }
     }
 }

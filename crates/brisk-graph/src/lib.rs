@@ -34,6 +34,7 @@ mod error;
 mod exec;
 mod graph;
 mod key;
+pub mod lease;
 mod node;
 pub mod registry;
 mod token;
@@ -42,7 +43,7 @@ pub use delayed::{
     AnyDelayed, Args, Delayed, IntoArg, IntoArgs, Split, TaskFn, TaskSpec, delayed, lit,
     lit_opaque, pure,
 };
-pub use error::{CacheAction, Error, Failure, Report, Result, Skipped, chain};
+pub use error::{CacheAction, Error, Failure, Report, ResourceAction, Result, Skipped, chain};
 pub use exec::{
     Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
     RunContext, RunOutput, TaskEnd, TaskStatus, approx_size,

@@ -3,5 +3,6 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod handler;
+mod resources;
 mod sync;
 mod threaded;
