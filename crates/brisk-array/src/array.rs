@@ -126,6 +126,44 @@ pub struct Array<T: Element> {
     pub(crate) split_every: usize,
 }
 
+impl<T: Element> Array<T> {
+    /// The same array whose chunk sources need `resource` open while they are read: a compute
+    /// opens it once (if it is closed) before the first chunk and closes it after the last,
+    /// leaving it as it found it. Every array derived from this one (slices, arithmetic,
+    /// reductions, rechunk, concatenations with arrays over other resources, …) carries the
+    /// requirement; building derived arrays never opens anything. Binding an already bound
+    /// array adds the requirement (both resources are then needed).
+    #[must_use]
+    pub fn requiring(&self, resource: Arc<dyn brisk_graph::Resource>) -> Self {
+        let leaves = self
+            .leaves
+            .iter()
+            .map(|l| LeafSrc {
+                blocks: Arc::new(
+                    l.blocks
+                        .iter()
+                        .map(|b| b.requiring(Arc::clone(&resource)))
+                        .collect(),
+                ),
+                ..l.clone()
+            })
+            .collect();
+        let own = self.own.as_ref().map(|blocks| {
+            Arc::new(
+                blocks
+                    .iter()
+                    .map(|b| b.requiring(Arc::clone(&resource)))
+                    .collect(),
+            )
+        });
+        Self {
+            leaves: Arc::new(leaves),
+            own,
+            ..self.clone()
+        }
+    }
+}
+
 impl<T: Element> Clone for Array<T> {
     fn clone(&self) -> Self {
         Self {

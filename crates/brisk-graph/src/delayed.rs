@@ -158,6 +158,19 @@ impl AnyDelayed {
     pub fn name(&self) -> &str {
         self.node.name.as_str()
     }
+
+    /// The same value (same key) whose task needs `resource` open while it runs (see
+    /// [`Delayed::requiring`]).
+    #[must_use]
+    pub fn requiring(&self, resource: Arc<dyn Resource>) -> Self {
+        let mut meta = self.node.meta.clone();
+        if !meta.resources.iter().any(|r| Arc::ptr_eq(r, &resource)) {
+            meta.resources.push(resource);
+        }
+        Self {
+            node: Arc::new(self.node.with_meta(meta)),
+        }
+    }
 }
 
 impl fmt::Debug for AnyDelayed {
