@@ -35,6 +35,7 @@
 //! | `array` (default) | [`array`](mod@array): chunked n-dimensional lazy arrays |
 //! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory, object stores) |
 //! | `checkpoint` (default) | [`checkpoint`]: save and load task results through an encoder chain |
+//! | `guard` (default) | [`guard`]: files opened once per compute and left as found; a bounded handle pool |
 //! | `s3` | S3 object storage for checkpoints and Zarr (`s3://bucket/prefix`) |
 #![forbid(unsafe_code)]
 
@@ -51,6 +52,9 @@ pub use brisk_zarr as zarr;
 
 #[cfg(feature = "checkpoint")]
 pub use brisk_checkpoint as checkpoint;
+
+#[cfg(feature = "guard")]
+pub use brisk_guard as guard;
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;
