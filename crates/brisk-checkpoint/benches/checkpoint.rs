@@ -62,7 +62,10 @@ fn spec_of_array() -> SaveSpec {
 }
 
 fn spec_of_bytes() -> SaveSpec {
-    let d = TaskSpec::new("b").pure().call(Vec::<u8>::new, ()).checkpointed();
+    let d = TaskSpec::new("b")
+        .pure()
+        .call(Vec::<u8>::new, ())
+        .checkpointed();
     let g = Graph::new([&d]);
     *g.node(g.outputs()[0] as usize)
         .save_spec()

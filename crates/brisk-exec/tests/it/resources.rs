@@ -198,14 +198,31 @@ fn concurrent_computes_share_one_opening() {
     let exec = ThreadedExecutor::new(2).unwrap();
     for round in 0..1000 {
         let r = Logged::new("shared.npy");
-        let x = chunks(&r, 8, None);
-        let barrier = std::sync::Barrier::new(2);
+        // Chunk 0 of each compute waits for the other compute's chunk 0: both computes are
+        // certainly running (holding the resource) at the same time.
+        let meet = Arc::new(std::sync::Barrier::new(2));
+        let spec = TaskSpec::new("read").pure();
+        let parts: Delayed<Vec<u64>> = (0..8u64)
+            .map(|i| {
+                let (r2, meet) = (Arc::clone(&r), Arc::clone(&meet));
+                spec.try_call(
+                    move |i: u64| -> Result<u64, BoxError> {
+                        if i == 0 {
+                            meet.wait();
+                        }
+                        r2.read(i)
+                    },
+                    (i,),
+                )
+                .requiring(Arc::clone(&r) as Arc<dyn Resource>)
+            })
+            .collect();
+        let x = TaskSpec::new("sum").call(|v: Vec<u64>| v.iter().sum::<u64>(), (parts,));
         let results: Vec<u64> = std::thread::scope(|s| {
             let hs: Vec<_> = (0..2)
                 .map(|t| {
-                    let (x, barrier, exec) = (&x, &barrier, &exec);
+                    let (x, exec) = (&x, &exec);
                     s.spawn(move || {
-                        barrier.wait();
                         if t == 0 {
                             x.compute_with(exec).unwrap()
                         } else {
@@ -217,13 +234,38 @@ fn concurrent_computes_share_one_opening() {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert_eq!(results, [28, 28], "round {round}");
-        let log = r.log();
-        // Either the two computes overlapped (one opening) or ran one after the other.
-        assert!(
-            log == ["open", "close"] || log == ["open", "close", "open", "close"],
-            "round {round}: {log:?}"
-        );
+        assert_eq!(r.log(), ["open", "close"], "round {round}");
         assert!(!r.is_open());
+    }
+}
+
+#[test]
+fn multi_output_computes_and_panics_open_once_and_close() {
+    for e in executors() {
+        let r = Logged::new("data.npy");
+        let (a, b) = (chunks(&r, 5, None), chunks(&r, 9, None));
+        let out = brisk_graph::ComputeOptions::new()
+            .run(e.as_ref(), [a.erase(), b.erase()])
+            .unwrap();
+        assert_eq!((out.get(&a).unwrap(), out.get(&b).unwrap()), (10, 36));
+        assert_eq!(r.log(), ["open", "close"]);
+        // A panicking chunk: closed anyway, the panic is the error.
+        let r = Logged::new("data.npy");
+        let p = TaskSpec::new("boom")
+            .call(
+                |x: u64| -> u64 {
+                    if x == 1 {
+                        panic!("chunk reader crashed")
+                    } else {
+                        x
+                    }
+                },
+                (1u64,),
+            )
+            .requiring(Arc::clone(&r) as Arc<dyn Resource>);
+        let err = p.compute_with(e.as_ref()).unwrap_err();
+        assert!(chain(&err).contains("chunk reader crashed"), "{err}");
+        assert_eq!(r.log(), ["open", "close"]);
     }
 }
 
