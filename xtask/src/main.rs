@@ -6,7 +6,8 @@
 //! cargo xtask bench              all criterion benchmarks
 //! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python, checkpoint
 //!                                entries decoded by Python (own virtualenvs)
-//! cargo xtask s3                 the S3 tests against moto_server on 127.0.0.1 (own virtualenv)
+//! cargo xtask cloud              the S3 and Azure tests against moto_server and Azurite on
+//!                                127.0.0.1 (own virtualenv; Azurite from npm)
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -75,7 +76,7 @@ fn run() -> Result<()> {
         }
         Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
         Some("interop") => interop(),
-        Some("s3") => s3(),
+        Some("cloud") => cloud(),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -176,7 +177,10 @@ fn ci(fail_fast: bool) -> Result<()> {
         "interop (zarr-python, Python decoders)".into(),
         interop,
     ));
-    steps.push(Step::Fn("S3 (moto_server)".into(), s3));
+    steps.push(Step::Fn(
+        "cloud stores (moto_server, Azurite)".into(),
+        cloud,
+    ));
     steps.push(Step::Cmd(
         "benches compile".into(),
         cargo(&["bench", "--workspace", "--no-run"]),
@@ -658,37 +662,99 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// `cargo xtask s3`: starts moto_server (an S3 API) on a free port of 127.0.0.1, creates a
-/// bucket, and runs the tests whose name contains `s3` with the `s3` features on and
-/// `BRISK_TEST_S3_URL` pointing at it.
-fn s3() -> Result<()> {
-    let python = venv("s3", "benches/s3/requirements.txt")?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let bin = python.parent().context("the venv's bin directory")?;
-    let log = std::fs::File::create("target/s3/moto.log")?;
-    let server = KillOnDrop(
-        Command::new(bin.join("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("starting moto_server")?,
-    );
+/// Waits until something listens on `port` of 127.0.0.1.
+fn wait_for_port(port: u16, what: &str, log: &str) -> Result<()> {
     let t = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if t.elapsed() > Duration::from_secs(60) {
-            bail!("moto_server did not listen on {endpoint} within 60 s (see target/s3/moto.log)");
+            bail!("{what} did not listen on 127.0.0.1:{port} within 60 s (see {log})");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let create = format!(
-        "import boto3; boto3.client('s3', endpoint_url='{endpoint}', region_name='us-east-1', \
-         aws_access_key_id='testing', aws_secret_access_key='testing').create_bucket(Bucket='brisk-test')"
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Azurite's well-known development account.
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `cargo xtask cloud`: starts moto_server (S3) and Azurite (Azure Blob Storage) on free ports
+/// of 127.0.0.1, creates a bucket and a container, runs the tests whose name contains `s3` or
+/// `azure` with those features on and `BRISK_TEST_S3_URL` / `BRISK_TEST_AZURE_URL` set, and
+/// checks that the tests really wrote to both servers.
+fn cloud() -> Result<()> {
+    let python = venv("cloud", "benches/cloud/requirements.txt")?;
+    let bin = python
+        .parent()
+        .context("the venv's bin directory")?
+        .to_path_buf();
+    // Azurite from npm, pinned by benches/cloud/package.json (installed once).
+    let az_dir = PathBuf::from("target/cloud/azurite");
+    let wanted = std::fs::read_to_string("benches/cloud/package.json")?;
+    let stamp = az_dir.join("package.json");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        println!("==> installing Azurite into {}", az_dir.display());
+        std::fs::create_dir_all(&az_dir)?;
+        std::fs::write(&stamp, &wanted)?;
+        run_ok(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&az_dir),
+        )?;
+    }
+    let (s3_port, az_port) = (free_port()?, free_port()?);
+    let s3_endpoint = format!("http://127.0.0.1:{s3_port}");
+    let az_endpoint = format!("http://127.0.0.1:{az_port}/devstoreaccount1");
+    let moto_log = std::fs::File::create("target/cloud/moto.log")?;
+    let _moto = KillOnDrop(
+        Command::new(bin.join("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &s3_port.to_string()])
+            .stdout(moto_log.try_clone()?)
+            .stderr(moto_log)
+            .spawn()
+            .context("starting moto_server")?,
     );
-    run_ok(Command::new(&python).args(["-c", &create]))?;
+    let az_data = PathBuf::from("target/cloud/azurite-data");
+    if az_data.exists() {
+        std::fs::remove_dir_all(&az_data)?;
+    }
+    let az_log = std::fs::File::create("target/cloud/azurite.log")?;
+    let _azurite = KillOnDrop(
+        Command::new(az_dir.join("node_modules/.bin/azurite-blob"))
+            .args([
+                "--blobHost",
+                "127.0.0.1",
+                "--blobPort",
+                &az_port.to_string(),
+            ])
+            .arg("--location")
+            .arg(&az_data)
+            .args(["--skipApiVersionCheck", "--loose"])
+            .stdout(az_log.try_clone()?)
+            .stderr(az_log)
+            .spawn()
+            .context("starting Azurite (needs Node.js)")?,
+    );
+    wait_for_port(s3_port, "moto_server", "target/cloud/moto.log")?;
+    wait_for_port(az_port, "Azurite", "target/cloud/azurite.log")?;
+    let conn = format!(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};\
+         BlobEndpoint={az_endpoint};"
+    );
+    let setup = format!(
+        "import boto3\n\
+         from azure.storage.blob import BlobServiceClient\n\
+         boto3.client('s3', endpoint_url='{s3_endpoint}', region_name='us-east-1', \
+         aws_access_key_id='testing', aws_secret_access_key='testing').create_bucket(Bucket='brisk-test')\n\
+         BlobServiceClient.from_connection_string('{conn}').create_container('brisk-test')\n"
+    );
+    run_ok(Command::new(&python).args(["-c", &setup]))?;
     let mut tests = cargo(&[
         "nextest",
         "run",
@@ -697,29 +763,41 @@ fn s3() -> Result<()> {
         "--package",
         "brisk-zarr",
         "--features",
-        "brisk-checkpoint/s3,brisk-zarr/s3",
+        "brisk-checkpoint/s3,brisk-checkpoint/azure,brisk-zarr/s3,brisk-zarr/azure",
         "--no-fail-fast",
         "-E",
-        "test(/s3/)",
+        "test(/s3|azure/)",
     ]);
     tests
         .env("BRISK_TEST_S3_URL", "s3://brisk-test")
-        .env("AWS_ENDPOINT_URL", &endpoint)
+        .env("AWS_ENDPOINT_URL", &s3_endpoint)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing");
-    let result = run_ok(&mut tests);
-    drop(server);
-    result?;
-    // The tests skip themselves without the variable; make sure they really talked to S3.
-    let log = std::fs::read_to_string("target/s3/moto.log")?;
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("BRISK_TEST_AZURE_URL", "az://brisk-test")
+        .env("AZURE_STORAGE_USE_EMULATOR", "true")
+        .env(
+            "AZURITE_BLOB_STORAGE_URL",
+            format!("http://127.0.0.1:{az_port}"),
+        );
+    run_ok(&mut tests)?;
+    // The tests skip themselves without the variables; make sure they really wrote.
+    let log = std::fs::read_to_string("target/cloud/moto.log")?;
     for who in ["/brisk-test/conformance/", "/brisk-test/zarr/"] {
         if !log.contains(who) {
             bail!("no request under {who} reached moto_server: the S3 tests did not run");
         }
     }
-    Ok(())
+    let check = format!(
+        "from azure.storage.blob import BlobServiceClient\n\
+         names = [b.name for b in BlobServiceClient.from_connection_string('{conn}')\
+         .get_container_client('brisk-test').list_blobs()]\n\
+         assert any(n.startswith('conformance/') for n in names), names\n\
+         assert any(n.startswith('zarr/') for n in names), names\n\
+         print(f'azurite holds {{len(names)}} blobs written by the tests')\n"
+    );
+    run_ok(Command::new(&python).args(["-c", &check]))
 }
 
 /// Builds a binary of the `benches` package in release mode (`target/release/<name>`).

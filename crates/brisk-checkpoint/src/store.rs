@@ -358,7 +358,7 @@ enum Driver {
     CallerThread,
     /// On a current-thread Tokio runtime, entered by each calling thread in turn (the HTTP
     /// backends need Tokio's reactor; no thread is spawned).
-    #[cfg(feature = "s3")]
+    #[cfg(feature = "cloud")]
     Tokio(tokio::runtime::Runtime),
 }
 
@@ -421,17 +421,57 @@ impl ObjectStore {
     /// [`CheckpointError::Store`] when the URL or the configuration is invalid.
     #[cfg(feature = "s3")]
     pub fn s3(url: &str) -> Result<Self> {
+        Self::cloud(url)
+    }
+
+    /// A cloud object store from a URL, configured from the provider's standard environment
+    /// variables: `s3://bucket/prefix` (feature `s3`, `AWS_*`), `az://container/prefix`
+    /// (feature `azure`, `AZURE_STORAGE_*`; `AZURE_STORAGE_USE_EMULATOR=true` for Azurite),
+    /// `gs://bucket/prefix` (feature `gcs`, `GOOGLE_*`). Requests run on a current-thread
+    /// Tokio runtime that each calling thread enters in turn (no thread is spawned).
+    ///
+    /// # Errors
+    /// [`CheckpointError::UnsupportedUrl`] for a scheme whose feature is off;
+    /// [`CheckpointError::Store`] when the URL or the configuration is invalid.
+    #[cfg(feature = "cloud")]
+    pub fn cloud(url: &str) -> Result<Self> {
         let err = |e: &dyn std::fmt::Display| store_err(url, "open", "", e);
         let parsed = url::Url::parse(url).map_err(|e| err(&e))?;
-        let s3 = object_store::aws::AmazonS3Builder::from_env()
-            .with_url(url)
-            .build()
-            .map_err(|e| err(&e))?;
+        let backend: Arc<dyn object_store::ObjectStore> = match parsed.scheme() {
+            #[cfg(feature = "s3")]
+            "s3" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| err(&e))?,
+            ),
+            #[cfg(feature = "azure")]
+            "az" | "azure" | "abfs" | "abfss" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| err(&e))?,
+            ),
+            #[cfg(feature = "gcs")]
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| err(&e))?,
+            ),
+            other => {
+                return Err(CheckpointError::UnsupportedUrl {
+                    url: url.to_owned(),
+                    scheme: other.to_owned(),
+                    supported: SCHEMES,
+                });
+            }
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| err(&e))?;
-        let mut store = Self::new(Arc::new(s3), parsed.path(), url);
+        let mut store = Self::new(backend, parsed.path(), url);
         store.driver = Arc::new(Driver::Tokio(runtime));
         Ok(store)
     }
@@ -439,7 +479,7 @@ impl ObjectStore {
     fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
         match self.driver.as_ref() {
             Driver::CallerThread => futures::executor::block_on(f),
-            #[cfg(feature = "s3")]
+            #[cfg(feature = "cloud")]
             Driver::Tokio(rt) => rt.block_on(f),
         }
     }
@@ -531,17 +571,14 @@ impl Store for ObjectStore {
     }
 }
 
-/// The URL schemes [`from_url`] supports in this build.
-#[cfg(feature = "s3")]
-const SCHEMES: &str = "memory://, file://, a plain path, objmem://, objfile://, s3://";
-#[cfg(not(feature = "s3"))]
-const SCHEMES: &str =
-    "memory://, file://, a plain path, objmem://, objfile:// (s3:// needs the `s3` feature)";
+/// The URL schemes [`from_url`] supports (cloud schemes need their cargo features).
+const SCHEMES: &str = "memory://, file://, a plain path, objmem://, objfile://, and with their \
+                       features s3:// (`s3`), az:// (`azure`), gs:// (`gcs`)";
 
 /// A store from a URL, as dask-checkpoint's `Storage.from_fsspec` takes a string:
 /// `memory://`, a plain path or `file:///path` (a [`DirStore`]), `objmem://` and
-/// `objfile:///path` (`object_store` backends), and `s3://bucket/prefix` with the `s3`
-/// feature.
+/// `objfile:///path` (`object_store` backends), and with their features `s3://bucket/prefix`,
+/// `az://container/prefix` and `gs://bucket/prefix` (see [`ObjectStore::cloud`]).
 ///
 /// # Errors
 /// [`CheckpointError::UnsupportedUrl`] naming the scheme; creation errors of the store.
@@ -552,8 +589,10 @@ pub fn from_url(url: &str) -> Result<Arc<dyn Store>> {
         Some(("file", path)) => Ok(Arc::new(DirStore::new(path)?)),
         Some(("objmem", "")) => Ok(Arc::new(ObjectStore::memory())),
         Some(("objfile", path)) => Ok(Arc::new(ObjectStore::local(path)?)),
-        #[cfg(feature = "s3")]
-        Some(("s3", _)) => Ok(Arc::new(ObjectStore::s3(url)?)),
+        #[cfg(feature = "cloud")]
+        Some(("s3" | "az" | "azure" | "abfs" | "abfss" | "gs", _)) => {
+            Ok(Arc::new(ObjectStore::cloud(url)?))
+        }
         Some((scheme, _)) => Err(CheckpointError::UnsupportedUrl {
             url: url.to_owned(),
             scheme: scheme.to_owned(),

@@ -105,8 +105,8 @@ impl Store {
             Some(("objmem", "")) => Ok(Self::object_memory()),
             Some(("objfile", path)) => Self::object_local(path),
             Some(("file", path)) => Self::directory(path),
-            #[cfg(feature = "s3")]
-            Some(("s3", _)) => Self::s3(url),
+            #[cfg(feature = "cloud")]
+            Some(("s3" | "az" | "azure" | "abfs" | "abfss" | "gs", _)) => Self::cloud(url),
             Some((scheme, _)) => Err(ZarrError::UnsupportedUrl {
                 url: url.to_owned(),
                 scheme: scheme.to_owned(),
@@ -145,23 +145,63 @@ impl Store {
     /// [`ZarrError::Store`] when the URL or the configuration is invalid.
     #[cfg(feature = "s3")]
     pub fn s3(url: &str) -> Result<Self, ZarrError> {
+        Self::cloud(url)
+    }
+
+    /// A cloud object store from a URL, configured from the provider's standard environment
+    /// variables: `s3://bucket/prefix` (feature `s3`, `AWS_*`), `az://container/prefix`
+    /// (feature `azure`, `AZURE_STORAGE_*`; `AZURE_STORAGE_USE_EMULATOR=true` for Azurite),
+    /// `gs://bucket/prefix` (feature `gcs`, `GOOGLE_*`). Requests run on a current-thread
+    /// Tokio runtime that each calling thread enters in turn (no thread is spawned).
+    ///
+    /// # Errors
+    /// [`ZarrError::UnsupportedUrl`] for a scheme whose feature is off; [`ZarrError::Store`]
+    /// when the URL or the configuration is invalid.
+    #[cfg(feature = "cloud")]
+    pub fn cloud(url: &str) -> Result<Self, ZarrError> {
         let err = |e: &dyn std::fmt::Display| ZarrError::Store {
             location: url.to_owned(),
             message: e.to_string(),
         };
-        let s3 = object_store::aws::AmazonS3Builder::from_env()
-            .with_url(url)
-            .build()
-            .map_err(|e| err(&e))?;
-        let prefix = url
-            .strip_prefix("s3://")
-            .and_then(|rest| rest.split_once('/'))
+        let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
+        let backend: Arc<dyn object_store::ObjectStore> = match scheme {
+            #[cfg(feature = "s3")]
+            "s3" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| err(&e))?,
+            ),
+            #[cfg(feature = "azure")]
+            "az" | "azure" | "abfs" | "abfss" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| err(&e))?,
+            ),
+            #[cfg(feature = "gcs")]
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(url)
+                    .build()
+                    .map_err(|e| err(&e))?,
+            ),
+            other => {
+                return Err(ZarrError::UnsupportedUrl {
+                    url: url.to_owned(),
+                    scheme: other.to_owned(),
+                });
+            }
+        };
+        // `scheme://bucket/prefix`: keys live under the prefix.
+        let prefix = rest
+            .split_once('/')
             .map(|(_, p)| p.trim_matches('/').to_owned())
             .unwrap_or_default();
         let store: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
-            Arc::new(s3)
+            backend
         } else {
-            Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            Arc::new(object_store::prefix::PrefixStore::new(backend, prefix))
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -280,10 +320,10 @@ impl AsyncToSyncBlockOn for CallerThread {
 
 /// Drives object-store futures on a current-thread Tokio runtime, entered by each calling
 /// thread in turn (the HTTP backends need Tokio's reactor).
-#[cfg(feature = "s3")]
+#[cfg(feature = "cloud")]
 struct TokioThread(Arc<tokio::runtime::Runtime>);
 
-#[cfg(feature = "s3")]
+#[cfg(feature = "cloud")]
 impl AsyncToSyncBlockOn for TokioThread {
     fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
         self.0.block_on(future)

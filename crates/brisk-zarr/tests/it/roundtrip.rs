@@ -427,3 +427,21 @@ fn s3_round_trips() {
             > 0
     );
 }
+
+/// Round trips through Azurite (the Azure Storage emulator, started on 127.0.0.1 by `cargo
+/// xtask s3`), when `BRISK_TEST_AZURE_URL` names a container there.
+#[cfg(feature = "azure")]
+#[test]
+fn azure_round_trips() {
+    let Ok(url) = std::env::var("BRISK_TEST_AZURE_URL") else {
+        eprintln!("BRISK_TEST_AZURE_URL is not set: skipped (cargo xtask ci sets it)");
+        return;
+    };
+    let store = Store::from_url(&format!("{url}/zarr")).unwrap();
+    roundtrip::<f64>(&store, "a", &ArrayOptions::new().overwrite());
+    roundtrip::<i16>(
+        &store,
+        "v2",
+        &ArrayOptions::new().format(ZarrFormat::V2).overwrite(),
+    );
+}
