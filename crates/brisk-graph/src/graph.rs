@@ -129,6 +129,11 @@ impl<'g> NodeView<'g> {
     pub fn name(&self) -> &'g str {
         self.graph.nodes[self.id].name.as_str()
     }
+    /// The task's name as a cheaply cloned [`Name`](crate::Name) (for recording it per task).
+    #[must_use]
+    pub fn name_ref(&self) -> &'g crate::Name {
+        &self.graph.nodes[self.id].name
+    }
     /// The Rust type of the node's result.
     #[must_use]
     pub fn output_type(&self) -> &'static str {

@@ -36,6 +36,7 @@
 //! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory, object stores) |
 //! | `checkpoint` (default) | [`checkpoint`]: save and load task results through an encoder chain |
 //! | `guard` (default) | [`guard`]: files opened once per compute and left as found; a bounded handle pool |
+//! | `profile` (default) | [`profile`]: a task-timeline profiler, per-task summary, Chrome trace export |
 //! | `s3`, `azure`, `gcs` | cloud object storage for checkpoints and Zarr (`s3://`, `az://`, `gs://`) |
 #![forbid(unsafe_code)]
 
@@ -55,6 +56,9 @@ pub use brisk_checkpoint as checkpoint;
 
 #[cfg(feature = "guard")]
 pub use brisk_guard as guard;
+
+#[cfg(feature = "profile")]
+pub use brisk_profile as profile;
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;
