@@ -126,7 +126,7 @@ where
                     return Ok(PoolGuard {
                         pool: self,
                         key: key.clone(),
-                        handle,
+                        handle: Some(handle),
                     });
                 }
             } else if st.entries.len() + st.opening < self.max_open {
@@ -197,18 +197,23 @@ where
 pub struct PoolGuard<'p, K: Eq + Hash + Clone, H, E> {
     pool: &'p HandlePool<K, H, E>,
     key: K,
-    handle: Arc<H>,
+    /// `None` only inside `drop`, which lets go of the handle *before* telling the pool: the
+    /// pool may close an idle handle at once, so none may outlive its user count.
+    handle: Option<Arc<H>>,
 }
 
 impl<K: Eq + Hash + Clone, H, E> Deref for PoolGuard<'_, K, H, E> {
     type Target = H;
     fn deref(&self) -> &H {
-        &self.handle
+        self.handle
+            .as_deref()
+            .expect("the handle is present until the guard drops")
     }
 }
 
 impl<K: Eq + Hash + Clone, H, E> Drop for PoolGuard<'_, K, H, E> {
     fn drop(&mut self) {
+        drop(self.handle.take());
         let mut st = self.pool.lock();
         st.tick += 1;
         let tick = st.tick;
