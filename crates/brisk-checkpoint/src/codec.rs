@@ -432,12 +432,8 @@ impl Encoder {
                     spec.type_name()
                 )
             }),
-            Some(Serializer::Json) => serde_json::to_vec(typed()?).map_err(|e| e.to_string()),
-            Some(Serializer::Yaml) => yaml_serde::to_string(typed()?)
-                .map(String::into_bytes)
-                .map_err(|e| e.to_string()),
-            Some(Serializer::MessagePack) => {
-                rmp_serde::to_vec_named(typed()?).map_err(|e| e.to_string())
+            Some(s @ (Serializer::Json | Serializer::Yaml | Serializer::MessagePack)) => {
+                write_serde(s, typed()?)
             }
             Some(Serializer::Npy) => npy::encode(value).ok_or_else(|| {
                 format!(
@@ -450,11 +446,9 @@ impl Encoder {
 
     fn serialize_json_value(&self, v: &serde_json::Value) -> Result<Vec<u8>, String> {
         match self.serializer {
-            Some(Serializer::Json) => serde_json::to_vec(v).map_err(|e| e.to_string()),
-            Some(Serializer::Yaml) => yaml_serde::to_string(v)
-                .map(String::into_bytes)
-                .map_err(|e| e.to_string()),
-            Some(Serializer::MessagePack) => rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
+            Some(s @ (Serializer::Json | Serializer::Yaml | Serializer::MessagePack)) => {
+                write_serde(s, v)
+            }
             Some(Serializer::Npy) | None => {
                 Err("pre-encoders need a serde serializer (JSON, YAML or MessagePack)".into())
             }
@@ -518,6 +512,18 @@ impl Encoder {
             }
             Some(Serializer::Npy) => npy::decode(spec, data).map_err(|m| fail(stage.clone(), m)),
         }
+    }
+}
+
+/// A value in one of the serde formats.
+fn write_serde<T: serde::Serialize + ?Sized>(s: Serializer, v: &T) -> Result<Vec<u8>, String> {
+    match s {
+        Serializer::Json => serde_json::to_vec(v).map_err(|e| e.to_string()),
+        Serializer::Yaml => yaml_serde::to_string(v)
+            .map(String::into_bytes)
+            .map_err(|e| e.to_string()),
+        Serializer::MessagePack => rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
+        Serializer::Npy => Err("npy is not a serde format".into()),
     }
 }
 
