@@ -11,7 +11,7 @@ use brisk_checkpoint::{
 use brisk_exec::{SyncExecutor, ThreadedExecutor};
 use brisk_graph::{Delayed, TaskSpec};
 
-use crate::chain;
+use brisk_graph::chain;
 
 /// A pipeline `b = expensive(a)`, `c = b + 1` where `expensive` counts its runs and is
 /// checkpointed, and its input `a` counts too.

@@ -365,7 +365,7 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
                 .unwrap()
                 .compute_with(&e)
                 .expect_err("a damaged chunk must not read");
-            let msg = chain(&err);
+            let msg = brisk_graph::chain(&err);
             assert!(
                 msg.contains("[1, 0]") && msg.contains("/a"),
                 "{format:?} {compressor:?}: {msg}"
@@ -383,18 +383,6 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
             x.slice(ndarray::s![..10, ..])
         );
     }
-}
-
-/// An error and its sources, as `anyhow`'s `{:#}` prints them.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 /// Round trips through a real S3 API (moto_server started on 127.0.0.1 by `cargo xtask ci`),
