@@ -1,10 +1,20 @@
 //! Profiling for Brisk computes, through the executor hooks of `brisk-graph`: it works the
 //! same on every executor and costs nothing when no profiler is attached.
 //!
-//! [`Profiler`] records every task attempt — key, task name, worker, start, end, how it
-//! ended — and turns the records into a per-task-name summary with the parallel efficiency
-//! ([`Profiler::summary`], printable to a terminal) and into Chrome trace-event JSON
-//! ([`Profiler::chrome_trace`], opens in Perfetto or `chrome://tracing`).
+//! - [`Profiler`] records every task attempt — key, task name, worker, start, end, how it
+//!   ended — and turns the records into a per-task-name summary with the parallel
+//!   efficiency ([`Profiler::summary`], printable to a terminal) and into Chrome trace-event
+//!   JSON ([`Profiler::chrome_trace`], opens in Perfetto or `chrome://tracing`).
+//! - [`ResourceProfiler`] samples the process's CPU and resident memory on a background
+//!   thread while a compute runs.
+//! - [`CacheProfiler`] follows the bytes of results the executor holds ([`SizeOf`]), and
+//!   when each result was created and freed.
+//! - [`ProgressBar`] shows tasks done / known, rate and ETA on stderr.
+//! - [`Report`] puts all of it in one self-contained HTML file (Gantt per worker, CPU,
+//!   memory, cache, summary table); [`duration_fill`] and [`svg`] draw the task graph
+//!   coloured by measured time.
+//!
+//! All profilers share one process-wide time axis, so they line up in a report.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -27,10 +37,23 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
+mod clock;
+mod dot;
+mod progress;
+mod report;
+mod resource;
+
+pub use cache::{CachePoint, CacheProfiler, Lifetime, SizeOf};
+pub use dot::{GraphvizError, duration_fill, svg, svg_with};
+pub use progress::ProgressBar;
+pub use report::Report;
+pub use resource::{ResourceProfiler, ResourceSample};
+
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use brisk_graph::{Error, Graph, Hooks, Key, Name, TaskEnd, TaskStatus};
 
@@ -56,9 +79,10 @@ pub struct TaskRecord {
     pub name: Name,
     /// The worker that ran it.
     pub worker: usize,
-    /// When it started, from the profiler's creation.
+    /// When it started, on the profilers' common time axis (from the first profiler made
+    /// in this process).
     pub start: Duration,
-    /// When it ended, from the profiler's creation.
+    /// When it ended, on the same axis.
     pub end: Duration,
     /// Which attempt (1 = first).
     pub attempt: u32,
@@ -82,10 +106,9 @@ const SHARDS: usize = 64;
 /// Attach one profiler to one compute at a time for a meaningful summary; records of several
 /// computes are kept one after the other on the same time axis.
 pub struct Profiler {
-    t0: Instant,
     shards: Box<[Mutex<Vec<TaskRecord>>]>,
     computes: Mutex<Vec<ComputeSpan>>,
-    /// Start of the running compute (ns from `t0`) and the workers it has used: read per
+    /// Start of the running compute (ns on the common time axis) and the workers it has used: read per
     /// task without a lock.
     current_start: AtomicU64,
     current_workers: AtomicUsize,
@@ -109,8 +132,8 @@ impl Profiler {
     /// An empty profiler; times count from now.
     #[must_use]
     pub fn new() -> Self {
+        clock::epoch();
         Self {
-            t0: Instant::now(),
             shards: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
             computes: Mutex::new(Vec::new()),
             current_start: AtomicU64::new(0),
@@ -138,6 +161,14 @@ impl Profiler {
         all
     }
 
+    /// Start of the first and end of the last compute seen (the end is now while one runs).
+    pub(crate) fn span(&self) -> Option<(Duration, Duration)> {
+        let computes = self.computes();
+        let first = computes.first()?;
+        let last = computes.last()?;
+        Some((first.start, last.end.unwrap_or_else(clock::now)))
+    }
+
     /// Forgets everything recorded.
     pub fn clear(&self) {
         for s in &*self.shards {
@@ -157,11 +188,7 @@ impl Profiler {
         }
         let wall: Duration = computes
             .iter()
-            .map(|c| {
-                c.end
-                    .unwrap_or_else(|| self.t0.elapsed())
-                    .saturating_sub(c.start)
-            })
+            .map(|c| c.end.unwrap_or_else(clock::now).saturating_sub(c.start))
             .sum();
         let workers = computes.iter().map(|c| c.workers).max().unwrap_or(1).max(1);
         let mut by_name: Vec<NameSummary> = Vec::new();
@@ -254,7 +281,7 @@ fn ratio(part: Duration, whole: Duration) -> f64 {
 impl Hooks for Profiler {
     fn on_start(&self, graph: &Graph) {
         let _ = graph;
-        let start = self.t0.elapsed();
+        let start = clock::now();
         self.current_start.store(
             u64::try_from(start.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Release,
@@ -294,7 +321,7 @@ impl Hooks for Profiler {
 
     fn on_finish(&self, graph: &Graph, error: Option<&Error>) {
         let _ = (graph, error);
-        let end = self.t0.elapsed();
+        let end = clock::now();
         let workers = self.current_workers.load(Ordering::Acquire);
         if let Some(c) = self.computes().last_mut() {
             c.end = Some(end);

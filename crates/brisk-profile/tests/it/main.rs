@@ -117,3 +117,8 @@ fn failures_and_retries_are_recorded() {
     assert_eq!((r[0].attempt, r[0].outcome), (1, Outcome::Failed));
     assert_eq!((r[1].attempt, r[1].outcome), (2, Outcome::Computed));
 }
+
+mod cache;
+mod progress;
+mod report;
+mod resource;
