@@ -8,6 +8,9 @@
 //!                                entries decoded by Python (own virtualenvs)
 //! cargo xtask cloud              the S3 and Azure tests against moto_server and Azurite on
 //!                                127.0.0.1 (own virtualenv; Azurite from npm)
+//! cargo xtask report-check      renders a profile report from a real compute, opens it in
+//!                                headless Chromium (no console errors, hover works) and saves
+//!                                a screenshot: target/report-check/report.png
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -77,6 +80,7 @@ fn run() -> Result<()> {
         Some("bench") => run_ok(&mut cargo(&["bench", "--workspace"])),
         Some("interop") => interop(),
         Some("cloud") => cloud(),
+        Some("report-check") => report_check(),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -85,7 +89,7 @@ fn run() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | cloud | report-check | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
 
 fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -180,6 +184,10 @@ fn ci(fail_fast: bool) -> Result<()> {
     steps.push(Step::Fn(
         "cloud stores (moto_server, Azurite)".into(),
         cloud,
+    ));
+    steps.push(Step::Fn(
+        "profile report in headless Chromium".into(),
+        report_check,
     ));
     steps.push(Step::Cmd(
         "benches compile".into(),
@@ -683,6 +691,57 @@ fn free_port() -> Result<u16> {
 /// Azurite's well-known development account.
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// `cargo xtask report-check`: runs `examples/profile_report` (profiling a real Zarr
+/// compute), opens its `profile.html` in Debian's headless Chromium through playwright-core
+/// (pinned by `xtask/report-check/package.json`, installed once under `target/`), fails on any
+/// console error, page error or network request, checks the charts and the hover details, and
+/// saves a full-page screenshot to `target/report-check/report.png`.
+fn report_check() -> Result<()> {
+    let out = PathBuf::from("target/report-check");
+    std::fs::create_dir_all(&out)?;
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    if !Path::new(&chromium).exists() {
+        bail!(
+            "Chromium not found at {chromium} (Debian: `apt-get install chromium`; or set CHROMIUM)"
+        );
+    }
+    run_ok(
+        cargo(&[
+            "run",
+            "--release",
+            "--package",
+            "examples",
+            "--example",
+            "profile_report",
+            "--",
+            "--out",
+        ])
+        .arg(&out),
+    )?;
+    let node_dir = out.join("node");
+    let wanted = std::fs::read_to_string("xtask/report-check/package.json")?;
+    let stamp = node_dir.join("package.json");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
+        println!("==> installing playwright-core into {}", node_dir.display());
+        std::fs::create_dir_all(&node_dir)?;
+        std::fs::write(&stamp, &wanted)?;
+        run_ok(
+            Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                .arg(&node_dir),
+        )?;
+    }
+    // The script resolves playwright-core from next to itself: copy it into the install.
+    std::fs::copy("xtask/report-check/check.mjs", node_dir.join("check.mjs"))?;
+    run_ok(
+        Command::new("node")
+            .arg(node_dir.join("check.mjs"))
+            .arg(out.join("profile.html"))
+            .arg(out.join("report.png"))
+            .env("CHROMIUM", &chromium),
+    )
+}
 
 /// `cargo xtask cloud`: starts moto_server (S3) and Azurite (Azure Blob Storage) on free ports
 /// of 127.0.0.1, creates a bucket and a container, runs the tests whose name contains `s3` or

@@ -465,11 +465,11 @@ fn line_chart(out: &mut String, series: &Series<'_>, axis: &Axis) {
     } = *series;
     let _ = write!(
         out,
-        "<h2>{}</h2><p class=\"hint\">{}</p><svg width=\"{:.0}\" height=\"{:.0}\" class=\"chart\">",
+        "<h2>{}</h2><p class=\"hint\">{}</p><svg width=\"{:.0}\" height=\"{:.0}\" class=\"chart\"><g transform=\"translate(0,8)\">",
         esc(title),
         esc(hint),
         LEFT + WIDTH + RIGHT,
-        CHART + 30.0
+        CHART + 38.0
     );
     axis.ticks(out, 0.0, CHART);
     let max = if max > 0.0 { max } else { 1.0 };
@@ -525,7 +525,7 @@ fn line_chart(out: &mut String, series: &Series<'_>, axis: &Axis) {
             );
         }
     }
-    out.push_str("</svg>");
+    out.push_str("</g></svg>");
 }
 
 fn resource_charts(
@@ -548,7 +548,7 @@ fn resource_charts(
         &Series {
             title: "CPU",
             hint: &format!(
-                "Process CPU use in % of one core (100 % per busy core; {cores} cores here), sampled every {}.",
+                "Process CPU use in % of one core (100 % per busy core; {cores} cores here), sampled every {}. The kernel counts CPU time in 10 ms ticks, so short intervals read noisy.",
                 fmt_duration(profiler.interval())
             ),
             points: &cpu,

@@ -36,7 +36,7 @@
 //! | `zarr` (default) | [`zarr`]: Zarr v2/v3 I/O of arrays (local directories, memory, object stores) |
 //! | `checkpoint` (default) | [`checkpoint`]: save and load task results through an encoder chain |
 //! | `guard` (default) | [`guard`]: files opened once per compute and left as found; a bounded handle pool |
-//! | `profile` (default) | [`profile`]: a task-timeline profiler, per-task summary, Chrome trace export |
+//! | `profile` (default) | [`profile`]: task timelines, CPU/memory sampling, results held, progress bar, HTML report, Chrome traces, graph pictures |
 //! | `s3`, `azure`, `gcs` | cloud object storage for checkpoints and Zarr (`s3://`, `az://`, `gs://`) |
 #![forbid(unsafe_code)]
 
