@@ -28,6 +28,7 @@ mod futures;
 mod guard;
 mod handler;
 mod pool;
+pub mod source;
 mod sync;
 mod task;
 mod threaded;

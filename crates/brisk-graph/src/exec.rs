@@ -205,6 +205,12 @@ pub trait Hooks: Send + Sync {
     fn on_finish(&self, graph: &Graph, error: Option<&Error>) {
         let _ = (graph, error);
     }
+    /// A run over a dynamic source started (`open = true`: more inputs, and so more graphs,
+    /// may still arrive) or its source was sealed (`open = false`: every input is known).
+    /// Each partition is then an ordinary compute with its own `on_start`/`on_finish`.
+    fn on_inputs_open(&self, open: bool) {
+        let _ = open;
+    }
 }
 
 /// How a task ended, as reported to [`Hooks::on_task_end`].

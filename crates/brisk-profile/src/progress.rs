@@ -17,8 +17,8 @@ const STYLE_OPEN: &str =
 /// Attach it with `ComputeOptions::hook`. It counts a task when it produced or loaded its
 /// value (failed attempts that are retried are not counted twice). The total is the number
 /// of tasks of the graphs started so far; when more work can still arrive (a dynamic source
-/// that is not sealed, see [`ProgressBar::set_open`]) it shows "done/known (open)" and no
-/// percentage or ETA.
+/// that is not sealed: the executor's `on_inputs_open` hook, or [`ProgressBar::set_open`]) it
+/// shows "done/known (open)" and no percentage or ETA, and a normal percentage once sealed.
 ///
 /// [`ProgressBar::new`] draws on stderr only when stderr is a terminal (and `TERM` is not
 /// `dumb`), so logs and CI output stay clean; [`ProgressBar::forced`] always draws.
@@ -133,9 +133,7 @@ impl ProgressBar {
 
 impl Hooks for ProgressBar {
     fn on_start(&self, graph: &Graph) {
-        if self.running.fetch_add(1, Ordering::AcqRel) == 0 && self.bar.is_finished() {
-            self.bar.reset();
-        }
+        self.running.fetch_add(1, Ordering::AcqRel);
         self.bar.inc_length(graph.len() as u64);
     }
 
@@ -151,12 +149,19 @@ impl Hooks for ProgressBar {
 
     fn on_finish(&self, graph: &Graph, error: Option<&Error>) {
         let _ = graph;
-        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 && !self.is_open() {
             if error.is_some() {
                 self.bar.abandon();
             } else {
                 self.bar.finish();
             }
+        }
+    }
+
+    fn on_inputs_open(&self, open: bool) {
+        self.set_open(open);
+        if !open && self.running.load(Ordering::Acquire) == 0 {
+            self.bar.finish();
         }
     }
 }

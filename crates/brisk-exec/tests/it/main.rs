@@ -4,5 +4,6 @@
 
 mod handler;
 mod resources;
+mod source;
 mod sync;
 mod threaded;
