@@ -746,7 +746,8 @@ fn report_check() -> Result<()> {
 /// `cargo xtask cloud`: starts moto_server (S3) and Azurite (Azure Blob Storage) on free ports
 /// of 127.0.0.1, creates a bucket and a container, runs the tests whose name contains `s3` or
 /// `azure` with those features on and `BRISK_TEST_S3_URL` / `BRISK_TEST_AZURE_URL` set, and
-/// checks that the tests really wrote to both servers.
+/// checks that the tests really wrote to both servers; then runs `examples/dynamic_source`
+/// with its poller watching an S3 prefix of moto_server.
 fn cloud() -> Result<()> {
     let python = venv("cloud", "benches/cloud/requirements.txt")?;
     let bin = python
@@ -841,9 +842,40 @@ fn cloud() -> Result<()> {
             format!("http://127.0.0.1:{az_port}"),
         );
     run_ok(&mut tests)?;
+    // The dynamic-source example with its poller watching an S3 prefix.
+    let mut example = cargo(&[
+        "run",
+        "--release",
+        "--package",
+        "examples",
+        "--features",
+        "s3",
+        "--example",
+        "dynamic_source",
+        "--",
+        "--quick",
+        "--store",
+        "s3://brisk-test/dynamic",
+        "--checkpoints",
+        "target/cloud/dynamic-checkpoints",
+    ]);
+    if Path::new("target/cloud/dynamic-checkpoints").exists() {
+        std::fs::remove_dir_all("target/cloud/dynamic-checkpoints")?;
+    }
+    example
+        .env("AWS_ENDPOINT_URL", &s3_endpoint)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing");
+    run_ok(&mut example)?;
     // The tests skip themselves without the variables; make sure they really wrote.
     let log = std::fs::read_to_string("target/cloud/moto.log")?;
-    for who in ["/brisk-test/conformance/", "/brisk-test/zarr/"] {
+    for who in [
+        "/brisk-test/conformance/",
+        "/brisk-test/zarr/",
+        "/brisk-test/dynamic/",
+    ] {
         if !log.contains(who) {
             bail!("no request under {who} reached moto_server: the S3 tests did not run");
         }

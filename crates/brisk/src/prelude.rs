@@ -6,7 +6,10 @@ pub use brisk_graph::{
 };
 
 #[cfg(feature = "exec")]
-pub use brisk_exec::{Compute, SyncExecutor, compute_all};
+pub use brisk_exec::{
+    Compute, SyncExecutor, compute_all,
+    source::{Source, SourceOptions},
+};
 
 #[cfg(feature = "macros")]
 pub use brisk_macros::task;

@@ -1,0 +1,105 @@
+//! Dynamic sources with the rest of the stack: checkpoints make a rerun process only new or
+//! previously failed inputs; the progress bar shows open totals until the source is sealed.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use brisk::checkpoint::{MemoryStore, Storage};
+use brisk::exec::ThreadedExecutor;
+use brisk::exec::source::{Source, SourceOptions, Status};
+use brisk::profile::ProgressBar;
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct File(String);
+
+fn run(
+    storage: &Storage,
+    files: &[&str],
+    broken: &Arc<AtomicBool>,
+    runs: &Arc<AtomicUsize>,
+) -> brisk::exec::source::SourceOutput<File, u64> {
+    let (source, feed) = Source::<File>::new("files", 16);
+    for f in files {
+        feed.push(File((*f).to_owned())).unwrap();
+    }
+    feed.seal().unwrap();
+    let (broken, runs) = (Arc::clone(broken), Arc::clone(runs));
+    source
+        .try_map("read", move |f: File| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            if f.0 == "c" && broken.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("c is not readable yet"));
+            }
+            Ok(f.0.len() as u64 * 10)
+        })
+        .then(|v| v.checkpointed())
+        .run(
+            &ThreadedExecutor::new(2).unwrap(),
+            &SourceOptions::new().tolerate().compute(storage.options()),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_rerun_processes_only_new_and_previously_failed_inputs() {
+    let storage = Storage::new(MemoryStore::new());
+    let broken = Arc::new(AtomicBool::new(true));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let first = run(&storage, &["a", "b", "c", "d"], &broken, &runs);
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    assert_eq!(first.report.succeeded(), 3);
+    assert_eq!(first.report.failed(), 1);
+
+    broken.store(false, Ordering::SeqCst);
+    runs.store(0, Ordering::SeqCst);
+    let second = run(&storage, &["d", "c", "e", "b", "a", "f"], &broken, &runs);
+    // c failed before, e and f are new: only those three run.
+    assert_eq!(runs.load(Ordering::SeqCst), 3);
+    assert_eq!(second.report.loaded(), 3);
+    assert_eq!(second.report.succeeded(), 6);
+    let computed: Vec<&str> = second
+        .report
+        .partitions
+        .iter()
+        .filter(|p| p.status == Status::Computed)
+        .map(|p| p.descriptor.as_ref().unwrap().0.as_str())
+        .collect();
+    let mut computed = computed;
+    computed.sort_unstable();
+    assert_eq!(computed, ["c", "e", "f"]);
+    assert_eq!(second.results.iter().map(|(_, v)| v).sum::<u64>(), 60);
+}
+
+#[test]
+fn the_progress_bar_is_open_until_the_source_is_sealed() {
+    let bar = Arc::new(ProgressBar::hidden());
+    let (source, feed) = Source::<u32>::new("numbers", 4);
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel();
+    let b = Arc::clone(&bar);
+    let producer = std::thread::spawn(move || {
+        feed.push(1).unwrap();
+        feed.push(2).unwrap();
+        // Wait until both partitions are counted, then look at the bar before sealing.
+        while b.done() < 2 * 2 {
+            std::thread::yield_now();
+        }
+        seen_tx.send((b.is_open(), b.message())).unwrap();
+        feed.push(3).unwrap();
+        feed.seal().unwrap();
+    });
+    let opts = SourceOptions::new().compute(brisk::graph::ComputeOptions::new().hook(bar.clone()));
+    let (sum, _) = source
+        .map("double", |x: u32| x * 2)
+        .fold(&ThreadedExecutor::new(2).unwrap(), &opts, 0, |a, x| a + x)
+        .unwrap();
+    producer.join().unwrap();
+    assert_eq!(sum, 12);
+    let (open, message) = seen_rx.recv().unwrap();
+    assert!(open);
+    assert_eq!(message, "4/4 tasks (open)");
+    assert!(!bar.is_open());
+    assert_eq!((bar.done(), bar.known()), (6, 6));
+    assert_eq!(bar.message(), "6/6 tasks");
+}

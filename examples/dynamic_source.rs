@@ -1,0 +1,432 @@
+//! A dynamic source (seed 004, the ServiceX story): a transform service writes event files one
+//! by one, in no particular order, some of them corrupt and one that the service itself fails;
+//! the number of files is known up front, their names are not. A poller thread watches the
+//! store and feeds each file to the compute the moment it appears; each file is read, jet
+//! momenta above a threshold are selected and histogrammed, and the histograms are summed in
+//! partition-id order (so the result is the same bits whatever order the files came in).
+//!
+//! The example runs the story twice against the same checkpoint store: the first run sees the
+//! first two thirds of the files, the second all of them; the second run loads what the first
+//! finished and reads only the new files (and the corrupt ones again).
+//!
+//! ```text
+//! cargo run --release -p examples --example dynamic_source -- [--files 36] [--corrupt 3]
+//!     [--store DIR | --store s3://bucket/prefix] [--checkpoints DIR] [--quick]
+//! ```
+//! (`s3://` needs `--features s3` and the usual `AWS_*` variables; `cargo xtask cloud` runs it
+//! against moto_server on 127.0.0.1.)
+
+#![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use brisk::checkpoint::{DirStore, Storage, Store, from_url};
+use brisk::exec::ThreadedExecutor;
+use brisk::exec::source::{Feed, Source, SourceOptions, SourceReport, Status};
+use ndarray::Array1;
+use ndarray_npy::{ReadNpyExt, WriteNpyExt};
+use serde::{Deserialize, Serialize};
+
+/// What enters the graph: the file's key in the store. Its token is the partition id.
+#[derive(Debug, Clone, Serialize)]
+struct EventFile {
+    key: String,
+}
+
+/// Jet transverse momenta in GeV: 20 bins of 10 GeV from the threshold, plus overflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Histogram {
+    lo: f64,
+    width: f64,
+    counts: Vec<u64>,
+    overflow: u64,
+    events: u64,
+}
+
+impl Histogram {
+    fn new(lo: f64) -> Self {
+        Self {
+            lo,
+            width: 10.0,
+            counts: vec![0; 20],
+            overflow: 0,
+            events: 0,
+        }
+    }
+
+    fn fill(mut self, values: &[f64]) -> Self {
+        for &v in values {
+            let bin = ((v - self.lo) / self.width).floor();
+            if bin >= 0.0 && (bin as usize) < self.counts.len() {
+                self.counts[bin as usize] += 1;
+            } else if bin >= 0.0 {
+                self.overflow += 1;
+            }
+        }
+        self
+    }
+
+    fn add(mut self, other: &Self) -> Self {
+        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
+            *a += b;
+        }
+        self.overflow += other.overflow;
+        self.events += other.events;
+        self
+    }
+}
+
+struct Args {
+    files: usize,
+    corrupt: usize,
+    store: String,
+    checkpoints: std::path::PathBuf,
+    threshold: f64,
+    /// The default scratch directory, removed at the end (the user's paths are kept).
+    scratch: Option<std::path::PathBuf>,
+}
+
+fn parse() -> anyhow::Result<Args> {
+    let tmp = std::env::temp_dir().join(format!("brisk-dynamic-source-{}", std::process::id()));
+    let mut a = Args {
+        files: 36,
+        corrupt: 3,
+        store: tmp.join("service").display().to_string(),
+        checkpoints: tmp.join("checkpoints"),
+        threshold: 25.0,
+        scratch: Some(tmp.clone()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(x) = it.next() {
+        match x.as_str() {
+            "--files" => a.files = it.next().context("--files needs a number")?.parse()?,
+            "--corrupt" => a.corrupt = it.next().context("--corrupt needs a number")?.parse()?,
+            "--store" => {
+                a.store = it.next().context("--store needs a path or URL")?;
+                a.scratch = None;
+            }
+            "--checkpoints" => {
+                a.checkpoints = it.next().context("--checkpoints needs a path")?.into();
+                a.scratch = None;
+            }
+            "--threshold" => a.threshold = it.next().context("--threshold needs GeV")?.parse()?,
+            "--quick" => a.files = 12,
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    if a.corrupt + 1 >= a.files {
+        bail!("--corrupt must leave most of the --files intact");
+    }
+    Ok(a)
+}
+
+/// A small, seedable generator (SplitMix64) so the simulated service is reproducible.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The simulated transform service: writes files `indices` in a random order after random
+/// delays; `corrupt` of them are garbage, and one is failed by the service (a marker under
+/// `failed/`). Each write is a single atomic put, so a poller never sees half a file.
+fn service(
+    store: Arc<dyn Store>,
+    indices: Vec<usize>,
+    corrupt: &BTreeSet<usize>,
+    failed: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let mut rng = Rng(seed);
+    let mut order = indices;
+    for i in (1..order.len()).rev() {
+        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    for i in order {
+        std::thread::sleep(Duration::from_micros(rng.next() % 8_000));
+        let name = format!("events/jets-{i:04}.npy");
+        if i == failed {
+            store.put(
+                &format!("failed/jets-{i:04}.npy"),
+                b"transform failed: worker lost",
+            )?;
+            continue;
+        }
+        let bytes = if corrupt.contains(&i) {
+            b"this is not an npy file".to_vec()
+        } else {
+            // Jet pT ~ 20 GeV + exponential tail.
+            let n = 2_000 + (rng.next() % 6_000) as usize;
+            let pt: Array1<f64> = (0..n)
+                .map(|_| 20.0 - 30.0 * (1.0 - rng.unit()).ln())
+                .collect();
+            let mut buf = Vec::new();
+            pt.write_npy(&mut buf)?;
+            buf
+        };
+        store.put(&name, &bytes)?;
+    }
+    Ok(())
+}
+
+/// Watches the store and feeds every new file (and every failure marker) to the source,
+/// until `expected` inputs were seen; then seals. Gives up (abort) after `patience` without
+/// anything new.
+fn poll(store: Arc<dyn Store>, feed: Feed<EventFile>, expected: usize, patience: Duration) {
+    let mut seen = BTreeSet::new();
+    let mut last_new = Instant::now();
+    while seen.len() < expected {
+        let listed = store.list("events/").and_then(|mut e| {
+            e.extend(store.list("failed/")?);
+            Ok(e)
+        });
+        let keys = match listed {
+            Ok(k) => k,
+            Err(e) => {
+                feed.abort(format!("listing the store failed: {e}"));
+                return;
+            }
+        };
+        for key in keys {
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            last_new = Instant::now();
+            let sent = match key.strip_prefix("failed/") {
+                Some(name) => feed.fail_id(name, "the transform service failed this file"),
+                None => feed.push(EventFile { key }),
+            };
+            if sent.is_err() {
+                return; // the compute ended (fail-fast); nothing more to do
+            }
+        }
+        if last_new.elapsed() > patience {
+            feed.abort(format!(
+                "no new file for {patience:?} after {} of {expected}",
+                seen.len()
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let _ = feed.seal();
+}
+
+/// What both runs share.
+struct Story {
+    store: Arc<dyn Store>,
+    storage: Storage,
+    exec: ThreadedExecutor,
+    corrupt: BTreeSet<usize>,
+    failed: usize,
+    threshold: f64,
+}
+
+/// One run: the service writes `new` files, the poller expects `expected` in all.
+fn run(
+    story: &Story,
+    new: Vec<usize>,
+    expected: usize,
+) -> anyhow::Result<(Histogram, SourceReport<EventFile>)> {
+    let Story {
+        store,
+        storage,
+        exec,
+        corrupt,
+        failed,
+        threshold,
+    } = story;
+    let (failed, threshold) = (*failed, *threshold);
+    let (source, feed) = Source::<EventFile>::counted("jets", 8, expected);
+    let reader = Arc::clone(store);
+    // Per file: read → select above threshold → histogram (checkpointed). The store handle is
+    // captured, not hashed: the key of a partition is its file's key, on every run.
+    let pipeline = source
+        .try_map(
+            "read-jets",
+            move |f: EventFile| -> anyhow::Result<Vec<f64>> {
+                let bytes = reader
+                    .get(&f.key)?
+                    .with_context(|| format!("{} vanished", f.key))?;
+                let pt = Array1::<f64>::read_npy(bytes.as_slice())
+                    .with_context(|| format!("{} is not a float64 .npy array", f.key))?;
+                Ok(pt.to_vec())
+            },
+        )
+        .map("select", move |pt: Vec<f64>| {
+            let n = pt.len() as u64;
+            (
+                pt.into_iter()
+                    .filter(|&v| v > threshold)
+                    .collect::<Vec<f64>>(),
+                n,
+            )
+        })
+        .map("histogram", move |(sel, n): (Vec<f64>, u64)| {
+            let mut h = Histogram::new(threshold).fill(&sel);
+            h.events = n;
+            h
+        })
+        .then(|h| h.checkpointed());
+
+    let std::thread::Result::Ok(result) = std::thread::scope(|s| {
+        let svc_store = Arc::clone(store);
+        let service = s.spawn(move || service(svc_store, new, corrupt, failed, 7));
+        let poll_store = Arc::clone(store);
+        s.spawn(move || poll(poll_store, feed, expected, Duration::from_secs(60)));
+        let out = pipeline.fold(
+            exec,
+            &SourceOptions::new().tolerate().compute(storage.options()),
+            Histogram::new(threshold),
+            |acc, h| acc.add(&h),
+        );
+        let served = service.join();
+        std::thread::Result::Ok((out, served))
+    }) else {
+        bail!("a thread panicked");
+    };
+    let (out, served) = result;
+    served.map_err(|_| anyhow::anyhow!("the service thread panicked"))??;
+    Ok(out?)
+}
+
+fn print_run(title: &str, h: &Histogram, r: &SourceReport<EventFile>, took: Duration) {
+    println!("== {title} ({:.2} s)", took.as_secs_f64());
+    let count = |s: Status| r.partitions.iter().filter(|p| p.status == s).count();
+    println!(
+        "   {} of {} files: {} read, {} loaded from checkpoints, {} failed, {} missing",
+        r.received,
+        r.expected.unwrap_or(r.received),
+        count(Status::Computed),
+        count(Status::Loaded),
+        r.failed(),
+        r.missing()
+    );
+    for p in r.partitions.iter().filter(|p| p.error.is_some()) {
+        let what = p.descriptor.as_ref().map_or_else(
+            || p.failed_id.clone().unwrap_or_default(),
+            |d| d.key.clone(),
+        );
+        println!(
+            "   ! {what}: {}",
+            p.error
+                .as_deref()
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .unwrap_or_default()
+        );
+    }
+    let selected: u64 = h.counts.iter().sum::<u64>() + h.overflow;
+    println!("   {} jets read, {selected} above {} GeV", h.events, h.lo);
+    let max = h.counts.iter().copied().max().unwrap_or(1).max(1);
+    for (i, c) in h.counts.iter().enumerate() {
+        let lo = h.lo + h.width * i as f64;
+        println!(
+            "   {lo:>6.0}–{:<6.0} {c:>7} {}",
+            lo + h.width,
+            "#".repeat((c * 50 / max) as usize)
+        );
+    }
+    println!("   overflow      {:>7}", h.overflow);
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = parse()?;
+    let store = from_url(&a.store).with_context(|| format!("opening the store {}", a.store))?;
+    let storage = Storage::new(DirStore::new(&a.checkpoints)?);
+    let exec = ThreadedExecutor::new(brisk::exec::available_workers())?;
+    let mut rng = Rng(11);
+    let mut corrupt = BTreeSet::new();
+    while corrupt.len() < a.corrupt {
+        corrupt.insert((rng.next() % a.files as u64) as usize);
+    }
+    let failed = (0..a.files)
+        .rev()
+        .find(|i| !corrupt.contains(i))
+        .context("a file to fail")?;
+    println!(
+        "{} files from the service at {}; {} corrupt, 1 failed by the service; checkpoints in {}",
+        a.files,
+        a.store,
+        a.corrupt,
+        a.checkpoints.display()
+    );
+
+    let first_n = a.files * 2 / 3;
+    let t = Instant::now();
+    let story = Story {
+        store,
+        storage,
+        exec,
+        corrupt,
+        failed,
+        threshold: a.threshold,
+    };
+    let (h1, r1) = run(&story, (0..first_n).collect(), first_n)?;
+    print_run(
+        "run 1: the first two thirds of the files",
+        &h1,
+        &r1,
+        t.elapsed(),
+    );
+
+    let t = Instant::now();
+    let (h2, r2) = run(&story, (first_n..a.files).collect(), a.files)?;
+    let (corrupt, failed) = (&story.corrupt, story.failed);
+    print_run(
+        "run 2: all files (the new third arrives)",
+        &h2,
+        &r2,
+        t.elapsed(),
+    );
+
+    // The second run read exactly the new files and the ones that failed before.
+    let read_again = r2
+        .partitions
+        .iter()
+        .filter(|p| p.status == Status::Computed)
+        .count();
+    let corrupt_before = corrupt.iter().filter(|&&i| i < first_n).count();
+    let corrupt_new = corrupt.iter().filter(|&&i| i >= first_n).count();
+    let new_ok = a.files - first_n - corrupt_new - usize::from(failed >= first_n);
+    if r2.loaded() != r1.succeeded() || read_again != new_ok {
+        bail!(
+            "run 2 loaded {} (expected {}) and read {read_again} (expected {new_ok}) files",
+            r2.loaded(),
+            r1.succeeded()
+        );
+    }
+    let failed_again = r2
+        .partitions
+        .iter()
+        .filter(|p| p.status == Status::Failed)
+        .count();
+    if failed_again != corrupt_before + corrupt_new {
+        bail!(
+            "run 2 reported {failed_again} corrupt files, expected {}",
+            a.corrupt
+        );
+    }
+    println!(
+        "run 2 loaded {} finished files, read {read_again} new ones, and retried {corrupt_before} that failed before",
+        r2.loaded()
+    );
+    if let Some(dir) = &a.scratch {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
