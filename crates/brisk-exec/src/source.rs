@@ -195,7 +195,7 @@ impl<D> fmt::Debug for Source<D> {
     }
 }
 
-type Build<D, T> = Arc<dyn Fn(Delayed<D>) -> Delayed<T> + Send + Sync>;
+type Build<D, T> = Arc<dyn Fn(&D) -> Result<Delayed<T>, BoxError> + Send + Sync>;
 
 impl<D> Source<D>
 where
@@ -231,9 +231,9 @@ where
         self.expected
     }
 
-    /// The per-partition work as a lazy graph built from the descriptor: any graph, arrays
-    /// included. Its task keys must not depend on anything but the descriptor (use pure
-    /// tasks) for reruns to find their checkpoints.
+    /// The per-partition work as a lazy graph on the descriptor (as a lazy value): any graph.
+    /// Its task keys must not depend on anything but the descriptor (use pure tasks) for
+    /// reruns to find their checkpoints.
     pub fn then<T>(
         self,
         build: impl Fn(Delayed<D>) -> Delayed<T> + Send + Sync + 'static,
@@ -243,7 +243,25 @@ where
     {
         Pipeline {
             source: self,
-            build: Arc::new(build),
+            build: Arc::new(move |d: &D| Ok(build(lit(d.clone())))),
+        }
+    }
+
+    /// The per-partition work built from the descriptor's *value* when it arrives: for
+    /// graphs whose shape depends on it (a chunked array of the size the descriptor gives).
+    /// A build error fails that partition (as a task named `<source>-build`). The same rule
+    /// holds: keys must depend only on the descriptor.
+    pub fn build<T, E>(
+        self,
+        build: impl Fn(&D) -> Result<Delayed<T>, E> + Send + Sync + 'static,
+    ) -> Pipeline<D, T>
+    where
+        T: Clone + Send + Sync + 'static,
+        E: Into<BoxError>,
+    {
+        Pipeline {
+            source: self,
+            build: Arc::new(move |d: &D| build(d).map_err(Into::into)),
         }
     }
 
@@ -637,7 +655,7 @@ where
         let prev = self.build;
         Pipeline {
             source: self.source,
-            build: Arc::new(move |d| spec.call(Shared(Arc::clone(&f)), (prev(d),))),
+            build: Arc::new(move |d: &D| Ok(spec.call(Shared(Arc::clone(&f)), (prev(d)?,)))),
         }
     }
 
@@ -653,7 +671,7 @@ where
         let prev = self.build;
         Pipeline {
             source: self.source,
-            build: Arc::new(move |d| spec.try_call(Shared(Arc::clone(&f)), (prev(d),))),
+            build: Arc::new(move |d: &D| Ok(spec.try_call(Shared(Arc::clone(&f)), (prev(d)?,)))),
         }
     }
 
@@ -668,14 +686,16 @@ where
         let prev = self.build;
         Pipeline {
             source: self.source,
-            build: Arc::new(move |d| next(prev(d))),
+            build: Arc::new(move |d: &D| Ok(next(prev(d)?))),
         }
     }
 
     /// The lazy graph of one partition (what runs when `descriptor` arrives).
-    #[must_use]
-    pub fn partition(&self, descriptor: D) -> Delayed<T> {
-        (self.build)(lit(descriptor))
+    ///
+    /// # Errors
+    /// The error of a [`Source::build`] function.
+    pub fn partition(&self, descriptor: &D) -> Result<Delayed<T>, BoxError> {
+        (self.build)(descriptor)
     }
 
     /// Runs until the source is sealed and every partition has finished, and folds the
@@ -961,20 +981,30 @@ where
             return Ok(());
         }
         self.count_one(&d)?;
-        let out: Delayed<T> = (self.build)(lit(d.clone()));
-        let graph = match &self.ctx.cache {
-            Some(c) => Graph::with_cache([AnyDelayed::from(&out)], c.as_ref()),
-            None => Ok(Graph::new([AnyDelayed::from(&out)])),
-        };
+        let built = (self.build)(&d);
         let slot = self.slots.len();
         let arrival = self.received - 1;
         self.by_id.insert(id.clone(), slot);
         self.slots.push(Slot {
             id: id.clone(),
             descriptor: d.clone(),
-            out: out.key().clone(),
+            out: built
+                .as_ref()
+                .map_or_else(|_| id.clone(), |o| o.key().clone()),
             arrival,
         });
+        let graph = match built {
+            Ok(out) => match &self.ctx.cache {
+                Some(c) => Graph::with_cache([AnyDelayed::from(&out)], c.as_ref()),
+                None => Ok(Graph::new([AnyDelayed::from(&out)])),
+            },
+            Err(source) => Err(Error::Task {
+                key: id.clone(),
+                name: format!("{}-build", self.name),
+                attempts: 1,
+                source,
+            }),
+        };
         match graph {
             Ok(graph) => {
                 self.running += 1;

@@ -103,3 +103,51 @@ fn the_progress_bar_is_open_until_the_source_is_sealed() {
     assert_eq!((bar.done(), bar.known()), (6, 6));
     assert_eq!(bar.message(), "6/6 tasks");
 }
+
+/// A run's size, known only when its descriptor arrives.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Run {
+    seed: u64,
+    rows: usize,
+}
+
+#[test]
+fn partitions_can_be_chunked_arrays_sized_by_their_descriptor() {
+    use brisk::array::Array;
+    let (source, feed) = Source::<Run>::new("runs", 8);
+    for (seed, rows) in [(3, 400), (1, 100), (2, 250)] {
+        feed.push(Run { seed, rows }).unwrap();
+    }
+    // A run whose size cannot make an array fails its partition, not the build of others.
+    feed.push(Run { seed: 9, rows: 0 }).unwrap();
+    feed.seal().unwrap();
+    let out = source
+        .build(|r: &Run| {
+            if r.rows == 0 {
+                return Err(format!("run {} has no rows", r.seed));
+            }
+            let x = Array::<f64>::random_normal(&[r.rows, 64], &[50, 64], r.seed, 10.0, 2.0)
+                .map_err(|e| e.to_string())?;
+            x.mean(0).to_delayed().map_err(|e| e.to_string())
+        })
+        .map("grand-mean", |m: ndarray::ArrayD<f64>| {
+            m.mean().unwrap_or(f64::NAN)
+        })
+        .run(
+            &ThreadedExecutor::new(2).unwrap(),
+            &SourceOptions::new().tolerate(),
+        )
+        .unwrap();
+    assert_eq!(out.results.len(), 3);
+    for (_, m) in &out.results {
+        assert!((m - 10.0).abs() < 0.2, "{m}");
+    }
+    let bad = out
+        .report
+        .partitions
+        .iter()
+        .find(|p| p.status == Status::Failed)
+        .unwrap();
+    assert!(bad.error.as_deref().unwrap().contains("run 9 has no rows"));
+    assert!(bad.error.as_deref().unwrap().contains("runs-build"));
+}
