@@ -692,6 +692,25 @@ fn free_port() -> Result<u16> {
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
+/// Installs the npm packages pinned by `package_json` into `dir` (once: a copy of the
+/// manifest in `dir` marks what is installed).
+fn npm_install(package_json: &str, dir: &Path) -> Result<()> {
+    let wanted =
+        std::fs::read_to_string(package_json).with_context(|| format!("reading {package_json}"))?;
+    let stamp = dir.join("package.json");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
+        return Ok(());
+    }
+    println!("==> npm install {package_json} into {}", dir.display());
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(&stamp, &wanted)?;
+    run_ok(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+            .arg(dir),
+    )
+}
+
 /// `cargo xtask report-check`: runs `examples/profile_report` (profiling a real Zarr
 /// compute), opens its `profile.html` in Debian's headless Chromium through playwright-core
 /// (pinned by `xtask/report-check/package.json`, installed once under `target/`), fails on any
@@ -720,18 +739,7 @@ fn report_check() -> Result<()> {
         .arg(&out),
     )?;
     let node_dir = out.join("node");
-    let wanted = std::fs::read_to_string("xtask/report-check/package.json")?;
-    let stamp = node_dir.join("package.json");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        println!("==> installing playwright-core into {}", node_dir.display());
-        std::fs::create_dir_all(&node_dir)?;
-        std::fs::write(&stamp, &wanted)?;
-        run_ok(
-            Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&node_dir),
-        )?;
-    }
+    npm_install("xtask/report-check/package.json", &node_dir)?;
     // The script resolves playwright-core from next to itself: copy it into the install.
     std::fs::copy("xtask/report-check/check.mjs", node_dir.join("check.mjs"))?;
     run_ok(
@@ -756,18 +764,7 @@ fn cloud() -> Result<()> {
         .to_path_buf();
     // Azurite from npm, pinned by benches/cloud/package.json (installed once).
     let az_dir = PathBuf::from("target/cloud/azurite");
-    let wanted = std::fs::read_to_string("benches/cloud/package.json")?;
-    let stamp = az_dir.join("package.json");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        println!("==> installing Azurite into {}", az_dir.display());
-        std::fs::create_dir_all(&az_dir)?;
-        std::fs::write(&stamp, &wanted)?;
-        run_ok(
-            Command::new("npm")
-                .args(["install", "--no-audit", "--no-fund", "--prefix"])
-                .arg(&az_dir),
-        )?;
-    }
+    npm_install("benches/cloud/package.json", &az_dir)?;
     let (s3_port, az_port) = (free_port()?, free_port()?);
     let s3_endpoint = format!("http://127.0.0.1:{s3_port}");
     let az_endpoint = format!("http://127.0.0.1:{az_port}/devstoreaccount1");

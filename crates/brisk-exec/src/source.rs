@@ -273,12 +273,7 @@ where
         F: TaskFn<(D,), Output = T>,
         T: Clone + Send + Sync + 'static,
     {
-        let spec = TaskSpec::new(name.to_owned()).pure();
-        let f = Arc::new(f);
-        self.then(move |d| {
-            let f = Arc::clone(&f);
-            spec.call(Shared(f), (d,))
-        })
+        self.then(|d| d).map(name, f)
     }
 
     /// Like [`map`](Source::map) for a fallible function: an `Err` fails the partition.
@@ -288,12 +283,7 @@ where
         T: Clone + Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        let spec = TaskSpec::new(name.to_owned()).pure();
-        let f = Arc::new(f);
-        self.then(move |d| {
-            let f = Arc::clone(&f);
-            spec.try_call(Shared(f), (d,))
-        })
+        self.then(|d| d).try_map(name, f)
     }
 
     /// The id of the partition a descriptor makes: `name/` + the descriptor's token.

@@ -98,25 +98,20 @@ impl<T: SizeOf + ?Sized> SizeOf for Arc<T> {
     }
 }
 
-impl<K: SizeOf, V: SizeOf, S> SizeOf for HashMap<K, V, S> {
-    fn size_of(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self
-                .iter()
-                .map(|(k, v)| k.size_of() + v.size_of())
-                .sum::<usize>()
-    }
+macro_rules! size_of_map {
+    ($($map:ident [$($extra:ident),*]),*) => {$(
+        impl<K: SizeOf, V: SizeOf, $($extra),*> SizeOf for $map<K, V, $($extra),*> {
+            fn size_of(&self) -> usize {
+                std::mem::size_of::<Self>()
+                    + self
+                        .iter()
+                        .map(|(k, v)| k.size_of() + v.size_of())
+                        .sum::<usize>()
+            }
+        }
+    )*};
 }
-
-impl<K: SizeOf, V: SizeOf> SizeOf for BTreeMap<K, V> {
-    fn size_of(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self
-                .iter()
-                .map(|(k, v)| k.size_of() + v.size_of())
-                .sum::<usize>()
-    }
-}
+size_of_map!(HashMap [S], BTreeMap []);
 
 macro_rules! size_of_tuple {
     ($($name:ident),+) => {

@@ -17,6 +17,8 @@ fn sizes_of_builtin_types() {
     let a = ArrayD::<f32>::zeros(vec![4, 5]);
     assert!(a.size_of() >= 80 && a.size_of() < 80 + 256);
     assert_eq!((1u32, 2u64).size_of(), 12);
+    let m: std::collections::BTreeMap<u32, String> = [(1, "ab".to_owned())].into();
+    assert_eq!(m.size_of(), std::mem::size_of_val(&m) + 4 + VEC_HEADER + 2);
     assert_eq!(
         vec![String::from("ab"), String::from("cde")].size_of(),
         VEC_HEADER + 2 * VEC_HEADER + 5
