@@ -405,7 +405,8 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let ok_ty = result_ok_type(&ret_ty)?;
     let value_ty = ok_ty.clone().unwrap_or_else(|| ret_ty.clone());
 
-    let inner = format_ident!("__brisk_task_body");
+    // The body lives at module level so the registry's invoker can call it too.
+    let inner = format_ident!("__brisk_task_body_{}", func.sig.ident);
     let mut inner_sig = func.sig.clone();
     inner_sig.ident = inner.clone();
     let block = &func.block;
@@ -479,13 +480,52 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         quote!()
     };
 
+    let owned_tys: Vec<&Type> = params.iter().map(|p| &p.owned).collect();
+    let closure_params2 = closure_params.clone();
+    let call_args2 = call_args.clone();
+    let into_value = if ok_ty.is_some() {
+        quote!(let r = r.map_err(::core::convert::Into::<#g::BoxError>::into)?;)
+    } else {
+        quote!()
+    };
+
+    // Types that borrow (`&'static str`) cannot be decoded from a store; the probe cannot
+    // reject them (lifetime errors are not candidate rejections), so they are left out here.
+    let borrows = |t: &Type| {
+        let text = quote!(#t).to_string();
+        text.contains('&') || text.contains('\'')
+    };
+    let invoker_fn = if borrows(&value_ty) || owned_tys.iter().any(|t| borrows(t)) {
+        quote! {
+            fn invoker() -> ::core::option::Option<#g::registry::Invoker> {
+                let _ = call;
+                ::core::option::Option::None
+            }
+        }
+    } else {
+        quote! {
+            fn invoker() -> ::core::option::Option<#g::registry::Invoker> {
+                #[allow(unused_imports, reason = "one of the two probe traits applies")]
+                use #g::registry::__probe::{NoSerde as _, Probe, Serde as _};
+                ::core::option::Option::Some(#g::registry::Invoker::new(
+                    ::std::vec![#((&Probe::<#owned_tys>::new()).spec()?),*],
+                    (&Probe::<#value_ty>::new()).spec()?,
+                    call,
+                ))
+            }
+        }
+    };
+
     Ok(quote! {
+        #(#body_attrs)*
+        #[doc(hidden)]
+        #[allow(clippy::needless_pass_by_value, reason = "the task body as written")]
+        #[allow(clippy::too_many_arguments, reason = "the task's own signature")]
+        #inner_sig #block
+
         #(#outer_attrs)*
         #[allow(clippy::too_many_arguments, reason = "mirrors the task's own signature")]
         #vis fn #name(#(#outer_params),*) -> #g::Delayed<#value_ty> {
-            #(#body_attrs)*
-            #[allow(clippy::needless_pass_by_value, reason = "the task body as written")]
-            #inner_sig #block
 
             #g::TaskSpec::new(::core::concat!(::core::module_path!(), "::", #name_str))
                 #key_prefix
@@ -500,15 +540,27 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 #checkpoint
         }
 
-        #g::__private::inventory::submit! {
-            #g::registry::TaskEntry::new(
-                ::core::concat!(::core::module_path!(), "::", #name_str),
-                #name_str,
-                #version_opt,
-                [#(#hash),*],
-                #arity,
-                #save,
-            )
-        }
+        const _: () = {
+            fn call(args: ::std::vec::Vec<#g::Value>) -> ::core::result::Result<#g::Value, #g::BoxError> {
+                let f = |#(#closure_params2),*| #inner(#(#call_args2),*);
+                let r = <_ as #g::TaskFn<(#(#owned_tys,)*)>>::call_erased(&f, args)?;
+                #into_value
+                ::core::result::Result::Ok(::std::sync::Arc::new(r) as #g::Value)
+            }
+
+            #invoker_fn
+
+            #g::__private::inventory::submit! {
+                #g::registry::TaskEntry::new(
+                    ::core::concat!(::core::module_path!(), "::", #name_str),
+                    #name_str,
+                    #version_opt,
+                    [#(#hash),*],
+                    #arity,
+                    #save,
+                    invoker,
+                )
+            }
+        };
     })
 }

@@ -148,6 +148,81 @@ fn tasks_are_registered_by_name() {
     assert!(registry::tasks().count() >= 10);
 }
 
+/// A handle that cannot travel (no serde).
+#[derive(Clone)]
+struct Opaque(std::sync::Arc<std::sync::Mutex<u8>>);
+
+#[task]
+fn opaque_value(h: Opaque) -> u8 {
+    *h.0.lock().unwrap()
+}
+
+/// Decodes JSON text into a value of the type `spec` describes.
+fn decode(spec: &brisk_graph::SaveSpec, json: &str) -> brisk_graph::Value {
+    let mut de = serde_json::Deserializer::from_str(json);
+    spec.deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))
+        .unwrap()
+}
+
+#[test]
+fn serde_tasks_can_be_invoked_by_name_with_decoded_arguments() {
+    let inv = registry::lookup("it::checked_div")
+        .unwrap()
+        .invoker()
+        .expect("i64 parameters and result are serde types");
+    assert_eq!(inv.params().len(), 2);
+    assert_eq!(inv.output().type_name(), "i64");
+    let args: Vec<_> = inv
+        .params()
+        .iter()
+        .zip(["84", "2"])
+        .map(|(p, j)| decode(p, j))
+        .collect();
+    let out = inv.call(args).unwrap();
+    assert_eq!(out.downcast_ref::<i64>(), Some(&42));
+    // The result encodes back through the output codec.
+    let text = serde_json::to_string(inv.output().serializable(&out).unwrap()).unwrap();
+    assert_eq!(text, "42");
+    // A task error comes back as an error, as in a local compute.
+    let err = inv
+        .call(vec![
+            decode(&inv.params()[0], "1"),
+            decode(&inv.params()[1], "0"),
+        ])
+        .unwrap_err();
+    assert_eq!(err.to_string(), "division of 1 by zero");
+    // Wrong arguments are errors naming the problem, never a panic.
+    let err = inv.call(vec![decode(&inv.params()[0], "1")]).unwrap_err();
+    assert!(
+        err.to_string().contains("takes 2 argument(s), 1 given"),
+        "{err}"
+    );
+    let wrong: brisk_graph::Value = std::sync::Arc::new(1u8);
+    let err = inv.call(vec![wrong.clone(), wrong]).unwrap_err();
+    assert!(
+        err.to_string().contains("argument 0 is not a `i64`"),
+        "{err}"
+    );
+
+    // Borrowed parameters take their owned form.
+    let inv = registry::lookup("it::total").unwrap().invoker().unwrap();
+    let out = inv
+        .call(vec![decode(&inv.params()[0], "[1, 2, 3]")])
+        .unwrap();
+    assert_eq!(out.downcast_ref::<u32>(), Some(&6));
+    let inv = registry::lookup("it::eight").unwrap().invoker().unwrap();
+    let args = inv.params().iter().map(|p| decode(p, "2")).collect();
+    assert_eq!(inv.call(args).unwrap().downcast_ref::<u32>(), Some(&16));
+
+    // A result that cannot be deserialized (`&'static str`) makes the task local-only.
+    assert!(
+        registry::lookup("it::zero_args")
+            .unwrap()
+            .invoker()
+            .is_none()
+    );
+}
+
 // Three functions in separate modules so only their source differs: the same tokens laid out
 // differently, with comments, must hash alike; a changed body must not.
 mod src_a {
