@@ -200,7 +200,11 @@ impl<T> From<&Delayed<T>> for AnyDelayed {
 pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
     let mut sink = TokenSink::new(b"brisk.lit");
     let op = match sink.value(&value) {
-        Ok(()) => Op::Literal(Arc::new(value)),
+        Ok(()) => {
+            let value = Arc::new(value);
+            let shipped: crate::node::Shipped = value.clone();
+            Op::Literal(value, Some(shipped))
+        }
         Err(e) => Op::Invalid(e),
     };
     let token = match op {
@@ -223,7 +227,7 @@ pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
     Delayed::from_node(Arc::new(NodeInner {
         key: Key::new("opaque", unique_token()),
         name: Name::from_static("opaque"),
-        op: Op::Literal(Arc::new(value)),
+        op: Op::Literal(Arc::new(value), None),
         inputs: Vec::new(),
         meta: Meta::default(),
         output_type: std::any::type_name::<T>(),
@@ -279,7 +283,9 @@ impl<T: Tokenize + Send + Sync> IntoArg<T> for T {
             sink.u8(b'v');
             sink.value(&self)?;
         }
-        Ok(ArgInput(Input::Const(Arc::new(self))))
+        let value = Arc::new(self);
+        let shipped: crate::node::Shipped = value.clone();
+        Ok(ArgInput(Input::Const(value, Some(shipped))))
     }
 }
 
@@ -810,7 +816,7 @@ impl<'a> Args<'a> {
     #[must_use]
     pub fn value<T: 'static>(&self, position: usize) -> Option<&'a T> {
         match self.inputs.get(position)? {
-            Input::Const(v) => v.downcast_ref::<T>(),
+            Input::Const(v, _) => v.downcast_ref::<T>(),
             Input::Node(_) => None,
         }
     }
@@ -824,7 +830,7 @@ impl<'a> Args<'a> {
     pub fn key(&self, position: usize) -> Option<&'a Key> {
         match self.inputs.get(position)? {
             Input::Node(n) => Some(&n.key),
-            Input::Const(_) => None,
+            Input::Const(..) => None,
         }
     }
 }

@@ -188,7 +188,68 @@ impl<'g> NodeView<'g> {
     /// Whether the node is a constant.
     #[must_use]
     pub fn is_literal(&self) -> bool {
-        matches!(self.graph.nodes[self.id].op, Op::Literal(_))
+        matches!(self.graph.nodes[self.id].op, Op::Literal(..))
+    }
+
+    /// The node's arguments in order: another node's result (by graph id) or a constant
+    /// captured at build time, with its serde view when it has one (values passed to tasks
+    /// and `lit` values are serde types; `lit_opaque` ones are not). Empty for loaded nodes
+    /// and constants. This is what a backend ships to run the node in another process.
+    #[must_use]
+    pub fn args(&self) -> Vec<Arg<'g>> {
+        let node = &self.graph.nodes[self.id];
+        if self.graph.loaded[self.id] || !matches!(node.op, Op::Task(_)) {
+            return Vec::new();
+        }
+        let slots = &self.graph.args
+            [self.graph.arg_start[self.id] as usize..self.graph.arg_start[self.id + 1] as usize];
+        let deps = self.graph.deps_of(self.id);
+        slots
+            .iter()
+            .zip(&node.inputs)
+            .map(|(&s, input)| match input {
+                Input::Const(v, sh) if s == CONST_ARG => Arg::Const {
+                    value: v,
+                    serde: sh.as_deref().map(|x| x as &dyn erased_serde::Serialize),
+                },
+                _ => Arg::Node(deps[s as usize] as usize),
+            })
+            .collect()
+    }
+
+    /// A constant node's value and its serde view (when it has one).
+    #[must_use]
+    pub fn literal(&self) -> Option<(&'g Value, Option<&'g dyn erased_serde::Serialize>)> {
+        match &self.graph.nodes[self.id].op {
+            Op::Literal(v, sh) => {
+                Some((v, sh.as_deref().map(|x| x as &dyn erased_serde::Serialize)))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// One argument of a node, from [`NodeView::args`].
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum Arg<'g> {
+    /// The result of the node with this graph id.
+    Node(usize),
+    /// A constant.
+    Const {
+        /// Its value.
+        value: &'g Value,
+        /// Its serde view, if its type has one.
+        serde: Option<&'g dyn erased_serde::Serialize>,
+    },
+}
+
+impl std::fmt::Debug for Arg<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Node(id) => write!(f, "Node({id})"),
+            Self::Const { serde, .. } => write!(f, "Const(serde: {})", serde.is_some()),
+        }
     }
 }
 
@@ -395,7 +456,7 @@ impl Graph {
             let first_dep = self.deps.len();
             for input in &frame.node.inputs {
                 match input {
-                    Input::Const(_) => self.args.push(CONST_ARG),
+                    Input::Const(..) => self.args.push(CONST_ARG),
                     Input::Node(child) => {
                         let dep = self.index[&tok(&child.key)];
                         let m = &mut mark[dep as usize];
@@ -649,7 +710,7 @@ impl Graph {
             .into());
         }
         match &node.op {
-            Op::Literal(v) => Ok(Arc::clone(v)),
+            Op::Literal(v, _) => Ok(Arc::clone(v)),
             Op::Invalid(e) => Err(Box::new(e.clone())),
             Op::Task(f) => {
                 let slots =
@@ -666,7 +727,7 @@ impl Graph {
                 for (i, (&s, input)) in slots.iter().zip(&node.inputs).enumerate() {
                     let v = if s == CONST_ARG {
                         match input {
-                            Input::Const(c) => Arc::clone(c),
+                            Input::Const(c, _) => Arc::clone(c),
                             Input::Node(_) => return Err("argument table out of sync".into()),
                         }
                     } else if last_use[s as usize] == i {

@@ -48,7 +48,7 @@ pub use exec::{
     Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
     RunContext, RunOutput, TaskEnd, TaskStatus, approx_size,
 };
-pub use graph::{DotOptions, Graph, NodeView, RequiredResource};
+pub use graph::{Arg, DotOptions, Graph, NodeView, RequiredResource};
 pub use key::{Key, Name, ParseKeyError};
 pub use node::{Annotations, BoxError, Resource, SaveSpec, Value};
 pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError};

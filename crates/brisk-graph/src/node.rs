@@ -16,10 +16,13 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// A type-erased task body: takes its arguments in order, returns its result.
 pub(crate) type ErasedFn = Arc<dyn Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync>;
 
+/// A constant's serde view, kept beside its value so it can travel to another process.
+pub(crate) type Shipped = Arc<dyn erased_serde::Serialize + Send + Sync>;
+
 /// What a node does when it runs.
 pub(crate) enum Op {
-    /// A constant: the result is this value.
-    Literal(Value),
+    /// A constant: the result is this value (and its serde view, when it has one).
+    Literal(Value, Option<Shipped>),
     /// A task body.
     Task(ErasedFn),
     /// Building the node failed (its arguments could not be tokenized); running it reports this.
@@ -28,14 +31,14 @@ pub(crate) enum Op {
 
 /// One argument of a task: a constant captured at build time or another node's result.
 pub(crate) enum Input {
-    Const(Value),
+    Const(Value, Option<Shipped>),
     Node(Arc<NodeInner>),
 }
 
 impl Clone for Input {
     fn clone(&self) -> Self {
         match self {
-            Self::Const(v) => Self::Const(Arc::clone(v)),
+            Self::Const(v, sh) => Self::Const(Arc::clone(v), sh.clone()),
             Self::Node(n) => Self::Node(Arc::clone(n)),
         }
     }
@@ -215,7 +218,7 @@ impl NodeInner {
             key: self.key.clone(),
             name: self.name.clone(),
             op: match &self.op {
-                Op::Literal(v) => Op::Literal(Arc::clone(v)),
+                Op::Literal(v, sh) => Op::Literal(Arc::clone(v), sh.clone()),
                 Op::Task(f) => Op::Task(Arc::clone(f)),
                 Op::Invalid(e) => Op::Invalid(e.clone()),
             },

@@ -419,3 +419,51 @@ fn build_error<T>(d: &Delayed<T>) -> String {
         .map(ToString::to_string)
         .unwrap_or_default()
 }
+
+#[test]
+fn node_args_expose_dependencies_and_shippable_constants() {
+    use brisk_graph::{Arg, Graph, TaskSpec, lit, lit_opaque};
+    let a = lit(5u32);
+    let handle = lit_opaque(std::sync::Arc::new(1u8));
+    let spec = TaskSpec::new("f").pure();
+    let f = spec.call(
+        |x: u32, k: String, y: u32, _h: std::sync::Arc<u8>| x + y + k.len() as u32,
+        (a.clone(), "abc".to_owned(), a.clone(), handle),
+    );
+    let g = Graph::new([&f]);
+    let id = (0..g.len()).find(|&i| g.node(i).name() == "f").unwrap();
+    let args = g.node(id).args();
+    assert_eq!(args.len(), 4);
+    let lit_id = g.id_of(a.key()).unwrap();
+    assert!(matches!(args[0], Arg::Node(i) if i == lit_id));
+    assert!(matches!(args[2], Arg::Node(i) if i == lit_id));
+    match args[1] {
+        Arg::Const { value, serde } => {
+            assert_eq!(value.downcast_ref::<String>().unwrap(), "abc");
+            let text = serde_json::to_string(serde.unwrap()).unwrap();
+            assert_eq!(text, "\"abc\"");
+        }
+        _ => panic!("a constant"),
+    }
+    // The literal node carries its serde view; an opaque one has none.
+    let (v, serde) = g.node(lit_id).literal().unwrap();
+    assert_eq!(v.downcast_ref::<u32>(), Some(&5));
+    assert_eq!(serde_json::to_string(serde.unwrap()).unwrap(), "5");
+    let op_id = (0..g.len())
+        .find(|&i| g.node(i).name() == "opaque")
+        .unwrap();
+    assert!(g.node(op_id).literal().unwrap().1.is_none());
+    assert!(g.node(lit_id).args().is_empty());
+    assert_eq!(
+        g.run_task(
+            id,
+            vec![
+                std::sync::Arc::new(5u32),
+                std::sync::Arc::new(std::sync::Arc::new(1u8))
+            ]
+        )
+        .unwrap()
+        .downcast_ref::<u32>(),
+        Some(&13)
+    );
+}
