@@ -324,7 +324,7 @@ fn layer_table() -> Result<BTreeMap<String, u32>> {
 /// Crates that may spawn threads (everything else must not).
 const THREAD_CRATES: &[&str] = &["brisk-exec", "brisk-profile"];
 /// The only crate that may read environment variables.
-const ENV_CRATES: &[&str] = &["brisk"];
+const ENV_CRATES: &[&str] = &["brisk", "brisk-cluster"];
 
 fn layers() -> Result<()> {
     let table = layer_table()?;

@@ -1,0 +1,222 @@
+//! Splitting a graph into stages and units, and the unit description workers read.
+
+use std::collections::HashMap;
+
+use brisk_graph::registry::{self, Invoker};
+use brisk_graph::{Arg, Graph, Key, SaveSpec, Tokenize, Value};
+use serde::{Deserialize, Serialize};
+
+use crate::ClusterError;
+
+/// Store keys of a run.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) run: String,
+}
+
+impl Layout {
+    pub(crate) fn base(&self) -> String {
+        format!("runs/{}", self.run)
+    }
+    pub(crate) fn value(&self, key: &Key) -> String {
+        let text = key.to_string();
+        let token = text.rsplit('/').next().unwrap_or(&text);
+        format!("{}/values/{token}", self.base())
+    }
+    pub(crate) fn constant(&self, key: &Key, position: usize) -> String {
+        let text = key.to_string();
+        let token = text.rsplit('/').next().unwrap_or(&text);
+        format!("{}/consts/{token}-{position}", self.base())
+    }
+    pub(crate) fn unit(&self, unit: &str) -> String {
+        format!("{}/units/{unit}.json", self.base())
+    }
+    pub(crate) fn done(&self, unit: &str) -> String {
+        format!("{}/done/{unit}", self.base())
+    }
+    pub(crate) fn error(&self, unit: &str) -> String {
+        format!("{}/errors/{unit}.json", self.base())
+    }
+}
+
+/// The name of unit `index` of `stage`.
+pub(crate) fn unit_name(stage: usize, index: usize) -> String {
+    format!("s{stage}-{index}")
+}
+
+/// What a worker reads: the nodes of one unit (independent of each other) and where their
+/// arguments are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UnitSpec {
+    pub(crate) run: String,
+    pub(crate) unit: String,
+    pub(crate) nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct NodeSpec {
+    /// The node's key (text form).
+    pub(crate) key: String,
+    /// The registered task name.
+    pub(crate) task: String,
+    /// Store keys of the encoded arguments, in order.
+    pub(crate) args: Vec<String>,
+    /// Where the result goes.
+    pub(crate) output: String,
+}
+
+/// A value the driver writes before the first stage: a constant argument or a literal node.
+pub(crate) struct Upload {
+    pub(crate) store_key: String,
+    pub(crate) spec: SaveSpec,
+    pub(crate) value: Value,
+}
+
+/// The whole plan of a graph.
+pub(crate) struct Plan {
+    pub(crate) layout: Layout,
+    /// Per stage, its units.
+    pub(crate) stages: Vec<Vec<UnitSpec>>,
+    pub(crate) uploads: Vec<Upload>,
+    /// Per task node id: its invoker (for decoding outputs).
+    pub(crate) invokers: HashMap<usize, Invoker>,
+    /// Per value store key, the (stage, unit index) that produces it (task nodes only).
+    pub(crate) producer: HashMap<String, (usize, usize)>,
+}
+
+/// Plans `graph`: every task node must be a registered serde task; literal nodes and
+/// constant arguments are uploaded, encoded with the consuming parameter's codec.
+pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, ClusterError> {
+    let outputs: Vec<String> = graph
+        .outputs()
+        .iter()
+        .map(|&o| graph.key(o as usize).to_string())
+        .collect();
+    let run = outputs
+        .token()
+        .map(|t| {
+            t.as_bytes()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        })
+        .map_err(|e| ClusterError::Format {
+            what: "the run id".into(),
+            message: e.to_string(),
+        })?;
+    let layout = Layout { run };
+    let n = graph.len();
+    let mut depth = vec![0usize; n];
+    let mut invokers = HashMap::new();
+    let mut uploads: Vec<Upload> = Vec::new();
+    let mut uploaded: HashMap<usize, ()> = HashMap::new();
+    let mut by_stage: Vec<Vec<usize>> = Vec::new();
+    for &id in graph.order() {
+        let id = id as usize;
+        let node = graph.node(id);
+        if node.is_literal() {
+            continue;
+        }
+        let key = node.key().to_string();
+        let not_remote = |reason: &str| ClusterError::NotRemote {
+            key: key.clone(),
+            name: node.name().to_owned(),
+            reason: reason.to_owned(),
+        };
+        if node.is_loaded() {
+            return Err(not_remote(
+                "checkpoint caches are not used by the Slurm backend yet (run without one)",
+            ));
+        }
+        let entry = registry::lookup(node.name())
+            .ok_or_else(|| not_remote("it is not a registered `#[task]` function"))?;
+        let invoker = entry.invoker().ok_or_else(|| {
+            not_remote("its arguments or result are not `Serialize + DeserializeOwned`")
+        })?;
+        let args = node.args();
+        if args.len() != invoker.params().len() {
+            return Err(not_remote(
+                "its arguments do not match the registered signature",
+            ));
+        }
+        let mut d = 0;
+        for (i, a) in args.iter().enumerate() {
+            match *a {
+                Arg::Node(dep) => {
+                    let dn = graph.node(dep);
+                    if dn.is_literal() {
+                        if uploaded.insert(dep, ()).is_none() {
+                            let (value, _) = dn
+                                .literal()
+                                .ok_or_else(|| not_remote("a literal without a value"))?;
+                            uploads.push(Upload {
+                                store_key: layout.value(dn.key()),
+                                spec: invoker.params()[i],
+                                value: value.clone(),
+                            });
+                        }
+                    } else {
+                        d = d.max(depth[dep] + 1);
+                    }
+                }
+                Arg::Const { value, .. } => uploads.push(Upload {
+                    store_key: layout.constant(node.key(), i),
+                    spec: invoker.params()[i],
+                    value: value.clone(),
+                }),
+                _ => return Err(not_remote("an argument kind this backend does not know")),
+            }
+        }
+        depth[id] = d;
+        if by_stage.len() <= d {
+            by_stage.resize(d + 1, Vec::new());
+        }
+        by_stage[d].push(id);
+        invokers.insert(id, invoker);
+    }
+    let mut stages = Vec::with_capacity(by_stage.len());
+    let mut producer = HashMap::new();
+    for (s, ids) in by_stage.iter().enumerate() {
+        let units = units_per_stage.clamp(1, ids.len().max(1));
+        let per = ids.len().div_ceil(units);
+        let mut stage = Vec::new();
+        for (u, chunk) in ids.chunks(per.max(1)).enumerate() {
+            let name = unit_name(s, u);
+            let nodes = chunk
+                .iter()
+                .map(|&id| {
+                    let node = graph.node(id);
+                    let args = node
+                        .args()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, a)| match *a {
+                            Arg::Node(dep) => layout.value(graph.key(dep)),
+                            _ => layout.constant(node.key(), i),
+                        })
+                        .collect();
+                    producer.insert(layout.value(node.key()), (s, u));
+                    NodeSpec {
+                        key: node.key().to_string(),
+                        task: node.name().to_owned(),
+                        args,
+                        output: layout.value(node.key()),
+                    }
+                })
+                .collect();
+            stage.push(UnitSpec {
+                run: layout.run.clone(),
+                unit: name,
+                nodes,
+            });
+        }
+        stages.push(stage);
+    }
+    Ok(Plan {
+        layout,
+        stages,
+        uploads,
+        invokers,
+        producer,
+    })
+}

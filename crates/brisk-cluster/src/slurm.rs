@@ -1,0 +1,449 @@
+//! The driver: [`SlurmExecutor`] submits stages as job arrays and reads results from the store.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use brisk_checkpoint::{Encoder, Store, from_url};
+use brisk_graph::{BoxError, Error, Executor, Graph, Report, RunContext, RunOutput, Value};
+
+use crate::plan::{Plan, UnitSpec, plan};
+use crate::{ClusterError, RemoteTaskError, SlurmOptions};
+
+/// Runs graphs on Slurm (see the crate docs). Every task node must be a registered
+/// `#[task]` function with serde arguments and result, and the worker program must call
+/// [`init`](crate::init) first.
+#[derive(Debug)]
+pub struct SlurmExecutor {
+    options: SlurmOptions,
+    store: Arc<dyn Store>,
+    submissions: AtomicUsize,
+}
+
+impl SlurmExecutor {
+    /// A driver with `options`. Checks that `sbatch` can be run (through the command
+    /// prefix) and that the store opens.
+    ///
+    /// # Errors
+    /// [`ClusterError::Slurm`] when `sbatch` is not available; [`ClusterError::Store`].
+    pub fn new(options: SlurmOptions) -> Result<Self, ClusterError> {
+        let store = from_url(&options.store)?;
+        let this = Self {
+            options,
+            store,
+            submissions: AtomicUsize::new(0),
+        };
+        this.run(&["sbatch", "--version"], None)?;
+        Ok(this)
+    }
+
+    /// A driver from a `slurm://?…` address (see [`SlurmOptions::from_address`]).
+    ///
+    /// # Errors
+    /// As [`SlurmOptions::from_address`] and [`SlurmExecutor::new`].
+    pub fn from_address(address: &str) -> Result<Self, ClusterError> {
+        Self::new(SlurmOptions::from_address(address)?)
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &SlurmOptions {
+        &self.options
+    }
+
+    /// Job arrays submitted so far by this driver (a rerun of finished work submits none).
+    #[must_use]
+    pub fn submissions(&self) -> usize {
+        self.submissions.load(Ordering::Relaxed)
+    }
+
+    fn log_dir(&self) -> PathBuf {
+        self.options.log_dir.clone().unwrap_or_else(|| {
+            if self.options.store.contains("://") {
+                PathBuf::from("brisk-slurm-logs")
+            } else {
+                PathBuf::from(&self.options.store).join("logs")
+            }
+        })
+    }
+
+    /// Runs a Slurm client command (under the prefix); returns its stdout.
+    fn run(&self, args: &[&str], stdin: Option<&str>) -> Result<String, ClusterError> {
+        let mut full: Vec<String> = self.options.command_prefix.clone();
+        full.extend(args.iter().map(|s| (*s).to_owned()));
+        let shown = full.join(" ");
+        let fail = |message: String| ClusterError::Slurm {
+            command: shown.clone(),
+            message,
+        };
+        let mut cmd = Command::new(&full[0]);
+        cmd.args(&full[1..])
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                fail(format!(
+                    "`{}` was not found: is this a Slurm login node (or is the command prefix right)?",
+                    full[0]
+                ))
+            } else {
+                fail(e.to_string())
+            }
+        })?;
+        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(text.as_bytes())
+                .map_err(|e| fail(format!("writing the script: {e}")))?;
+        }
+        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            return Err(fail(format!(
+                "{}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn script(&self, plan: &Plan, stage: usize) -> Result<(String, String), ClusterError> {
+        let program = match &self.options.worker_program {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().map_err(|e| ClusterError::Slurm {
+                command: "current_exe".into(),
+                message: e.to_string(),
+            })?,
+        };
+        let logs = self.log_dir();
+        std::fs::create_dir_all(&logs).map_err(|e| ClusterError::Slurm {
+            command: format!("mkdir {}", logs.display()),
+            message: e.to_string(),
+        })?;
+        let logs = std::fs::canonicalize(&logs).unwrap_or(logs);
+        let log = logs.join(format!("brisk-{}-s{stage}-%A_%a.log", plan.layout.run));
+        let mut s = String::from("#!/bin/sh\n");
+        s.push_str(&format!(
+            "#SBATCH --job-name=brisk-{}-s{stage}\n#SBATCH --output={}\n",
+            plan.layout.run,
+            log.display()
+        ));
+        for d in self.options.sbatch_directives() {
+            s.push_str(&format!("#SBATCH {d}\n"));
+        }
+        for l in &self.options.setup_lines {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str(&format!(
+            "export BRISK_CLUSTER_STORE={}\nexport BRISK_CLUSTER_UNIT={}\nexec {}",
+            quote(&self.options.store),
+            quote(&format!("{}/s{stage}-", plan.layout.run)),
+            quote(&program.display().to_string())
+        ));
+        for a in &self.options.worker_args {
+            s.push(' ');
+            s.push_str(&quote(a));
+        }
+        s.push('\n');
+        Ok((s, log.display().to_string()))
+    }
+
+    /// Submits `indices` of `stage` as one job array and waits until it left the queue.
+    fn submit_and_wait(
+        &self,
+        plan: &Plan,
+        stage: usize,
+        indices: &[usize],
+    ) -> Result<(String, String), ClusterError> {
+        let (script, log) = self.script(plan, stage)?;
+        let array = indices
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let out = self.run(
+            &["sbatch", "--parsable", &format!("--array={array}")],
+            Some(&script),
+        )?;
+        self.submissions.fetch_add(1, Ordering::Relaxed);
+        let job = out.trim().split(';').next().unwrap_or_default().to_owned();
+        if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
+            return Err(ClusterError::Slurm {
+                command: "sbatch --parsable".into(),
+                message: format!("unexpected output `{}`", out.trim()),
+            });
+        }
+        let guard = CancelOnDrop {
+            executor: self,
+            job: Some(job.clone()),
+        };
+        let started = Instant::now();
+        loop {
+            let listed = self.run(&["squeue", "-h", "-j", &job, "-o", "%i %T"], None);
+            let alive = match listed {
+                Ok(text) => text.lines().any(|l| {
+                    let state = l.split_whitespace().nth(1).unwrap_or_default();
+                    !matches!(
+                        state,
+                        "COMPLETED"
+                            | "FAILED"
+                            | "CANCELLED"
+                            | "TIMEOUT"
+                            | "OUT_OF_MEMORY"
+                            | "NODE_FAIL"
+                            | "BOOT_FAIL"
+                            | "DEADLINE"
+                            | "PREEMPTED"
+                    )
+                }),
+                // squeue forgets a job some time after it ended: gone means not alive.
+                Err(ClusterError::Slurm { message, .. }) if message.contains("Invalid job id") => {
+                    false
+                }
+                Err(e) => return Err(e),
+            };
+            if !alive {
+                break;
+            }
+            if started.elapsed() > self.options.stage_timeout {
+                return Err(ClusterError::Timeout {
+                    run: plan.layout.run.clone(),
+                    stage,
+                    job,
+                    seconds: self.options.stage_timeout.as_secs(),
+                });
+            }
+            std::thread::sleep(self.options.poll);
+        }
+        let mut guard = guard;
+        guard.job = None;
+        Ok((job, log))
+    }
+
+    fn upload(&self, plan: &Plan, encoder: &Encoder) -> Result<(), ClusterError> {
+        for u in &plan.uploads {
+            if !self.store.contains(&u.store_key)? {
+                let bytes = encoder.encode(&u.spec, &u.value, &u.store_key)?;
+                self.store.put(&u.store_key, &bytes)?;
+            }
+        }
+        for stage in &plan.stages {
+            for unit in stage {
+                let text = serde_json::to_vec(unit).map_err(|e| ClusterError::Format {
+                    what: format!("unit {}", unit.unit),
+                    message: e.to_string(),
+                })?;
+                self.store.put(&plan.layout.unit(&unit.unit), &text)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The earliest stage whose unit must run again because a value that `units` read is
+    /// missing (deleted as corrupt, or removed by hand); its done marker is removed.
+    fn repair(&self, plan: &Plan, units: &[&UnitSpec]) -> Result<Option<usize>, ClusterError> {
+        let mut earliest: Option<usize> = None;
+        for unit in units {
+            for node in &unit.nodes {
+                for arg in &node.args {
+                    if let Some(&(s, u)) = plan.producer.get(arg)
+                        && !self.store.contains(arg)?
+                    {
+                        let name = &plan.stages[s][u].unit;
+                        self.store.delete(&plan.layout.done(name))?;
+                        earliest = Some(earliest.map_or(s, |e| e.min(s)));
+                    }
+                }
+            }
+        }
+        Ok(earliest)
+    }
+
+    fn drive(&self, graph: &Graph, plan: &Plan) -> Result<Vec<Option<Value>>, Error> {
+        let encoder = Encoder::new();
+        let exec_err = |e: ClusterError| Error::Executor(Box::new(e));
+        self.upload(plan, &encoder).map_err(exec_err)?;
+        let mut attempts: Vec<Vec<u32>> = plan.stages.iter().map(|s| vec![0; s.len()]).collect();
+        let mut stage = 0;
+        let mut repairs = 0usize;
+        let outputs = loop {
+            if stage == plan.stages.len() {
+                // Read the results; a corrupt one sends its unit back to work.
+                match self.read_outputs(graph, plan, &encoder).map_err(exec_err)? {
+                    Ok(values) => break values,
+                    Err(back) => {
+                        stage = back;
+                        continue;
+                    }
+                }
+            }
+            let units = &plan.stages[stage];
+            let mut pending = Vec::new();
+            for (i, u) in units.iter().enumerate() {
+                if !self
+                    .store
+                    .contains(&plan.layout.done(&u.unit))
+                    .map_err(|e| exec_err(e.into()))?
+                {
+                    pending.push(i);
+                }
+            }
+            if pending.is_empty() {
+                stage += 1;
+                continue;
+            }
+            let pending_units: Vec<&UnitSpec> = pending.iter().map(|&i| &units[i]).collect();
+            if let Some(back) = self.repair(plan, &pending_units).map_err(exec_err)? {
+                // These units failed for want of their inputs, not on their own: their
+                // attempts start again once the inputs are back.
+                repairs += 1;
+                if repairs > 10 * plan.stages.iter().map(Vec::len).sum::<usize>().max(1) {
+                    return Err(exec_err(ClusterError::Format {
+                        what: format!("run {}", plan.layout.run),
+                        message: "results keep disappearing or arriving corrupt; giving up".into(),
+                    }));
+                }
+                for &i in &pending {
+                    attempts[stage][i] = 0;
+                }
+                stage = back;
+                continue;
+            }
+            for &i in &pending {
+                attempts[stage][i] += 1;
+                if attempts[stage][i] > self.options.retries + 1 {
+                    let log = self
+                        .log_dir()
+                        .join(format!("brisk-{}-s{stage}-*_{i}.log", plan.layout.run));
+                    return Err(exec_err(ClusterError::UnitLost {
+                        unit: units[i].unit.clone(),
+                        attempts: attempts[stage][i] - 1,
+                        log: log.display().to_string(),
+                    }));
+                }
+            }
+            let (job, log) = self
+                .submit_and_wait(plan, stage, &pending)
+                .map_err(exec_err)?;
+            for &i in &pending {
+                let unit = &units[i];
+                let error_key = plan.layout.error(&unit.unit);
+                if let Some(bytes) = self.store.get(&error_key).map_err(|e| exec_err(e.into()))? {
+                    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+                    let key = text("key").parse().map_err(|_| {
+                        exec_err(ClusterError::Format {
+                            what: error_key.clone(),
+                            message: "no valid key".into(),
+                        })
+                    })?;
+                    // The error stays reported until the graph changes; remove it so a
+                    // fixed rerun can try again.
+                    let _ = self.store.delete(&error_key);
+                    return Err(Error::Task {
+                        key,
+                        name: text("task"),
+                        attempts: 1,
+                        source: Box::new(RemoteTaskError {
+                            message: text("error"),
+                            log: log.replace("%A", &job).replace("%a", &i.to_string()),
+                        }) as BoxError,
+                    });
+                }
+            }
+            // Units without a marker and without an error run again (next loop turn).
+        };
+        Ok(outputs)
+    }
+
+    /// The graph's outputs, decoded; `Err(stage)` when one did not decode (it was removed
+    /// and its unit's marker too).
+    fn read_outputs(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        encoder: &Encoder,
+    ) -> Result<Result<Vec<Option<Value>>, usize>, ClusterError> {
+        let mut values = Vec::new();
+        for &o in graph.outputs() {
+            let o = o as usize;
+            let node = graph.node(o);
+            if let Some((v, _)) = node.literal() {
+                values.push(Some(v.clone()));
+                continue;
+            }
+            let invoker = plan.invokers.get(&o).ok_or_else(|| ClusterError::Format {
+                what: node.key().to_string(),
+                message: "an output without a plan".into(),
+            })?;
+            let key = plan.layout.value(node.key());
+            let Some(bytes) = self.store.get(&key)? else {
+                return Ok(Err(self.invalidate(plan, &key)?));
+            };
+            match encoder.decode(invoker.output(), &bytes, &key) {
+                Ok(v) => values.push(Some(v)),
+                Err(_) => {
+                    self.store.delete(&key)?;
+                    return Ok(Err(self.invalidate(plan, &key)?));
+                }
+            }
+        }
+        Ok(Ok(values))
+    }
+
+    fn invalidate(&self, plan: &Plan, key: &str) -> Result<usize, ClusterError> {
+        let &(s, u) = plan.producer.get(key).ok_or_else(|| ClusterError::Format {
+            what: key.to_owned(),
+            message: "no unit produces it".into(),
+        })?;
+        self.store
+            .delete(&plan.layout.done(&plan.stages[s][u].unit))?;
+        Ok(s)
+    }
+}
+
+impl Executor for SlurmExecutor {
+    fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
+        for h in ctx.hooks.iter() {
+            h.on_start(graph);
+        }
+        let result = plan(graph, self.options.units_per_stage)
+            .map_err(|e| Error::Executor(Box::new(e)))
+            .and_then(|p| self.drive(graph, &p))
+            .map(|values| RunOutput::new(values, Report::default()));
+        for h in ctx.hooks.iter() {
+            h.on_finish(graph, result.as_ref().err());
+        }
+        result
+    }
+
+    fn parallelism(&self) -> usize {
+        self.options.units_per_stage
+    }
+}
+
+/// Cancels a job that is still being waited for when the wait ends early (error or panic).
+struct CancelOnDrop<'a> {
+    executor: &'a SlurmExecutor,
+    job: Option<String>,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = self.executor.run(&["scancel", &job], None);
+        }
+    }
+}
+
+/// Single-quotes a word for `sh`.
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

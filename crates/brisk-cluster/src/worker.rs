@@ -1,0 +1,190 @@
+//! Worker mode: run one unit from the store and exit.
+
+use std::sync::Arc;
+
+use brisk_checkpoint::{Encoder, Store, from_url};
+use brisk_exec::Handler;
+use brisk_graph::registry;
+
+use crate::ClusterError;
+use crate::plan::{Layout, NodeSpec, UnitSpec};
+
+/// Exit code of a worker whose unit hit a task error (written to the store; not retried).
+pub(crate) const EXIT_TASK_ERROR: i32 = 3;
+/// Exit code of a worker that could not do its job (store unreachable, bad unit): retried.
+pub(crate) const EXIT_FAILURE: i32 = 1;
+
+/// Call this first in `main`. In a process Slurm started as a Brisk worker (the
+/// `BRISK_CLUSTER_STORE` and `BRISK_CLUSTER_UNIT` variables are set), it runs that unit and
+/// exits the process (0: done; 3: a task failed, reported in the store; 1: anything else,
+/// which the driver retries). Anywhere else it returns at once.
+pub fn init() {
+    let (Ok(store), Ok(unit)) = (
+        std::env::var("BRISK_CLUSTER_STORE"),
+        std::env::var("BRISK_CLUSTER_UNIT"),
+    ) else {
+        return;
+    };
+    // A job array task appends its index to the unit prefix.
+    let unit = match std::env::var("SLURM_ARRAY_TASK_ID") {
+        Ok(i) => format!("{unit}{i}"),
+        Err(_) => unit,
+    };
+    let code = match from_url(&store)
+        .map_err(ClusterError::from)
+        .and_then(|s| run_unit(&s, &unit))
+    {
+        Ok(Outcome::Done) => 0,
+        Ok(Outcome::TaskFailed) => EXIT_TASK_ERROR,
+        Err(e) => {
+            eprintln!("brisk worker: unit {unit}: {e}");
+            EXIT_FAILURE
+        }
+    };
+    std::process::exit(code);
+}
+
+/// How a unit ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Every node's result is stored, and the done marker.
+    Done,
+    /// A task failed; its error is stored for the driver.
+    TaskFailed,
+}
+
+/// Runs unit `unit` (`runs/<run>/units/<name>` without `.json`, or `<run>/<name>`) from
+/// `store`: returns at once if its done marker exists; otherwise runs its nodes on the local
+/// thread pool, stores each result, then the marker. Public for tests and for launchers
+/// other than Slurm.
+///
+/// # Errors
+/// The store failed, or the unit description is malformed.
+pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterError> {
+    let (run, name) = parse_unit(unit)?;
+    let layout = Layout { run: run.clone() };
+    if store.contains(&layout.done(&name))? {
+        return Ok(Outcome::Done);
+    }
+    let bytes = store
+        .get(&layout.unit(&name))?
+        .ok_or_else(|| ClusterError::Format {
+            what: format!("unit {unit}"),
+            message: format!("no description at {}", layout.unit(&name)),
+        })?;
+    let spec: UnitSpec = serde_json::from_slice(&bytes).map_err(|e| ClusterError::Format {
+        what: format!("unit {unit}"),
+        message: e.to_string(),
+    })?;
+    let handler = Handler::local().map_err(|e| ClusterError::Format {
+        what: "the local thread pool".into(),
+        message: e.to_string(),
+    })?;
+    let shared = Arc::clone(store);
+    let futures = handler
+        .try_map(
+            move |node: NodeSpec| run_node(&shared, &node),
+            spec.nodes.clone(),
+        )
+        .map_err(|e| ClusterError::Format {
+            what: "the local thread pool".into(),
+            message: e.to_string(),
+        })?;
+    let mut failed: Option<(String, String, String)> = None;
+    for (node, result) in spec.nodes.iter().zip(handler.gather_results(futures)) {
+        match result {
+            Ok(None) => {}
+            Ok(Some(task_error)) => {
+                failed.get_or_insert((node.key.clone(), node.task.clone(), task_error));
+            }
+            Err(e) => {
+                return Err(ClusterError::Format {
+                    what: format!("node {} of unit {unit}", node.key),
+                    message: brisk_graph::chain(&e),
+                });
+            }
+        }
+    }
+    if let Some((key, task, error)) = failed {
+        let report = serde_json::json!({"key": key, "task": task, "error": error});
+        store.put(&layout.error(&name), report.to_string().as_bytes())?;
+        return Ok(Outcome::TaskFailed);
+    }
+    store.put(&layout.done(&name), b"done")?;
+    Ok(Outcome::Done)
+}
+
+fn parse_unit(unit: &str) -> Result<(String, String), ClusterError> {
+    let trimmed = unit
+        .trim_start_matches("runs/")
+        .trim_end_matches(".json")
+        .replace("/units/", "/");
+    match trimmed.split_once('/') {
+        Some((run, name)) if !run.is_empty() && !name.is_empty() && !name.contains('/') => {
+            Ok((run.to_owned(), name.to_owned()))
+        }
+        _ => Err(ClusterError::Format {
+            what: format!("unit `{unit}`"),
+            message: "expected `<run>/<unit>`".into(),
+        }),
+    }
+}
+
+/// Runs one node: `Ok(None)` when its result is stored, `Ok(Some(error))` when the task
+/// failed (a deterministic error), `Err` when the store or the inputs failed.
+fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<String>, ClusterError> {
+    let encoder = Encoder::new();
+    if store.contains(&node.output)? {
+        return Ok(None); // a previous, interrupted attempt got this far
+    }
+    let not_remote = |reason: &str| ClusterError::NotRemote {
+        key: node.key.clone(),
+        name: node.task.clone(),
+        reason: reason.to_owned(),
+    };
+    let entry = registry::lookup(&node.task)
+        .ok_or_else(|| not_remote("this worker program does not register it"))?;
+    let invoker = entry
+        .invoker()
+        .ok_or_else(|| not_remote("its arguments or result are not serde types"))?;
+    if invoker.params().len() != node.args.len() {
+        return Err(not_remote(
+            "the worker's version of the task takes other arguments",
+        ));
+    }
+    let mut args = Vec::with_capacity(node.args.len());
+    let mut corrupt = Vec::new();
+    for (spec, key) in invoker.params().iter().zip(&node.args) {
+        let bytes = store.get(key)?.ok_or_else(|| ClusterError::Format {
+            what: format!("input {key} of {}", node.key),
+            message: "missing from the store".into(),
+        })?;
+        match encoder.decode(spec, &bytes, key) {
+            Ok(v) => args.push(v),
+            Err(e) => {
+                // A corrupt entry: remove it so the driver sees it missing and reruns the
+                // unit that produced it (all of them at once, not one per attempt).
+                store.delete(key)?;
+                corrupt.push(format!("{key}: {e}"));
+            }
+        }
+    }
+    if !corrupt.is_empty() {
+        return Err(ClusterError::Format {
+            what: format!("inputs of {}", node.key),
+            message: format!(
+                "corrupt, removed so the driver recomputes them: {}",
+                corrupt.join("; ")
+            ),
+        });
+    }
+    match invoker.call(args) {
+        Ok(value) => {
+            let bytes = encoder.encode(invoker.output(), &value, &node.output)?;
+            store.put(&node.output, &bytes)?;
+            Ok(None)
+        }
+        Err(e) => Ok(Some(brisk_graph::chain(e.as_ref()))),
+    }
+}

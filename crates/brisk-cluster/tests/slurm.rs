@@ -1,0 +1,244 @@
+//! The Slurm backend against a real Slurm (`.ci/run` starts a one-node cluster and sets
+//! `BRISK_TEST_SLURM=1` and `BRISK_SLURM_PREFIX`). Without it these tests check only what
+//! needs no cluster. This test binary is also the worker program: Slurm runs it with
+//! `--exact cluster_worker_entry`, whose `init()` runs the unit and exits.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
+
+use std::sync::Arc;
+
+use brisk_cluster::{SlurmExecutor, SlurmOptions};
+use brisk_exec::ThreadedExecutor;
+use brisk_graph::{ComputeOptions, Delayed, Error, Executor, TaskSpec};
+use brisk_macros::task;
+
+#[test]
+fn cluster_worker_entry() {
+    brisk_cluster::init();
+}
+
+#[task]
+fn square(x: u64) -> u64 {
+    x * x
+}
+
+#[task]
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+#[task]
+fn unlucky(x: u64) -> Result<u64, String> {
+    Err(format!("no luck with {x}"))
+}
+
+/// Kills its own worker process the first time it runs (the marker file says it did).
+#[task]
+fn die_once(marker: String, x: u64) -> u64 {
+    if !std::path::Path::new(&marker).exists() {
+        std::fs::write(&marker, b"killed once").unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    x + 1
+}
+
+fn options(store: &str) -> SlurmOptions {
+    let mut o = SlurmOptions::new(store);
+    o.command_prefix = std::env::var("BRISK_SLURM_PREFIX")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    o.worker_args = ["--exact", "cluster_worker_entry", "--nocapture"]
+        .map(str::to_owned)
+        .to_vec();
+    o.poll = std::time::Duration::from_millis(100);
+    o.stage_timeout = std::time::Duration::from_secs(180);
+    o.units_per_stage = 2;
+    o.time = Some("00:05:00".into());
+    o
+}
+
+/// The Slurm executor, or `None` (test skipped) when no cluster is configured.
+fn slurm(store: &str) -> Option<SlurmExecutor> {
+    if std::env::var("BRISK_TEST_SLURM").as_deref() != Ok("1") {
+        eprintln!("skipped: set BRISK_TEST_SLURM=1 with a Slurm cluster (see .ci/run)");
+        return None;
+    }
+    Some(SlurmExecutor::new(options(store)).unwrap())
+}
+
+/// 6 squares, added pairwise in a tree: three stages.
+fn tree(offset: u64) -> Delayed<u64> {
+    let mut level: Vec<Delayed<u64>> = (0..6).map(|i| square(i + offset)).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    add(&p[0], &p[1])
+                } else {
+                    p[0].clone()
+                }
+            })
+            .collect();
+    }
+    level.pop().unwrap()
+}
+
+fn run(e: &dyn Executor, d: &Delayed<u64>) -> Result<u64, Error> {
+    d.compute_with_options(e, &ComputeOptions::new())
+}
+
+#[test]
+fn slurm_multi_stage_graph_matches_threads_and_a_rerun_does_no_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let Some(cluster) = slurm(&store) else { return };
+    let d = tree(1);
+    let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
+    assert_eq!(run(&cluster, &d).unwrap(), local);
+    assert!(cluster.submissions() >= 3, "one job array per stage");
+    // The store decides what is done: a new driver on the same store submits nothing.
+    let again = slurm(&store).unwrap();
+    assert_eq!(run(&again, &d).unwrap(), local);
+    assert_eq!(again.submissions(), 0);
+    // Logs of every unit are on the shared filesystem.
+    let logs = std::fs::read_dir(dir.path().join("logs")).unwrap().count();
+    assert!(logs >= 3, "{logs} logs");
+}
+
+#[test]
+fn slurm_runs_with_an_object_store_data_plane() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!("objfile://{}", dir.path().display());
+    let Some(mut cluster) = slurm(&store) else {
+        return;
+    };
+    let _ = &mut cluster;
+    let d = tree(10);
+    let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
+    assert_eq!(run(&cluster, &d).unwrap(), local);
+}
+
+#[test]
+fn slurm_failing_task_names_its_key_error_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let Some(cluster) = slurm(&store) else { return };
+    let bad = unlucky(7);
+    let d = add(square(2), bad.clone());
+    let err = run(&cluster, &d).unwrap_err();
+    match &err {
+        Error::Task { key, source, .. } => {
+            assert_eq!(key, bad.key());
+            let text = source.to_string();
+            assert!(text.contains("no luck with 7"), "{text}");
+            let log = text
+                .rsplit("worker log: ")
+                .next()
+                .unwrap()
+                .trim_end_matches(')');
+            assert!(std::path::Path::new(log).exists(), "log {log} missing");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // A task error is not retried: one submission for the failing stage.
+    assert_eq!(cluster.submissions(), 1);
+}
+
+#[test]
+fn slurm_reruns_a_unit_whose_worker_was_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let Some(cluster) = slurm(&store) else { return };
+    let marker = dir.path().join("killed").display().to_string();
+    let d = add(die_once(marker.clone(), 41), square(3));
+    assert_eq!(run(&cluster, &d).unwrap(), 42 + 9);
+    assert!(std::path::Path::new(&marker).exists());
+    assert_eq!(
+        cluster.submissions(),
+        3,
+        "stage 0 twice (killed, rerun), stage 1 once"
+    );
+}
+
+#[test]
+fn slurm_recomputes_a_corrupt_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let Some(cluster) = slurm(&store) else { return };
+    let d = tree(20);
+    let first = run(&cluster, &d).unwrap();
+    // Corrupt every stored value of the first stage.
+    let values = walk(&dir.path().join("runs"));
+    let mut corrupted = 0;
+    for p in values
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/values/"))
+    {
+        std::fs::write(p, b"garbage").unwrap();
+        corrupted += 1;
+    }
+    assert!(corrupted > 0);
+    let again = slurm(&store).unwrap();
+    assert_eq!(run(&again, &d).unwrap(), first);
+    assert!(again.submissions() > 0);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn closures_cannot_go_to_the_cluster_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let Some(cluster) = slurm(&store) else { return };
+    let d = TaskSpec::new("closure")
+        .pure()
+        .call(|x: u64| x + 1, (1u64,));
+    let err = run(&cluster, &d).unwrap_err();
+    let text = brisk_graph::chain(&err);
+    assert!(
+        text.contains("not a registered `#[task]` function"),
+        "{text}"
+    );
+    assert_eq!(cluster.submissions(), 0);
+}
+
+#[test]
+fn a_missing_sbatch_is_a_clear_error() {
+    let mut o = options("/tmp");
+    o.command_prefix = vec!["brisk-no-such-launcher".into()];
+    let err = SlurmExecutor::new(o).unwrap_err().to_string();
+    assert!(
+        err.contains("was not found") && err.contains("Slurm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unit_descriptions_are_refused_when_malformed() {
+    let store: Arc<dyn brisk_checkpoint::Store> = Arc::new(brisk_checkpoint::MemoryStore::new());
+    let err = brisk_cluster::run_unit(&store, "no-slash")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expected `<run>/<unit>`"), "{err}");
+    let err = brisk_cluster::run_unit(&store, "abc/s0-0")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no description"), "{err}");
+}
