@@ -11,6 +11,8 @@
 //! cargo xtask report-check      renders a profile report from a real compute, opens it in
 //!                                headless Chromium (no console errors, hover works) and saves
 //!                                a screenshot: target/report-check/report.png
+//! cargo xtask cluster-example   examples/cluster_map on local threads and on Slurm (needs
+//!                                BRISK_SLURM_PREFIX to reach it, e.g. the one .ci/run starts)
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -81,6 +83,7 @@ fn run() -> Result<()> {
         Some("interop") => interop(),
         Some("cloud") => cloud(),
         Some("report-check") => report_check(),
+        Some("cluster-example") => cluster_example(),
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -89,7 +92,7 @@ fn run() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | cloud | report-check | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | cloud | report-check | cluster-example | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S]]>";
 
 fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -189,6 +192,12 @@ fn ci(fail_fast: bool) -> Result<()> {
         "profile report in headless Chromium".into(),
         report_check,
     ));
+    if std::env::var("BRISK_TEST_SLURM").as_deref() == Ok("1") {
+        steps.push(Step::Fn(
+            "cluster example: local threads and Slurm agree".into(),
+            cluster_example,
+        ));
+    }
     steps.push(Step::Cmd(
         "benches compile".into(),
         cargo(&["bench", "--workspace", "--no-run"]),
@@ -691,6 +700,53 @@ fn free_port() -> Result<u16> {
 /// Azurite's well-known development account.
 const AZURITE_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Runs `examples/cluster_map --quick` on local threads and on the Slurm cluster that
+/// `.ci/run` started (`BRISK_SLURM_PREFIX` reaches it) and checks both print the same results.
+fn cluster_example() -> Result<()> {
+    let store = std::fs::canonicalize("target")?.join("cluster-example-store");
+    if store.exists() {
+        std::fs::remove_dir_all(&store)?;
+    }
+    let prefix = std::env::var("BRISK_SLURM_PREFIX").unwrap_or_default();
+    let address = format!(
+        "slurm://?store={}&prefix={}&poll_ms=100&time=00:05:00",
+        store.display(),
+        prefix.replace(' ', "%20")
+    );
+    let run = |extra: &[&str]| -> Result<Vec<String>> {
+        let mut args = vec![
+            "run",
+            "--release",
+            "--package",
+            "examples",
+            "--example",
+            "cluster_map",
+            "--",
+            "--quick",
+        ];
+        args.extend_from_slice(extra);
+        let out = cargo(&args).output().context("running cluster_map")?;
+        if !out.status.success() {
+            bail!(
+                "cluster_map {extra:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.starts_with("running on"))
+            .map(str::to_owned)
+            .collect())
+    };
+    let local = run(&[])?;
+    let slurm = run(&["--slurm", &address])?;
+    if local != slurm || local.is_empty() {
+        bail!("local threads printed {local:?} but Slurm printed {slurm:?}");
+    }
+    println!("cluster_map: identical on local threads and Slurm: {local:?}");
+    Ok(())
+}
 
 /// Installs the npm packages pinned by `package_json` into `dir` (once: a copy of the
 /// manifest in `dir` marks what is installed).

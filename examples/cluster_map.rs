@@ -1,0 +1,125 @@
+//! The same program locally or on Slurm (seed 001, aics-dask-utils' DistributedHandler):
+//! a reduction over chunks of generated data and a batched map, computed on local threads,
+//! or — with `--slurm ADDRESS` — as Slurm job arrays with a shared store as the data plane.
+//! Both print the same numbers.
+//!
+//! ```text
+//! cargo run --release -p examples --example cluster_map -- [--quick]
+//! cargo run --release -p examples --example cluster_map -- \
+//!     --slurm 'slurm://?store=/shared/brisk&partition=debug&cpus=1&time=00:05:00'
+//! ```
+//! The program calls `brisk::cluster::init()` first: when Slurm starts it as a worker, that
+//! runs the requested unit and exits. Only `#[task]` functions travel (by name).
+
+#![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
+
+use anyhow::{Context, bail};
+use brisk::cluster::SlurmExecutor;
+use brisk::exec::ThreadedExecutor;
+use brisk::graph::{ComputeOptions, Delayed, Executor};
+
+/// Sum, sum of squares and count of chunk `index` of a reproducible sequence.
+#[brisk::task]
+fn chunk_stats(seed: u64, index: u64, len: u64) -> (f64, f64, u64) {
+    let mut x = seed ^ (index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let (mut s, mut ss) = (0.0, 0.0);
+    for _ in 0..len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v = (x >> 11) as f64 / (1u64 << 53) as f64;
+        s += v;
+        ss += v * v;
+    }
+    (s, ss, len)
+}
+
+#[brisk::task]
+fn combine(a: (f64, f64, u64), b: (f64, f64, u64)) -> (f64, f64, u64) {
+    (a.0 + b.0, a.1 + b.1, a.2 + b.2)
+}
+
+/// Collatz stopping times of a batch of numbers.
+#[brisk::task]
+fn stopping_times(batch: Vec<u64>) -> Vec<u32> {
+    batch
+        .into_iter()
+        .map(|mut n| {
+            let mut steps = 0;
+            while n > 1 {
+                n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+                steps += 1;
+            }
+            steps
+        })
+        .collect()
+}
+
+fn main() -> anyhow::Result<()> {
+    brisk::cluster::init();
+    let mut slurm: Option<String> = None;
+    let (mut chunks, mut items) = (32u64, 20_000u64);
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--slurm" => slurm = Some(it.next().context("--slurm needs an address")?),
+            "--quick" => (chunks, items) = (8, 2_000),
+            other => bail!("unknown argument `{other}`"),
+        }
+    }
+    let executor: Box<dyn Executor> = match &slurm {
+        Some(address) => Box::new(SlurmExecutor::from_address(address)?),
+        None => Box::new(ThreadedExecutor::new(brisk::exec::available_workers())?),
+    };
+    println!(
+        "running on {}",
+        slurm.as_deref().map_or("local threads", |_| "Slurm")
+    );
+
+    // A reduction: per-chunk statistics combined in a tree.
+    let mut level: Vec<Delayed<(f64, f64, u64)>> =
+        (0..chunks).map(|i| chunk_stats(42, i, 100_000)).collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| {
+                if p.len() == 2 {
+                    combine(&p[0], &p[1])
+                } else {
+                    p[0].clone()
+                }
+            })
+            .collect();
+    }
+    let total = level.pop().context("at least one chunk")?;
+    // A batched map: one task per batch of 500 numbers.
+    let batches: Vec<Delayed<Vec<u32>>> = (1..=items)
+        .collect::<Vec<u64>>()
+        .chunks(500)
+        .map(|b| stopping_times(b.to_vec()))
+        .collect();
+
+    let mut outputs: Vec<brisk::graph::AnyDelayed> = vec![total.erase()];
+    outputs.extend(batches.iter().map(Delayed::erase));
+    let computed = ComputeOptions::new().run(executor.as_ref(), outputs)?;
+    let (s, ss, n) = computed.get(&total)?;
+    let mean = s / n as f64;
+    let std = (ss / n as f64 - mean * mean).sqrt();
+    println!("reduction over {chunks} chunks: n = {n}, mean = {mean:.12}, std = {std:.12}");
+    let mut times = Vec::new();
+    for b in &batches {
+        times.extend(computed.get(b)?);
+    }
+    let (longest, at) = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i + 1))
+        .max()
+        .context("at least one item")?;
+    let sum: u64 = times.iter().map(|&t| u64::from(t)).sum();
+    println!(
+        "batched map over {items} items in {} batches: total steps {sum}, longest {longest} (at {at})",
+        batches.len()
+    );
+    Ok(())
+}
