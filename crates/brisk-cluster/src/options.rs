@@ -81,7 +81,7 @@ impl SlurmOptions {
 
     /// Parses `slurm://?key=value&…`. Keys: `store` (required), `partition`, `account`,
     /// `time`, `cpus`, `mem`, `gpus`, `sbatch` and `setup` (repeatable), `logs`, `prefix`
-    /// (split on spaces), `units`, `retries`, `poll_ms`, `timeout_s`. Values are taken
+    /// and `args` (split on spaces), `program`, `units`, `retries`, `poll_ms`, `timeout_s`. Values are taken
     /// literally except `%20` → space and `%26` → `&`.
     ///
     /// # Errors
@@ -122,6 +122,8 @@ impl SlurmOptions {
                 "setup" => o.setup_lines.push(v.clone()),
                 "logs" => o.log_dir = Some(PathBuf::from(&v)),
                 "prefix" => o.command_prefix = v.split_whitespace().map(str::to_owned).collect(),
+                "program" => o.worker_program = Some(PathBuf::from(&v)),
+                "args" => o.worker_args = v.split_whitespace().map(str::to_owned).collect(),
                 "units" => {
                     o.units_per_stage = usize::try_from(num("units")?)
                         .map_err(|_| bad("units".into()))?

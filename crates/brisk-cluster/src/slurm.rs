@@ -447,3 +447,11 @@ impl Drop for CancelOnDrop<'_> {
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
+
+fn make_backend(address: &str) -> Result<Arc<dyn Executor>, BoxError> {
+    Ok(Arc::new(SlurmExecutor::from_address(address)?))
+}
+
+brisk_graph::__private::inventory::submit! {
+    brisk_exec::HandlerBackend::new("slurm", make_backend)
+}

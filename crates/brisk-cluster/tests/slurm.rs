@@ -242,3 +242,38 @@ fn unit_descriptions_are_refused_when_malformed() {
         .to_string();
     assert!(err.contains("no description"), "{err}");
 }
+
+#[test]
+fn the_handler_reaches_slurm_by_address() {
+    use brisk_exec::{Handler, HandlerError};
+    // Without a Slurm client the handler says so.
+    let err = Handler::new("slurm://?store=/tmp&prefix=brisk-no-such-launcher").unwrap_err();
+    assert!(matches!(err, HandlerError::Backend { .. }), "{err}");
+    assert!(brisk_graph::chain(&err).contains("was not found"), "{err}");
+    // Other schemes list slurm among the supported ones.
+    let err = Handler::new("k8s://cluster").unwrap_err().to_string();
+    assert!(err.contains("`slurm://…`"), "{err}");
+
+    if std::env::var("BRISK_TEST_SLURM").as_deref() != Ok("1") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = options(&dir.path().display().to_string());
+    // The worker program is this test binary: its test filter goes in `args`.
+    let address = format!(
+        "slurm://?store={}&prefix={}&args={}&poll_ms=100&time=00:05:00",
+        o.store,
+        o.command_prefix.join("%20"),
+        o.worker_args.join("%20")
+    );
+    let handler = Handler::new(&address).unwrap();
+    let d = tree(30);
+    let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
+    assert_eq!(handler.compute(&d).unwrap(), local);
+    let futures = handler.map(|x: u64| x + 1, [1u64, 2]).unwrap();
+    let err = handler.gather(futures).unwrap_err();
+    assert!(
+        matches!(err, HandlerError::ClosuresNotSupported { .. }),
+        "{err}"
+    );
+}

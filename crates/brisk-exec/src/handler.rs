@@ -1,4 +1,4 @@
-//! One handle for running work locally or (later) on a cluster, chosen by an address.
+//! One handle for running work locally or on a cluster, chosen by an address.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -22,16 +22,35 @@ pub const BATCH_ITEMS_PER_WORKER: usize = 64;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandlerError {
-    /// The address names a scheme this build cannot run (cluster schemes arrive with
-    /// `brisk-cluster`).
+    /// The address names a scheme this build cannot run (cluster schemes are registered by
+    /// their crates, e.g. `slurm` by `brisk-cluster` once it is linked).
     #[error(
-        "unsupported handler scheme `{scheme}` in address `{address}` (supported: `threads`, `threads://N`, `sync`)"
+        "unsupported handler scheme `{scheme}` in address `{address}` (supported: `threads`, `threads://N`, `sync`{})",
+        registered_schemes()
     )]
     UnsupportedScheme {
         /// The whole address.
         address: String,
         /// Its scheme.
         scheme: String,
+    },
+    /// A registered backend could not start (for Slurm: `sbatch` missing, store unreachable).
+    #[error("cannot start the backend for `{address}`")]
+    Backend {
+        /// The whole address.
+        address: String,
+        /// Why.
+        #[source]
+        source: BoxError,
+    },
+    /// Closures cannot be sent to this backend (a cluster runs registered `#[task]` functions
+    /// only): compute a graph of tasks with [`Handler::compute`] instead.
+    #[error(
+        "`{address}` cannot run closures (submit, map, batched_map): build a graph of `#[task]` functions and use compute()"
+    )]
+    ClosuresNotSupported {
+        /// The whole address.
+        address: String,
     },
     /// The address is malformed.
     #[error("invalid handler address `{address}`: {reason}")]
@@ -81,6 +100,34 @@ pub enum HandlerError {
     Internal(&'static str),
 }
 
+/// A backend for [`Handler::new`] registered by another crate (`brisk-cluster` registers
+/// `slurm`): `make` turns the whole address into an executor for graphs.
+#[derive(Debug)]
+pub struct HandlerBackend {
+    scheme: &'static str,
+    make: fn(&str) -> Result<Arc<dyn Executor>, BoxError>,
+}
+
+impl HandlerBackend {
+    /// A backend for addresses `scheme://…`.
+    #[must_use]
+    pub const fn new(
+        scheme: &'static str,
+        make: fn(&str) -> Result<Arc<dyn Executor>, BoxError>,
+    ) -> Self {
+        Self { scheme, make }
+    }
+}
+
+brisk_graph::__private::inventory::collect!(HandlerBackend);
+
+fn registered_schemes() -> String {
+    brisk_graph::__private::inventory::iter::<HandlerBackend>
+        .into_iter()
+        .map(|b| format!(", `{}://…`", b.scheme))
+        .collect()
+}
+
 fn item(index: Option<usize>) -> String {
     match index {
         Some(i) => format!("item {i}"),
@@ -104,6 +151,7 @@ impl HandlerError {
 enum Backend {
     Threads(ThreadedExecutor),
     Sync,
+    External(Arc<dyn Executor>),
 }
 
 /// Counts work submitted through one handler and not finished yet.
@@ -140,7 +188,8 @@ impl Outstanding {
 /// | `Handler::local()`, `"threads"`, `"local"`, `""` | the process-wide thread pool (one worker per core) |
 /// | `"threads://N"` | a pool of its own with `N` workers |
 /// | `"sync"` | everything on the caller's thread (breakpoints and prints work) |
-/// | `"slurm://…"`, other schemes | not in this build: [`HandlerError::UnsupportedScheme`] |
+/// | `"slurm://…"` | Slurm, when `brisk-cluster` is linked (call `brisk_cluster::init()` in `main`): graphs of `#[task]` functions only; closures are [`HandlerError::ClosuresNotSupported`] |
+/// | other schemes | [`HandlerError::UnsupportedScheme`] |
 ///
 /// The same calls behave the same on every backend: `map` and `submit` run every call (they
 /// are **not** de-duplicated, even for equal arguments — use [`Handler::compute`] on lazy
@@ -217,10 +266,21 @@ impl Handler {
                     Backend::Threads(ThreadedExecutor::new(n).map_err(HandlerError::Start)?)
                 }
                 Some((scheme, _)) => {
-                    return Err(HandlerError::UnsupportedScheme {
-                        scheme: scheme.to_owned(),
-                        address,
-                    });
+                    let Some(b) = brisk_graph::__private::inventory::iter::<HandlerBackend>
+                        .into_iter()
+                        .find(|b| b.scheme == scheme)
+                    else {
+                        return Err(HandlerError::UnsupportedScheme {
+                            scheme: scheme.to_owned(),
+                            address,
+                        });
+                    };
+                    Backend::External((b.make)(&address).map_err(|source| {
+                        HandlerError::Backend {
+                            address: address.clone(),
+                            source,
+                        }
+                    })?)
                 }
                 None => {
                     return Err(HandlerError::UnsupportedScheme {
@@ -259,6 +319,7 @@ impl Handler {
         match &self.backend {
             Backend::Threads(e) => e.workers(),
             Backend::Sync => 1,
+            Backend::External(e) => e.parallelism(),
         }
     }
 
@@ -275,6 +336,7 @@ impl Handler {
         match &self.backend {
             Backend::Threads(e) => e,
             Backend::Sync => &SyncExecutor,
+            Backend::External(e) => e.as_ref(),
         }
     }
 
@@ -312,6 +374,9 @@ impl Handler {
             }
         };
         match &self.backend {
+            Backend::External(_) => state.complete(Err(HandlerError::ClosuresNotSupported {
+                address: self.address.clone(),
+            })),
             Backend::Sync => run(),
             Backend::Threads(e) => {
                 let outstanding = Arc::clone(&self.outstanding);

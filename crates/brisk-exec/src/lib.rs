@@ -35,7 +35,7 @@ mod threaded;
 
 pub use brisk_graph::{ComputeOptions, Error, FailurePolicy, Result};
 pub use futures::{AsCompleted, Future};
-pub use handler::{BATCH_ITEMS_PER_WORKER, Handler, HandlerError};
+pub use handler::{BATCH_ITEMS_PER_WORKER, Handler, HandlerBackend, HandlerError};
 pub use sync::SyncExecutor;
 pub use threaded::{ThreadedExecutor, available_workers};
 

@@ -37,7 +37,7 @@
 //! | `checkpoint` (default) | [`checkpoint`]: save and load task results through an encoder chain |
 //! | `guard` (default) | [`guard`]: files opened once per compute and left as found; a bounded handle pool |
 //! | `profile` (default) | [`profile`]: task timelines, CPU/memory sampling, results held, progress bar, HTML report, Chrome traces, graph pictures |
-//! | `cluster` (default) | [`cluster`]: the same graphs on Slurm, through a shared store (deployment guide: [`cluster`]) |
+//! | `cluster` (default) | [`cluster`]: the same graphs on Slurm, through a shared store (its docs are the deployment guide) |
 //! | `s3`, `azure`, `gcs` | cloud object storage for checkpoints and Zarr (`s3://`, `az://`, `gs://`) |
 #![forbid(unsafe_code)]
 
