@@ -9,7 +9,7 @@
 //! failure policies.
 //!
 //! For plain functions over many inputs there is a futures API on a [`Handler`], whose backend
-//! is chosen by an address (`"threads"`, `"threads://4"`, `"sync"`; cluster schemes later):
+//! is chosen by an address (`"threads"`, `"threads://4"`, `"sync"`; `"slurm://…"` with brisk-cluster):
 //! `submit`, `map`, `gather`, [`AsCompleted`] and `batched_map` over lazy iterators.
 //!
 //! ```
