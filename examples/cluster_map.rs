@@ -9,14 +9,14 @@
 //!     --slurm 'slurm://?store=/shared/brisk&partition=debug&cpus=1&time=00:05:00'
 //! ```
 //! The program calls `brisk::cluster::init()` first: when Slurm starts it as a worker, that
-//! runs the requested unit and exits. Only `#[task]` functions travel (by name).
+//! runs the requested unit and exits. One `Handler` chosen by address does the rest
+//! (`compute` and `batched_compute_map`); only `#[task]` functions travel (by name).
 
 #![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
 
 use anyhow::{Context, bail};
-use brisk::cluster::SlurmExecutor;
-use brisk::exec::ThreadedExecutor;
-use brisk::graph::{ComputeOptions, Delayed, Executor};
+use brisk::exec::Handler;
+use brisk::graph::Delayed;
 
 /// Sum, sum of squares and count of chunk `index` of a reproducible sequence.
 #[brisk::task]
@@ -67,10 +67,8 @@ fn main() -> anyhow::Result<()> {
             other => bail!("unknown argument `{other}`"),
         }
     }
-    let executor: Box<dyn Executor> = match &slurm {
-        Some(address) => Box::new(SlurmExecutor::from_address(address)?),
-        None => Box::new(ThreadedExecutor::new(brisk::exec::available_workers())?),
-    };
+    // One handler, local threads or Slurm: the rest of the program is the same.
+    let handler = Handler::new(slurm.as_deref().unwrap_or("threads"))?;
     println!(
         "running on {}",
         slurm.as_deref().map_or("local threads", |_| "Slurm")
@@ -92,24 +90,23 @@ fn main() -> anyhow::Result<()> {
             .collect();
     }
     let total = level.pop().context("at least one chunk")?;
-    // A batched map: one task per batch of 500 numbers.
-    let batches: Vec<Delayed<Vec<u32>>> = (1..=items)
-        .collect::<Vec<u64>>()
-        .chunks(500)
-        .map(|b| stopping_times(b.to_vec()))
-        .collect();
-
-    let mut outputs: Vec<brisk::graph::AnyDelayed> = vec![total.erase()];
-    outputs.extend(batches.iter().map(Delayed::erase));
-    let computed = ComputeOptions::new().run(executor.as_ref(), outputs)?;
-    let (s, ss, n) = computed.get(&total)?;
+    let (s, ss, n) = handler.compute(&total)?;
     let mean = s / n as f64;
     let std = (ss / n as f64 - mean * mean).sqrt();
     println!("reduction over {chunks} chunks: n = {n}, mean = {mean:.12}, std = {std:.12}");
-    let mut times = Vec::new();
-    for b in &batches {
-        times.extend(computed.get(b)?);
-    }
+
+    // A batched map: one task per batch of 500 numbers, 4 batches per graph.
+    let batches: Vec<Vec<u64>> = (1..=items)
+        .collect::<Vec<u64>>()
+        .chunks(500)
+        .map(<[u64]>::to_vec)
+        .collect();
+    let n_batches = batches.len();
+    let times: Vec<u32> = handler
+        .batched_compute_map(|b: Vec<u64>| stopping_times(b), batches, 4)?
+        .into_iter()
+        .flatten()
+        .collect();
     let (longest, at) = times
         .iter()
         .enumerate()
@@ -118,8 +115,7 @@ fn main() -> anyhow::Result<()> {
         .context("at least one item")?;
     let sum: u64 = times.iter().map(|&t| u64::from(t)).sum();
     println!(
-        "batched map over {items} items in {} batches: total steps {sum}, longest {longest} (at {at})",
-        batches.len()
+        "batched map over {items} items in {n_batches} batches: total steps {sum}, longest {longest} (at {at})"
     );
     Ok(())
 }

@@ -270,6 +270,17 @@ fn the_handler_reaches_slurm_by_address() {
     let d = tree(30);
     let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
     assert_eq!(handler.compute(&d).unwrap(), local);
+    // map/gather of a registered task, plain and batched: the same as local threads.
+    let threads = Handler::new("threads://2").unwrap();
+    let on_slurm = handler.compute_map(|x: u64| square(x), 0..10u64).unwrap();
+    assert_eq!(
+        on_slurm,
+        threads.compute_map(|x: u64| square(x), 0..10u64).unwrap()
+    );
+    let batched = handler
+        .batched_compute_map(|x: u64| square(x), 0..25u64, 10)
+        .unwrap();
+    assert_eq!(batched, (0..25u64).map(|x| x * x).collect::<Vec<_>>());
     let futures = handler.map(|x: u64| x + 1, [1u64, 2]).unwrap();
     let err = handler.gather(futures).unwrap_err();
     assert!(

@@ -44,9 +44,10 @@ pub enum HandlerError {
         source: BoxError,
     },
     /// Closures cannot be sent to this backend (a cluster runs registered `#[task]` functions
-    /// only): compute a graph of tasks with [`Handler::compute`] instead.
+    /// only): use [`Handler::compute_map`] / [`Handler::batched_compute_map`] with a task, or
+    /// [`Handler::compute`] on a graph of tasks.
     #[error(
-        "`{address}` cannot run closures (submit, map, batched_map): build a graph of `#[task]` functions and use compute()"
+        "`{address}` cannot run closures (submit, map, batched_map): use compute_map or batched_compute_map with a #[task] function, or compute() on a graph of tasks"
     )]
     ClosuresNotSupported {
         /// The whole address.
@@ -634,6 +635,80 @@ impl Handler {
     {
         self.check_open()?;
         Ok(options.run(self.executor(), outputs)?)
+    }
+
+    /// Applies `task` — a `#[task]` function, or any function building a lazy value — to every
+    /// item and computes all the results as one graph on this handler's executor. Unlike
+    /// [`map`](Handler::map) it works on every backend, Slurm included (the task travels by
+    /// its registered name), and equal items are computed once. Results in input order.
+    ///
+    /// ```
+    /// use brisk_exec::Handler;
+    /// use brisk_graph::{Delayed, TaskSpec};
+    ///
+    /// let square = |x: u64| -> Delayed<u64> { TaskSpec::new("square").pure().call(|x: u64| x * x, (x,)) };
+    /// assert_eq!(Handler::local()?.compute_map(square, [1, 2, 3, 2])?, vec![1, 4, 9, 4]);
+    /// # Ok::<(), brisk_exec::HandlerError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`HandlerError::Closed`], or the compute's error (naming the failing task's key).
+    pub fn compute_map<I, T, F>(
+        &self,
+        task: F,
+        items: impl IntoIterator<Item = I>,
+    ) -> Result<Vec<T>, HandlerError>
+    where
+        F: Fn(I) -> Delayed<T>,
+        T: Clone + Send + Sync + 'static,
+    {
+        self.check_open()?;
+        let lazy: Vec<Delayed<T>> = items.into_iter().map(task).collect();
+        let mut computed = ComputeOptions::new().run(self.executor(), lazy.iter())?;
+        // Move each distinct result out once; equal items share it.
+        let mut first: std::collections::HashMap<&brisk_graph::Key, usize> =
+            std::collections::HashMap::new();
+        let mut out: Vec<T> = Vec::with_capacity(lazy.len());
+        for (i, d) in lazy.iter().enumerate() {
+            match first.get(d.key()) {
+                Some(&j) => {
+                    let v = out[j].clone();
+                    out.push(v);
+                }
+                None => {
+                    first.insert(d.key(), i);
+                    out.push(computed.take(d)?);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`compute_map`](Handler::compute_map) over a lazy iterator, `batch` items per graph,
+    /// so only one batch of inputs is materialised at a time. Results in input order.
+    ///
+    /// # Errors
+    /// [`HandlerError::ZeroBatchSize`], [`HandlerError::Closed`], or a compute's error.
+    pub fn batched_compute_map<I, T, F>(
+        &self,
+        task: F,
+        items: impl IntoIterator<Item = I>,
+        batch: usize,
+    ) -> Result<Vec<T>, HandlerError>
+    where
+        F: Fn(I) -> Delayed<T>,
+        T: Clone + Send + Sync + 'static,
+    {
+        if batch == 0 {
+            return Err(HandlerError::ZeroBatchSize);
+        }
+        let mut out = Vec::new();
+        let mut it = items.into_iter().peekable();
+        while it.peek().is_some() {
+            let chunk: Vec<I> = it.by_ref().take(batch).collect();
+            out.extend(self.compute_map(&task, chunk)?);
+        }
+        Ok(out)
     }
 
     /// Stops accepting work and waits until everything submitted has finished. Closing twice

@@ -345,3 +345,52 @@ fn cancelled_futures_do_not_run() {
     ));
     assert!(!ran.load(Ordering::SeqCst));
 }
+
+#[test]
+fn compute_map_runs_a_task_per_item_as_one_graph() {
+    use brisk_graph::{Delayed, TaskSpec};
+    let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let r = std::sync::Arc::clone(&runs);
+    let spec = TaskSpec::new("cube").pure();
+    let cube = move |x: u64| -> Delayed<u64> {
+        let r = std::sync::Arc::clone(&r);
+        spec.call(
+            move |x: u64| {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                x * x * x
+            },
+            (x,),
+        )
+    };
+    for address in ["sync", "threads://2"] {
+        runs.store(0, std::sync::atomic::Ordering::SeqCst);
+        let h = brisk_exec::Handler::new(address).unwrap();
+        let got = h.compute_map(&cube, [3u64, 1, 3, 2]).unwrap();
+        assert_eq!(got, vec![27, 1, 27, 8]);
+        // Equal items are one task.
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let many = h.batched_compute_map(&cube, 0..1000u64, 64).unwrap();
+        assert_eq!(many.len(), 1000);
+        assert_eq!(many[999], 999 * 999 * 999);
+        assert!(matches!(
+            h.batched_compute_map(&cube, 0..3u64, 0),
+            Err(brisk_exec::HandlerError::ZeroBatchSize)
+        ));
+    }
+    // A failing task names its key.
+    let bad = TaskSpec::new("bad").pure();
+    let h = brisk_exec::Handler::new("threads://2").unwrap();
+    let err = h
+        .compute_map(
+            |x: u64| {
+                bad.try_call(
+                    |x: u64| -> Result<u64, String> { Err(format!("no {x}")) },
+                    (x,),
+                )
+            },
+            [5u64],
+        )
+        .unwrap_err();
+    assert!(brisk_graph::chain(&err).contains("no 5"), "{err}");
+    assert!(err.to_string().contains("bad/"), "{err}");
+}
