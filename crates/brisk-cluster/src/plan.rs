@@ -1,6 +1,6 @@
 //! Splitting a graph into stages and units, and the unit description workers read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use brisk_graph::registry::{self, Invoker};
 use brisk_graph::{Arg, Graph, Key, SaveSpec, Tokenize, Value};
@@ -19,14 +19,10 @@ impl Layout {
         format!("runs/{}", self.run)
     }
     pub(crate) fn value(&self, key: &Key) -> String {
-        let text = key.to_string();
-        let token = text.rsplit('/').next().unwrap_or(&text);
-        format!("{}/values/{token}", self.base())
+        format!("{}/values/{}", self.base(), key.token())
     }
     pub(crate) fn constant(&self, key: &Key, position: usize) -> String {
-        let text = key.to_string();
-        let token = text.rsplit('/').next().unwrap_or(&text);
-        format!("{}/consts/{token}-{position}", self.base())
+        format!("{}/consts/{}-{position}", self.base(), key.token())
     }
     pub(crate) fn unit(&self, unit: &str) -> String {
         format!("{}/units/{unit}.json", self.base())
@@ -94,12 +90,7 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
         .collect();
     let run = outputs
         .token()
-        .map(|t| {
-            t.as_bytes()[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        })
+        .map(|t| t.to_string()[..16].to_owned())
         .map_err(|e| ClusterError::Format {
             what: "the run id".into(),
             message: e.to_string(),
@@ -109,7 +100,7 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
     let mut depth = vec![0usize; n];
     let mut invokers = HashMap::new();
     let mut uploads: Vec<Upload> = Vec::new();
-    let mut uploaded: HashMap<usize, ()> = HashMap::new();
+    let mut uploaded: HashSet<usize> = HashSet::new();
     let mut by_stage: Vec<Vec<usize>> = Vec::new();
     for &id in graph.order() {
         let id = id as usize;
@@ -145,7 +136,7 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
                 Arg::Node(dep) => {
                     let dn = graph.node(dep);
                     if dn.is_literal() {
-                        if uploaded.insert(dep, ()).is_none() {
+                        if uploaded.insert(dep) {
                             let (value, _) = dn
                                 .literal()
                                 .ok_or_else(|| not_remote("a literal without a value"))?;

@@ -180,7 +180,7 @@ impl SlurmExecutor {
                 message: format!("unexpected output `{}`", out.trim()),
             });
         }
-        let guard = CancelOnDrop {
+        let mut guard = CancelOnDrop {
             executor: self,
             job: Some(job.clone()),
         };
@@ -222,8 +222,7 @@ impl SlurmExecutor {
             }
             std::thread::sleep(self.options.poll);
         }
-        let mut guard = guard;
-        guard.job = None;
+        guard.job = None; // left the queue: nothing to cancel
         Ok((job, log))
     }
 

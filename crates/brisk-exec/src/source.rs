@@ -36,7 +36,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -749,7 +749,6 @@ where
         sink: &mut dyn FnMut(&Key, T) -> Option<T>,
     ) -> Result<SourceOutput<D, T>, SourceError> {
         let Pipeline { source, build } = self;
-        let name = source.name.clone();
         let in_flight = options
             .in_flight
             .unwrap_or_else(|| 2 * executor.parallelism().max(1));
@@ -768,7 +767,7 @@ where
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
         let retries = options.retries;
 
-        let result = std::thread::scope(|scope| {
+        let (result, sealed) = std::thread::scope(|scope| {
             let mut runners = 0;
             for i in 0..in_flight {
                 let (job_rx, done_tx, ctx) = (job_rx.clone(), done_tx.clone(), ctx.clone());
@@ -786,19 +785,21 @@ where
             drop(done_tx);
             drop(job_rx);
             if runners == 0 {
-                return Err(SourceError::Aborted {
-                    source_name: name.clone(),
-                    reason: "no runner thread could be started".to_owned(),
-                });
+                return (
+                    Err(SourceError::Aborted {
+                        source_name: source.name.clone(),
+                        reason: "no runner thread could be started".to_owned(),
+                    }),
+                    false,
+                );
             }
             let mut state = Drive {
-                name: &name,
                 source: &source,
                 build: &build,
                 ctx: &ctx,
                 policy: options.policy,
                 slots: Vec::new(),
-                by_id: HashMap::new(),
+                seen: HashSet::new(),
                 reports: Vec::new(),
                 results: BTreeMap::new(),
                 received: 0,
@@ -822,10 +823,14 @@ where
                     Err(_) => break,
                 }
             }
-            outcome.map(|()| state.finish())
+            let sealed = state.sealed;
+            (outcome.map(|()| state.finish()), sealed)
         });
-        for h in ctx.hooks.iter() {
-            h.on_inputs_open(false);
+        // A sealed source already told the hooks; an aborted or failed one tells them now.
+        if !sealed {
+            for h in ctx.hooks.iter() {
+                h.on_inputs_open(false);
+            }
         }
         result
     }
@@ -860,13 +865,13 @@ fn run_partition(executor: &dyn Executor, ctx: &RunContext, job: Job, retries: u
 }
 
 struct Drive<'a, D, T> {
-    name: &'a str,
     source: &'a Source<D>,
     build: &'a Build<D, T>,
     ctx: &'a RunContext,
     policy: Policy,
     slots: Vec<Slot<D>>,
-    by_id: HashMap<Key, usize>,
+    /// Every partition id seen (pushed or failed upstream): later arrivals are duplicates.
+    seen: HashSet<Key>,
     reports: Vec<PartitionReport<D>>,
     results: BTreeMap<Key, T>,
     received: usize,
@@ -880,6 +885,10 @@ where
     D: Tokenize + Clone + fmt::Debug + Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
+    fn name(&self) -> &str {
+        &self.source.name
+    }
+
     fn event_loop(
         &mut self,
         in_flight: usize,
@@ -894,7 +903,7 @@ where
             }
             if user_cancel.is_cancelled() {
                 return Err(SourceError::Aborted {
-                    source_name: self.name.to_owned(),
+                    source_name: self.name().to_owned(),
                     reason: "the compute's cancel token was cancelled".to_owned(),
                 });
             }
@@ -927,13 +936,13 @@ where
                     }
                     Ok(Event::Abort(reason)) => {
                         return Err(SourceError::Aborted {
-                            source_name: self.name.to_owned(),
+                            source_name: self.name().to_owned(),
                             reason,
                         });
                     }
                     Err(_) => {
                         return Err(SourceError::Unsealed {
-                            source_name: self.name.to_owned(),
+                            source_name: self.name().to_owned(),
                             received: self.received,
                         });
                     }
@@ -948,7 +957,7 @@ where
             && self.received > expected
         {
             return Err(SourceError::TooMany {
-                source_name: self.name.to_owned(),
+                source_name: self.name().to_owned(),
                 expected,
                 received: self.received,
                 input: format!("{input:?}"),
@@ -962,11 +971,11 @@ where
             .source
             .partition_id(&d)
             .map_err(|source| SourceError::Descriptor {
-                source_name: self.name.to_owned(),
+                source_name: self.name().to_owned(),
                 descriptor: format!("{d:?}"),
                 source,
             })?;
-        if self.by_id.contains_key(&id) {
+        if !self.seen.insert(id.clone()) {
             self.duplicates += 1;
             return Ok(());
         }
@@ -974,7 +983,6 @@ where
         let built = (self.build)(&d);
         let slot = self.slots.len();
         let arrival = self.received - 1;
-        self.by_id.insert(id.clone(), slot);
         self.slots.push(Slot {
             id: id.clone(),
             descriptor: d.clone(),
@@ -990,7 +998,7 @@ where
             },
             Err(source) => Err(Error::Task {
                 key: id.clone(),
-                name: format!("{}-build", self.name),
+                name: format!("{}-build", self.name()),
                 attempts: 1,
                 source,
             }),
@@ -1017,7 +1025,7 @@ where
                     self.source
                         .partition_id(&d)
                         .map_err(|source| SourceError::Descriptor {
-                            source_name: self.name.to_owned(),
+                            source_name: self.name().to_owned(),
                             descriptor: format!("{d:?}"),
                             source,
                         })?;
@@ -1026,22 +1034,27 @@ where
             }
             FailedInput::Id(s) => {
                 let token: Token = s.token().map_err(|source| SourceError::Descriptor {
-                    source_name: self.name.to_owned(),
+                    source_name: self.name().to_owned(),
                     descriptor: s.clone(),
                     source,
                 })?;
                 let shown = format!("id {s:?}");
-                (Key::new(self.name.to_owned(), token), None, Some(s), shown)
+                (
+                    Key::new(self.name().to_owned(), token),
+                    None,
+                    Some(s),
+                    shown,
+                )
             }
         };
-        if self.by_id.contains_key(&id) || self.reports.iter().any(|r| r.id == id) {
+        if !self.seen.insert(id.clone()) {
             self.duplicates += 1;
             return Ok(());
         }
         self.count_one(&shown)?;
         if self.policy == Policy::FailFast {
             return Err(SourceError::InputFailed {
-                source_name: self.name.to_owned(),
+                source_name: self.name().to_owned(),
                 input: shown,
                 error,
             });
@@ -1115,7 +1128,7 @@ where
         let s = &self.slots[slot];
         if self.policy == Policy::FailFast {
             return Err(SourceError::Partition {
-                source_name: self.name.to_owned(),
+                source_name: self.name().to_owned(),
                 id: s.id.clone(),
                 descriptor: format!("{:?}", s.descriptor),
                 attempts,
@@ -1154,7 +1167,7 @@ where
         match self.source.expected {
             Some(expected) if self.received < expected && self.policy == Policy::FailFast => {
                 Err(SourceError::Missing {
-                    source_name: self.name.to_owned(),
+                    source_name: self.name().to_owned(),
                     expected,
                     received: self.received,
                 })

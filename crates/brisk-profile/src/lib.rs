@@ -181,7 +181,11 @@ impl Profiler {
     /// time, workers and parallel efficiency (busy time / (wall × workers)).
     #[must_use]
     pub fn summary(&self) -> Summary {
-        let records = self.records();
+        self.summary_of(&self.records())
+    }
+
+    /// [`summary`](Self::summary) of records already taken (the report reads them once).
+    pub(crate) fn summary_of(&self, records: &[TaskRecord]) -> Summary {
         let mut computes = self.computes().clone();
         if let Some(c) = computes.last_mut().filter(|c| c.end.is_none()) {
             c.workers = self.current_workers.load(Ordering::Acquire);
@@ -193,7 +197,7 @@ impl Profiler {
         let workers = computes.iter().map(|c| c.workers).max().unwrap_or(1).max(1);
         let mut by_name: Vec<NameSummary> = Vec::new();
         let mut busy = Duration::ZERO;
-        for r in &records {
+        for r in records {
             let d = r.end.saturating_sub(r.start);
             busy += d;
             match by_name.iter_mut().find(|s| s.name == r.name.as_str()) {

@@ -105,7 +105,7 @@ impl<'a> Report<'a> {
     #[must_use]
     pub fn to_html(&self) -> String {
         let records = self.tasks.map(Profiler::records).unwrap_or_default();
-        let summary = self.tasks.map(Profiler::summary);
+        let summary = self.tasks.map(|p| p.summary_of(&records));
         let samples = self
             .resources
             .map(ResourceProfiler::samples)

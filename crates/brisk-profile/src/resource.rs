@@ -178,9 +178,16 @@ impl ResourceProfiler {
             state.running.take()
         };
         if let Some(r) = running {
-            let _ = r.stop.send(());
-            let _ = r.thread.join();
+            r.halt();
         }
+    }
+}
+
+impl Running {
+    /// Stops the sampler (it takes a final sample) and waits for its thread.
+    fn halt(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
     }
 }
 
@@ -188,8 +195,7 @@ impl Drop for ResourceProfiler {
     fn drop(&mut self) {
         let running = self.state().running.take();
         if let Some(r) = running {
-            let _ = r.stop.send(());
-            let _ = r.thread.join();
+            r.halt();
         }
     }
 }
