@@ -12,10 +12,12 @@ use num_traits::AsPrimitive;
 
 use crate::element::{Element, Float, Number};
 use crate::error::{ArrayError, Result};
-use crate::expr::{Binary, Const, Env, ExprRef, Leaf, Unary, eval_chunk};
+use crate::expr::{Binary, Const, Env, ExprRef, Leaf, LeafData, Unary, eval_chunk};
 use crate::grid::ChunkGrid;
+use crate::stream::{BlockStream, OpenStream, OpenWindow, Window};
 
-/// A source of chunks an expression reads: the materialized blocks of some array.
+/// A source of chunks an expression reads: the blocks of some array, as tasks and, for
+/// streamed arrays, as streams read inside the consuming task.
 #[derive(Clone)]
 pub(crate) struct LeafSrc {
     pub(crate) id: u64,
@@ -24,11 +26,21 @@ pub(crate) struct LeafSrc {
     /// Turns a block value into a standard-layout `ArrayD<U>` of the requested chunk shape
     /// (broadcasting when the leaf has size-1 axes).
     pub(crate) prep: fn(&Value, &[usize]) -> Result<Value, BoxError>,
+    pub(crate) stream: Option<LeafStream>,
+}
+
+/// The streams of a leaf: as windows for expressions, and typed (an `OpenStream<U>`) for a
+/// reader of the leaf itself.
+#[derive(Clone)]
+pub(crate) struct LeafStream {
+    pub(crate) window: OpenWindow,
+    pub(crate) typed: Arc<dyn std::any::Any + Send + Sync>,
 }
 
 impl LeafSrc {
-    /// The leaf block read by output block `c` of an array of rank `ndim`.
-    fn block_for(&self, c: &[usize]) -> AnyDelayed {
+    /// The index of the leaf block read by output block `c`, and whether it is read whole
+    /// (not broadcast) into an output block of `shape`.
+    fn block_for(&self, c: &[usize], shape: &[usize]) -> (usize, bool) {
         let m = self.grid.ndim();
         let skip = c.len() - m;
         let lc: Vec<usize> = (0..m)
@@ -40,7 +52,47 @@ impl LeafSrc {
                 }
             })
             .collect();
-        self.blocks[self.grid.block_index(&lc)].clone()
+        let whole = self.grid.block_shape(&lc) == shape;
+        (self.grid.block_index(&lc), whole)
+    }
+}
+
+/// How the task of one output block gets its leaves.
+#[derive(Clone)]
+pub(crate) struct ChunkPlan {
+    /// The blocks computed by their own tasks (leaves not streamed), in leaf order.
+    pub(crate) inputs: Vec<AnyDelayed>,
+    /// Per leaf: the block index when the leaf is streamed into this task.
+    streamed: Vec<Option<usize>>,
+    /// The keys' tokens of the streamed blocks (they identify the content like input keys).
+    keys: Vec<[u8; 16]>,
+}
+
+impl ChunkPlan {
+    /// The descriptor of a task over this plan: `what` plus the streamed blocks' keys.
+    pub(crate) fn descriptor(&self, what: &impl Tokenize) -> brisk_graph::Token {
+        let w = what.token().map_or([0; 16], |t| *t.as_bytes());
+        (w, self.keys.clone())
+            .token()
+            .unwrap_or_else(|_| brisk_graph::Token::from_bytes(w))
+    }
+
+    /// The typed stream opener when the block is exactly one streamed leaf.
+    pub(crate) fn single_stream<T: Element>(
+        &self,
+        leaves: &[LeafSrc],
+    ) -> Option<impl FnOnce() -> Result<Box<dyn BlockStream<T>>, BoxError> + use<T>> {
+        let ([leaf], [Some(i)]) = (leaves, self.streamed.as_slice()) else {
+            return None;
+        };
+        let open = leaf
+            .stream
+            .as_ref()?
+            .typed
+            .downcast_ref::<OpenStream<T>>()?
+            .clone();
+        let i = *i;
+        Some(move || open(i))
     }
 }
 
@@ -145,6 +197,8 @@ impl<T: Element> Array<T> {
                         .map(|b| b.requiring(Arc::clone(&resource)))
                         .collect(),
                 ),
+                // The resource is held by the block tasks: consumers must read those.
+                stream: None,
                 ..l.clone()
             })
             .collect();
@@ -228,11 +282,47 @@ impl<T: Element> Array<T> {
                 grid,
                 blocks: Arc::new(erased),
                 prep: prep::<T>,
+                stream: None,
             }]),
             own: Some(Arc::new(blocks)),
             error: None,
             split_every: DEFAULT_SPLIT_EVERY,
         })
+    }
+
+    /// An array from its chunk tasks that can also be read as streams: `open(i)` produces
+    /// block `i`'s elements in row-major order, exactly the values of task `blocks[i]`.
+    /// Fused elementwise chunks, reduction partials and [`block_sources`](Array::block_sources)
+    /// readers then read the block inside their own task instead of waiting for the block
+    /// task (which remains for slicing, rechunking, `compute`, …). See [`crate::stream`].
+    ///
+    /// # Errors
+    /// [`ArrayError::BadChunks`] when the number of blocks does not match the grid.
+    pub fn from_blocks_streamed(
+        grid: ChunkGrid,
+        blocks: Vec<Delayed<ArrayD<T>>>,
+        open: OpenStream<T>,
+    ) -> Result<Self> {
+        let mut a = Self::from_blocks(grid.clone(), blocks)?;
+        let typed = Arc::clone(&open);
+        let window: OpenWindow = Arc::new(move |i| {
+            let len = grid.block_shape(&grid.block_coords(i)).iter().product();
+            let w: Box<dyn crate::stream::AnyWindow> = Box::new(Window::new(open(i)?, len));
+            Ok(w)
+        });
+        let leaves = a
+            .leaves
+            .iter()
+            .map(|l| LeafSrc {
+                stream: Some(LeafStream {
+                    window: Arc::clone(&window),
+                    typed: Arc::new(Arc::clone(&typed)),
+                }),
+                ..l.clone()
+            })
+            .collect();
+        a.leaves = Arc::new(leaves);
+        Ok(a)
     }
 
     /// An array made by `make(offset, shape)` for each block (called lazily, once per block
@@ -383,22 +473,49 @@ impl<T: Element> Array<T> {
         }
     }
 
-    /// The leaf blocks (of every leaf) read by output block `c`, deduplicated.
-    pub(crate) fn inputs_for(&self, c: &[usize]) -> Vec<AnyDelayed> {
-        self.leaves.iter().map(|l| l.block_for(c)).collect()
+    /// How the task of output block `c` gets each leaf: streamed when the leaf can be and
+    /// its block is read whole, else as the block task's value.
+    pub(crate) fn inputs_for(&self, c: &[usize]) -> ChunkPlan {
+        let shape = self.grid.block_shape(c);
+        let mut plan = ChunkPlan {
+            inputs: Vec::new(),
+            streamed: Vec::new(),
+            keys: Vec::new(),
+        };
+        for l in self.leaves.iter() {
+            let (i, whole) = l.block_for(c, &shape);
+            if whole && l.stream.is_some() {
+                plan.streamed.push(Some(i));
+                plan.keys.push(*l.blocks[i].key().token().as_bytes());
+            } else {
+                plan.streamed.push(None);
+                plan.inputs.push(l.blocks[i].clone());
+            }
+        }
+        plan
     }
 
-    /// Prepares the leaf values of one output chunk of `shape` (in `inputs_for` order).
-    pub(crate) fn env_values(
+    /// The leaves of one output chunk of `shape`: the values of `plan.inputs` (in order),
+    /// prepared, and the streamed blocks opened.
+    pub(crate) fn env(
         leaves: &[LeafSrc],
+        plan: &ChunkPlan,
         values: Vec<Value>,
         shape: &[usize],
-    ) -> Result<Vec<(u64, Value)>, BoxError> {
-        leaves
-            .iter()
-            .zip(values)
-            .map(|(l, v)| Ok((l.id, (l.prep)(&v, shape)?)))
-            .collect()
+    ) -> Result<Env, BoxError> {
+        let mut values = values.into_iter();
+        let mut out = Vec::with_capacity(leaves.len());
+        for (l, s) in leaves.iter().zip(&plan.streamed) {
+            let data = match (s, &l.stream) {
+                (Some(i), Some(st)) => LeafData::Stream(std::cell::RefCell::new((st.window)(*i)?)),
+                _ => {
+                    let v = values.next().ok_or("a chunk task is missing an input")?;
+                    LeafData::Value((l.prep)(&v, shape)?)
+                }
+            };
+            out.push((l.id, data));
+        }
+        Ok(Env { leaves: out })
     }
 
     /// One task per block computing this array's chunks (the fused expression evaluated).
@@ -416,16 +533,15 @@ impl<T: Element> Array<T> {
             .map(|i| {
                 let c = self.grid.block_coords(i);
                 let shape = self.grid.block_shape(&c);
-                let inputs = self.inputs_for(&c);
-                let token = (desc.clone(), shape.clone(), T::DTYPE.name())
-                    .token()
-                    .unwrap_or_else(|_| brisk_graph::Token::from_bytes([0; 16]));
+                let plan = self.inputs_for(&c);
+                let token = plan.descriptor(&(desc.clone(), shape.clone(), T::DTYPE.name()));
+                let inputs = plan.inputs.clone();
                 let expr = Arc::clone(&self.expr);
                 let leaves = Arc::clone(&self.leaves);
                 spec.call_dyn(
                     move |vals: Vec<Value>| {
-                        let env = Self::env_values(&leaves, vals, &shape)?;
-                        eval_chunk(expr.as_ref(), &Env { leaves: &env }, &shape)
+                        let env = Self::env(&leaves, &plan, vals, &shape)?;
+                        eval_chunk(expr.as_ref(), &env, &shape)
                     },
                     &inputs,
                     token,

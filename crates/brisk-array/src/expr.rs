@@ -1,39 +1,86 @@
 //! Fused elementwise expressions, evaluated tile by tile inside one task per chunk.
 //!
-//! An array is an expression over *leaves* (materialized chunk tasks of other arrays). A chain
+//! An array is an expression over *leaves* (chunk tasks of other arrays, or streams read
+//! inside the consuming task — see [`crate::stream`]). A chain
 //! of elementwise operations only grows the expression; when a chunk is finally needed, one
 //! task evaluates the whole expression for that chunk in tiles of [`TILE`] elements, so no
 //! temporary the size of a chunk is ever made per operation.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use brisk_graph::{BoxError, Value};
 use ndarray::{ArrayD, IxDyn};
 
 use crate::element::Element;
+use crate::stream::{AnyWindow, Window};
 
 /// Elements evaluated at once per expression node (stack buffers of this size).
 pub(crate) const TILE: usize = 1024;
 
-/// The prepared leaf values of one output chunk: `(leaf id, ArrayD<U>)` in the chunk's shape,
-/// standard layout.
-pub(crate) struct Env<'a> {
-    pub(crate) leaves: &'a [(u64, Value)],
+/// One leaf of an output chunk, as the chunk's task holds it.
+pub(crate) enum LeafData {
+    /// The block, computed by its own task: a standard-layout `ArrayD<U>` of the chunk's
+    /// shape.
+    Value(Value),
+    /// The block read front to back inside this task.
+    Stream(RefCell<Box<dyn AnyWindow>>),
 }
 
-impl Env<'_> {
-    pub(crate) fn leaf<U: Element>(&self, id: u64) -> Result<&[U], BoxError> {
-        let v = self
+/// The leaves of one output chunk: `(leaf id, data)`.
+pub(crate) struct Env {
+    pub(crate) leaves: Vec<(u64, LeafData)>,
+}
+
+impl Env {
+    /// Writes elements `start .. start + out.len()` of leaf `id` into `out`.
+    pub(crate) fn read<U: Element>(
+        &self,
+        id: u64,
+        start: usize,
+        out: &mut [U],
+    ) -> Result<(), BoxError> {
+        let data = self
             .leaves
             .iter()
             .find(|(i, _)| *i == id)
             .map(|(_, v)| v)
             .ok_or("expression leaf missing from its chunk task")?;
-        let a = v
-            .downcast_ref::<ArrayD<U>>()
-            .ok_or("expression leaf has an unexpected element type")?;
-        a.as_slice()
-            .ok_or_else(|| "expression leaf is not in standard layout".into())
+        match data {
+            LeafData::Value(v) => {
+                let a = v
+                    .downcast_ref::<ArrayD<U>>()
+                    .ok_or("expression leaf has an unexpected element type")?;
+                let src = a
+                    .as_slice()
+                    .ok_or("expression leaf is not in standard layout")?
+                    .get(start..start + out.len())
+                    .ok_or("tile outside its chunk")?;
+                out.copy_from_slice(src);
+                Ok(())
+            }
+            LeafData::Stream(w) => {
+                let mut w = w
+                    .try_borrow_mut()
+                    .map_err(|_| "a streamed leaf read re-entrantly")?;
+                w.as_any()
+                    .downcast_mut::<Window<U>>()
+                    .ok_or("expression leaf has an unexpected element type")?
+                    .read(start, out)
+            }
+        }
+    }
+
+    /// Checks that every streamed leaf was read to its end and had nothing left over.
+    pub(crate) fn finish(&self) -> Result<(), BoxError> {
+        for (_, d) in &self.leaves {
+            if let LeafData::Stream(w) = d {
+                w.try_borrow_mut()
+                    .map_err(|_| "a streamed leaf read re-entrantly")?
+                    .finish()?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -42,7 +89,7 @@ pub(crate) trait Expr<T>: Send + Sync + 'static {
     /// A description that identifies the computation (enters task keys).
     fn desc(&self) -> String;
     /// Writes elements `start .. start + out.len()` (flat, row-major in the chunk) into `out`.
-    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError>;
+    fn eval(&self, env: &Env, start: usize, out: &mut [T]) -> Result<(), BoxError>;
 }
 
 pub(crate) type ExprRef<T> = Arc<dyn Expr<T>>;
@@ -56,13 +103,8 @@ impl<T: Element> Expr<T> for Leaf {
     fn desc(&self) -> String {
         format!("leaf:{:016x}", self.id)
     }
-    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError> {
-        let data = env.leaf::<T>(self.id)?;
-        let src = data
-            .get(start..start + out.len())
-            .ok_or("tile outside its chunk")?;
-        out.copy_from_slice(src);
-        Ok(())
+    fn eval(&self, env: &Env, start: usize, out: &mut [T]) -> Result<(), BoxError> {
+        env.read(self.id, start, out)
     }
 }
 
@@ -73,7 +115,7 @@ impl<T: Element> Expr<T> for Const<T> {
     fn desc(&self) -> String {
         format!("const:{:?}:{}", self.0, T::DTYPE)
     }
-    fn eval(&self, _: &Env<'_>, _: usize, out: &mut [T]) -> Result<(), BoxError> {
+    fn eval(&self, _: &Env, _: usize, out: &mut [T]) -> Result<(), BoxError> {
         out.fill(self.0);
         Ok(())
     }
@@ -90,7 +132,7 @@ impl<A: Element, T: Element, F: Fn(A) -> T + Send + Sync + 'static> Expr<T> for 
     fn desc(&self) -> String {
         format!("{}({})", self.name, self.x.desc())
     }
-    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError> {
+    fn eval(&self, env: &Env, start: usize, out: &mut [T]) -> Result<(), BoxError> {
         let mut tmp = [A::default(); TILE];
         for (k, chunk) in out.chunks_mut(TILE).enumerate() {
             let t = &mut tmp[..chunk.len()];
@@ -121,7 +163,7 @@ where
     fn desc(&self) -> String {
         format!("{}({},{})", self.name, self.x.desc(), self.y.desc())
     }
-    fn eval(&self, env: &Env<'_>, start: usize, out: &mut [T]) -> Result<(), BoxError> {
+    fn eval(&self, env: &Env, start: usize, out: &mut [T]) -> Result<(), BoxError> {
         let mut ta = [A::default(); TILE];
         let mut tb = [B::default(); TILE];
         for (k, chunk) in out.chunks_mut(TILE).enumerate() {
@@ -140,7 +182,7 @@ where
 /// Evaluates `expr` over a whole chunk of `shape` into a new array.
 pub(crate) fn eval_chunk<T: Element>(
     expr: &dyn Expr<T>,
-    env: &Env<'_>,
+    env: &Env,
     shape: &[usize],
 ) -> Result<ArrayD<T>, BoxError> {
     let n: usize = shape.iter().product();
@@ -148,5 +190,6 @@ pub(crate) fn eval_chunk<T: Element>(
     for (k, tile) in data.chunks_mut(TILE).enumerate() {
         expr.eval(env, k * TILE, tile)?;
     }
+    env.finish()?;
     Ok(ArrayD::from_shape_vec(IxDyn(shape), data)?)
 }

@@ -32,9 +32,11 @@ mod grid;
 mod layout;
 mod random;
 mod reduce;
+pub mod stream;
 
 pub use array::{Array, DEFAULT_SPLIT_EVERY};
 pub use element::{DType, Element, Float, Number};
 pub use error::{ArrayError, Result};
 pub use grid::ChunkGrid;
 pub use reduce::Axes;
+pub use stream::{BlockReader, BlockSource, BlockStream, Materialized, OpenStream};

@@ -73,7 +73,7 @@ struct Partial<A> {
 fn accumulate<T: Element, R: Reducer<T>>(
     r: &R,
     expr: &dyn Expr<T>,
-    env: &Env<'_>,
+    env: &Env,
     shape: &[usize],
     offset: &[usize],
     global: &[usize],
@@ -144,6 +144,7 @@ fn accumulate<T: Element, R: Reducer<T>>(
             coord[k] = 0;
         }
     }
+    env.finish()?;
     Ok(Partial { data })
 }
 
@@ -198,10 +199,9 @@ impl<T: Element> Array<T> {
                 let c = self.grid.block_coords(i);
                 let shape = self.grid.block_shape(&c);
                 let offset = self.grid.block_offset(&c);
-                let inputs = self.inputs_for(&c);
-                let token = (desc.clone(), c.clone(), shape.clone())
-                    .token()
-                    .unwrap_or_else(|_| brisk_graph::Token::from_bytes([0; 16]));
+                let plan = self.inputs_for(&c);
+                let token = plan.descriptor(&(desc.clone(), c.clone(), shape.clone()));
+                let inputs = plan.inputs.clone();
                 let (r, expr, leaves) = (
                     Arc::clone(&r),
                     Arc::clone(&self.expr),
@@ -210,11 +210,11 @@ impl<T: Element> Array<T> {
                 let (global, reduced) = (global.clone(), reduced.clone());
                 partial_spec.call_dyn(
                     move |vals: Vec<Value>| {
-                        let env = Array::<T>::env_values(&leaves, vals, &shape)?;
+                        let env = Array::<T>::env(&leaves, &plan, vals, &shape)?;
                         accumulate(
                             r.as_ref(),
                             expr.as_ref(),
-                            &Env { leaves: &env },
+                            &env,
                             &shape,
                             &offset,
                             &global,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use brisk_array::{Array, ChunkGrid};
+use brisk_array::{Array, BlockReader, BlockStream, ChunkGrid, Materialized, OpenStream};
 use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
@@ -12,7 +12,10 @@ use zarrs::array::{
 use zarrs::storage::{ReadableWritableListableStorageTraits, StoreKey, StorePrefix};
 
 use crate::error::ZarrError;
-use crate::meta::{ArrayOptions, FastCodec, ZarrElement, array_metadata, fast_codec, stored_dtype};
+use crate::meta::{
+    ArrayOptions, FastCodec, WriteCodec, ZarrElement, array_metadata, fast_codec, stored_dtype,
+    write_codec,
+};
 use crate::store::Store;
 
 type Storage = dyn ReadableWritableListableStorageTraits;
@@ -25,11 +28,20 @@ pub struct IoOptions {
     /// task per chunk on every core, so more would oversubscribe; raise it for few, huge,
     /// sharded chunks).
     pub codec_threads: usize,
+    /// Whether consumers read chunks inside their own task (`true`, the default): a fused
+    /// expression, a reduction's partial or a writer decodes the chunk piece by piece as it
+    /// uses it, so the chunk is never held whole. `false` reads each chunk once, in a task of
+    /// its own, whose result consumers share (what a chunk read by several reductions of one
+    /// compute may prefer). See `brisk_array::stream`.
+    pub fused: bool,
 }
 
 impl Default for IoOptions {
     fn default() -> Self {
-        Self { codec_threads: 1 }
+        Self {
+            codec_threads: 1,
+            fused: true,
+        }
     }
 }
 
@@ -43,6 +55,12 @@ impl IoOptions {
     #[must_use]
     pub fn codec_threads(mut self, n: usize) -> Self {
         self.codec_threads = n.max(1);
+        self
+    }
+    /// Sets whether chunks are read inside their consumers' tasks (see [`IoOptions::fused`]).
+    #[must_use]
+    pub fn fused(mut self, fused: bool) -> Self {
+        self.fused = fused;
         self
     }
     fn codec(self) -> CodecOptions {
@@ -324,47 +342,260 @@ pub fn from_zarr_with<T: ZarrElement>(
     za.check_type::<T>()?;
     let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
     let spec = TaskSpec::new("zarr-read");
-    let unit = za.unit_shape();
-    let fast = fast_codec(&za.metadata_json());
+    let plan = Arc::new(ReadPlan {
+        unit: za.unit_shape(),
+        fast: fast_codec(&za.metadata_json()),
+        za,
+        grid: grid.clone(),
+        io,
+    });
     let blocks: Vec<Delayed<ArrayD<T>>> = (0..grid.num_blocks())
         .map(|i| {
-            let c = grid.block_coords(i);
-            let idx: Vec<u64> = c.iter().map(|&c| c as u64).collect();
-            let (off, shape) = (grid.block_offset(&c), grid.block_shape(&c));
-            let whole = shape == unit;
-            let za = za.clone();
-            let unit = unit.clone();
-            spec.try_call(
-                move || -> Result<ArrayD<T>, BoxError> {
-                    let fail = |e: &dyn std::fmt::Display| -> BoxError {
-                        format!("reading chunk {idx:?} of `{}`: {e}", za.path).into()
-                    };
-                    if whole
-                        && let Some(codec) = fast
-                        && let Some(a) =
-                            read_fast::<T>(&za, &idx, &unit, codec).map_err(|e| fail(&e))?
-                    {
-                        Ok(a)
-                    } else if whole {
-                        za.inner
-                            .retrieve_chunk_opt::<ArrayD<T>>(&idx, &io.codec())
-                            .map_err(|e| fail(&e))
-                    } else {
-                        // An edge chunk: only the part inside the array.
-                        let start: Vec<u64> = off.iter().map(|&o| o as u64).collect();
-                        za.inner
-                            .retrieve_array_subset_opt::<ArrayD<T>>(
-                                &region(&start, &shape),
-                                &io.codec(),
-                            )
-                            .map_err(|e| fail(&e))
-                    }
-                },
-                (),
-            )
+            let plan = Arc::clone(&plan);
+            spec.try_call(move || plan.read_block::<T>(i), ())
         })
         .collect();
-    Ok(Array::from_blocks(grid, blocks)?)
+    if !io.fused {
+        return Ok(Array::from_blocks(grid, blocks)?);
+    }
+    let open: OpenStream<T> = Arc::new(move |i| plan.open_stream::<T>(i));
+    Ok(Array::from_blocks_streamed(grid, blocks, open)?)
+}
+
+/// What reading the chunks of one array needs.
+struct ReadPlan {
+    za: ZarrArray,
+    grid: ChunkGrid,
+    unit: Vec<usize>,
+    fast: Option<FastCodec>,
+    io: IoOptions,
+}
+
+impl ReadPlan {
+    /// The chunk indices, offset and shape of block `i`, and whether it is a whole unit.
+    fn block(&self, i: usize) -> (Vec<u64>, Vec<usize>, Vec<usize>, bool) {
+        let c = self.grid.block_coords(i);
+        let idx: Vec<u64> = c.iter().map(|&c| c as u64).collect();
+        let (off, shape) = (self.grid.block_offset(&c), self.grid.block_shape(&c));
+        let whole = shape == self.unit;
+        (idx, off, shape, whole)
+    }
+
+    fn fail(&self, idx: &[u64], e: &dyn std::fmt::Display) -> BoxError {
+        format!("reading chunk {idx:?} of `{}`: {e}", self.za.path).into()
+    }
+
+    /// Block `i`, whole.
+    fn read_block<T: ZarrElement>(&self, i: usize) -> Result<ArrayD<T>, BoxError> {
+        let (idx, off, shape, whole) = self.block(i);
+        let za = &self.za;
+        if whole
+            && let Some(codec) = self.fast
+            && let Some(a) =
+                read_fast::<T>(za, &idx, &self.unit, codec).map_err(|e| self.fail(&idx, &e))?
+        {
+            Ok(a)
+        } else if whole {
+            za.inner
+                .retrieve_chunk_opt::<ArrayD<T>>(&idx, &self.io.codec())
+                .map_err(|e| self.fail(&idx, &e))
+        } else {
+            // An edge chunk: only the part inside the array.
+            let start: Vec<u64> = off.iter().map(|&o| o as u64).collect();
+            za.inner
+                .retrieve_array_subset_opt::<ArrayD<T>>(&region(&start, &shape), &self.io.codec())
+                .map_err(|e| self.fail(&idx, &e))
+        }
+    }
+
+    /// Block `i` as a stream: decoded from the store as it is read when the chunk is a whole
+    /// unit stored with a [`FastCodec`]; otherwise read whole and served from memory.
+    fn open_stream<T: ZarrElement>(&self, i: usize) -> Result<Box<dyn BlockStream<T>>, BoxError> {
+        let (idx, _, _, whole) = self.block(i);
+        let viewable = T::le_bytes_mut(&mut [T::default()]).is_some();
+        if whole
+            && viewable
+            && let Some(codec) = self.fast
+        {
+            let key = self.za.inner.chunk_key(&idx);
+            if let Some(reader) = self
+                .za
+                .store
+                .open_read(&key)
+                .map_err(|e| self.fail(&idx, &e))?
+            {
+                let bytes = self.unit.iter().product::<usize>() * std::mem::size_of::<T>();
+                return Ok(Box::new(ChunkStream::new(
+                    reader,
+                    codec,
+                    bytes,
+                    format!("chunk `{key}` of `{}`", self.za.path),
+                )?));
+            }
+        }
+        Ok(Box::new(Materialized::new(self.read_block::<T>(i)?)))
+    }
+}
+
+/// A stored chunk decoded as it is read: the raw bytes, or one zstd frame decompressed
+/// piece by piece (a reused context and input buffer per thread).
+struct ChunkStream {
+    reader: Box<dyn std::io::Read + Send>,
+    zstd: Option<Decoder>,
+    /// Decoded bytes still expected.
+    left: usize,
+    what: String,
+}
+
+/// A zstd decompression context with its input buffer.
+struct Decoder {
+    dctx: zstd::zstd_safe::DCtx<'static>,
+    input: Vec<u8>,
+    pos: usize,
+    end: usize,
+    /// The frame is complete.
+    done: bool,
+}
+
+thread_local! {
+    static DECODERS: std::cell::RefCell<Vec<Decoder>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ChunkStream {
+    fn new(
+        reader: Box<dyn std::io::Read + Send>,
+        codec: FastCodec,
+        bytes: usize,
+        what: String,
+    ) -> Result<Self, BoxError> {
+        let zstd = match codec {
+            FastCodec::Raw => None,
+            FastCodec::Zstd => {
+                let mut d = DECODERS
+                    .with_borrow_mut(Vec::pop)
+                    .unwrap_or_else(|| Decoder {
+                        dctx: zstd::zstd_safe::DCtx::create(),
+                        input: vec![0; zstd::zstd_safe::DCtx::in_size()],
+                        pos: 0,
+                        end: 0,
+                        done: false,
+                    });
+                d.dctx
+                    .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+                    .map_err(|c| format!("{what}: {}", zstd::zstd_safe::get_error_name(c)))?;
+                (d.pos, d.end, d.done) = (0, 0, false);
+                Some(d)
+            }
+        };
+        Ok(Self {
+            reader,
+            zstd,
+            left: bytes,
+            what,
+        })
+    }
+
+    fn read_bytes(&mut self, out: &mut [u8]) -> Result<(), BoxError> {
+        let what = &self.what;
+        let Some(d) = &mut self.zstd else {
+            return self
+                .reader
+                .read_exact(out)
+                .map_err(|e| format!("{what} holds fewer bytes than its shape needs: {e}").into());
+        };
+        let mut ob = zstd::zstd_safe::OutBuffer::around(out);
+        while ob.pos() < ob.capacity() {
+            if d.done {
+                return Err(format!("{what} decodes to fewer bytes than its shape needs").into());
+            }
+            if d.pos == d.end {
+                d.end = self
+                    .reader
+                    .read(&mut d.input)
+                    .map_err(|e| format!("{what}: {e}"))?;
+                d.pos = 0;
+                if d.end == 0 {
+                    return Err(format!("{what} ends inside its zstd frame").into());
+                }
+            }
+            let mut ib = zstd::zstd_safe::InBuffer::around(&d.input[d.pos..d.end]);
+            let hint = d.dctx.decompress_stream(&mut ob, &mut ib).map_err(|c| {
+                format!(
+                    "zstd frame of {what}: {}",
+                    zstd::zstd_safe::get_error_name(c)
+                )
+            })?;
+            d.pos += ib.pos();
+            d.done = hint == 0;
+        }
+        Ok(())
+    }
+}
+
+impl<T: ZarrElement> BlockStream<T> for ChunkStream {
+    fn read(&mut self, out: &mut [T]) -> Result<(), BoxError> {
+        let bytes = T::le_bytes_mut(out).ok_or("an element type without a byte view")?;
+        if bytes.len() > self.left {
+            return Err(format!("{} read past its end", self.what).into());
+        }
+        self.left -= bytes.len();
+        self.read_bytes(bytes)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        let what = &self.what;
+        let mut probe = [0u8; 1];
+        if let Some(d) = &mut self.zstd {
+            // The frame must end exactly here, with nothing after it.
+            while !d.done {
+                if d.pos == d.end {
+                    d.end = self
+                        .reader
+                        .read(&mut d.input)
+                        .map_err(|e| format!("{what}: {e}"))?;
+                    d.pos = 0;
+                    if d.end == 0 {
+                        return Err(format!("{what} ends inside its zstd frame").into());
+                    }
+                }
+                let mut ob = zstd::zstd_safe::OutBuffer::around(&mut probe[..]);
+                let mut ib = zstd::zstd_safe::InBuffer::around(&d.input[d.pos..d.end]);
+                let hint = d.dctx.decompress_stream(&mut ob, &mut ib).map_err(|c| {
+                    format!(
+                        "zstd frame of {what}: {}",
+                        zstd::zstd_safe::get_error_name(c)
+                    )
+                })?;
+                d.pos += ib.pos();
+                if ob.pos() > 0 {
+                    return Err(format!("{what} decodes to more bytes than its shape").into());
+                }
+                d.done = hint == 0;
+            }
+            if d.pos < d.end {
+                return Err(format!("{what} has data after its zstd frame").into());
+            }
+        }
+        match self.reader.read(&mut probe) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(format!("{what} holds more bytes than its shape").into()),
+            Err(e) => Err(format!("{what}: {e}").into()),
+        }
+    }
+}
+
+impl Drop for ChunkStream {
+    fn drop(&mut self) {
+        if let Some(d) = self.zstd.take() {
+            // Keep a few contexts per thread (their windows are the expensive part).
+            let _ = DECODERS.try_with(|p| {
+                let mut p = p.borrow_mut();
+                if p.len() < 4 {
+                    p.push(d);
+                }
+            });
+        }
+    }
 }
 
 /// Encoded-chunk buffers kept between reads, so that reading a chunk allocates only its
@@ -504,13 +735,14 @@ pub fn write_tasks<T: ZarrElement>(
     }
     // One block per storage unit.
     let aligned = array.rechunk(&unit)?;
-    let blocks = aligned.blocks()?;
+    let sources = aligned.block_sources()?;
     let grid = aligned.grid().clone();
+    let codec = write_codec(&target.metadata_json()).filter(|_| T::le_bytes(&[]).is_some());
     let spec = TaskSpec::new("zarr-write");
-    let writes: Vec<Delayed<()>> = blocks
+    let writes: Vec<Delayed<()>> = sources
         .into_iter()
         .enumerate()
-        .map(|(i, b)| {
+        .map(|(i, src)| {
             let c = grid.block_coords(i);
             let idx: Vec<u64> = c
                 .iter()
@@ -519,18 +751,27 @@ pub fn write_tasks<T: ZarrElement>(
                 .collect();
             let za = target.clone();
             let unit = unit.clone();
-            spec.try_call(
-                move |block: ArrayD<T>| -> Result<(), BoxError> {
+            let inputs = src.inputs().to_vec();
+            let desc = src.descriptor();
+            spec.call_dyn(
+                move |values: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
                     let fail = |e: &dyn std::fmt::Display| -> BoxError {
                         format!("writing chunk {idx:?} of `{}`: {e}", za.path).into()
                     };
-                    if block.shape() == unit.as_slice() {
-                        // Borrowed: zarrs encodes straight from the block, no copy.
+                    let reader = src.open(values).map_err(|e| fail(&e))?;
+                    if src.shape() == unit.as_slice()
+                        && let Some(codec) = codec
+                    {
+                        // Encoded as it is computed, straight into the store.
+                        write_stream(&za, &idx, reader, codec).map_err(|e| fail(&e))
+                    } else if src.shape() == unit.as_slice() {
+                        let block = reader.into_array().map_err(|e| fail(&e))?;
                         za.inner
                             .store_chunk_opt(&idx, &block, &io.codec())
                             .map_err(|e| fail(&e))
                     } else {
                         // An edge unit: the part inside the array, written whole by this task.
+                        let block = reader.into_array().map_err(|e| fail(&e))?;
                         let start: Vec<u64> =
                             idx.iter().zip(&unit).map(|(&i, &u)| i * u as u64).collect();
                         let subset = region(&start, block.shape());
@@ -539,12 +780,101 @@ pub fn write_tasks<T: ZarrElement>(
                             .map_err(|e| fail(&e))
                     }
                 },
-                (b,),
+                &inputs,
+                desc,
             )
         })
         .collect();
     let all: Delayed<Vec<()>> = writes.into_iter().collect();
     Ok(TaskSpec::new("zarr-write-done").call(|v: Vec<()>| WriteSummary { units: v.len() }, (all,)))
+}
+
+/// Elements encoded per step of a streamed write.
+const WRITE_TILE_BYTES: usize = 256 << 10;
+
+thread_local! {
+    /// A zstd compression context and its output buffer, reused by the writes of a thread.
+    static ENCODER: std::cell::RefCell<Option<(zstd::zstd_safe::CCtx<'static>, Vec<u8>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Writes chunk `idx` of `za` from `reader`: the block is computed tile by tile, each tile
+/// encoded and written while it is in cache (one zstd frame with its content size, or the
+/// raw bytes), through the store's atomic write.
+fn write_stream<T: ZarrElement>(
+    za: &ZarrArray,
+    idx: &[u64],
+    mut reader: BlockReader<T>,
+    codec: WriteCodec,
+) -> Result<(), BoxError> {
+    let key = za.inner.chunk_key(idx);
+    let per_tile = (WRITE_TILE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+    let mut tile = vec![T::default(); per_tile.min(reader.remaining())];
+    let total = reader.remaining() * std::mem::size_of::<T>();
+    za.store.write_with(&key, |w| {
+        match codec {
+            WriteCodec::Raw => {
+                while reader.remaining() > 0 {
+                    let n = reader.remaining().min(tile.len());
+                    reader.read(&mut tile[..n])?;
+                    w.write_all(T::le_bytes(&tile[..n]).ok_or("no byte view")?)?;
+                }
+            }
+            WriteCodec::Zstd { level, checksum } => {
+                ENCODER.with_borrow_mut(|slot| -> Result<(), BoxError> {
+                    use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective as EndDirective;
+                    use zstd::zstd_safe::{CCtx, CParameter, InBuffer, OutBuffer};
+                    let (cctx, out) =
+                        slot.get_or_insert_with(|| (CCtx::create(), vec![0u8; CCtx::out_size()]));
+                    let z = |c: usize| -> BoxError {
+                        format!("zstd: {}", zstd::zstd_safe::get_error_name(c)).into()
+                    };
+                    cctx.reset(zstd::zstd_safe::ResetDirective::SessionAndParameters)
+                        .map_err(z)?;
+                    cctx.set_parameter(CParameter::CompressionLevel(level))
+                        .map_err(z)?;
+                    cctx.set_parameter(CParameter::ChecksumFlag(checksum))
+                        .map_err(z)?;
+                    cctx.set_parameter(CParameter::ContentSizeFlag(true))
+                        .map_err(z)?;
+                    cctx.set_pledged_src_size(Some(total as u64)).map_err(z)?;
+                    let mut flush =
+                        |cctx: &mut CCtx<'static>, src: &[u8], end: bool| -> Result<(), BoxError> {
+                            let mut ib = InBuffer::around(src);
+                            loop {
+                                let mut ob = OutBuffer::around(out.as_mut_slice());
+                                let directive = if end {
+                                    EndDirective::ZSTD_e_end
+                                } else {
+                                    EndDirective::ZSTD_e_continue
+                                };
+                                let left = cctx
+                                    .compress_stream2(&mut ob, &mut ib, directive)
+                                    .map_err(z)?;
+                                let n = ob.pos();
+                                w.write_all(&out[..n])?;
+                                let done = if end {
+                                    left == 0
+                                } else {
+                                    ib.pos() == src.len()
+                                };
+                                if done {
+                                    return Ok(());
+                                }
+                            }
+                        };
+                    while reader.remaining() > 0 {
+                        let n = reader.remaining().min(tile.len());
+                        reader.read(&mut tile[..n])?;
+                        flush(cctx, T::le_bytes(&tile[..n]).ok_or("no byte view")?, false)?;
+                    }
+                    flush(cctx, &[], true)
+                })?;
+            }
+        }
+        Ok(())
+    })?;
+    reader.finish()
 }
 
 /// Creates (or replaces, with `opts.overwrite`) the array at `path` with `array`'s shape and

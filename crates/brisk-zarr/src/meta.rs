@@ -14,6 +14,10 @@ pub trait ZarrElement: brisk_array::Element + zarrs::array::ElementOwned {
     /// has no such view, e.g. `bool`, or the machine is big-endian).
     #[doc(hidden)]
     fn le_bytes_mut(elements: &mut [Self]) -> Option<&mut [u8]>;
+    /// The elements as their little-endian bytes, to encode from (`None` as for
+    /// [`le_bytes_mut`](Self::le_bytes_mut)).
+    #[doc(hidden)]
+    fn le_bytes(elements: &[Self]) -> Option<&[u8]>;
 }
 
 macro_rules! zel {
@@ -24,6 +28,9 @@ macro_rules! zel {
             fn le_bytes_mut(elements: &mut [Self]) -> Option<&mut [u8]> {
                 cfg!(target_endian = "little").then(|| bytemuck::cast_slice_mut(elements))
             }
+            fn le_bytes(elements: &[Self]) -> Option<&[u8]> {
+                cfg!(target_endian = "little").then(|| bytemuck::cast_slice(elements))
+            }
         }
     )*};
 }
@@ -31,6 +38,9 @@ impl ZarrElement for bool {
     const V3: &'static str = "bool";
     const V2: &'static str = "|b1";
     fn le_bytes_mut(_: &mut [Self]) -> Option<&mut [u8]> {
+        None
+    }
+    fn le_bytes(_: &[Self]) -> Option<&[u8]> {
         None
     }
 }
@@ -397,5 +407,41 @@ pub(crate) fn fast_codec(meta: &Value) -> Option<FastCodec> {
         [] => Some(FastCodec::Raw),
         [c] if name(c).as_deref() == Some("zstd") => Some(FastCodec::Zstd),
         _ => None,
+    }
+}
+
+/// How a [`FastCodec`] array's chunks are encoded: the codec with its level and checksum flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteCodec {
+    /// The raw little-endian bytes.
+    Raw,
+    /// One zstd frame (with its content size) of the raw bytes.
+    Zstd {
+        /// Compression level.
+        level: i32,
+        /// Whether the frame carries a checksum.
+        checksum: bool,
+    },
+}
+
+/// The [`WriteCodec`] of an array's metadata, if it has a fast codec whose configuration is
+/// understood.
+pub(crate) fn write_codec(meta: &Value) -> Option<WriteCodec> {
+    match fast_codec(meta)? {
+        FastCodec::Raw => Some(WriteCodec::Raw),
+        FastCodec::Zstd => {
+            let conf = if meta.get("zarr_format") == Some(&json!(2)) {
+                meta.get("compressor")?
+            } else {
+                meta.pointer("/codecs/1/configuration")?
+            };
+            let level =
+                i32::try_from(conf.get("level").and_then(Value::as_i64).unwrap_or(0)).ok()?;
+            let checksum = match conf.get("checksum") {
+                None | Some(Value::Null) => false,
+                Some(v) => v.as_bool()?,
+            };
+            Some(WriteCodec::Zstd { level, checksum })
+        }
     }
 }

@@ -18,6 +18,8 @@ use zarrs::storage::{
 
 use crate::error::ZarrError;
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// A Zarr store: the key→bytes location arrays and groups are read from and written to.
 ///
 /// | constructor | URL | writes |
@@ -296,6 +298,44 @@ impl Store {
         }
     }
 
+    /// The value of `key` as a reader (a file read as it goes, for directory stores);
+    /// `None` when the key is absent.
+    pub(crate) fn open_read(
+        &self,
+        key: &StoreKey,
+    ) -> Result<Option<Box<dyn std::io::Read + Send>>, StorageError> {
+        if let Some(dir) = &self.dir {
+            let path = dir.fs.key_to_fspath(key);
+            return match std::fs::File::open(&path) {
+                Ok(f) => Ok(Some(Box::new(f))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+            };
+        }
+        Ok(self
+            .inner
+            .get(key)?
+            .map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn std::io::Read + Send>))
+    }
+
+    /// Writes the value of `key` as `fill` produces it, atomically: a directory store writes
+    /// a temporary sibling while `fill` runs and renames it into place after; other stores
+    /// collect the value and put it once. When `fill` fails nothing is replaced.
+    pub(crate) fn write_with(
+        &self,
+        key: &StoreKey,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        if let Some(dir) = &self.dir {
+            return dir.write_atomic_with(key, fill);
+        }
+        let mut buf = Vec::new();
+        fill(&mut buf)?;
+        self.inner
+            .set(key, Bytes::from(buf))
+            .map_err(|e| format!("writing `{key}`: {e}").into())
+    }
+
     pub(crate) fn storage(&self) -> ReadableWritableListableStorage {
         Arc::clone(&self.inner)
     }
@@ -340,7 +380,15 @@ struct AtomicDir {
 
 impl AtomicDir {
     fn write_atomic(&self, key: &StoreKey, value: &[u8]) -> std::io::Result<()> {
-        use std::io::Write as _;
+        self.write_atomic_with(key, |w| Ok(w.write_all(value)?))
+            .map_err(std::io::Error::other)
+    }
+
+    fn write_atomic_with(
+        &self,
+        key: &StoreKey,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
         let path = self.fs.key_to_fspath(key);
         let dir = path.parent().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "a key without a parent")
@@ -352,9 +400,9 @@ impl AtomicDir {
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.brisk-tmp-{}-{n}", std::process::id()));
-        let result = (|| {
+        let result = (|| -> Result<(), BoxError> {
             let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(value)?;
+            fill(&mut file)?;
             if self.durable {
                 file.sync_all()?;
             }

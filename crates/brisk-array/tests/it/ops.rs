@@ -260,6 +260,45 @@ fn random_values_do_not_depend_on_the_chunking() {
 }
 
 #[test]
+fn random_normal_follows_the_normal_distribution() {
+    // 2^20 standard normal draws against Φ at fixed points (tolerance 5 standard errors of
+    // an empirical CDF), both tails beyond the ziggurat's start (3.654), and the moments.
+    let n = 1usize << 20;
+    let z = Array::<f64>::random_normal(&[n], &[100_003], 11, 0.0, 1.0)
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    let phi = [
+        (-3.0, 0.001_349_898),
+        (-2.0, 0.022_750_132),
+        (-1.0, 0.158_655_254),
+        (-0.25, 0.401_293_674),
+        (0.0, 0.5),
+        (0.5, 0.691_462_461),
+        (1.0, 0.841_344_746),
+        (2.0, 0.977_249_868),
+        (3.0, 0.998_650_102),
+    ];
+    let nf = n as f64;
+    for (x, p) in phi {
+        let got = z.iter().filter(|&&v| v < x).count() as f64 / nf;
+        let se = (p * (1.0 - p) / nf).sqrt();
+        assert!((got - p).abs() < 5.0 * se, "P(Z < {x}) = {got}, want {p}");
+    }
+    // P(|Z| > 3.8) = 1.447e-4: 151.7 expected, sd 12.3.
+    let tails = z.iter().filter(|v| v.abs() > 3.8).count();
+    assert!((90..=215).contains(&tails), "{tails} draws beyond ±3.8");
+    let mean = z.sum() / nf;
+    let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / nf;
+    let skew = z.iter().map(|v| (v - mean).powi(3)).sum::<f64>() / nf / var.powf(1.5);
+    let kurt = z.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / nf / (var * var);
+    assert!(mean.abs() < 0.005, "mean {mean}");
+    assert!((var - 1.0).abs() < 0.01, "variance {var}");
+    assert!(skew.abs() < 0.02, "skewness {skew}");
+    assert!((kurt - 3.0).abs() < 0.05, "kurtosis {kurt}");
+}
+
+#[test]
 fn comparisons_astype_mapv_and_map_blocks() {
     let x = sample(&[6, 5]);
     let a = Array::from_ndarray(&x, &[4, 2]).unwrap();
