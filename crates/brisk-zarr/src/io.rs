@@ -429,7 +429,7 @@ impl ReadPlan {
                     reader,
                     codec,
                     bytes,
-                    format!("chunk `{key}` of `{}`", self.za.path),
+                    format!("chunk {idx:?} (`{key}`) of `{}`", self.za.path),
                 )?));
             }
         }
@@ -800,7 +800,8 @@ thread_local! {
 
 /// Writes chunk `idx` of `za` from `reader`: the block is computed tile by tile, each tile
 /// encoded and written while it is in cache (one zstd frame with its content size, or the
-/// raw bytes), through the store's atomic write.
+/// raw bytes), through the store's atomic write. A chunk that turns out to hold only the
+/// fill value is not stored (and an older one is erased), as zarrs and zarr-python do.
 fn write_stream<T: ZarrElement>(
     za: &ZarrArray,
     idx: &[u64],
@@ -811,12 +812,21 @@ fn write_stream<T: ZarrElement>(
     let per_tile = (WRITE_TILE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
     let mut tile = vec![T::default(); per_tile.min(reader.remaining())];
     let total = reader.remaining() * std::mem::size_of::<T>();
+    let fill = za.inner.fill_value();
+    let all_fill = std::cell::Cell::new(true);
+    let next = |reader: &mut BlockReader<T>, tile: &mut [T]| -> Result<usize, BoxError> {
+        let n = reader.remaining().min(tile.len());
+        reader.read(&mut tile[..n])?;
+        if all_fill.get() {
+            all_fill.set(fill.equals_all(T::le_bytes(&tile[..n]).ok_or("no byte view")?));
+        }
+        Ok(n)
+    };
     za.store.write_with(&key, |w| {
         match codec {
             WriteCodec::Raw => {
                 while reader.remaining() > 0 {
-                    let n = reader.remaining().min(tile.len());
-                    reader.read(&mut tile[..n])?;
+                    let n = next(&mut reader, &mut tile)?;
                     w.write_all(T::le_bytes(&tile[..n]).ok_or("no byte view")?)?;
                 }
             }
@@ -864,15 +874,14 @@ fn write_stream<T: ZarrElement>(
                             }
                         };
                     while reader.remaining() > 0 {
-                        let n = reader.remaining().min(tile.len());
-                        reader.read(&mut tile[..n])?;
+                        let n = next(&mut reader, &mut tile)?;
                         flush(cctx, T::le_bytes(&tile[..n]).ok_or("no byte view")?, false)?;
                     }
                     flush(cctx, &[], true)
                 })?;
             }
         }
-        Ok(())
+        Ok(!all_fill.get())
     })?;
     reader.finish()
 }

@@ -320,20 +320,23 @@ impl Store {
 
     /// Writes the value of `key` as `fill` produces it, atomically: a directory store writes
     /// a temporary sibling while `fill` runs and renames it into place after; other stores
-    /// collect the value and put it once. When `fill` fails nothing is replaced.
+    /// collect the value and put it once. When `fill` fails nothing is replaced; when it
+    /// returns `false` (nothing worth storing) the key is erased instead.
     pub(crate) fn write_with(
         &self,
         key: &StoreKey,
-        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), BoxError>,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<bool, BoxError>,
     ) -> Result<(), BoxError> {
         if let Some(dir) = &self.dir {
             return dir.write_atomic_with(key, fill);
         }
         let mut buf = Vec::new();
-        fill(&mut buf)?;
-        self.inner
-            .set(key, Bytes::from(buf))
-            .map_err(|e| format!("writing `{key}`: {e}").into())
+        let stored = if fill(&mut buf)? {
+            self.inner.set(key, Bytes::from(buf))
+        } else {
+            self.inner.erase(key)
+        };
+        stored.map_err(|e| format!("writing `{key}`: {e}").into())
     }
 
     pub(crate) fn storage(&self) -> ReadableWritableListableStorage {
@@ -380,14 +383,17 @@ struct AtomicDir {
 
 impl AtomicDir {
     fn write_atomic(&self, key: &StoreKey, value: &[u8]) -> std::io::Result<()> {
-        self.write_atomic_with(key, |w| Ok(w.write_all(value)?))
-            .map_err(std::io::Error::other)
+        self.write_atomic_with(key, |w| {
+            w.write_all(value)?;
+            Ok(true)
+        })
+        .map_err(std::io::Error::other)
     }
 
     fn write_atomic_with(
         &self,
         key: &StoreKey,
-        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<(), BoxError>,
+        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<bool, BoxError>,
     ) -> Result<(), BoxError> {
         let path = self.fs.key_to_fspath(key);
         let dir = path.parent().ok_or_else(|| {
@@ -402,7 +408,14 @@ impl AtomicDir {
         let tmp = dir.join(format!(".{name}.brisk-tmp-{}-{n}", std::process::id()));
         let result = (|| -> Result<(), BoxError> {
             let mut file = std::fs::File::create(&tmp)?;
-            fill(&mut file)?;
+            if !fill(&mut file)? {
+                drop(file);
+                std::fs::remove_file(&tmp)?;
+                return match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                    _ => Ok(()),
+                };
+            }
             if self.durable {
                 file.sync_all()?;
             }

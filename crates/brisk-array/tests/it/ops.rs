@@ -412,3 +412,36 @@ proptest! {
         prop_assert_eq!(a.transpose().unwrap().compute_with(&e).unwrap(), x.t().to_owned());
     }
 }
+
+#[test]
+fn streamed_blocks_are_read_inside_their_consumers_with_the_same_values() {
+    let e = exec();
+    // Random arrays are streamed: a reduction generates each block inside its partial task
+    // (no block task in the graph), an expression may read the same leaf twice per tile.
+    let x = Array::<f64>::random_normal(&[300, 70], &[64, 70], 5, 1.0, 3.0).unwrap();
+    let shared = x.persist().unwrap();
+    let y = &x * &x + &x;
+    let ys = &shared * &shared + &shared;
+    assert_eq!(y.compute_with(&e).unwrap(), ys.compute_with(&e).unwrap());
+    let m = y.mean(0);
+    assert_eq!(
+        m.compute_with(&e).unwrap(),
+        ys.mean(0).compute_with(&e).unwrap()
+    );
+    let g = Graph::new(m.blocks().unwrap().iter());
+    let names: Vec<String> = (0..g.len()).map(|i| g.node(i).name().to_string()).collect();
+    assert!(!names.iter().any(|n| n == "random"), "{names:?}");
+    assert_eq!(names.iter().filter(|n| n.ends_with("-partial")).count(), 5);
+    // Keys stay content-addressed: equal arrays give equal keys, other seeds other keys.
+    let again = Array::<f64>::random_normal(&[300, 70], &[64, 70], 5, 1.0, 3.0).unwrap();
+    let other = Array::<f64>::random_normal(&[300, 70], &[64, 70], 6, 1.0, 3.0).unwrap();
+    let key = |a: &Array<f64>| a.mean(0).blocks().unwrap()[0].key().clone();
+    assert_eq!(key(&x), key(&again));
+    assert_ne!(key(&x), key(&other));
+    // Distinct blocks of one streamed leaf get distinct partial keys.
+    let partials: std::collections::HashSet<_> = (0..g.len())
+        .filter(|&i| g.node(i).name().ends_with("-partial"))
+        .map(|i| g.key(i).clone())
+        .collect();
+    assert_eq!(partials.len(), 5);
+}

@@ -1,6 +1,6 @@
 //! Write → read round trips for every format, codec and type; write plans; errors.
 
-use brisk_array::Array;
+use brisk_array::{Array, Axes};
 use brisk_exec::ThreadedExecutor;
 use brisk_zarr::{
     ArrayOptions, BloscShuffle, Compressor, IoOptions, Store, ZarrError, ZarrFormat, create_array,
@@ -240,6 +240,27 @@ fn empty_chunks_are_not_stored_and_writes_leave_no_temporary_files() {
     to_zarr(&zeros, &store, "zeros", None, &ArrayOptions::new(), &exec()).unwrap();
     let size = store.size_of("zeros").unwrap();
     assert!(size < 2_000, "an all-fill array takes {size} bytes on disk");
+    let chunks: Vec<_> = walk(&dir.path().join("zeros"))
+        .into_iter()
+        .filter(|p| !p.ends_with("zarr.json"))
+        .collect();
+    assert!(
+        chunks.is_empty(),
+        "fill-only chunks were stored: {chunks:?}"
+    );
+    // Rewriting a stored chunk with only the fill value erases it.
+    let ones = Array::<f32>::ones(&[400, 300], &[100, 300]).unwrap();
+    let target = open_array(&store, "zeros").unwrap();
+    write_tasks(&ones, &target, &[0, 0], IoOptions::new())
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    assert_eq!(walk(&dir.path().join("zeros")).len(), 5);
+    write_tasks(&zeros, &target, &[0, 0], IoOptions::new())
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    assert_eq!(walk(&dir.path().join("zeros")).len(), 1);
     assert_eq!(
         from_zarr::<f32>(&store, "zeros")
             .unwrap()
@@ -352,24 +373,34 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
         let bytes = std::fs::read(&file).unwrap();
         // Truncated, one byte short, and (compressed only: raw bytes of the right length
         // are valid values to any reader) garbage.
+        // Too long: data after the frame, or more raw bytes than the shape.
         let mut cases = vec![
             bytes[..bytes.len() / 2].to_vec(),
             bytes[..bytes.len() - 1].to_vec(),
+            [bytes.as_slice(), &[1, 2, 3]].concat(),
         ];
         if compressor != Compressor::None {
             cases.push(vec![7u8; bytes.len()]);
         }
         for damaged in cases {
             std::fs::write(&file, &damaged).unwrap();
-            let err = from_zarr::<f64>(&store, "a")
-                .unwrap()
-                .compute_with(&e)
-                .expect_err("a damaged chunk must not read");
-            let msg = brisk_graph::chain(&err);
-            assert!(
-                msg.contains("[1, 0]") && msg.contains("/a"),
-                "{format:?} {compressor:?}: {msg}"
-            );
+            // Read whole by the chunk's task, and streamed into a fused reduction and into a
+            // fused chunk: every path refuses the chunk.
+            let x = from_zarr::<f64>(&store, "a").unwrap();
+            let errs = [
+                x.compute_with(&e).map(|_| ()),
+                (&x * 2.0).sum(Axes::All).compute_with(&e).map(|_| ()),
+                x.mean(0).compute_with(&e).map(|_| ()),
+                (&x + 1.0).compute_with(&e).map(|_| ()),
+            ];
+            for (path, err) in errs.into_iter().enumerate() {
+                let err = err.expect_err("a damaged chunk must not read");
+                let msg = brisk_graph::chain(&err);
+                assert!(
+                    msg.contains("[1, 0]") && msg.contains("/a"),
+                    "{format:?} {compressor:?} path {path}: {msg}"
+                );
+            }
         }
         // A missing chunk reads as the fill value, like zarr-python.
         std::fs::remove_file(&file).unwrap();
@@ -381,6 +412,11 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
         assert_eq!(
             back.slice(ndarray::s![..10, ..]),
             x.slice(ndarray::s![..10, ..])
+        );
+        let streamed = from_zarr::<f64>(&store, "a").unwrap().sum(0);
+        assert_eq!(
+            streamed.compute_with(&e).unwrap(),
+            back.sum_axis(ndarray::Axis(0))
         );
     }
 }
@@ -432,4 +468,111 @@ fn azure_round_trips() {
         "v2",
         &ArrayOptions::new().format(ZarrFormat::V2).overwrite(),
     );
+}
+
+#[test]
+fn streamed_blocks_are_written_and_read_without_materializing_and_match_memory() {
+    // A streamed source (random) under a fused expression, written by streaming encoders
+    // (zstd with and without checksum, raw, v2 and v3, edge chunks), read back streamed into
+    // a reduction and whole: always the values computed in memory.
+    let e = exec();
+    let x = Array::<f32>::random_normal(&[130, 70], &[40, 70], 3, 10.0, 2.0).unwrap();
+    let y = &x * &x + 1.0;
+    let want = y.compute_with(&e).unwrap();
+    let want_mean = want.mapv(f64::from).mean_axis(ndarray::Axis(0)).unwrap();
+    for (i, (format, compressor)) in [
+        (ZarrFormat::V3, Compressor::default()),
+        (
+            ZarrFormat::V3,
+            Compressor::Zstd {
+                level: 5,
+                checksum: true,
+            },
+        ),
+        (ZarrFormat::V3, Compressor::None),
+        (ZarrFormat::V2, Compressor::default()),
+        (ZarrFormat::V2, Compressor::None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::directory(dir.path()).unwrap();
+        let opts = ArrayOptions::new()
+            .format(format)
+            .compressor(compressor.clone());
+        to_zarr(&y, &store, "y", Some(&[40, 70]), &opts, &e).unwrap();
+        let back = from_zarr::<f32>(&store, "y").unwrap();
+        assert_eq!(back.compute_with(&e).unwrap(), want, "case {i}");
+        let m = back.mean(0).compute_with(&e).unwrap();
+        for (a, b) in m.iter().zip(want_mean.iter()) {
+            assert!((a - b).abs() <= 1e-4 * b.abs(), "case {i}: {a} vs {b}");
+        }
+        let shared = from_zarr_with::<f32>(&store, "y", IoOptions::new().fused(false)).unwrap();
+        assert_eq!(shared.mean(0).compute_with(&e).unwrap(), m, "case {i}");
+        // Copy through streams: decoded and re-encoded piece by piece.
+        to_zarr(&back, &store, "copy", None, &opts, &e).unwrap();
+        assert_eq!(
+            from_zarr::<f32>(&store, "copy")
+                .unwrap()
+                .compute_with(&e)
+                .unwrap(),
+            want,
+            "case {i}"
+        );
+    }
+}
+
+/// Fails after producing `good` elements.
+struct Failing {
+    good: usize,
+}
+
+impl brisk_array::BlockStream<u32> for Failing {
+    fn read(&mut self, out: &mut [u32]) -> Result<(), brisk_graph::BoxError> {
+        if out.len() > self.good {
+            return Err("the source broke mid-chunk".into());
+        }
+        self.good -= out.len();
+        out.fill(9);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_stream_failing_mid_chunk_leaves_the_stored_chunk_as_it_was() {
+    let e = exec();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let old = Array::<u32>::full(&[200, 100], &[100, 100], 4).unwrap();
+    let (target, _) = to_zarr(&old, &store, "x", None, &ArrayOptions::new(), &e).unwrap();
+    let grid = brisk_array::ChunkGrid::regular(&[200, 100], &[100, 100]).unwrap();
+    let blocks = (0..2)
+        .map(|_| brisk_graph::lit_opaque(ndarray::ArrayD::<u32>::from_elem(IxDyn(&[100, 100]), 9)))
+        .collect();
+    // Block 1 breaks after 70 % of its elements, well after the encoder started writing.
+    let open: brisk_array::OpenStream<u32> = std::sync::Arc::new(|i| {
+        let good = if i == 1 { 7_000 } else { 10_000 };
+        Ok(Box::new(Failing { good }) as Box<dyn brisk_array::BlockStream<u32>>)
+    });
+    let new = Array::from_blocks_streamed(grid, blocks, open).unwrap();
+    let err = write_tasks(&new, &target, &[0, 0], IoOptions::new())
+        .unwrap()
+        .compute_with(&e)
+        .expect_err("the broken block must fail the write");
+    let msg = brisk_graph::chain(&err);
+    assert!(msg.contains("[1, 0]") && msg.contains("mid-chunk"), "{msg}");
+    let back = from_zarr::<u32>(&store, "x")
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    assert!(
+        back.slice(ndarray::s![100.., ..]).iter().all(|&v| v == 4),
+        "chunk 1 changed"
+    );
+    let leftovers: Vec<_> = walk(dir.path())
+        .into_iter()
+        .filter(|p| p.contains("brisk-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
