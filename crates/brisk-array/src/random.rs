@@ -35,6 +35,8 @@ fn unit(seed: u64, index: u64, stream: u64) -> f64 {
 struct Ziggurat {
     x: [f64; LAYERS + 1],
     ratio: [f64; LAYERS],
+    /// The density `exp(-x²/2)` at each `x`.
+    f: [f64; LAYERS + 1],
 }
 
 const LAYERS: usize = 256;
@@ -59,7 +61,8 @@ fn ziggurat() -> &'static Ziggurat {
         for i in 0..LAYERS {
             ratio[i] = x[i + 1] / x[i];
         }
-        Ziggurat { x, ratio }
+        let fx = x.map(f);
+        Ziggurat { x, ratio, f: fx }
     });
     &TABLES
 }
@@ -119,11 +122,12 @@ fn normal_slow(z: &Ziggurat, mut bits: u64) -> f64 {
                 }
             }
         }
+        // A wedge: accept when a uniform height between the layer's bottom and top edges
+        // falls under the density at x.
         let x = u * z.x[i];
-        let f0 = (-0.5 * (z.x[i] * z.x[i] - x * x)).exp();
-        let f1 = (-0.5 * (z.x[i + 1] * z.x[i + 1] - x * x)).exp();
         bits = splitmix64(bits);
-        if f1 + open_unit(bits) * (f0 - f1) < 1.0 {
+        let y = z.f[i + 1] + open_unit(bits) * (z.f[i] - z.f[i + 1]);
+        if y < (-0.5 * x * x).exp() {
             return x;
         }
         bits = splitmix64(bits);

@@ -128,9 +128,22 @@ fn accumulate<T: Element, R: Reducer<T>>(
             let n = (row - j).min(TILE);
             let t = &mut tile[..n];
             expr.eval(env, flat + j, t)?;
-            for (i, &x) in t.iter().enumerate() {
-                let o = if last_kept { base + j + i } else { base };
-                r.update(&mut data[o], x, pos0 + (j + i) as u64 * last_pos_step);
+            let pos = pos0 + j as u64 * last_pos_step;
+            if last_kept {
+                // One accumulator per element of the tile: a straight, bounds-check-free loop.
+                let accs = data
+                    .get_mut(base + j..base + j + n)
+                    .ok_or("a reduction tile outside its partial")?;
+                for ((a, &x), i) in accs.iter_mut().zip(t.iter()).zip(0u64..) {
+                    r.update(a, x, pos + i * last_pos_step);
+                }
+            } else {
+                let a = data
+                    .get_mut(base)
+                    .ok_or("a reduction row outside its partial")?;
+                for (&x, i) in t.iter().zip(0u64..) {
+                    r.update(a, x, pos + i * last_pos_step);
+                }
             }
             j += n;
         }

@@ -87,8 +87,11 @@ const AHEAD: usize = 16 * TILE;
 /// the window.
 pub(crate) struct Window<U> {
     src: Box<dyn BlockStream<U>>,
+    /// Allocated once; `buf[lo..hi]` holds block elements `start .. start + hi - lo`.
     buf: Vec<U>,
-    /// Block index of `buf[0]`.
+    lo: usize,
+    hi: usize,
+    /// Block index of `buf[lo]`.
     start: usize,
     len: usize,
 }
@@ -98,9 +101,16 @@ impl<U: Element> Window<U> {
         Self {
             src,
             buf: Vec::new(),
+            lo: 0,
+            hi: 0,
             start: 0,
             len,
         }
+    }
+
+    /// Block elements produced so far.
+    fn produced(&self) -> usize {
+        self.start + self.hi - self.lo
     }
 
     pub(crate) fn read(&mut self, s: usize, out: &mut [U]) -> std::result::Result<(), BoxError> {
@@ -119,25 +129,31 @@ impl<U: Element> Window<U> {
             )
             .into());
         }
-        if e > self.start + self.buf.len() {
-            let drop = (s - self.start).min(self.buf.len());
-            self.buf.drain(..drop);
-            self.start += drop;
+        let produced = self.produced();
+        if e > produced {
+            if self.buf.is_empty() {
+                self.buf = vec![U::default(); AHEAD + TILE.max(out.len())];
+            }
+            // Keep what the request still needs (less than one tile) at the front.
+            let keep = produced.saturating_sub(s);
+            self.buf.copy_within(self.hi - keep..self.hi, 0);
+            self.start = produced - keep;
+            // Skipped elements (not read by this consumer) still have to be produced.
             while self.start < s {
-                // Skipped elements (not read by this consumer) still have to be produced.
-                let n = (s - self.start).min(AHEAD);
-                self.buf.resize(n, U::default());
-                self.src.read(&mut self.buf)?;
-                self.buf.clear();
+                let n = (s - self.start).min(self.buf.len());
+                self.src.read(&mut self.buf[..n])?;
                 self.start += n;
             }
-            let have = self.start + self.buf.len();
-            let want = (e - have).max(AHEAD).min(self.len - have);
-            let old = self.buf.len();
-            self.buf.resize(old + want, U::default());
-            self.src.read(&mut self.buf[old..])?;
+            let at = self.start + keep;
+            if e - self.start > self.buf.len() {
+                self.buf.resize(e - self.start, U::default());
+            }
+            let want = (self.buf.len() - keep).min(self.len - at);
+            self.src.read(&mut self.buf[keep..keep + want])?;
+            (self.lo, self.hi) = (0, keep + want);
         }
-        out.copy_from_slice(&self.buf[s - self.start..e - self.start]);
+        let off = self.lo + (s - self.start);
+        out.copy_from_slice(&self.buf[off..off + out.len()]);
         Ok(())
     }
 }
@@ -153,10 +169,10 @@ impl<U: Element> AnyWindow for Window<U> {
         self
     }
     fn finish(&mut self) -> std::result::Result<(), BoxError> {
-        if self.start + self.buf.len() != self.len {
+        if self.produced() != self.len {
             return Err(format!(
                 "a streamed block was read up to element {} of {}",
-                self.start + self.buf.len(),
+                self.produced(),
                 self.len
             )
             .into());
@@ -382,5 +398,62 @@ impl<T: Element> Array<T> {
                 }
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Element `i` of the block is `i`.
+    struct Count(u64);
+    impl BlockStream<u64> for Count {
+        fn read(&mut self, out: &mut [u64]) -> std::result::Result<(), BoxError> {
+            for o in out {
+                *o = self.0;
+                self.0 += 1;
+            }
+            Ok(())
+        }
+    }
+
+    fn window(len: usize) -> Window<u64> {
+        Window::new(Box::new(Count(0)), len)
+    }
+
+    fn read(w: &mut Window<u64>, s: usize, n: usize) -> Vec<u64> {
+        let mut out = vec![0; n];
+        w.read(s, &mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn a_window_serves_repeats_straddles_and_skips_in_order() {
+        let len = 3 * AHEAD + 17;
+        let mut w = window(len);
+        let range = |s: usize, n: usize| (s as u64..(s + n) as u64).collect::<Vec<_>>();
+        assert_eq!(read(&mut w, 0, 5), range(0, 5));
+        assert_eq!(read(&mut w, 0, 5), range(0, 5), "the same tile twice");
+        // A read straddling the end of what was produced keeps its head.
+        assert_eq!(read(&mut w, AHEAD - 3, 9), range(AHEAD - 3, 9));
+        assert_eq!(read(&mut w, AHEAD - 3, 9), range(AHEAD - 3, 9));
+        // Skipping forward produces (and drops) what lies between.
+        assert_eq!(read(&mut w, 2 * AHEAD + 40, 3), range(2 * AHEAD + 40, 3));
+        // A read bigger than the window.
+        let s = 2 * AHEAD + 43;
+        assert_eq!(read(&mut w, s, len - s), range(s, len - s));
+        w.finish().unwrap();
+    }
+
+    #[test]
+    fn a_window_refuses_reads_backwards_past_the_end_or_left_short() {
+        let mut w = window(10 * AHEAD);
+        read(&mut w, 0, 4);
+        read(&mut w, 2 * AHEAD, 4);
+        let mut out = vec![0; 4];
+        assert!(w.read(0, &mut out).is_err(), "backwards");
+        assert!(w.read(10 * AHEAD - 2, &mut out).is_err(), "past the end");
+        let err = w.finish().unwrap_err().to_string();
+        assert!(err.contains("read up to element"), "{err}");
     }
 }

@@ -790,7 +790,7 @@ pub fn write_tasks<T: ZarrElement>(
 }
 
 /// Elements encoded per step of a streamed write.
-const WRITE_TILE_BYTES: usize = 256 << 10;
+const WRITE_TILE_BYTES: usize = 64 << 10;
 
 thread_local! {
     /// A zstd compression context and its output buffer, reused by the writes of a thread.
