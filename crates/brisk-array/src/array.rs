@@ -71,10 +71,13 @@ pub(crate) struct ChunkPlan {
 impl ChunkPlan {
     /// The descriptor of a task over this plan: `what` plus the streamed blocks' keys.
     pub(crate) fn descriptor(&self, what: &impl Tokenize) -> brisk_graph::Token {
-        let w = what.token().map_or([0; 16], |t| *t.as_bytes());
+        let w = *what
+            .token()
+            .expect("descriptions are strings and integers, which always tokenize")
+            .as_bytes();
         (w, self.keys.clone())
             .token()
-            .unwrap_or_else(|_| brisk_graph::Token::from_bytes(w))
+            .expect("byte arrays always tokenize")
     }
 
     /// The typed stream opener when the block is exactly one streamed leaf.
@@ -495,6 +498,20 @@ impl<T: Element> Array<T> {
         plan
     }
 
+    /// Block `i`'s shape, plan and the descriptor of a task evaluating the expression `desc`
+    /// over it.
+    pub(crate) fn chunk_plan(
+        &self,
+        i: usize,
+        desc: &str,
+    ) -> (Vec<usize>, ChunkPlan, brisk_graph::Token) {
+        let c = self.grid.block_coords(i);
+        let shape = self.grid.block_shape(&c);
+        let plan = self.inputs_for(&c);
+        let token = plan.descriptor(&(desc.to_owned(), shape.clone(), T::DTYPE.name()));
+        (shape, plan, token)
+    }
+
     /// The leaves of one output chunk of `shape`: the values of `plan.inputs` (in order),
     /// prepared, and the streamed blocks opened.
     pub(crate) fn env(
@@ -531,10 +548,7 @@ impl<T: Element> Array<T> {
         let desc = self.expr.desc();
         Ok((0..self.grid.num_blocks())
             .map(|i| {
-                let c = self.grid.block_coords(i);
-                let shape = self.grid.block_shape(&c);
-                let plan = self.inputs_for(&c);
-                let token = plan.descriptor(&(desc.clone(), shape.clone(), T::DTYPE.name()));
+                let (shape, plan, token) = self.chunk_plan(i, &desc);
                 let inputs = plan.inputs.clone();
                 let expr = Arc::clone(&self.expr);
                 let leaves = Arc::clone(&self.leaves);

@@ -366,10 +366,7 @@ impl<T: Element> Array<T> {
         let desc = self.expr.desc();
         Ok((0..self.grid.num_blocks())
             .map(|i| {
-                let c = self.grid.block_coords(i);
-                let shape = self.grid.block_shape(&c);
-                let plan = self.inputs_for(&c);
-                let descriptor = plan.descriptor(&(desc.clone(), shape.clone(), T::DTYPE.name()));
+                let (shape, plan, descriptor) = self.chunk_plan(i, &desc);
                 let inputs = plan.inputs.clone();
                 let leaves = Arc::clone(&self.leaves);
                 let expr = Arc::clone(&self.expr);

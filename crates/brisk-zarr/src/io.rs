@@ -508,26 +508,38 @@ impl ChunkStream {
             if d.done {
                 return Err(format!("{what} decodes to fewer bytes than its shape needs").into());
             }
-            if d.pos == d.end {
-                d.end = self
-                    .reader
-                    .read(&mut d.input)
-                    .map_err(|e| format!("{what}: {e}"))?;
-                d.pos = 0;
-                if d.end == 0 {
-                    return Err(format!("{what} ends inside its zstd frame").into());
-                }
-            }
-            let mut ib = zstd::zstd_safe::InBuffer::around(&d.input[d.pos..d.end]);
-            let hint = d.dctx.decompress_stream(&mut ob, &mut ib).map_err(|c| {
-                format!(
-                    "zstd frame of {what}: {}",
-                    zstd::zstd_safe::get_error_name(c)
-                )
-            })?;
-            d.pos += ib.pos();
-            d.done = hint == 0;
+            d.step(&mut *self.reader, &mut ob, what)?;
         }
+        Ok(())
+    }
+}
+
+impl Decoder {
+    /// Refills the input when it is used up, then decodes as much as fits into `ob`.
+    fn step<C: zstd::zstd_safe::WriteBuf + ?Sized>(
+        &mut self,
+        reader: &mut dyn std::io::Read,
+        ob: &mut zstd::zstd_safe::OutBuffer<'_, C>,
+        what: &str,
+    ) -> Result<(), BoxError> {
+        if self.pos == self.end {
+            self.end = reader
+                .read(&mut self.input)
+                .map_err(|e| format!("{what}: {e}"))?;
+            self.pos = 0;
+            if self.end == 0 {
+                return Err(format!("{what} ends inside its zstd frame").into());
+            }
+        }
+        let mut ib = zstd::zstd_safe::InBuffer::around(&self.input[self.pos..self.end]);
+        let hint = self.dctx.decompress_stream(ob, &mut ib).map_err(|c| {
+            format!(
+                "zstd frame of {what}: {}",
+                zstd::zstd_safe::get_error_name(c)
+            )
+        })?;
+        self.pos += ib.pos();
+        self.done = hint == 0;
         Ok(())
     }
 }
@@ -548,29 +560,11 @@ impl<T: ZarrElement> BlockStream<T> for ChunkStream {
         if let Some(d) = &mut self.zstd {
             // The frame must end exactly here, with nothing after it.
             while !d.done {
-                if d.pos == d.end {
-                    d.end = self
-                        .reader
-                        .read(&mut d.input)
-                        .map_err(|e| format!("{what}: {e}"))?;
-                    d.pos = 0;
-                    if d.end == 0 {
-                        return Err(format!("{what} ends inside its zstd frame").into());
-                    }
-                }
                 let mut ob = zstd::zstd_safe::OutBuffer::around(&mut probe[..]);
-                let mut ib = zstd::zstd_safe::InBuffer::around(&d.input[d.pos..d.end]);
-                let hint = d.dctx.decompress_stream(&mut ob, &mut ib).map_err(|c| {
-                    format!(
-                        "zstd frame of {what}: {}",
-                        zstd::zstd_safe::get_error_name(c)
-                    )
-                })?;
-                d.pos += ib.pos();
+                d.step(&mut *self.reader, &mut ob, what)?;
                 if ob.pos() > 0 {
                     return Err(format!("{what} decodes to more bytes than its shape").into());
                 }
-                d.done = hint == 0;
             }
             if d.pos < d.end {
                 return Err(format!("{what} has data after its zstd frame").into());
@@ -686,6 +680,10 @@ pub struct WriteSummary {
 /// `offset`, as one lazy value. Every storage unit (chunk or shard) is written by exactly
 /// one task: the array is rechunked to the storage units first, and a region that does not
 /// start on a unit boundary, or ends inside a unit that is not the array's last, is refused.
+///
+/// A task computes its block tile by tile (streamed sources read inside the task) and, for
+/// `bytes`(+`zstd`) arrays, encodes each tile into the store as it goes: no block is held
+/// whole. Other codecs, shards and edge units are encoded by zarrs from the whole block.
 ///
 /// # Errors
 /// [`ZarrError::Misaligned`] naming the axis; [`ZarrError::WrongType`];
