@@ -87,7 +87,11 @@ impl Store {
             location: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let dir = Arc::new(AtomicDir { fs, durable });
+        let dir = Arc::new(AtomicDir {
+            fs,
+            durable,
+            dirs: std::sync::Mutex::default(),
+        });
         Ok(Self {
             dir: Some(Arc::clone(&dir)),
             inner: dir,
@@ -379,6 +383,9 @@ struct AtomicDir {
     fs: FilesystemStore,
     /// `fsync` the file before the rename and the directory after it.
     durable: bool,
+    /// Directories this store created or found, so that each chunk write does not ask the
+    /// file system again (a directory removed behind our back is recreated on `NotFound`).
+    dirs: std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>,
 }
 
 impl AtomicDir {
@@ -399,15 +406,16 @@ impl AtomicDir {
         let dir = path.parent().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "a key without a parent")
         })?;
-        std::fs::create_dir_all(dir)?;
         let n = TMP.fetch_add(1, Ordering::Relaxed);
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.brisk-tmp-{}-{n}", std::process::id()));
+        let tmp = dir.join(format!(".{name}.brisk-tmp-{}-{n}", pid()));
         let result = (|| -> Result<(), BoxError> {
-            let mut file = std::fs::File::create(&tmp)?;
+            let file = self.create(dir, &tmp)?;
+            // Encoders hand over small pieces: write them in big ones.
+            let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
             if !fill(&mut file)? {
                 drop(file);
                 std::fs::remove_file(&tmp)?;
@@ -416,6 +424,9 @@ impl AtomicDir {
                     _ => Ok(()),
                 };
             }
+            let file = file
+                .into_inner()
+                .map_err(std::io::IntoInnerError::into_error)?;
             if self.durable {
                 file.sync_all()?;
             }
@@ -431,6 +442,37 @@ impl AtomicDir {
         }
         result
     }
+}
+
+impl AtomicDir {
+    /// Creates `tmp` in `dir`, creating `dir` first if this store has not seen it yet or it
+    /// has gone.
+    fn create(&self, dir: &Path, tmp: &Path) -> std::io::Result<std::fs::File> {
+        let known = self.dirs.lock().is_ok_and(|d| d.contains(dir));
+        if !known {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = match std::fs::File::create(tmp) {
+            Err(e) if known && e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir)?;
+                std::fs::File::create(tmp)?
+            }
+            other => other?,
+        };
+        if !known && let Ok(mut d) = self.dirs.lock() {
+            d.insert(dir.to_path_buf());
+        }
+        Ok(file)
+    }
+}
+
+/// Bytes gathered before a write to a chunk's file.
+const WRITE_BUFFER: usize = 256 << 10;
+
+/// This process's id, asked once.
+fn pid() -> u32 {
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *PID.get_or_init(std::process::id)
 }
 
 static TMP: AtomicU64 = AtomicU64::new(0);

@@ -576,3 +576,36 @@ fn a_stream_failing_mid_chunk_leaves_the_stored_chunk_as_it_was() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn overwriting_an_array_in_the_same_store_recreates_its_directories() {
+    // The directory store remembers the chunk directories it made; an overwrite erases them
+    // (and so could anyone else): the next write must recreate them, never fail or write
+    // elsewhere.
+    let e = exec();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let opts = ArrayOptions::new().overwrite();
+    for round in 0..3u32 {
+        let a = Array::<u32>::full(&[60, 40], &[20, 20], round + 1).unwrap();
+        to_zarr(&a, &store, "x", None, &opts, &e).unwrap();
+        let back = from_zarr::<u32>(&store, "x")
+            .unwrap()
+            .compute_with(&e)
+            .unwrap();
+        assert!(back.iter().all(|&v| v == round + 1), "round {round}");
+    }
+    // Removed behind the store's back, then written without re-creating the array.
+    std::fs::remove_dir_all(dir.path().join("x").join("c")).unwrap();
+    let target = open_array(&store, "x").unwrap();
+    let a = Array::<u32>::full(&[60, 40], &[20, 20], 9).unwrap();
+    write_tasks(&a, &target, &[0, 0], IoOptions::new())
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    let back = from_zarr::<u32>(&store, "x")
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    assert!(back.iter().all(|&v| v == 9));
+}
