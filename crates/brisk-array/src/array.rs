@@ -532,7 +532,7 @@ impl<T: Element> Array<T> {
             };
             out.push((l.id, data));
         }
-        Ok(Env { leaves: out })
+        Ok(Env::new(out))
     }
 
     /// One task per block computing this array's chunks (the fused expression evaluated).

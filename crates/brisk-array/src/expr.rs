@@ -15,7 +15,7 @@ use ndarray::{ArrayD, IxDyn};
 use crate::element::Element;
 use crate::stream::{AnyWindow, Window};
 
-/// Elements evaluated at once per expression node (stack buffers of this size).
+/// Elements evaluated at once per expression node (reused buffers of this size).
 pub(crate) const TILE: usize = 1024;
 
 /// One leaf of an output chunk, as the chunk's task holds it.
@@ -27,12 +27,38 @@ pub(crate) enum LeafData {
     Stream(RefCell<Box<dyn AnyWindow>>),
 }
 
-/// The leaves of one output chunk: `(leaf id, data)`.
+/// The leaves of one output chunk: `(leaf id, data)`, and the tile buffers its expression
+/// nodes reuse (one per node and element type, allocated at the chunk's first tile: zeroing a
+/// stack tile per node per tile cost more than the arithmetic).
 pub(crate) struct Env {
     pub(crate) leaves: Vec<(u64, LeafData)>,
+    scratch: RefCell<Vec<Box<dyn std::any::Any + Send>>>,
 }
 
 impl Env {
+    pub(crate) fn new(leaves: Vec<(u64, LeafData)>) -> Self {
+        Self {
+            leaves,
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` with a tile buffer of `TILE` elements of `A` (contents unspecified).
+    fn with_tile<A: Element, R>(&self, f: impl FnOnce(&mut [A]) -> R) -> R {
+        let found = {
+            let mut pool = self.scratch.borrow_mut();
+            pool.iter()
+                .rposition(|b| b.is::<Vec<A>>())
+                .map(|i| pool.swap_remove(i))
+        };
+        let mut buf = found
+            .and_then(|b| b.downcast::<Vec<A>>().ok())
+            .map_or_else(|| vec![A::default(); TILE], |b| *b);
+        let r = f(&mut buf);
+        self.scratch.borrow_mut().push(Box::new(buf));
+        r
+    }
+
     /// Writes elements `start .. start + out.len()` of leaf `id` into `out`.
     pub(crate) fn read<U: Element>(
         &self,
@@ -133,15 +159,16 @@ impl<A: Element, T: Element, F: Fn(A) -> T + Send + Sync + 'static> Expr<T> for 
         format!("{}({})", self.name, self.x.desc())
     }
     fn eval(&self, env: &Env, start: usize, out: &mut [T]) -> Result<(), BoxError> {
-        let mut tmp = [A::default(); TILE];
-        for (k, chunk) in out.chunks_mut(TILE).enumerate() {
-            let t = &mut tmp[..chunk.len()];
-            self.x.eval(env, start + k * TILE, t)?;
-            for (o, &a) in chunk.iter_mut().zip(t.iter()) {
-                *o = (self.f)(a);
+        env.with_tile(|tmp: &mut [A]| {
+            for (k, chunk) in out.chunks_mut(TILE).enumerate() {
+                let t = &mut tmp[..chunk.len()];
+                self.x.eval(env, start + k * TILE, t)?;
+                for (o, &a) in chunk.iter_mut().zip(t.iter()) {
+                    *o = (self.f)(a);
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }
 
@@ -164,18 +191,20 @@ where
         format!("{}({},{})", self.name, self.x.desc(), self.y.desc())
     }
     fn eval(&self, env: &Env, start: usize, out: &mut [T]) -> Result<(), BoxError> {
-        let mut ta = [A::default(); TILE];
-        let mut tb = [B::default(); TILE];
-        for (k, chunk) in out.chunks_mut(TILE).enumerate() {
-            let n = chunk.len();
-            let (a, b) = (&mut ta[..n], &mut tb[..n]);
-            self.x.eval(env, start + k * TILE, a)?;
-            self.y.eval(env, start + k * TILE, b)?;
-            for ((o, &p), &q) in chunk.iter_mut().zip(a.iter()).zip(b.iter()) {
-                *o = (self.f)(p, q);
-            }
-        }
-        Ok(())
+        env.with_tile(|ta: &mut [A]| {
+            env.with_tile(|tb: &mut [B]| {
+                for (k, chunk) in out.chunks_mut(TILE).enumerate() {
+                    let n = chunk.len();
+                    let (a, b) = (&mut ta[..n], &mut tb[..n]);
+                    self.x.eval(env, start + k * TILE, a)?;
+                    self.y.eval(env, start + k * TILE, b)?;
+                    for ((o, &p), &q) in chunk.iter_mut().zip(a.iter()).zip(b.iter()) {
+                        *o = (self.f)(p, q);
+                    }
+                }
+                Ok(())
+            })
+        })
     }
 }
 
