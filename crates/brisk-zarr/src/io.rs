@@ -505,32 +505,40 @@ impl ChunkStream {
         };
         let mut ob = zstd::zstd_safe::OutBuffer::around(out);
         while ob.pos() < ob.capacity() {
-            if d.done {
-                return Err(format!("{what} decodes to fewer bytes than its shape needs").into());
+            // After a frame, the next one continues the chunk (zstd decodes concatenated
+            // frames as one stream, and so does the one-call path).
+            if !d.refill(&mut *self.reader, what)? {
+                return Err(if d.done {
+                    format!("{what} decodes to fewer bytes than its shape needs")
+                } else {
+                    format!("{what} ends inside its zstd frame")
+                }
+                .into());
             }
-            d.step(&mut *self.reader, &mut ob, what)?;
+            d.step(&mut ob, what)?;
         }
         Ok(())
     }
 }
 
 impl Decoder {
-    /// Refills the input when it is used up, then decodes as much as fits into `ob`.
-    fn step<C: zstd::zstd_safe::WriteBuf + ?Sized>(
-        &mut self,
-        reader: &mut dyn std::io::Read,
-        ob: &mut zstd::zstd_safe::OutBuffer<'_, C>,
-        what: &str,
-    ) -> Result<(), BoxError> {
+    /// Refills the input when it is used up; `false` at the end of the data.
+    fn refill(&mut self, reader: &mut dyn std::io::Read, what: &str) -> Result<bool, BoxError> {
         if self.pos == self.end {
             self.end = reader
                 .read(&mut self.input)
                 .map_err(|e| format!("{what}: {e}"))?;
             self.pos = 0;
-            if self.end == 0 {
-                return Err(format!("{what} ends inside its zstd frame").into());
-            }
         }
+        Ok(self.end > 0)
+    }
+
+    /// Decodes as much of the input as fits into `ob`.
+    fn step<C: zstd::zstd_safe::WriteBuf + ?Sized>(
+        &mut self,
+        ob: &mut zstd::zstd_safe::OutBuffer<'_, C>,
+        what: &str,
+    ) -> Result<(), BoxError> {
         let mut ib = zstd::zstd_safe::InBuffer::around(&self.input[self.pos..self.end]);
         let hint = self.dctx.decompress_stream(ob, &mut ib).map_err(|c| {
             format!(
@@ -558,17 +566,19 @@ impl<T: ZarrElement> BlockStream<T> for ChunkStream {
         let what = &self.what;
         let mut probe = [0u8; 1];
         if let Some(d) = &mut self.zstd {
-            // The frame must end exactly here, with nothing after it.
-            while !d.done {
+            // Whatever follows must decode to nothing: the end of the frame, or (empty or
+            // skippable) frames after it. Garbage is a zstd error.
+            while d.refill(&mut *self.reader, what)? {
                 let mut ob = zstd::zstd_safe::OutBuffer::around(&mut probe[..]);
-                d.step(&mut *self.reader, &mut ob, what)?;
+                d.step(&mut ob, what)?;
                 if ob.pos() > 0 {
                     return Err(format!("{what} decodes to more bytes than its shape").into());
                 }
             }
-            if d.pos < d.end {
-                return Err(format!("{what} has data after its zstd frame").into());
+            if !d.done {
+                return Err(format!("{what} ends inside its zstd frame").into());
             }
+            return Ok(());
         }
         match self.reader.read(&mut probe) {
             Ok(0) => Ok(()),

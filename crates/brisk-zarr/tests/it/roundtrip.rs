@@ -609,3 +609,34 @@ fn overwriting_an_array_in_the_same_store_recreates_its_directories() {
         .unwrap();
     assert!(back.iter().all(|&v| v == 9));
 }
+
+#[test]
+fn a_chunk_stored_as_concatenated_zstd_frames_reads_on_every_path() {
+    // zstd decodes concatenated frames as one stream, and so do other Zarr readers: the
+    // one-call path and the streamed one must agree (and a skippable frame is ignored).
+    let e = exec();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let x = data::<f64>(&[20, 10]);
+    let a = Array::from_ndarray(&x, &[10, 10]).unwrap();
+    to_zarr(&a, &store, "a", None, &ArrayOptions::new(), &e).unwrap();
+    let file = dir.path().join("a").join("c/1/0");
+    let raw = zstd::decode_all(std::fs::read(&file).unwrap().as_slice()).unwrap();
+    let (head, tail) = raw.split_at(333);
+    let mut frames = zstd::encode_all(head, 3).unwrap();
+    // A skippable frame (magic 0x184D2A50, 4-byte length, payload).
+    frames.extend_from_slice(&[0x50, 0x2A, 0x4D, 0x18, 2, 0, 0, 0, 9, 9]);
+    frames.extend(zstd::encode_all(tail, 1).unwrap());
+    std::fs::write(&file, &frames).unwrap();
+    let back = from_zarr::<f64>(&store, "a").unwrap();
+    assert_eq!(back.compute_with(&e).unwrap(), x);
+    assert_eq!(
+        (&back * 1.0).compute_with(&e).unwrap(),
+        x,
+        "streamed into a fused chunk"
+    );
+    assert_eq!(
+        back.sum(0).compute_with(&e).unwrap(),
+        x.sum_axis(ndarray::Axis(0))
+    );
+}
