@@ -45,6 +45,13 @@ fn roundtrip<T: brisk_zarr::ZarrElement + PartialEq>(
         .compute_with(&e)
         .unwrap();
     assert_eq!(back, x, "{path}");
+    // Streamed into a fused chunk task (decoded inside the consumer).
+    let streamed = from_zarr::<T>(store, path)
+        .unwrap()
+        .mapv(|v: T| v)
+        .compute_with(&e)
+        .unwrap();
+    assert_eq!(streamed, x, "{path} streamed");
     let z = open_array(store, path).unwrap();
     assert_eq!(z.dtype(), T::V3);
     assert_eq!(z.is_v2(), opts.format == ZarrFormat::V2);
@@ -346,6 +353,24 @@ fn object_store_backends_share_the_store_semantics() {
             from_zarr::<f64>(&store, "missing"),
             Err(ZarrError::NotFound { .. })
         ));
+    }
+    // Unsharded zstd chunks: written and read back streamed, also into a reduction.
+    for store in [
+        Store::from_url("objmem://").unwrap(),
+        Store::from_url(&url).unwrap(),
+    ] {
+        let x = data::<f32>(&[30, 20]);
+        let a = Array::from_ndarray(&x, &[10, 20]).unwrap();
+        to_zarr(&a, &store, "plain", None, &ArrayOptions::new(), &exec()).unwrap();
+        let back = from_zarr::<f32>(&store, "plain").unwrap();
+        assert_eq!((&back * 1.0).compute_with(&exec()).unwrap(), x);
+        assert_eq!(
+            back.max(0).compute_with(&exec()).unwrap(),
+            x.map_axis(ndarray::Axis(0), |c| c
+                .iter()
+                .copied()
+                .fold(f32::MIN, f32::max))
+        );
     }
     // A file written through the local object store is a plain Zarr directory.
     let back = from_zarr::<f64>(&Store::directory(odir.path()).unwrap(), "grp/arr").unwrap();
