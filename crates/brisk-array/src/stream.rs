@@ -114,6 +114,9 @@ impl<U: Element> Window<U> {
     }
 
     pub(crate) fn read(&mut self, s: usize, out: &mut [U]) -> std::result::Result<(), BoxError> {
+        if out.is_empty() {
+            return Ok(());
+        }
         let e = s + out.len();
         if s < self.start {
             return Err(format!(
@@ -431,6 +434,7 @@ mod tests {
         let range = |s: usize, n: usize| (s as u64..(s + n) as u64).collect::<Vec<_>>();
         assert_eq!(read(&mut w, 0, 5), range(0, 5));
         assert_eq!(read(&mut w, 0, 5), range(0, 5), "the same tile twice");
+        assert_eq!(read(&mut w, 3, 0), range(3, 0), "nothing");
         // A read straddling the end of what was produced keeps its head.
         assert_eq!(read(&mut w, AHEAD - 3, 9), range(AHEAD - 3, 9));
         assert_eq!(read(&mut w, AHEAD - 3, 9), range(AHEAD - 3, 9));
