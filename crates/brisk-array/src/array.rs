@@ -299,6 +299,45 @@ impl<T: Element> Array<T> {
     /// readers then read the block inside their own task instead of waiting for the block
     /// task (which remains for slicing, rechunking, `compute`, …). See [`crate::stream`].
     ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use brisk_array::{Array, BlockStream, ChunkGrid, OpenStream};
+    /// use brisk_exec::ThreadedExecutor;
+    /// use brisk_graph::{BoxError, pure};
+    /// use ndarray::{ArrayD, IxDyn};
+    ///
+    /// /// Element k of the array holds k, produced as it is read.
+    /// struct Counter(u64);
+    /// impl BlockStream<u64> for Counter {
+    ///     fn read(&mut self, out: &mut [u64]) -> Result<(), BoxError> {
+    ///         for o in out {
+    ///             *o = self.0;
+    ///             self.0 += 1;
+    ///         }
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let grid = ChunkGrid::regular(&[1000], &[300]).unwrap();
+    /// let blocks = (0..grid.num_blocks())
+    ///     .map(|i| {
+    ///         let (off, len) = (grid.block_offset(&[i])[0], grid.block_shape(&[i])[0]);
+    ///         pure("count", move |o: u64, n: u64| {
+    ///             ArrayD::from_shape_fn(IxDyn(&[n as usize]), |ix| o + ix[0] as u64)
+    ///         }, (off as u64, len as u64))
+    ///     })
+    ///     .collect();
+    /// let g = grid.clone();
+    /// let open: OpenStream<u64> = Arc::new(move |i| {
+    ///     Ok(Box::new(Counter(g.block_offset(&[i])[0] as u64)) as Box<dyn BlockStream<u64>>)
+    /// });
+    /// let x = Array::from_blocks_streamed(grid, blocks, open).unwrap();
+    /// let exec = ThreadedExecutor::new(2).unwrap();
+    /// // The sum streams every block inside its partial task; compute reads the block tasks.
+    /// assert_eq!(x.sum(0).compute_with(&exec).unwrap()[[]], 999 * 1000 / 2);
+    /// assert_eq!(x.compute_with(&exec).unwrap()[[999]], 999);
+    /// ```
+    ///
     /// # Errors
     /// [`ArrayError::BadChunks`] when the number of blocks does not match the grid.
     pub fn from_blocks_streamed(
