@@ -334,6 +334,10 @@ impl<T: Element> BlockReader<T> {
     /// # Errors
     /// Elements left unread; a source's check failed.
     pub fn finish(mut self) -> std::result::Result<(), BoxError> {
+        self.check_end()
+    }
+
+    fn check_end(&mut self) -> std::result::Result<(), BoxError> {
         if self.remaining() > 0 {
             return Err(format!("{} elements of the block were not read", self.remaining()).into());
         }
@@ -353,6 +357,16 @@ impl<T: Element> BlockReader<T> {
         let shape = self.shape.clone();
         self.finish()?;
         Ok(ArrayD::from_shape_vec(IxDyn(&shape), data)?)
+    }
+}
+
+/// A reader is itself a stream of its block (for adapters written against [`BlockStream`]).
+impl<T: Element> BlockStream<T> for BlockReader<T> {
+    fn read(&mut self, out: &mut [T]) -> std::result::Result<(), BoxError> {
+        BlockReader::read(self, out)
+    }
+    fn finish(&mut self) -> std::result::Result<(), BoxError> {
+        self.check_end()
     }
 }
 

@@ -411,12 +411,9 @@ impl ReadPlan {
     /// Block `i` as a stream: decoded from the store as it is read when the chunk is a whole
     /// unit stored with a [`FastCodec`]; otherwise read whole and served from memory.
     fn open_stream<T: ZarrElement>(&self, i: usize) -> Result<Box<dyn BlockStream<T>>, BoxError> {
-        let (idx, _, _, whole) = self.block(i);
+        let (idx, _, shape, whole) = self.block(i);
         let viewable = T::le_bytes_mut(&mut [T::default()]).is_some();
-        if whole
-            && viewable
-            && let Some(codec) = self.fast
-        {
+        if viewable && let Some(codec) = self.fast {
             let key = self.za.inner.chunk_key(&idx);
             if let Some(reader) = self
                 .za
@@ -425,15 +422,170 @@ impl ReadPlan {
                 .map_err(|e| self.fail(&idx, &e))?
             {
                 let bytes = self.unit.iter().product::<usize>() * std::mem::size_of::<T>();
-                return Ok(Box::new(ChunkStream::new(
+                let unit = Box::new(ChunkStream::new(
                     reader,
                     codec,
                     bytes,
                     format!("chunk {idx:?} (`{key}`) of `{}`", self.za.path),
-                )?));
+                )?);
+                return Ok(if whole {
+                    unit
+                } else {
+                    // An edge chunk is stored whole: keep the part inside the array.
+                    Box::new(Crop::new(unit, UnitRows::new(&self.unit, &shape)))
+                });
             }
         }
         Ok(Box::new(Materialized::new(self.read_block::<T>(i)?)))
+    }
+}
+
+/// The rows (runs along the last axis) of a storage unit, and which of them hold elements of
+/// an edge block that covers only the start of the unit along each axis.
+#[derive(Debug, Clone)]
+struct UnitRows {
+    unit: Vec<usize>,
+    shape: Vec<usize>,
+}
+
+impl UnitRows {
+    fn new(unit: &[usize], shape: &[usize]) -> Self {
+        Self {
+            unit: unit.to_vec(),
+            shape: shape.to_vec(),
+        }
+    }
+    /// Rows in the unit.
+    fn count(&self) -> usize {
+        self.unit[..self.unit.len().saturating_sub(1)]
+            .iter()
+            .product()
+    }
+    /// Elements per row of the unit.
+    fn len(&self) -> usize {
+        self.unit.last().copied().unwrap_or(1)
+    }
+    /// Elements per row that belong to the block.
+    fn keep(&self) -> usize {
+        self.shape.last().copied().unwrap_or(1)
+    }
+    /// Whether unit row `r` (row-major) holds elements of the block.
+    fn inside(&self, mut r: usize) -> bool {
+        for k in (0..self.unit.len().saturating_sub(1)).rev() {
+            if r % self.unit[k] >= self.shape[k] {
+                return false;
+            }
+            r /= self.unit[k];
+        }
+        true
+    }
+}
+
+/// The in-bounds elements of an edge unit, from the stream of the whole stored unit.
+struct Crop<T> {
+    unit: Box<dyn BlockStream<T>>,
+    rows: UnitRows,
+    row: Vec<T>,
+    /// Elements of `row` handed out (`rows.keep()` when a new row is needed).
+    used: usize,
+    /// The next unit row to read.
+    next: usize,
+}
+
+impl<T: ZarrElement> Crop<T> {
+    fn new(unit: Box<dyn BlockStream<T>>, rows: UnitRows) -> Self {
+        Self {
+            unit,
+            row: vec![T::default(); rows.len()],
+            used: rows.keep(),
+            rows,
+            next: 0,
+        }
+    }
+}
+
+impl<T: ZarrElement> BlockStream<T> for Crop<T> {
+    fn read(&mut self, out: &mut [T]) -> Result<(), BoxError> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.used == self.rows.keep() {
+                loop {
+                    if self.next == self.rows.count() {
+                        return Err("read past the end of an edge chunk".into());
+                    }
+                    self.unit.read(&mut self.row)?;
+                    self.next += 1;
+                    if self.rows.inside(self.next - 1) {
+                        break;
+                    }
+                }
+                self.used = 0;
+            }
+            let n = (self.rows.keep() - self.used).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&self.row[self.used..self.used + n]);
+            self.used += n;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        // The rows outside the array are still decoded: the stored unit is checked whole.
+        while self.next < self.rows.count() {
+            self.unit.read(&mut self.row)?;
+            self.next += 1;
+        }
+        self.unit.finish()
+    }
+}
+
+/// An edge block padded with the fill value to its whole storage unit, as it is stored.
+struct Pad<'a, T: ZarrElement> {
+    block: &'a mut BlockReader<T>,
+    rows: UnitRows,
+    fill: T,
+    row: Vec<T>,
+    used: usize,
+    next: usize,
+}
+
+impl<'a, T: ZarrElement> Pad<'a, T> {
+    fn new(block: &'a mut BlockReader<T>, rows: UnitRows, fill: T) -> Self {
+        Self {
+            block,
+            row: vec![fill; rows.len()],
+            used: rows.len(),
+            rows,
+            fill,
+            next: 0,
+        }
+    }
+}
+
+impl<T: ZarrElement> BlockStream<T> for Pad<'_, T> {
+    fn read(&mut self, out: &mut [T]) -> Result<(), BoxError> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.used == self.rows.len() {
+                if self.next == self.rows.count() {
+                    return Err("read past the end of an edge unit".into());
+                }
+                let keep = if self.rows.inside(self.next) {
+                    self.rows.keep()
+                } else {
+                    0
+                };
+                self.block.read(&mut self.row[..keep])?;
+                self.row[keep..].fill(self.fill);
+                self.next += 1;
+                self.used = 0;
+            }
+            let n = (self.rows.len() - self.used).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&self.row[self.used..self.used + n]);
+            self.used += n;
+            done += n;
+        }
+        Ok(())
     }
 }
 
@@ -745,7 +897,10 @@ pub fn write_tasks<T: ZarrElement>(
     let aligned = array.rechunk(&unit)?;
     let sources = aligned.block_sources()?;
     let grid = aligned.grid().clone();
-    let codec = write_codec(&target.metadata_json()).filter(|_| T::le_bytes(&[]).is_some());
+    // Streamed encoding needs a byte view of T and the fill value as a T (to pad edges).
+    let fill = fill_element::<T>(target);
+    let codec = write_codec(&target.metadata_json()).filter(|_| fill.is_some());
+    let fill = fill.unwrap_or_default();
     let spec = TaskSpec::new("zarr-write");
     let writes: Vec<Delayed<()>> = sources
         .into_iter()
@@ -766,13 +921,22 @@ pub fn write_tasks<T: ZarrElement>(
                     let fail = |e: &dyn std::fmt::Display| -> BoxError {
                         format!("writing chunk {idx:?} of `{}`: {e}", za.path).into()
                     };
-                    let reader = src.open(values).map_err(|e| fail(&e))?;
-                    if src.shape() == unit.as_slice()
-                        && let Some(codec) = codec
-                    {
-                        // Encoded as it is computed, straight into the store.
-                        write_stream(&za, &idx, reader, codec).map_err(|e| fail(&e))
-                    } else if src.shape() == unit.as_slice() {
+                    let mut reader = src.open(values).map_err(|e| fail(&e))?;
+                    let whole = src.shape() == unit.as_slice();
+                    if let Some(codec) = codec {
+                        // Encoded as it is computed, straight into the store; an edge block
+                        // padded with the fill value to its unit, as stored.
+                        let total = unit.iter().product();
+                        if whole {
+                            write_stream(&za, &idx, &mut reader, total, codec)
+                        } else {
+                            let rows = UnitRows::new(&unit, src.shape());
+                            let mut padded = Pad::new(&mut reader, rows, fill);
+                            write_stream(&za, &idx, &mut padded, total, codec)
+                        }
+                        .and_then(|()| reader.finish())
+                        .map_err(|e| fail(&e))
+                    } else if whole {
                         let block = reader.into_array().map_err(|e| fail(&e))?;
                         za.inner
                             .store_chunk_opt(&idx, &block, &io.codec())
@@ -797,6 +961,15 @@ pub fn write_tasks<T: ZarrElement>(
     Ok(TaskSpec::new("zarr-write-done").call(|v: Vec<()>| WriteSummary { units: v.len() }, (all,)))
 }
 
+/// The array's fill value as an element, when `T` has a byte view of the fill value's size.
+fn fill_element<T: ZarrElement>(za: &ZarrArray) -> Option<T> {
+    let mut v = [T::default()];
+    let bytes = T::le_bytes_mut(&mut v)?;
+    let fill = za.inner.fill_value().as_ne_bytes();
+    (fill.len() == bytes.len()).then(|| bytes.copy_from_slice(fill))?;
+    Some(v[0])
+}
+
 /// Elements encoded per step of a streamed write.
 const WRITE_TILE_BYTES: usize = 64 << 10;
 
@@ -806,38 +979,43 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-/// Writes chunk `idx` of `za` from `reader`: the block is computed tile by tile, each tile
-/// encoded and written while it is in cache (one zstd frame with its content size, or the
-/// raw bytes), through the store's atomic write. A chunk that turns out to hold only the
-/// fill value is not stored (and an older one is erased), as zarrs and zarr-python do.
+/// Writes chunk `idx` of `za` from `src`, which produces the whole unit (`total` elements):
+/// computed tile by tile, each tile encoded and written while it is in cache (one zstd frame
+/// with its content size, or the raw bytes), through the store's atomic write. A chunk that
+/// turns out to hold only the fill value is not stored (and an older one is erased), as
+/// zarrs and zarr-python do.
 fn write_stream<T: ZarrElement>(
     za: &ZarrArray,
     idx: &[u64],
-    mut reader: BlockReader<T>,
+    src: &mut dyn BlockStream<T>,
+    total: usize,
     codec: WriteCodec,
 ) -> Result<(), BoxError> {
     let key = za.inner.chunk_key(idx);
     let per_tile = (WRITE_TILE_BYTES / std::mem::size_of::<T>().max(1)).max(1);
-    let mut tile = vec![T::default(); per_tile.min(reader.remaining())];
-    let total = reader.remaining() * std::mem::size_of::<T>();
+    let mut tile = vec![T::default(); per_tile.min(total)];
+    let bytes = total * std::mem::size_of::<T>();
     let fill = za.inner.fill_value();
     let all_fill = std::cell::Cell::new(true);
-    let next = |reader: &mut BlockReader<T>, tile: &mut [T]| -> Result<usize, BoxError> {
-        let n = reader.remaining().min(tile.len());
-        reader.read(&mut tile[..n])?;
-        if all_fill.get() {
+    let mut left = total;
+    let mut next = |src: &mut dyn BlockStream<T>, tile: &mut [T]| -> Result<usize, BoxError> {
+        let n = left.min(tile.len());
+        src.read(&mut tile[..n])?;
+        left -= n;
+        if all_fill.get() && n > 0 {
             all_fill.set(fill.equals_all(T::le_bytes(&tile[..n]).ok_or("no byte view")?));
         }
         Ok(n)
     };
     za.store.write_with(&key, |w| {
         match codec {
-            WriteCodec::Raw => {
-                while reader.remaining() > 0 {
-                    let n = next(&mut reader, &mut tile)?;
-                    w.write_all(T::le_bytes(&tile[..n]).ok_or("no byte view")?)?;
+            WriteCodec::Raw => loop {
+                let n = next(src, &mut tile)?;
+                if n == 0 {
+                    break;
                 }
-            }
+                w.write_all(T::le_bytes(&tile[..n]).ok_or("no byte view")?)?;
+            },
             WriteCodec::Zstd { level, checksum } => {
                 ENCODER.with_borrow_mut(|slot| -> Result<(), BoxError> {
                     use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective as EndDirective;
@@ -855,7 +1033,7 @@ fn write_stream<T: ZarrElement>(
                         .map_err(z)?;
                     cctx.set_parameter(CParameter::ContentSizeFlag(true))
                         .map_err(z)?;
-                    cctx.set_pledged_src_size(Some(total as u64)).map_err(z)?;
+                    cctx.set_pledged_src_size(Some(bytes as u64)).map_err(z)?;
                     let mut flush =
                         |cctx: &mut CCtx<'static>, src: &[u8], end: bool| -> Result<(), BoxError> {
                             let mut ib = InBuffer::around(src);
@@ -881,8 +1059,11 @@ fn write_stream<T: ZarrElement>(
                                 }
                             }
                         };
-                    while reader.remaining() > 0 {
-                        let n = next(&mut reader, &mut tile)?;
+                    loop {
+                        let n = next(src, &mut tile)?;
+                        if n == 0 {
+                            break;
+                        }
                         flush(cctx, T::le_bytes(&tile[..n]).ok_or("no byte view")?, false)?;
                     }
                     flush(cctx, &[], true)
@@ -890,8 +1071,7 @@ fn write_stream<T: ZarrElement>(
             }
         }
         Ok(!all_fill.get())
-    })?;
-    reader.finish()
+    })
 }
 
 /// Creates (or replaces, with `opts.overwrite`) the array at `path` with `array`'s shape and

@@ -665,3 +665,90 @@ fn a_chunk_stored_as_concatenated_zstd_frames_reads_on_every_path() {
         x.sum_axis(ndarray::Axis(0))
     );
 }
+
+#[test]
+fn edge_chunks_are_streamed_cropped_and_padded_in_any_rank() {
+    // 3-d with edges on every axis: edge units are written padded with the fill value and
+    // read back cropped, streamed on both sides; a damaged edge chunk is still refused.
+    let e = exec();
+    let x = data::<i32>(&[5, 7, 9]);
+    for (format, compressor) in [
+        (ZarrFormat::V3, Compressor::default()),
+        (ZarrFormat::V3, Compressor::None),
+        (ZarrFormat::V2, Compressor::default()),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::directory(dir.path()).unwrap();
+        let opts = ArrayOptions::new()
+            .format(format)
+            .compressor(compressor.clone())
+            .fill_value(json!(-7));
+        let a = Array::from_ndarray(&x, &[2, 3, 4]).unwrap();
+        to_zarr(&(&a + 0), &store, "a", None, &opts, &e).unwrap();
+        let back = from_zarr::<i32>(&store, "a").unwrap();
+        assert_eq!(
+            back.compute_with(&e).unwrap(),
+            x,
+            "{format:?} {compressor:?}"
+        );
+        assert_eq!(
+            (&back + 0).compute_with(&e).unwrap(),
+            x,
+            "{format:?} {compressor:?}"
+        );
+        assert_eq!(
+            back.sum(brisk_array::Axes::All).compute_with(&e).unwrap()[[]],
+            x.sum()
+        );
+        // The corner unit is stored whole (2x3x4 = 24 elements), padded with the fill value.
+        let corner = if format == ZarrFormat::V2 {
+            "2.2.2"
+        } else {
+            "c/2/2/2"
+        };
+        let file = dir.path().join("a").join(corner);
+        let bytes = std::fs::read(&file).unwrap();
+        let raw = if compressor == Compressor::None {
+            bytes.clone()
+        } else {
+            zstd::decode_all(bytes.as_slice()).unwrap()
+        };
+        let unit: Vec<i32> = raw
+            .chunks(4)
+            .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(unit.len(), 24);
+        // In bounds: index (0, 0, 0) of the unit is element (4, 6, 8); the rest is fill.
+        assert_eq!(unit[0], x[[4, 6, 8]]);
+        assert!(unit[1..].iter().all(|&v| v == -7), "{unit:?}");
+        // Damaged: refused on the streamed path too.
+        std::fs::write(&file, &bytes[..bytes.len() - 1]).unwrap();
+        let err = (&from_zarr::<i32>(&store, "a").unwrap() + 0)
+            .compute_with(&e)
+            .expect_err("a damaged edge chunk must not read");
+        assert!(brisk_graph::chain(&err).contains("[2, 2, 2]"), "{err}");
+    }
+    // An edge unit whose in-bounds part is all fill is not stored.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let mut y = x.clone();
+    y.slice_mut(ndarray::s![4.., .., ..]).fill(0);
+    to_zarr(
+        &(&Array::from_ndarray(&y, &[2, 3, 4]).unwrap() + 0),
+        &store,
+        "z",
+        None,
+        &ArrayOptions::new(),
+        &e,
+    )
+    .unwrap();
+    assert!(!dir.path().join("z/c/2/0/0").exists());
+    assert!(dir.path().join("z/c/1/0/0").exists());
+    assert_eq!(
+        from_zarr::<i32>(&store, "z")
+            .unwrap()
+            .compute_with(&e)
+            .unwrap(),
+        y
+    );
+}
