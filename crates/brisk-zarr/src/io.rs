@@ -844,8 +844,9 @@ pub struct WriteSummary {
 /// start on a unit boundary, or ends inside a unit that is not the array's last, is refused.
 ///
 /// A task computes its block tile by tile (streamed sources read inside the task) and, for
-/// `bytes`(+`zstd`) arrays, encodes each tile into the store as it goes: no block is held
-/// whole. Other codecs, shards and edge units are encoded by zarrs from the whole block.
+/// `bytes`(+`zstd`) arrays, encodes each tile into the store as it goes (edge units padded
+/// with the fill value, as stored): no block is held whole. Other codecs and shards are
+/// encoded by zarrs from the whole block.
 ///
 /// # Errors
 /// [`ZarrError::Misaligned`] naming the axis; [`ZarrError::WrongType`];
