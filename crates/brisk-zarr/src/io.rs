@@ -481,13 +481,50 @@ impl UnitRows {
     }
 }
 
+/// One row at a time, handed out `width` elements per row: the shared half of [`Crop`] and
+/// [`Pad`], which differ only in how they make the next row.
+struct RowBuf<T> {
+    row: Vec<T>,
+    width: usize,
+    /// Elements of `row` handed out (`width` when a new row is needed).
+    used: usize,
+}
+
+impl<T: Copy> RowBuf<T> {
+    fn new(row: Vec<T>, width: usize) -> Self {
+        Self {
+            row,
+            width,
+            used: width,
+        }
+    }
+
+    /// Fills `out` from successive rows, calling `next_row` whenever the current one is used.
+    fn copy_to(
+        &mut self,
+        out: &mut [T],
+        mut next_row: impl FnMut(&mut [T]) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let mut done = 0;
+        while done < out.len() {
+            if self.used == self.width {
+                next_row(&mut self.row)?;
+                self.used = 0;
+            }
+            let n = (self.width - self.used).min(out.len() - done);
+            out[done..done + n].copy_from_slice(&self.row[self.used..self.used + n]);
+            self.used += n;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
 /// The in-bounds elements of an edge unit, from the stream of the whole stored unit.
 struct Crop<T> {
     unit: Box<dyn BlockStream<T>>,
     rows: UnitRows,
-    row: Vec<T>,
-    /// Elements of `row` handed out (`rows.keep()` when a new row is needed).
-    used: usize,
+    buf: RowBuf<T>,
     /// The next unit row to read.
     next: usize,
 }
@@ -496,8 +533,7 @@ impl<T: ZarrElement> Crop<T> {
     fn new(unit: Box<dyn BlockStream<T>>, rows: UnitRows) -> Self {
         Self {
             unit,
-            row: vec![T::default(); rows.len()],
-            used: rows.keep(),
+            buf: RowBuf::new(vec![T::default(); rows.len()], rows.keep()),
             rows,
             next: 0,
         }
@@ -506,33 +542,27 @@ impl<T: ZarrElement> Crop<T> {
 
 impl<T: ZarrElement> BlockStream<T> for Crop<T> {
     fn read(&mut self, out: &mut [T]) -> Result<(), BoxError> {
-        let mut done = 0;
-        while done < out.len() {
-            if self.used == self.rows.keep() {
-                loop {
-                    if self.next == self.rows.count() {
-                        return Err("read past the end of an edge chunk".into());
-                    }
-                    self.unit.read(&mut self.row)?;
-                    self.next += 1;
-                    if self.rows.inside(self.next - 1) {
-                        break;
-                    }
+        let Self {
+            unit, rows, next, ..
+        } = self;
+        self.buf.copy_to(out, |row| {
+            loop {
+                if *next == rows.count() {
+                    return Err("read past the end of an edge chunk".into());
                 }
-                self.used = 0;
+                unit.read(row)?;
+                *next += 1;
+                if rows.inside(*next - 1) {
+                    return Ok(());
+                }
             }
-            let n = (self.rows.keep() - self.used).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&self.row[self.used..self.used + n]);
-            self.used += n;
-            done += n;
-        }
-        Ok(())
+        })
     }
 
     fn finish(&mut self) -> Result<(), BoxError> {
         // The rows outside the array are still decoded: the stored unit is checked whole.
         while self.next < self.rows.count() {
-            self.unit.read(&mut self.row)?;
+            self.unit.read(&mut self.buf.row)?;
             self.next += 1;
         }
         self.unit.finish()
@@ -544,8 +574,8 @@ struct Pad<'a, T: ZarrElement> {
     block: &'a mut BlockReader<T>,
     rows: UnitRows,
     fill: T,
-    row: Vec<T>,
-    used: usize,
+    buf: RowBuf<T>,
+    /// The next unit row to make.
     next: usize,
 }
 
@@ -553,8 +583,7 @@ impl<'a, T: ZarrElement> Pad<'a, T> {
     fn new(block: &'a mut BlockReader<T>, rows: UnitRows, fill: T) -> Self {
         Self {
             block,
-            row: vec![fill; rows.len()],
-            used: rows.len(),
+            buf: RowBuf::new(vec![fill; rows.len()], rows.len()),
             rows,
             fill,
             next: 0,
@@ -564,28 +593,23 @@ impl<'a, T: ZarrElement> Pad<'a, T> {
 
 impl<T: ZarrElement> BlockStream<T> for Pad<'_, T> {
     fn read(&mut self, out: &mut [T]) -> Result<(), BoxError> {
-        let mut done = 0;
-        while done < out.len() {
-            if self.used == self.rows.len() {
-                if self.next == self.rows.count() {
-                    return Err("read past the end of an edge unit".into());
-                }
-                let keep = if self.rows.inside(self.next) {
-                    self.rows.keep()
-                } else {
-                    0
-                };
-                self.block.read(&mut self.row[..keep])?;
-                self.row[keep..].fill(self.fill);
-                self.next += 1;
-                self.used = 0;
+        let Self {
+            block,
+            rows,
+            fill,
+            next,
+            ..
+        } = self;
+        self.buf.copy_to(out, |row| {
+            if *next == rows.count() {
+                return Err("read past the end of an edge unit".into());
             }
-            let n = (self.rows.len() - self.used).min(out.len() - done);
-            out[done..done + n].copy_from_slice(&self.row[self.used..self.used + n]);
-            self.used += n;
-            done += n;
-        }
-        Ok(())
+            let keep = if rows.inside(*next) { rows.keep() } else { 0 };
+            block.read(&mut row[..keep])?;
+            row[keep..].fill(*fill);
+            *next += 1;
+            Ok(())
+        })
     }
 }
 
@@ -899,9 +923,7 @@ pub fn write_tasks<T: ZarrElement>(
     let sources = aligned.block_sources()?;
     let grid = aligned.grid().clone();
     // Streamed encoding needs a byte view of T and the fill value as a T (to pad edges).
-    let fill = fill_element::<T>(target);
-    let codec = write_codec(&target.metadata_json()).filter(|_| fill.is_some());
-    let fill = fill.unwrap_or_default();
+    let fast = write_codec(&target.metadata_json()).zip(fill_element::<T>(target));
     let spec = TaskSpec::new("zarr-write");
     let writes: Vec<Delayed<()>> = sources
         .into_iter()
@@ -924,7 +946,7 @@ pub fn write_tasks<T: ZarrElement>(
                     };
                     let mut reader = src.open(values).map_err(|e| fail(&e))?;
                     let whole = src.shape() == unit.as_slice();
-                    if let Some(codec) = codec {
+                    if let Some((codec, fill)) = fast {
                         // Encoded as it is computed, straight into the store; an edge block
                         // padded with the fill value to its unit, as stored.
                         let total = unit.iter().product();

@@ -417,7 +417,8 @@ impl AtomicDir {
             // Encoders hand over small pieces: write them in big ones.
             let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
             if !fill(&mut file)? {
-                drop(file);
+                // Nothing to store: drop the buffered bytes unwritten.
+                drop(file.into_parts());
                 std::fs::remove_file(&tmp)?;
                 return match std::fs::remove_file(&path) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
@@ -442,9 +443,7 @@ impl AtomicDir {
         }
         result
     }
-}
 
-impl AtomicDir {
     /// Creates `tmp` in `dir`, creating `dir` first if this store has not seen it yet or it
     /// has gone.
     fn create(&self, dir: &Path, tmp: &Path) -> std::io::Result<std::fs::File> {
