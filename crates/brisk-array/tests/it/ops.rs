@@ -245,6 +245,26 @@ fn random_values_do_not_depend_on_the_chunking() {
         .compute_with(&e)
         .unwrap();
     assert_ne!(a, c);
+    // f32 draws share one counter per pair of elements: blocks starting at odd indices
+    // (odd chunk widths, odd row lengths) must still see the same values.
+    let whole = Array::<f32>::random_normal(&[41, 33], &[41, 33], 7, 0.0, 1.0)
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    for chunks in [[5, 7], [41, 1], [3, 33], [1, 2]] {
+        let split = Array::<f32>::random_normal(&[41, 33], &chunks, 7, 0.0, 1.0)
+            .unwrap()
+            .compute_with(&e)
+            .unwrap();
+        assert_eq!(whole, split, "chunks {chunks:?}");
+    }
+    let sliced = Array::<f32>::random_normal(&[41, 33], &[41, 33], 7, 0.0, 1.0)
+        .unwrap()
+        .slice(&[Slice::new(3, Some(40), 1), Slice::new(5, Some(32), 3)])
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    assert_eq!(sliced, whole.slice(ndarray::s![3..40, 5..32;3]).into_dyn());
     let big = Array::<f64>::random_normal(&[200_000], &[50_000], 1, 2000.0, 1000.0).unwrap();
     let m = big.mean(0).compute_with(&e).unwrap()[[]];
     let s = big.std(0).compute_with(&e).unwrap()[[]];
@@ -261,13 +281,27 @@ fn random_values_do_not_depend_on_the_chunking() {
 
 #[test]
 fn random_normal_follows_the_normal_distribution() {
-    // 2^20 standard normal draws against Φ at fixed points (tolerance 5 standard errors of
-    // an empirical CDF), both tails beyond the ziggurat's start (3.654), and the moments.
+    // 2^20 standard normal draws per element type (f64 draws take 64 bits, f32 draws 32).
     let n = 1usize << 20;
-    let z = Array::<f64>::random_normal(&[n], &[100_003], 11, 0.0, 1.0)
+    let z64 = Array::<f64>::random_normal(&[n], &[100_003], 11, 0.0, 1.0)
         .unwrap()
         .compute_with(&exec())
         .unwrap();
+    assert_standard_normal(&z64.iter().copied().collect::<Vec<_>>(), "f64");
+    let z32 = Array::<f32>::random_normal(&[n], &[100_003], 11, 0.0, 1.0)
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    assert_standard_normal(
+        &z32.iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+        "f32",
+    );
+}
+
+/// Checks draws against Φ at fixed points (tolerance 5 standard errors of an empirical CDF),
+/// both tails beyond the ziggurat's start (3.654), and the moments.
+fn assert_standard_normal(z: &[f64], what: &str) {
+    let nf = z.len() as f64;
     let phi = [
         (-3.0, 0.001_349_898),
         (-2.0, 0.022_750_132),
@@ -279,23 +313,28 @@ fn random_normal_follows_the_normal_distribution() {
         (2.0, 0.977_249_868),
         (3.0, 0.998_650_102),
     ];
-    let nf = n as f64;
     for (x, p) in phi {
         let got = z.iter().filter(|&&v| v < x).count() as f64 / nf;
         let se = (p * (1.0 - p) / nf).sqrt();
-        assert!((got - p).abs() < 5.0 * se, "P(Z < {x}) = {got}, want {p}");
+        assert!(
+            (got - p).abs() < 5.0 * se,
+            "{what}: P(Z < {x}) = {got}, want {p}"
+        );
     }
-    // P(|Z| > 3.8) = 1.447e-4: 151.7 expected, sd 12.3.
+    // P(|Z| > 3.8) = 1.447e-4: 151.7 expected in 2^20, sd 12.3.
     let tails = z.iter().filter(|v| v.abs() > 3.8).count();
-    assert!((90..=215).contains(&tails), "{tails} draws beyond ±3.8");
-    let mean = z.sum() / nf;
+    assert!(
+        (90..=215).contains(&tails),
+        "{what}: {tails} draws beyond ±3.8"
+    );
+    let mean = z.iter().sum::<f64>() / nf;
     let var = z.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / nf;
     let skew = z.iter().map(|v| (v - mean).powi(3)).sum::<f64>() / nf / var.powf(1.5);
     let kurt = z.iter().map(|v| (v - mean).powi(4)).sum::<f64>() / nf / (var * var);
-    assert!(mean.abs() < 0.005, "mean {mean}");
-    assert!((var - 1.0).abs() < 0.01, "variance {var}");
-    assert!(skew.abs() < 0.02, "skewness {skew}");
-    assert!((kurt - 3.0).abs() < 0.05, "kurtosis {kurt}");
+    assert!(mean.abs() < 0.005, "{what}: mean {mean}");
+    assert!((var - 1.0).abs() < 0.01, "{what}: variance {var}");
+    assert!(skew.abs() < 0.02, "{what}: skewness {skew}");
+    assert!((kurt - 3.0).abs() < 0.05, "{what}: kurtosis {kurt}");
 }
 
 #[test]
