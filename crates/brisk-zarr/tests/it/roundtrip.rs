@@ -290,19 +290,6 @@ fn empty_chunks_are_not_stored_and_writes_leave_no_temporary_files() {
     );
 }
 
-fn walk(p: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(p).unwrap() {
-        let path = e.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
-}
-
 #[test]
 fn attributes_are_exactly_what_the_user_gave() {
     let store = Store::memory();
@@ -633,6 +620,67 @@ fn overwriting_an_array_in_the_same_store_recreates_its_directories() {
         .compute_with(&e)
         .unwrap();
     assert!(back.iter().all(|&v| v == 9));
+}
+
+#[test]
+fn overwriting_an_array_removes_all_of_it_and_nothing_else() {
+    // An overwrite removes the old array's tree on several threads: every old chunk goes
+    // (here 1600 in 40 directories, a stray tree 7 levels deep), siblings stay, and a symbolic
+    // link inside the array is removed without following it.
+    let e = exec();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path().join("s")).unwrap();
+    let old = Array::<u16>::full(&[400, 400], &[10, 10], 3).unwrap();
+    let opts = ArrayOptions::new().overwrite();
+    to_zarr(&old, &store, "x", None, &opts, &e).unwrap();
+    let sibling = Array::<u16>::full(&[20, 20], &[10, 10], 5).unwrap();
+    to_zarr(&sibling, &store, "y", None, &opts, &e).unwrap();
+    let x = dir.path().join("s").join("x");
+    let deep = x.join("c").join("a/b/c/d/e/f");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("stray"), b"old").unwrap();
+    let outside = dir.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("keep"), b"mine").unwrap();
+    std::os::unix::fs::symlink(&outside, x.join("c").join("link")).unwrap();
+    let files = |p: &std::path::Path| {
+        walk(p)
+            .into_iter()
+            .filter(|f| !f.ends_with("zarr.json"))
+            .count()
+    };
+    assert_eq!(files(&x), 1600 + 1 + 1);
+
+    let new = Array::<u16>::full(&[400, 400], &[200, 200], 4).unwrap();
+    to_zarr(&new, &store, "x", None, &opts, &e).unwrap();
+    assert_eq!(files(&x), 4, "{:?}", walk(&x));
+    assert!(!x.join("c").join("link").exists());
+    assert_eq!(std::fs::read(outside.join("keep")).unwrap(), b"mine");
+    let back = from_zarr::<u16>(&store, "x").unwrap();
+    assert_eq!(back.chunks()[0], vec![200, 200]);
+    assert!(back.compute_with(&e).unwrap().iter().all(|&v| v == 4));
+    let y = from_zarr::<u16>(&store, "y")
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    assert!(y.iter().all(|&v| v == 5));
+}
+
+/// Every file (and symbolic link) under `root`, links not followed.
+fn walk(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                out.push(entry.path().display().to_string());
+            }
+        }
+    }
+    out
 }
 
 #[test]
