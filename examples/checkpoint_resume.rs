@@ -21,6 +21,7 @@ use anyhow::{Context, bail};
 use brisk::checkpoint::{DirStore, Storage};
 use brisk::graph::{CancelToken, Delayed, Graph, Hooks, TaskEnd, TaskStatus};
 use brisk::prelude::*;
+use clap::Parser;
 
 /// Simulates one sample: `work` rounds of a small chaotic map (the expensive stage).
 #[brisk::task(save)]
@@ -128,30 +129,39 @@ fn run(
     }
 }
 
+/// An expensive pipeline checkpointed stage by stage, so an interrupted run resumes where
+/// it stopped.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Checkpoint directory (required unless --demo or --quick)
+    #[arg(long, required_unless_present_any = ["demo", "quick"])]
+    dir: Option<std::path::PathBuf>,
+    /// Cancel the compute once K tasks have run, as Ctrl-C or a crash would
+    #[arg(long, value_name = "K")]
+    abort_after: Option<usize>,
+    /// Samples in the pipeline [default: 48; 12 with --quick]
+    #[arg(long)]
+    samples: Option<u64>,
+    /// Work per task [default: 4000000; 200000 with --quick]
+    #[arg(long)]
+    work: Option<u64>,
+    /// Run three times in a fresh directory (interrupted, resumed, complete) and check them
+    #[arg(long)]
+    demo: bool,
+    /// --demo with small sizes
+    #[arg(long)]
+    quick: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut dir: Option<std::path::PathBuf> = None;
-    let mut abort_after = None;
-    let mut samples = 48u64;
-    let mut work = 4_000_000u64;
-    let mut demo = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--dir" => dir = Some(args.next().context("--dir needs a path")?.into()),
-            "--abort-after" => {
-                abort_after = Some(args.next().context("--abort-after needs K")?.parse()?);
-            }
-            "--samples" => samples = args.next().context("--samples needs N")?.parse()?,
-            "--work" => work = args.next().context("--work needs W")?.parse()?,
-            "--demo" => demo = true,
-            "--quick" => {
-                demo = true;
-                samples = 12;
-                work = 200_000;
-            }
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
+    let cli = Cli::parse();
+    let demo = cli.demo || cli.quick;
+    let abort_after = cli.abort_after;
+    let samples = cli.samples.unwrap_or(if cli.quick { 12 } else { 48 });
+    let work = cli
+        .work
+        .unwrap_or(if cli.quick { 200_000 } else { 4_000_000 });
+    let dir = cli.dir;
     if !demo {
         let dir = dir.context("--dir DIR is required (or --demo)")?;
         run(&dir, samples, work, abort_after)?;

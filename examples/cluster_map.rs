@@ -14,9 +14,10 @@
 
 #![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use brisk::exec::Handler;
 use brisk::graph::Delayed;
+use clap::Parser;
 
 /// Sum, sum of squares and count of chunk `index` of a reproducible sequence.
 #[brisk::task]
@@ -55,18 +56,26 @@ fn stopping_times(batch: Vec<u64>) -> Vec<u32> {
         .collect()
 }
 
+/// A reduction and a batched map, on local threads or as Slurm job arrays.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Run on Slurm at this address (`slurm://?store=…&partition=…`) instead of local threads
+    #[arg(long, value_name = "ADDRESS")]
+    slurm: Option<String>,
+    /// Fewer chunks and items
+    #[arg(long)]
+    quick: bool,
+}
+
 fn main() -> anyhow::Result<()> {
     brisk::cluster::init();
-    let mut slurm: Option<String> = None;
-    let (mut chunks, mut items) = (32u64, 20_000u64);
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--slurm" => slurm = Some(it.next().context("--slurm needs an address")?),
-            "--quick" => (chunks, items) = (8, 2_000),
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
+    let cli = Cli::parse();
+    let slurm = cli.slurm;
+    let (chunks, items) = if cli.quick {
+        (8, 2_000)
+    } else {
+        (32u64, 20_000u64)
+    };
     // One handler, local threads or Slurm: the rest of the program is the same.
     let handler = Handler::new(slurm.as_deref().unwrap_or("threads"))?;
     println!(

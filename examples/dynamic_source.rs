@@ -26,6 +26,7 @@ use anyhow::{Context, bail};
 use brisk::checkpoint::{DirStore, Storage, Store, from_url};
 use brisk::exec::ThreadedExecutor;
 use brisk::exec::source::{Feed, Source, SourceOptions, SourceReport, Status};
+use clap::Parser;
 use ndarray::Array1;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde::{Deserialize, Serialize};
@@ -89,34 +90,46 @@ struct Args {
     scratch: Option<std::path::PathBuf>,
 }
 
+/// Partitions discovered while the graph runs: event files polled from a store, some
+/// corrupt, histogrammed and summed; run twice to show the checkpoint store resuming.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Files the service writes [default: 36; 12 with --quick]
+    #[arg(long)]
+    files: Option<usize>,
+    /// How many of them are corrupt
+    #[arg(long, default_value_t = 3)]
+    corrupt: usize,
+    /// Where the service writes: a directory or `s3://bucket/prefix` [default: a scratch
+    /// directory, removed at the end]
+    #[arg(long, value_name = "DIR|URL")]
+    store: Option<String>,
+    /// Checkpoint directory [default: in the scratch directory]
+    #[arg(long, value_name = "DIR")]
+    checkpoints: Option<std::path::PathBuf>,
+    /// Jet momentum threshold in GeV
+    #[arg(long, default_value_t = 25.0)]
+    threshold: f64,
+    /// Fewer files
+    #[arg(long)]
+    quick: bool,
+}
+
 fn parse() -> anyhow::Result<Args> {
+    let cli = Cli::parse();
     let tmp = std::env::temp_dir().join(format!("brisk-dynamic-source-{}", std::process::id()));
-    let mut a = Args {
-        files: 36,
-        corrupt: 3,
-        store: tmp.join("service").display().to_string(),
-        checkpoints: tmp.join("checkpoints"),
-        threshold: 25.0,
-        scratch: Some(tmp.clone()),
+    // The scratch directory is removed at the end only when the user named no path.
+    let scratch = (cli.store.is_none() && cli.checkpoints.is_none()).then(|| tmp.clone());
+    let a = Args {
+        files: cli.files.unwrap_or(if cli.quick { 12 } else { 36 }),
+        corrupt: cli.corrupt,
+        store: cli
+            .store
+            .unwrap_or_else(|| tmp.join("service").display().to_string()),
+        checkpoints: cli.checkpoints.unwrap_or_else(|| tmp.join("checkpoints")),
+        threshold: cli.threshold,
+        scratch,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(x) = it.next() {
-        match x.as_str() {
-            "--files" => a.files = it.next().context("--files needs a number")?.parse()?,
-            "--corrupt" => a.corrupt = it.next().context("--corrupt needs a number")?.parse()?,
-            "--store" => {
-                a.store = it.next().context("--store needs a path or URL")?;
-                a.scratch = None;
-            }
-            "--checkpoints" => {
-                a.checkpoints = it.next().context("--checkpoints needs a path")?.into();
-                a.scratch = None;
-            }
-            "--threshold" => a.threshold = it.next().context("--threshold needs GeV")?.parse()?,
-            "--quick" => a.files = 12,
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
     if a.corrupt + 1 >= a.files {
         bail!("--corrupt must leave most of the --files intact");
     }

@@ -18,6 +18,7 @@ use brisk::array::{Array, ChunkGrid};
 use brisk::graph::{BoxError, Delayed, TaskSpec};
 use brisk::guard::{FileResource, Resource};
 use brisk::prelude::*;
+use clap::Parser;
 
 /// Writes `rows × cols` little-endian `f64` values `f(i, j)` as a version 1.0 `.npy` file.
 fn write_npy(path: &std::path::Path, rows: usize, cols: usize) -> anyhow::Result<()> {
@@ -103,17 +104,24 @@ fn lazy_array(
     Ok(Array::from_blocks(grid, blocks)?)
 }
 
+/// A lazy array over a file that must be open to be read, opened once per compute.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Rows of the .npy file [default: 20000; 2000 with --quick]
+    #[arg(long)]
+    rows: Option<usize>,
+    /// Columns [default: 1000; 100 with --quick]
+    #[arg(long)]
+    cols: Option<usize>,
+    /// A small file
+    #[arg(long)]
+    quick: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let (mut rows, mut cols) = (20_000usize, 1_000usize);
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--rows" => rows = args.next().context("--rows needs N")?.parse()?,
-            "--cols" => cols = args.next().context("--cols needs M")?.parse()?,
-            "--quick" => (rows, cols) = (2_000, 100),
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
+    let cli = Cli::parse();
+    let rows = cli.rows.unwrap_or(if cli.quick { 2_000 } else { 20_000 });
+    let cols = cli.cols.unwrap_or(if cli.quick { 100 } else { 1_000 });
     let dir = std::env::temp_dir().join(format!("brisk-guarded-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("data.npy");

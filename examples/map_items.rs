@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use brisk::exec::Handler;
+use clap::Parser;
 
 /// A small CPU-bound "analysis" of one input: the number of Collatz steps to reach 1.
 fn collatz_steps(mut n: u64) -> u32 {
@@ -29,20 +30,30 @@ fn collatz_steps(mut n: u64) -> u32 {
     steps
 }
 
+/// Map a function over many inputs with one handler, on local threads or the caller's.
+#[derive(clap::Parser)]
+struct Cli {
+    /// The backend: `threads`, `threads://N` or `sync`
+    #[arg(long, default_value = "threads")]
+    address: String,
+    /// How many inputs [default: 5000000; 20000 with --quick]
+    #[arg(long)]
+    items: Option<u64>,
+    /// Make input K fail, to see the error name it and later batches never start
+    #[arg(long, value_name = "K")]
+    fail_at: Option<u64>,
+    /// Fewer inputs
+    #[arg(long)]
+    quick: bool,
+}
+
 fn main() -> anyhow::Result<()> {
-    let mut address = String::from("threads");
-    let mut items: u64 = 5_000_000;
-    let mut fail_at: Option<u64> = None;
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "--address" => address = args.next().context("--address needs a value")?,
-            "--items" => items = args.next().context("--items needs a value")?.parse()?,
-            "--fail-at" => fail_at = Some(args.next().context("--fail-at needs a value")?.parse()?),
-            "--quick" => items = 20_000,
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
+    let cli = Cli::parse();
+    let address = cli.address;
+    let items = cli
+        .items
+        .unwrap_or(if cli.quick { 20_000 } else { 5_000_000 });
+    let fail_at = cli.fail_at;
     let handler = Handler::new(&address)?;
     println!(
         "backend `{}` with {} worker(s)",

@@ -32,6 +32,7 @@ use brisk::profile::{
     svg,
 };
 use brisk::zarr::{ArrayOptions, IoOptions, Store, create_array, from_zarr, write_tasks};
+use clap::Parser;
 
 struct Args {
     shape: Vec<usize>,
@@ -40,37 +41,42 @@ struct Args {
     workers: usize,
 }
 
-fn list(s: &str) -> anyhow::Result<Vec<usize>> {
-    s.split(',')
-        .map(|x| {
-            x.trim()
-                .parse::<usize>()
-                .with_context(|| format!("`{x}` in `{s}`"))
-        })
-        .collect()
+/// Profiles the Zarr pipeline (write, then the mean of x**2 + x**3) under every profiler and
+/// writes profile.html, trace.json and graph.dot/svg.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Array shape [default: 8000,3000; 800,750 with --quick]
+    #[arg(long, value_delimiter = ',', value_name = "ROWS,COLS")]
+    shape: Option<Vec<usize>>,
+    /// Chunk shape [default: 500,3000; 100,750 with --quick]
+    #[arg(long, value_delimiter = ',', value_name = "ROWS,COLS")]
+    chunks: Option<Vec<usize>>,
+    /// Output directory [default: brisk-profile-report in the temporary directory]
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Worker threads [default: every core]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Small default sizes, for a quick check
+    #[arg(long)]
+    quick: bool,
 }
 
 fn parse() -> anyhow::Result<Args> {
-    let mut a = Args {
-        shape: vec![8000, 3000],
-        chunks: vec![500, 3000],
-        out: std::env::temp_dir().join("brisk-profile-report"),
-        workers: brisk::exec::available_workers(),
+    let cli = Cli::parse();
+    let (shape, chunks) = if cli.quick {
+        (vec![800, 750], vec![100, 750])
+    } else {
+        (vec![8000, 3000], vec![500, 3000])
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(x) = it.next() {
-        match x.as_str() {
-            "--shape" => a.shape = list(&it.next().context("--shape needs a value")?)?,
-            "--chunks" => a.chunks = list(&it.next().context("--chunks needs a value")?)?,
-            "--out" => a.out = it.next().context("--out needs a directory")?.into(),
-            "--workers" => a.workers = it.next().context("--workers needs a value")?.parse()?,
-            "--quick" => {
-                a.shape = vec![800, 750];
-                a.chunks = vec![100, 750];
-            }
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
+    let a = Args {
+        shape: cli.shape.unwrap_or(shape),
+        chunks: cli.chunks.unwrap_or(chunks),
+        out: cli
+            .out
+            .unwrap_or_else(|| std::env::temp_dir().join("brisk-profile-report")),
+        workers: cli.workers.unwrap_or_else(brisk::exec::available_workers),
+    };
     if a.shape.len() != 2 || a.chunks.len() != 2 {
         bail!("--shape and --chunks take two numbers each");
     }

@@ -15,6 +15,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use brisk::graph::DotOptions;
 use brisk::prelude::*;
+use clap::Parser;
 
 /// A reproducible pseudo-random chunk (xorshift seeded by the chunk index).
 #[brisk::task]
@@ -61,29 +62,32 @@ struct Args {
     dot: Option<String>,
 }
 
+/// Statistics of a large synthetic dataset, computed lazily as a tree reduction.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Chunks to generate [default: 4096; 64 with --quick]
+    #[arg(long)]
+    chunks: Option<u64>,
+    /// Values per chunk [default: 16384; 1024 with --quick]
+    #[arg(long)]
+    chunk_len: Option<usize>,
+    /// Also write the task graph in Graphviz format to FILE
+    #[arg(long, value_name = "FILE")]
+    dot: Option<String>,
+    /// Small sizes
+    #[arg(long)]
+    quick: bool,
+}
+
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args {
-        chunks: 4096,
-        chunk_len: 16_384,
-        dot: None,
+    let cli = Cli::parse();
+    let args = Args {
+        chunks: cli.chunks.unwrap_or(if cli.quick { 64 } else { 4096 }),
+        chunk_len: cli
+            .chunk_len
+            .unwrap_or(if cli.quick { 1024 } else { 16_384 }),
+        dot: cli.dot,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--chunks" => args.chunks = it.next().context("--chunks needs a value")?.parse()?,
-            "--chunk-len" => {
-                args.chunk_len = it.next().context("--chunk-len needs a value")?.parse()?;
-            }
-            "--dot" => args.dot = Some(it.next().context("--dot needs a file name")?),
-            "--quick" => {
-                args.chunks = 64;
-                args.chunk_len = 1024;
-            }
-            other => bail!(
-                "unknown argument `{other}` (try --chunks N --chunk-len L --dot FILE --quick)"
-            ),
-        }
-    }
     if args.chunks == 0 {
         bail!("--chunks must be at least 1");
     }

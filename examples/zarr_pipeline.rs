@@ -18,6 +18,7 @@ use brisk::array::Array;
 use brisk::exec::ThreadedExecutor;
 use brisk::zarr::serde_json::{self, json};
 use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr, open_array, to_zarr};
+use clap::Parser;
 
 struct Args {
     shape: Vec<usize>,
@@ -27,40 +28,47 @@ struct Args {
     workers: usize,
 }
 
-fn list(s: &str) -> anyhow::Result<Vec<usize>> {
-    s.split(',')
-        .map(|x| {
-            x.trim()
-                .parse::<usize>()
-                .with_context(|| format!("`{x}` in `{s}`"))
-        })
-        .collect()
+/// The seed's dask + zarr workload end to end: write a random float32 array to Zarr with
+/// attributes, a zeros array, a chunk-by-chunk copy, then `(x**2 + x**3).mean(axis 0)`.
+#[derive(clap::Parser)]
+struct Cli {
+    /// Array shape [default: 8000,7500; 800,750 with --quick]
+    #[arg(long, value_delimiter = ',', value_name = "ROWS,COLS")]
+    shape: Option<Vec<usize>>,
+    /// Chunk shape [default: 2000,7500; 200,750 with --quick]
+    #[arg(long, value_delimiter = ',', value_name = "ROWS,COLS")]
+    chunks: Option<Vec<usize>>,
+    /// Directory of the Zarr store [default: brisk-zarr-pipeline in the temporary directory]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// zstd compression level
+    #[arg(long, default_value_t = 3)]
+    level: i32,
+    /// Worker threads [default: every core]
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Small default sizes, for a quick check
+    #[arg(long)]
+    quick: bool,
 }
 
 fn parse() -> anyhow::Result<Args> {
-    let mut a = Args {
-        shape: vec![8000, 7500],
-        chunks: vec![2000, 7500],
-        dir: std::env::temp_dir().join("brisk-zarr-pipeline"),
-        level: 3,
-        workers: brisk::exec::available_workers(),
+    let cli = Cli::parse();
+    let (shape, chunks) = if cli.quick {
+        (vec![800, 750], vec![200, 750])
+    } else {
+        (vec![8000, 7500], vec![2000, 7500])
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(x) = it.next() {
-        match x.as_str() {
-            "--shape" => a.shape = list(&it.next().context("--shape needs a value")?)?,
-            "--chunks" => a.chunks = list(&it.next().context("--chunks needs a value")?)?,
-            "--dir" => a.dir = it.next().context("--dir needs a path")?.into(),
-            "--level" => a.level = it.next().context("--level needs a value")?.parse()?,
-            "--workers" => a.workers = it.next().context("--workers needs a value")?.parse()?,
-            "--quick" => {
-                a.shape = vec![800, 750];
-                a.chunks = vec![200, 750];
-            }
-            other => bail!("unknown argument `{other}`"),
-        }
-    }
-    if a.shape.len() != a.chunks.len() || a.shape.len() != 2 {
+    let a = Args {
+        shape: cli.shape.unwrap_or(shape),
+        chunks: cli.chunks.unwrap_or(chunks),
+        dir: cli
+            .dir
+            .unwrap_or_else(|| std::env::temp_dir().join("brisk-zarr-pipeline")),
+        level: cli.level,
+        workers: cli.workers.unwrap_or_else(brisk::exec::available_workers),
+    };
+    if a.shape.len() != 2 || a.chunks.len() != 2 {
         bail!("--shape and --chunks take two numbers each");
     }
     Ok(a)
