@@ -19,14 +19,19 @@ fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A uniform number in `[0, 1)` for stream `stream` of element `index`.
+/// The key of the uniform stream of `seed`.
+fn uniform_key(seed: u64) -> u64 {
+    splitmix64(seed)
+}
+
+/// A uniform number in `[0, 1)` for element `index` of the stream keyed by `key`.
 #[allow(
     clippy::cast_precision_loss,
     reason = "53 random bits are exactly representable"
 )]
-fn unit(seed: u64, index: u64, stream: u64) -> f64 {
-    let h = splitmix64(splitmix64(seed ^ stream.wrapping_mul(0xD6E8_FEB8_6659_FD93)) ^ index);
-    top53(h) * (1.0 / (1u64 << 53) as f64)
+#[inline(always)]
+fn unit(key: u64, index: u64) -> f64 {
+    top53(splitmix64(key ^ index)) * (1.0 / (1u64 << 53) as f64)
 }
 
 /// The 256-layer ziggurat of Marsaglia and Tsang (2000) for the standard normal, in the
@@ -245,8 +250,9 @@ pub(crate) fn normal_into<T: Float>(seed: u64, mean: f64, std: f64, start: u64, 
 
 /// Writes the uniform values of global indices `start .. start + out.len()`.
 pub(crate) fn uniform_into<T: Float>(seed: u64, low: f64, high: f64, start: u64, out: &mut [T]) {
+    let key = uniform_key(seed);
     for (k, o) in (start..).zip(out.iter_mut()) {
-        *o = T::from_f64(low + (high - low) * unit(seed, k, 0));
+        *o = T::from_f64(low + (high - low) * unit(key, k));
     }
 }
 
