@@ -263,11 +263,14 @@ impl<'a> TaskEnd<'a> {
         }
     }
 
-    /// Approximate size in bytes of the result (computed on demand), if there is one.
+    /// The result's size in bytes (computed on demand, see [`size_of_value`]): `None` for a
+    /// failed task or a result whose type is not one of the built-in ones.
+    ///
+    /// [`size_of_value`]: crate::size_of_value
     #[must_use]
     pub fn result_size(&self) -> Option<usize> {
         match self.status {
-            TaskStatus::Computed(v) | TaskStatus::Loaded(v) => Some(approx_size(v)),
+            TaskStatus::Computed(v) | TaskStatus::Loaded(v) => crate::size_of_value(v),
             TaskStatus::Failed(_) => None,
         }
     }
@@ -282,44 +285,6 @@ impl fmt::Debug for TaskEnd<'_> {
             .field("attempt", &self.attempt)
             .finish_non_exhaustive()
     }
-}
-
-/// Approximate heap + inline size of a result: exact for strings, vectors and `ndarray`
-/// arrays of numbers, the inline size of the type otherwise.
-#[must_use]
-pub fn approx_size(v: &Value) -> usize {
-    macro_rules! vecs {
-        ($($t:ty),*) => {$(
-            if let Some(x) = v.downcast_ref::<Vec<$t>>() {
-                return size_of::<Vec<$t>>() + x.len() * size_of::<$t>();
-            }
-        )*};
-    }
-    vecs!(f64, f32, i64, i32, i16, i8, u64, u32, u16, u8, bool);
-    if let Some(s) = v.downcast_ref::<String>() {
-        return size_of::<String>() + s.len();
-    }
-    #[cfg(feature = "ndarray")]
-    {
-        macro_rules! arrays {
-            ($($t:ty),*) => {$(
-                if let Some(a) = v.downcast_ref::<ndarray::ArrayD<$t>>() {
-                    return size_of_val(a) + a.len() * size_of::<$t>();
-                }
-                if let Some(a) = v.downcast_ref::<ndarray::Array1<$t>>() {
-                    return size_of_val(a) + a.len() * size_of::<$t>();
-                }
-                if let Some(a) = v.downcast_ref::<ndarray::Array2<$t>>() {
-                    return size_of_val(a) + a.len() * size_of::<$t>();
-                }
-                if let Some(a) = v.downcast_ref::<ndarray::Array3<$t>>() {
-                    return size_of_val(a) + a.len() * size_of::<$t>();
-                }
-            )*};
-        }
-        arrays!(f64, f32, i64, i32, u8, u16, u32, u64, i8, i16, bool);
-    }
-    size_of_val(&**v)
 }
 
 /// Everything an executor needs besides the graph. Cheap to clone (shared handles), so an

@@ -37,6 +37,7 @@ mod key;
 pub mod lease;
 mod node;
 pub mod registry;
+mod size;
 mod token;
 
 pub use delayed::{
@@ -46,11 +47,12 @@ pub use delayed::{
 pub use error::{CacheAction, Error, Failure, Report, ResourceAction, Result, Skipped, chain};
 pub use exec::{
     Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
-    RunContext, RunOutput, TaskEnd, TaskStatus, approx_size,
+    RunContext, RunOutput, TaskEnd, TaskStatus,
 };
 pub use graph::{Arg, DotOptions, Graph, NodeView, RequiredResource};
 pub use key::{Key, Name, ParseKeyError};
 pub use node::{Annotations, BoxError, Resource, SaveSpec, Value};
+pub use size::{SizeOf, size_of_value};
 pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError};
 
 #[doc(hidden)]

@@ -11,190 +11,9 @@ use brisk_graph::{Error, Graph, Hooks, Key, Name, TaskEnd, TaskStatus};
 
 use crate::clock;
 
-/// Bytes a value holds, its heap allocations included (an estimate where exact accounting
-/// is impractical, like Dask's `sizeof`). Implemented for numbers, `bool`, `char`, `String`,
-/// `Vec`, `Option`, `Box`, `Arc` (counted in full at every holder), tuples, maps and owned
-/// `ndarray` arrays; implement it for your own result types and register them with
-/// [`CacheProfiler::with_size_of`].
-pub trait SizeOf {
-    /// The value's size in bytes.
-    fn size_of(&self) -> usize;
-}
-
-macro_rules! size_of_plain {
-    ($($t:ty),*) => {$(
-        impl SizeOf for $t {
-            fn size_of(&self) -> usize {
-                std::mem::size_of::<$t>()
-            }
-        }
-    )*};
-}
-size_of_plain!(
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    f32,
-    f64,
-    bool,
-    char,
-    ()
-);
-
-impl SizeOf for String {
-    fn size_of(&self) -> usize {
-        std::mem::size_of::<Self>() + self.capacity()
-    }
-}
-
-impl SizeOf for str {
-    fn size_of(&self) -> usize {
-        self.len()
-    }
-}
-
-impl<T: SizeOf> SizeOf for Vec<T> {
-    fn size_of(&self) -> usize {
-        let spare = self.capacity() - self.len();
-        std::mem::size_of::<Self>()
-            + spare * std::mem::size_of::<T>()
-            + self.iter().map(SizeOf::size_of).sum::<usize>()
-    }
-}
-
-impl<T: SizeOf> SizeOf for [T] {
-    fn size_of(&self) -> usize {
-        self.iter().map(SizeOf::size_of).sum()
-    }
-}
-
-impl<T: SizeOf> SizeOf for Option<T> {
-    fn size_of(&self) -> usize {
-        match self {
-            Some(v) => std::mem::size_of::<Self>() - std::mem::size_of::<T>() + v.size_of(),
-            None => std::mem::size_of::<Self>(),
-        }
-    }
-}
-
-impl<T: SizeOf + ?Sized> SizeOf for Box<T> {
-    fn size_of(&self) -> usize {
-        std::mem::size_of::<Self>() + (**self).size_of()
-    }
-}
-
-impl<T: SizeOf + ?Sized> SizeOf for Arc<T> {
-    fn size_of(&self) -> usize {
-        std::mem::size_of::<Self>() + (**self).size_of()
-    }
-}
-
-macro_rules! size_of_map {
-    ($($map:ident [$($extra:ident),*]),*) => {$(
-        impl<K: SizeOf, V: SizeOf, $($extra),*> SizeOf for $map<K, V, $($extra),*> {
-            fn size_of(&self) -> usize {
-                std::mem::size_of::<Self>()
-                    + self
-                        .iter()
-                        .map(|(k, v)| k.size_of() + v.size_of())
-                        .sum::<usize>()
-            }
-        }
-    )*};
-}
-size_of_map!(HashMap [S], BTreeMap []);
-
-macro_rules! size_of_tuple {
-    ($($name:ident),+) => {
-        impl<$($name: SizeOf),+> SizeOf for ($($name,)+) {
-            #[allow(non_snake_case, reason = "tuple fields named after their types")]
-            fn size_of(&self) -> usize {
-                let ($($name,)+) = self;
-                0 $(+ $name.size_of())+
-            }
-        }
-    };
-}
-size_of_tuple!(A);
-size_of_tuple!(A, B);
-size_of_tuple!(A, B, C);
-size_of_tuple!(A, B, C, D);
-
-impl<T: SizeOf, D: ndarray::Dimension> SizeOf for ndarray::Array<T, D> {
-    fn size_of(&self) -> usize {
-        // Elements are stored inline; only heap-owning elements add more.
-        std::mem::size_of::<Self>() + self.iter().map(SizeOf::size_of).sum::<usize>()
-    }
-}
+pub use brisk_graph::SizeOf;
 
 type Sizer = Arc<dyn Fn(&(dyn Any + Send + Sync)) -> Option<usize> + Send + Sync>;
-
-fn sizer<T: SizeOf + Any>() -> (TypeId, Sizer) {
-    (
-        TypeId::of::<T>(),
-        Arc::new(|v: &(dyn Any + Send + Sync)| v.downcast_ref::<T>().map(SizeOf::size_of)),
-    )
-}
-
-/// Plain-element arrays are measured from their length, not element by element.
-fn array_sizer<T: Any, D: ndarray::Dimension + 'static>() -> (TypeId, Sizer) {
-    (
-        TypeId::of::<ndarray::Array<T, D>>(),
-        Arc::new(|v: &(dyn Any + Send + Sync)| {
-            v.downcast_ref::<ndarray::Array<T, D>>().map(|a| {
-                std::mem::size_of::<ndarray::Array<T, D>>() + a.len() * std::mem::size_of::<T>()
-            })
-        }),
-    )
-}
-
-fn plain_vec_sizer<T: Any>() -> (TypeId, Sizer) {
-    (
-        TypeId::of::<Vec<T>>(),
-        Arc::new(|v: &(dyn Any + Send + Sync)| {
-            v.downcast_ref::<Vec<T>>()
-                .map(|a| std::mem::size_of::<Vec<T>>() + a.capacity() * std::mem::size_of::<T>())
-        }),
-    )
-}
-
-macro_rules! builtin_sizers {
-    ($map:ident; $($t:ty),*) => {$(
-        $map.extend([
-            sizer::<$t>(),
-            plain_vec_sizer::<$t>(),
-            sizer::<Vec<Vec<$t>>>(),
-            sizer::<Vec<ndarray::ArrayD<$t>>>(),
-            array_sizer::<$t, ndarray::IxDyn>(),
-            array_sizer::<$t, ndarray::Ix0>(),
-            array_sizer::<$t, ndarray::Ix1>(),
-            array_sizer::<$t, ndarray::Ix2>(),
-            array_sizer::<$t, ndarray::Ix3>(),
-            array_sizer::<$t, ndarray::Ix4>(),
-        ]);
-    )*};
-}
-
-fn builtin() -> HashMap<TypeId, Sizer> {
-    let mut map = HashMap::new();
-    builtin_sizers!(map; i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool, usize, isize);
-    map.extend([
-        sizer::<String>(),
-        sizer::<Vec<String>>(),
-        sizer::<()>(),
-        sizer::<char>(),
-    ]);
-    map
-}
 
 /// One result held by the executor: when it was created and when it was freed.
 #[derive(Debug, Clone)]
@@ -275,7 +94,7 @@ impl CacheProfiler {
     pub fn new() -> Self {
         clock::epoch();
         Self {
-            sizers: builtin(),
+            sizers: HashMap::new(),
             inner: Mutex::new(Inner::default()),
         }
     }
@@ -283,8 +102,9 @@ impl CacheProfiler {
     /// Also measures results of type `T`.
     #[must_use]
     pub fn with_size_of<T: SizeOf + Any>(mut self) -> Self {
-        let (id, f) = sizer::<T>();
-        self.sizers.insert(id, f);
+        let f: Sizer =
+            Arc::new(|v: &(dyn Any + Send + Sync)| v.downcast_ref::<T>().map(SizeOf::size_of));
+        self.sizers.insert(TypeId::of::<T>(), f);
         self
     }
 
@@ -352,10 +172,10 @@ impl Hooks for CacheProfiler {
             _ => return,
         };
         let node = graph.node(event.id);
-        let size = self
-            .sizers
-            .get(&(**value).type_id())
-            .and_then(|f| f(&**value));
+        let size = match self.sizers.get(&(**value).type_id()) {
+            Some(f) => f(&**value),
+            None => brisk_graph::size_of_value(value),
+        };
         let time = clock::now();
         let mut inner = self.lock();
         if size.is_none() {
