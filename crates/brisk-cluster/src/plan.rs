@@ -78,11 +78,18 @@ pub(crate) struct Plan {
     pub(crate) invokers: HashMap<usize, Invoker>,
     /// Per value store key, the (stage, unit index) that produces it (task nodes only).
     pub(crate) producer: HashMap<String, (usize, usize)>,
+    /// Per loaded node id (a checkpoint hit): its value, loaded by the driver.
+    pub(crate) loaded: HashMap<usize, Value>,
 }
 
-/// Plans `graph`: every task node must be a registered serde task; literal nodes and
-/// constant arguments are uploaded, encoded with the consuming parameter's codec.
-pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, ClusterError> {
+/// Plans `graph`: every task node must be a registered serde task; literal nodes, nodes
+/// loaded from a checkpoint (`loaded`, by graph id) and constant arguments are uploaded,
+/// encoded with the consuming parameter's codec.
+pub(crate) fn plan(
+    graph: &Graph,
+    units_per_stage: usize,
+    loaded: HashMap<usize, Value>,
+) -> Result<Plan, ClusterError> {
     let outputs: Vec<String> = graph
         .outputs()
         .iter()
@@ -105,7 +112,8 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
     for &id in graph.order() {
         let id = id as usize;
         let node = graph.node(id);
-        if node.is_literal() {
+        if node.is_literal() || node.is_loaded() {
+            // Uploaded by the tasks that read it, or handed back as it is when an output.
             continue;
         }
         let key = node.key().to_string();
@@ -114,11 +122,6 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
             name: node.name().to_owned(),
             reason: reason.to_owned(),
         };
-        if node.is_loaded() {
-            return Err(not_remote(
-                "checkpoint caches are not used by the Slurm backend yet (run without one)",
-            ));
-        }
         let entry = registry::lookup(node.name())
             .ok_or_else(|| not_remote("it is not a registered `#[task]` function"))?;
         let invoker = entry.invoker().ok_or_else(|| {
@@ -135,11 +138,14 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
             match *a {
                 Arg::Node(dep) => {
                     let dn = graph.node(dep);
-                    if dn.is_literal() {
+                    if dn.is_literal() || dn.is_loaded() {
                         if uploaded.insert(dep) {
-                            let (value, _) = dn
-                                .literal()
-                                .ok_or_else(|| not_remote("a literal without a value"))?;
+                            let value = match dn.literal() {
+                                Some((value, _)) => value,
+                                None => loaded.get(&dep).ok_or_else(|| {
+                                    not_remote("an input loaded from a checkpoint without a value")
+                                })?,
+                            };
                             uploads.push(Upload {
                                 store_key: layout.value(dn.key()),
                                 spec: invoker.params()[i],
@@ -209,5 +215,6 @@ pub(crate) fn plan(graph: &Graph, units_per_stage: usize) -> Result<Plan, Cluste
         uploads,
         invokers,
         producer,
+        loaded,
     })
 }

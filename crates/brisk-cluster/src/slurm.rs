@@ -1,5 +1,6 @@
 //! The driver: [`SlurmExecutor`] submits stages as job arrays and reads results from the store.
 
+use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -8,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use brisk_checkpoint::{Encoder, Store, from_url};
-use brisk_graph::{BoxError, Error, Executor, Graph, Report, RunContext, RunOutput, Value};
+use brisk_graph::{
+    BoxError, CacheAction, Checkpoint, Error, Executor, Graph, Report, RunContext, RunOutput, Value,
+};
 
 use crate::plan::{Plan, UnitSpec, plan};
 use crate::{ClusterError, RemoteTaskError, SlurmOptions};
@@ -16,6 +19,12 @@ use crate::{ClusterError, RemoteTaskError, SlurmOptions};
 /// Runs graphs on Slurm (see the crate docs). Every task node must be a registered
 /// `#[task]` function with serde arguments and result, and the worker program must call
 /// [`init`](crate::init) first.
+///
+/// A compute's checkpoint cache ([`ComputeOptions::cache`](brisk_graph::ComputeOptions::cache))
+/// works as on local threads: nodes the cache holds are loaded by the driver (their upstream
+/// is culled) and shipped to the tasks that read them, and the results of checkpointed tasks
+/// are saved once the run has finished — read back from the data plane, which keeps every
+/// finished stage for a rerun should the run fail before then.
 #[derive(Debug)]
 pub struct SlurmExecutor {
     options: SlurmOptions,
@@ -374,7 +383,11 @@ impl SlurmExecutor {
         for &o in graph.outputs() {
             let o = o as usize;
             let node = graph.node(o);
-            if let Some((v, _)) = node.literal() {
+            if let Some(v) = node
+                .literal()
+                .map(|(v, _)| v)
+                .or_else(|| plan.loaded.get(&o))
+            {
                 values.push(Some(v.clone()));
                 continue;
             }
@@ -397,6 +410,38 @@ impl SlurmExecutor {
         Ok(Ok(values))
     }
 
+    /// Saves the result of every checkpointed task the cluster ran into the compute's cache,
+    /// read back from the data plane (after the outputs, so a failed run saves nothing).
+    fn save_checkpoints(&self, graph: &Graph, plan: &Plan, ctx: &RunContext) -> Result<(), Error> {
+        let Some(cache) = ctx.cache.as_deref() else {
+            return Ok(());
+        };
+        let encoder = Encoder::new();
+        for (&id, invoker) in &plan.invokers {
+            let node = graph.node(id);
+            let Some(entry) = Checkpoint::of(node) else {
+                continue;
+            };
+            let save_err = |source: BoxError| Error::Cache {
+                key: node.key().clone(),
+                name: node.name().to_owned(),
+                action: CacheAction::Save,
+                source,
+            };
+            let key = plan.layout.value(node.key());
+            let bytes = self
+                .store
+                .get(&key)
+                .map_err(|e| save_err(e.into()))?
+                .ok_or_else(|| save_err(format!("its result `{key}` left the store").into()))?;
+            let value = encoder
+                .decode(invoker.output(), &bytes, &key)
+                .map_err(|e| save_err(e.into()))?;
+            cache.save(&entry, &value).map_err(save_err)?;
+        }
+        Ok(())
+    }
+
     fn invalidate(&self, plan: &Plan, key: &str) -> Result<usize, ClusterError> {
         let &(s, u) = plan.producer.get(key).ok_or_else(|| ClusterError::Format {
             what: key.to_owned(),
@@ -413,9 +458,16 @@ impl Executor for SlurmExecutor {
         for h in ctx.hooks.iter() {
             h.on_start(graph);
         }
-        let result = plan(graph, self.options.units_per_stage)
-            .map_err(|e| Error::Executor(Box::new(e)))
-            .and_then(|p| self.drive(graph, &p))
+        let result = load_checkpoints(graph, ctx)
+            .and_then(|loaded| {
+                plan(graph, self.options.units_per_stage, loaded)
+                    .map_err(|e| Error::Executor(Box::new(e)))
+            })
+            .and_then(|p| {
+                let values = self.drive(graph, &p)?;
+                self.save_checkpoints(graph, &p, ctx)?;
+                Ok(values)
+            })
             .map(|values| RunOutput::new(values, Report::default()));
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());
@@ -426,6 +478,30 @@ impl Executor for SlurmExecutor {
     fn parallelism(&self) -> usize {
         self.options.units_per_stage
     }
+}
+
+/// The values of the nodes the graph loads from the compute's checkpoint cache, by graph id.
+fn load_checkpoints(graph: &Graph, ctx: &RunContext) -> Result<HashMap<usize, Value>, Error> {
+    let mut loaded = HashMap::new();
+    for id in 0..graph.len() {
+        let node = graph.node(id);
+        if !node.is_loaded() {
+            continue;
+        }
+        let load_err = |source: BoxError| Error::Cache {
+            key: node.key().clone(),
+            name: node.name().to_owned(),
+            action: CacheAction::Load,
+            source,
+        };
+        let (Some(cache), Some(entry)) = (ctx.cache.as_deref(), Checkpoint::of(node)) else {
+            return Err(load_err(
+                "node is marked as loaded but the compute has no cache".into(),
+            ));
+        };
+        loaded.insert(id, cache.load(&entry).map_err(load_err)?);
+    }
+    Ok(loaded)
 }
 
 /// Cancels a job that is still being waited for when the wait ends early (error or panic).

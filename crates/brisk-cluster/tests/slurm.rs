@@ -202,6 +202,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     out
 }
 
+/// Squares `x`, and fails if it ever runs again (the marker file says it ran).
+#[task]
+fn square_once(marker: String, x: u64) -> Result<u64, String> {
+    if std::path::Path::new(&marker).exists() {
+        return Err(format!("square_once({x}) ran twice"));
+    }
+    std::fs::write(&marker, b"ran").map_err(|e| e.to_string())?;
+    Ok(x * x)
+}
+
+#[test]
+fn slurm_saves_checkpoints_and_later_computes_load_them() {
+    // Checkpointed tasks run on the cluster are saved to the compute's cache; a later compute
+    // on a fresh data plane loads them: an output loaded outright submits nothing, and a
+    // loaded input is shipped to the tasks that read it.
+    let dir = tempfile::tempdir().unwrap();
+    let plane = |name: &str| dir.path().join(name).display().to_string();
+    let Some(cluster) = slurm(&plane("plane-1")) else {
+        return;
+    };
+    let cache: Arc<dyn brisk_graph::Cache> = Arc::new(brisk_checkpoint::Storage::new(
+        brisk_checkpoint::DirStore::new(dir.path().join("checkpoints")).unwrap(),
+    ));
+    let with_cache = ComputeOptions::new().cache(Arc::clone(&cache));
+    let marker = dir.path().join("ran").display().to_string();
+    let nine = square_once(marker, 3).checkpointed();
+    let total = add(&nine, square(4)).checkpointed();
+    assert_eq!(
+        total.compute_with_options(&cluster, &with_cache).unwrap(),
+        25
+    );
+    assert!(cluster.submissions() >= 2);
+
+    let fresh = slurm(&plane("plane-2")).unwrap();
+    assert_eq!(total.compute_with_options(&fresh, &with_cache).unwrap(), 25);
+    assert_eq!(
+        fresh.submissions(),
+        0,
+        "the output was loaded, nothing to run"
+    );
+
+    // `square_once(3)` cannot run again: its saved value must reach `add` on the cluster.
+    let more = add(&nine, square(5));
+    assert_eq!(more.compute_with_options(&fresh, &with_cache).unwrap(), 34);
+    assert_eq!(fresh.submissions(), 2, "square(5), then add");
+    // Without the cache it would have to run again, and says so.
+    let bare = slurm(&plane("plane-3")).unwrap();
+    let err = brisk_graph::chain(&run(&bare, &more).unwrap_err());
+    assert!(err.contains("ran twice"), "{err}");
+}
+
 #[test]
 fn closures_cannot_go_to_the_cluster_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
