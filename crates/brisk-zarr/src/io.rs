@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use brisk_array::{Array, BlockReader, BlockStream, ChunkGrid, Materialized, OpenStream};
-use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec};
+use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec, Tokenize};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
 use zarrs::array::{
@@ -16,7 +16,7 @@ use crate::meta::{
     ArrayOptions, FastCodec, WriteCodec, ZarrElement, array_metadata, fast_codec, stored_dtype,
     write_codec,
 };
-use crate::store::Store;
+use crate::store::{Removal, Store};
 
 type Storage = dyn ReadableWritableListableStorageTraits;
 
@@ -236,8 +236,28 @@ pub fn create_array<T: ZarrElement>(
     chunks: &[usize],
     opts: &ArrayOptions,
 ) -> Result<ZarrArray, ZarrError> {
+    create_array_on::<T>(store, path, shape, chunks, opts, None)
+}
+
+/// [`create_array`], removing a replaced array's directory tree with tasks on `executor` when
+/// there is one and the store is a directory.
+fn create_array_on<T: ZarrElement>(
+    store: &Store,
+    path: &str,
+    shape: &[usize],
+    chunks: &[usize],
+    opts: &ArrayOptions,
+    executor: Option<&dyn Executor>,
+) -> Result<ZarrArray, ZarrError> {
     let path = norm_path(path);
     let storage = store.storage();
+    // The new metadata is checked before anything old is removed: bad options never cost
+    // the array they were meant to replace.
+    let shape64: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
+    let chunks64: Vec<u64> = chunks.iter().map(|&x| (x as u64).max(1)).collect();
+    let json = array_metadata::<T>(&shape64, &chunks64, opts)?;
+    let meta: ArrayMetadata =
+        serde_json::from_value(json).map_err(|e| ZarrError::BadOptions(e.to_string()))?;
     if node_exists(store, &path)? {
         if !opts.overwrite {
             return Err(ZarrError::AlreadyExists {
@@ -253,13 +273,11 @@ pub fn create_array<T: ZarrElement>(
         } else {
             StorePrefix::new(format!("{prefix}/")).map_err(|e| store.error(&e))?
         };
+        if let (Some(executor), Some(dir)) = (executor, store.dir_of(&p)) {
+            remove_on(executor, &dir, store, &path)?;
+        }
         storage.erase_prefix(&p).map_err(|e| store.error(&e))?;
     }
-    let shape64: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
-    let chunks64: Vec<u64> = chunks.iter().map(|&x| (x as u64).max(1)).collect();
-    let json = array_metadata::<T>(&shape64, &chunks64, opts)?;
-    let meta: ArrayMetadata =
-        serde_json::from_value(json).map_err(|e| ZarrError::BadOptions(e.to_string()))?;
     let inner = ZArray::new_with_metadata(storage, &path, meta).map_err(|e| ZarrError::Zarr {
         path: path.clone(),
         message: e.to_string(),
@@ -272,6 +290,50 @@ pub fn create_array<T: ZarrElement>(
         path,
         inner: Arc::new(inner),
     })
+}
+
+/// Removes the directory tree `dir` (node `path` of `store`) with tasks on `executor`, a
+/// share of its files and subtrees each (see [`Removal`]).
+fn remove_on(
+    executor: &dyn Executor,
+    dir: &std::path::Path,
+    store: &Store,
+    path: &str,
+) -> Result<(), ZarrError> {
+    let ways = executor.parallelism().max(1);
+    let removal = Arc::new(Removal::plan(dir, ways).map_err(|e| store.error(&e))?);
+    let n = removal.items.len();
+    if n > 1 && ways > 1 {
+        let tasks = 4 * ways;
+        let spec = TaskSpec::new("zarr-remove");
+        let parts: Delayed<Vec<()>> = (0..tasks)
+            .map(|t| {
+                let removal = Arc::clone(&removal);
+                let part = (t as u64).token().expect("integers always tokenize");
+                spec.call_dyn(
+                    move |_: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
+                        (t..removal.items.len())
+                            .step_by(tasks)
+                            .try_for_each(|i| removal.remove(i))
+                            .map_err(Into::into)
+                    },
+                    &[],
+                    part,
+                )
+            })
+            .collect();
+        parts
+            .compute_with_options(executor, &ComputeOptions::new())
+            .map_err(|source| ZarrError::Compute {
+                path: path.to_owned(),
+                source,
+            })?;
+    } else {
+        (0..n)
+            .try_for_each(|i| removal.remove(i))
+            .map_err(|e| store.error(&e))?;
+    }
+    removal.finish().map_err(|e| store.error(&e))
 }
 
 fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {
@@ -1120,7 +1182,7 @@ pub fn to_zarr<T: ZarrElement>(
             .map(|c| c.first().copied().unwrap_or(1).max(1))
             .collect(),
     };
-    let target = create_array::<T>(store, path, &shape, &chunks, opts)?;
+    let target = create_array_on::<T>(store, path, &shape, &chunks, opts, Some(executor))?;
     let task = write_tasks(array, &target, &vec![0; shape.len()], IoOptions::default())?;
     let summary = task
         .compute_with_options(executor, &ComputeOptions::new())

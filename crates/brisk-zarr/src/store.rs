@@ -46,6 +46,11 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// The directory holding `prefix`, when this is a directory store.
+    pub(crate) fn dir_of(&self, prefix: &StorePrefix) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.fs.prefix_to_fs_path(prefix))
+    }
+
     /// A store in memory.
     #[must_use]
     pub fn memory() -> Self {
@@ -465,104 +470,107 @@ impl AtomicDir {
     }
 }
 
-/// Removes the file or directory tree at `root` (nothing to do if it is absent), like
-/// [`std::fs::remove_dir_all`] — symbolic links are removed, never followed — but on several
-/// threads: replacing an array removes every chunk file, one `unlink` each, and a store of
-/// 960 chunks took 40 ms on one thread where two take 21 ms. The tree is opened breadth
-/// first until there are enough subtrees for the threads (`c/0`, `c/1`, … in a Zarr v3
-/// array), each subtree is removed by `std::fs::remove_dir_all` on one of the threads, then the
-/// emptied directories are removed deepest first. (The `remove_dir_all` crate's parallel mode
-/// opens and `fstat`s every entry before unlinking it, and was no faster than one thread.)
-///
-/// # Errors
-/// The first failure, naming its path. Entries that vanish meanwhile are not errors.
-pub(crate) fn remove_tree(root: &Path) -> std::io::Result<()> {
-    fn absent_ok(r: std::io::Result<()>, path: &Path) -> std::io::Result<()> {
-        match r {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(std::io::Error::new(
-                e.kind(),
-                format!("removing `{}`: {e}", path.display()),
-            )),
-            _ => Ok(()),
-        }
-    }
-    match std::fs::symlink_metadata(root) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return absent_ok(Err(e), root),
-        Ok(m) if !m.is_dir() => return absent_ok(std::fs::remove_file(root), root),
-        Ok(_) => {}
-    }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(8);
-    // Directories opened here (removed last, deepest first), and the work for the threads:
-    // files, and subtrees (`true`).
-    let mut opened = Vec::new();
-    let mut work: Vec<(PathBuf, bool)> = Vec::new();
-    let mut level = vec![root.to_path_buf()];
-    for depth in 0..4 {
-        let mut next = Vec::new();
-        for dir in level.drain(..) {
-            let listing = |e: std::io::Error| {
-                std::io::Error::new(e.kind(), format!("listing `{}`: {e}", dir.display()))
-            };
-            let entries = match std::fs::read_dir(&dir) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                other => other.map_err(listing)?,
-            };
-            for entry in entries {
-                let entry = entry.map_err(listing)?;
-                if entry.file_type().map_err(listing)?.is_dir() {
-                    next.push(entry.path());
-                } else {
-                    work.push((entry.path(), false));
-                }
+/// How to remove the file or directory tree at a path in parallel, like
+/// [`std::fs::remove_dir_all`] (symbolic links are removed, never followed): replacing an
+/// array removes every chunk file, one `unlink` each, and a store of 960 chunks took 40 ms on
+/// one thread where two take 21 ms. The tree is listed breadth first until there are enough
+/// subtrees for `ways` workers (`c/0`, `c/1`, … in a Zarr v3 array); each item — a file, or a
+/// subtree removed by `std::fs::remove_dir_all` — can then be removed by any worker (`to_zarr`
+/// runs them as tasks on its executor), and [`finish`](Self::finish) removes the emptied
+/// directories deepest first. (The `remove_dir_all` crate's parallel mode opens and `fstat`s
+/// every entry before unlinking it, and was no faster than one thread.)
+#[derive(Debug, Default)]
+pub(crate) struct Removal {
+    /// Files, and subtrees (`true`).
+    pub(crate) items: Vec<(PathBuf, bool)>,
+    /// Directories listed here, to remove once the items are gone.
+    listed: Vec<PathBuf>,
+}
+
+impl Removal {
+    /// Lists what removing `root` takes (nothing when it is absent).
+    ///
+    /// # Errors
+    /// A listing failure, naming its path.
+    pub(crate) fn plan(root: &Path, ways: usize) -> std::io::Result<Self> {
+        let mut removal = Self::default();
+        match std::fs::symlink_metadata(root) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(removal),
+            Err(e) => return Err(named(e, "reading", root)),
+            Ok(m) if !m.is_dir() => {
+                removal.items.push((root.to_path_buf(), false));
+                return Ok(removal);
             }
-            opened.push(dir);
+            Ok(_) => {}
         }
-        if next.len() >= 4 * threads || depth == 3 {
-            work.extend(next.into_iter().map(|d| (d, true)));
-            break;
+        let mut level = vec![root.to_path_buf()];
+        for depth in 0..4 {
+            let mut next = Vec::new();
+            for dir in level.drain(..) {
+                let entries = match std::fs::read_dir(&dir) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    other => other.map_err(|e| named(e, "listing", &dir))?,
+                };
+                for entry in entries {
+                    let entry = entry.map_err(|e| named(e, "listing", &dir))?;
+                    if entry
+                        .file_type()
+                        .map_err(|e| named(e, "listing", &dir))?
+                        .is_dir()
+                    {
+                        next.push(entry.path());
+                    } else {
+                        removal.items.push((entry.path(), false));
+                    }
+                }
+                removal.listed.push(dir);
+            }
+            if next.len() >= 4 * ways.max(1) || depth == 3 {
+                removal.items.extend(next.into_iter().map(|d| (d, true)));
+                break;
+            }
+            level = next;
         }
-        level = next;
+        Ok(removal)
     }
-    let cursor = std::sync::atomic::AtomicUsize::new(0);
-    let remove = || -> std::io::Result<()> {
-        loop {
-            let i = cursor.fetch_add(1, Ordering::Relaxed);
-            let Some((path, subtree)) = work.get(i) else {
-                return Ok(());
-            };
-            let r = if *subtree {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
-            absent_ok(r, path)?;
+
+    /// Removes item `i` (gone already is fine).
+    ///
+    /// # Errors
+    /// The failure, naming the path.
+    pub(crate) fn remove(&self, i: usize) -> std::io::Result<()> {
+        let Some((path, subtree)) = self.items.get(i) else {
+            return Ok(());
+        };
+        let r = if *subtree {
+            std::fs::remove_dir_all(path)
+        } else {
+            std::fs::remove_file(path)
+        };
+        absent_ok(r, path)
+    }
+
+    /// Removes the listed directories, deepest first, once every item is gone.
+    ///
+    /// # Errors
+    /// The failure, naming the directory.
+    pub(crate) fn finish(&self) -> std::io::Result<()> {
+        for dir in self.listed.iter().rev() {
+            absent_ok(std::fs::remove_dir(dir), dir)?;
         }
-    };
-    if threads == 1 || work.len() < 2 {
-        remove()?;
-    } else {
-        std::thread::scope(|s| {
-            let helpers: Vec<_> = (1..threads.min(work.len()))
-                .map(|_| s.spawn(remove))
-                .collect();
-            let mine = remove();
-            helpers
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(std::io::Error::other("a removal thread panicked")))
-                })
-                .chain([mine])
-                .collect::<std::io::Result<()>>()
-        })?;
+        Ok(())
     }
-    for dir in opened.iter().rev() {
-        absent_ok(std::fs::remove_dir(dir), dir)?;
+}
+
+fn named(e: std::io::Error, what: &str, path: &Path) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{what} `{}`: {e}", path.display()))
+}
+
+fn absent_ok(r: std::io::Result<()>, path: &Path) -> std::io::Result<()> {
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(named(e, "removing", path)),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Bytes gathered before a write to a chunk's file.
@@ -631,28 +639,35 @@ impl WritableStorageTraits for AtomicDir {
         self.fs.erase(key)
     }
     fn erase_prefix(&self, prefix: &StorePrefix) -> Result<(), StorageError> {
-        remove_tree(&self.fs.prefix_to_fs_path(prefix))
-            .map_err(|e| StorageError::Other(e.to_string()))
+        self.fs.erase_prefix(prefix)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::remove_tree;
+    use super::Removal;
+
+    fn remove(root: &std::path::Path) {
+        let r = Removal::plan(root, 2).unwrap();
+        for i in 0..r.items.len() {
+            r.remove(i).unwrap();
+        }
+        r.finish().unwrap();
+    }
 
     #[test]
-    fn remove_tree_takes_files_and_absent_paths_too() {
+    fn a_removal_takes_files_and_absent_paths_too() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("f");
         std::fs::write(&file, b"x").unwrap();
-        remove_tree(&file).unwrap();
+        remove(&file);
         assert!(!file.exists());
-        remove_tree(&dir.path().join("absent")).unwrap();
+        remove(&dir.path().join("absent"));
         // A tree too small to split.
         let small = dir.path().join("small");
         std::fs::create_dir_all(small.join("a")).unwrap();
         std::fs::write(small.join("a").join("g"), b"y").unwrap();
-        remove_tree(&small).unwrap();
+        remove(&small);
         assert!(!small.exists());
         assert!(dir.path().exists());
     }

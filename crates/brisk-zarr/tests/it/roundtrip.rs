@@ -666,6 +666,36 @@ fn overwriting_an_array_removes_all_of_it_and_nothing_else() {
     assert!(y.iter().all(|&v| v == 5));
 }
 
+#[test]
+fn an_overwrite_with_bad_options_keeps_the_old_array() {
+    // The new metadata is checked before the old array is removed: a bad call is an error,
+    // never the loss of the array it meant to replace.
+    let e = exec();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let a = Array::<i32>::full(&[40, 40], &[10, 10], 7).unwrap();
+    let opts = ArrayOptions::new().overwrite();
+    to_zarr(&a, &store, "x", None, &opts, &e).unwrap();
+    let bad = ArrayOptions::new()
+        .format(ZarrFormat::V2)
+        .shards(vec![20, 20])
+        .overwrite();
+    assert!(matches!(
+        create_array::<i32>(&store, "x", &[40, 40], &[10, 10], &bad),
+        Err(ZarrError::BadOptions(_))
+    ));
+    assert!(matches!(
+        to_zarr(&a, &store, "x", None, &bad, &e),
+        Err(ZarrError::BadOptions(_))
+    ));
+    let back = from_zarr::<i32>(&store, "x")
+        .unwrap()
+        .compute_with(&e)
+        .unwrap();
+    assert!(back.iter().all(|&v| v == 7));
+    assert_eq!(walk(&dir.path().join("x")).len(), 16 + 1);
+}
+
 /// Every file (and symbolic link) under `root`, links not followed.
 fn walk(root: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
