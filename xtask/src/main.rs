@@ -45,42 +45,29 @@ fn run() -> Result<()> {
         Some("ci") => ci(args.iter().any(|a| a == "--fail-fast")),
         Some("layers") => layers(),
         Some("bench") if args.iter().any(|a| a == "--compare-dask") => {
-            let sizes = match args.iter().position(|a| a == "--sizes") {
-                Some(i) => Some(
-                    args.get(i + 1)
-                        .context("--sizes needs a comma-separated list")?
-                        .split(',')
+            let value = |flag: &str| -> Result<Option<&String>> {
+                match args.iter().position(|a| a == flag) {
+                    Some(i) => Ok(Some(
+                        args.get(i + 1)
+                            .with_context(|| format!("{flag} needs a value"))?,
+                    )),
+                    None => Ok(None),
+                }
+            };
+            let sizes = value("--sizes")?
+                .map(|v| {
+                    v.split(',')
                         .map(|s| s.trim().parse::<usize>().context("--sizes takes numbers"))
-                        .collect::<Result<Vec<_>>>()?,
-                ),
-                None => None,
-            };
-            let timeout = match args.iter().position(|a| a == "--timeout") {
-                Some(i) => Some(
-                    args.get(i + 1)
-                        .context("--timeout needs seconds")?
-                        .parse::<u64>()
-                        .context("--timeout takes whole seconds")?,
-                ),
-                None => None,
-            };
-            let only = match args.iter().position(|a| a == "--only") {
-                Some(i) => Some(
-                    args.get(i + 1)
-                        .context("--only needs a scenario prefix")?
-                        .clone(),
-                ),
-                None => None,
-            };
-            let rounds = match args.iter().position(|a| a == "--rounds") {
-                Some(i) => Some(
-                    args.get(i + 1)
-                        .context("--rounds needs a number")?
-                        .parse::<usize>()
-                        .context("--rounds takes a whole number")?,
-                ),
-                None => None,
-            };
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?;
+            let timeout = value("--timeout")?
+                .map(|v| v.parse::<u64>().context("--timeout takes whole seconds"))
+                .transpose()?;
+            let only = value("--only")?.cloned();
+            let rounds = value("--rounds")?
+                .map(|v| v.parse::<usize>().context("--rounds takes a whole number"))
+                .transpose()?;
             compare_dask(&CompareOptions {
                 quick: args.iter().any(|a| a == "--quick"),
                 sizes,
