@@ -23,6 +23,10 @@
 //!   are cancelled with `scancel`.
 //! - **Data.** Results travel encoded by `brisk_checkpoint::Encoder::new()` (JSON + zstd);
 //!   an entry that does not decode is treated as missing, and its unit runs again.
+//! - **Checkpoints.** A compute's checkpoint cache (`ComputeOptions::cache`) works as on local
+//!   threads: nodes it holds are loaded by the driver and uploaded for the tasks that read
+//!   them, and checkpointed results are saved once the run has finished (the data plane keeps
+//!   every finished stage in between).
 //!
 //! # Deployment
 //!
