@@ -292,48 +292,48 @@ fn create_array_on<T: ZarrElement>(
     })
 }
 
-/// Removes the directory tree `dir` (node `path` of `store`) with tasks on `executor`, a
-/// share of its files and subtrees each (see [`Removal`]).
+/// Removes the files and subtrees of the directory tree `dir` (node `path` of `store`) with
+/// tasks on `executor`, a share each (see [`Removal`]); the emptied directories are left to
+/// the store's `erase_prefix`, which also removes everything when one worker is all there is.
 fn remove_on(
     executor: &dyn Executor,
     dir: &std::path::Path,
     store: &Store,
     path: &str,
 ) -> Result<(), ZarrError> {
-    let ways = executor.parallelism().max(1);
-    let removal = Arc::new(Removal::plan(dir, ways).map_err(|e| store.error(&e))?);
-    let n = removal.items.len();
-    if n > 1 && ways > 1 {
-        let tasks = 4 * ways;
-        let spec = TaskSpec::new("zarr-remove");
-        let parts: Delayed<Vec<()>> = (0..tasks)
-            .map(|t| {
-                let removal = Arc::clone(&removal);
-                let part = (t as u64).token().expect("integers always tokenize");
-                spec.call_dyn(
-                    move |_: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
-                        (t..removal.items.len())
-                            .step_by(tasks)
-                            .try_for_each(|i| removal.remove(i))
-                            .map_err(Into::into)
-                    },
-                    &[],
-                    part,
-                )
-            })
-            .collect();
-        parts
-            .compute_with_options(executor, &ComputeOptions::new())
-            .map_err(|source| ZarrError::Compute {
-                path: path.to_owned(),
-                source,
-            })?;
-    } else {
-        (0..n)
-            .try_for_each(|i| removal.remove(i))
-            .map_err(|e| store.error(&e))?;
+    let ways = executor.parallelism();
+    if ways < 2 {
+        return Ok(());
     }
-    removal.finish().map_err(|e| store.error(&e))
+    let removal = Arc::new(Removal::plan(dir, ways).map_err(|e| store.error(&e))?);
+    if removal.items.len() < 2 {
+        return Ok(());
+    }
+    let tasks = 4 * ways;
+    let spec = TaskSpec::new("zarr-remove");
+    let parts: Delayed<Vec<()>> = (0..tasks)
+        .map(|t| {
+            let removal = Arc::clone(&removal);
+            let part = (t as u64).token().expect("integers always tokenize");
+            spec.call_dyn(
+                move |_: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
+                    (t..removal.items.len())
+                        .step_by(tasks)
+                        .try_for_each(|i| removal.remove(i))
+                        .map_err(Into::into)
+                },
+                &[],
+                part,
+            )
+        })
+        .collect();
+    parts
+        .compute_with_options(executor, &ComputeOptions::new())
+        .map(drop)
+        .map_err(|source| ZarrError::Compute {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {

@@ -476,15 +476,13 @@ impl AtomicDir {
 /// one thread where two take 21 ms. The tree is listed breadth first until there are enough
 /// subtrees for `ways` workers (`c/0`, `c/1`, … in a Zarr v3 array); each item — a file, or a
 /// subtree removed by `std::fs::remove_dir_all` — can then be removed by any worker (`to_zarr`
-/// runs them as tasks on its executor), and [`finish`](Self::finish) removes the emptied
-/// directories deepest first. (The `remove_dir_all` crate's parallel mode opens and `fstat`s
-/// every entry before unlinking it, and was no faster than one thread.)
+/// runs them as tasks on its executor); the emptied directories left are removed by the
+/// store's own `erase_prefix` after. (The `remove_dir_all` crate's parallel mode opens and
+/// `fstat`s every entry before unlinking it, and was no faster than one thread.)
 #[derive(Debug, Default)]
 pub(crate) struct Removal {
     /// Files, and subtrees (`true`).
     pub(crate) items: Vec<(PathBuf, bool)>,
-    /// Directories listed here, to remove once the items are gone.
-    listed: Vec<PathBuf>,
 }
 
 impl Removal {
@@ -523,7 +521,6 @@ impl Removal {
                         removal.items.push((entry.path(), false));
                     }
                 }
-                removal.listed.push(dir);
             }
             if next.len() >= 4 * ways.max(1) || depth == 3 {
                 removal.items.extend(next.into_iter().map(|d| (d, true)));
@@ -548,17 +545,6 @@ impl Removal {
             std::fs::remove_file(path)
         };
         absent_ok(r, path)
-    }
-
-    /// Removes the listed directories, deepest first, once every item is gone.
-    ///
-    /// # Errors
-    /// The failure, naming the directory.
-    pub(crate) fn finish(&self) -> std::io::Result<()> {
-        for dir in self.listed.iter().rev() {
-            absent_ok(std::fs::remove_dir(dir), dir)?;
-        }
-        Ok(())
     }
 }
 
@@ -647,12 +633,24 @@ impl WritableStorageTraits for AtomicDir {
 mod tests {
     use super::Removal;
 
+    /// Removes every item, then what the store's erase would (the emptied directories).
     fn remove(root: &std::path::Path) {
         let r = Removal::plan(root, 2).unwrap();
         for i in 0..r.items.len() {
             r.remove(i).unwrap();
         }
-        r.finish().unwrap();
+        if root.is_dir() {
+            // Only emptied directories are left.
+            let mut stack = vec![root.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let e = e.unwrap();
+                    assert!(e.file_type().unwrap().is_dir(), "{:?} left", e.path());
+                    stack.push(e.path());
+                }
+            }
+            std::fs::remove_dir_all(root).unwrap();
+        }
     }
 
     #[test]
