@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use brisk_checkpoint::{Encoder, Store, from_url};
 use brisk_graph::{
-    BoxError, CacheAction, Checkpoint, Error, Executor, Graph, Report, RunContext, RunOutput, Value,
+    BoxError, CacheAction, Error, Executor, Graph, Report, RunContext, RunOutput, Value,
 };
 
 use crate::plan::{Plan, UnitSpec, plan};
@@ -413,16 +413,16 @@ impl SlurmExecutor {
     /// Saves the result of every checkpointed task the cluster ran into the compute's cache,
     /// read back from the data plane (after the outputs, so a failed run saves nothing).
     fn save_checkpoints(&self, graph: &Graph, plan: &Plan, ctx: &RunContext) -> Result<(), Error> {
-        let Some(cache) = ctx.cache.as_deref() else {
+        if ctx.cache.is_none() {
             return Ok(());
-        };
+        }
         let encoder = Encoder::new();
         for (&id, invoker) in &plan.invokers {
             let node = graph.node(id);
-            let Some(entry) = Checkpoint::of(node) else {
+            if node.save_spec().is_none() {
                 continue;
-            };
-            let save_err = |source: BoxError| Error::Cache {
+            }
+            let read_err = |source: BoxError| Error::Cache {
                 key: node.key().clone(),
                 name: node.name().to_owned(),
                 action: CacheAction::Save,
@@ -432,12 +432,12 @@ impl SlurmExecutor {
             let bytes = self
                 .store
                 .get(&key)
-                .map_err(|e| save_err(e.into()))?
-                .ok_or_else(|| save_err(format!("its result `{key}` left the store").into()))?;
+                .map_err(|e| read_err(e.into()))?
+                .ok_or_else(|| read_err(format!("its result `{key}` left the store").into()))?;
             let value = encoder
                 .decode(invoker.output(), &bytes, &key)
-                .map_err(|e| save_err(e.into()))?;
-            cache.save(&entry, &value).map_err(save_err)?;
+                .map_err(|e| read_err(e.into()))?;
+            ctx.save_checkpoint(node, &value)?;
         }
         Ok(())
     }
@@ -482,26 +482,10 @@ impl Executor for SlurmExecutor {
 
 /// The values of the nodes the graph loads from the compute's checkpoint cache, by graph id.
 fn load_checkpoints(graph: &Graph, ctx: &RunContext) -> Result<HashMap<usize, Value>, Error> {
-    let mut loaded = HashMap::new();
-    for id in 0..graph.len() {
-        let node = graph.node(id);
-        if !node.is_loaded() {
-            continue;
-        }
-        let load_err = |source: BoxError| Error::Cache {
-            key: node.key().clone(),
-            name: node.name().to_owned(),
-            action: CacheAction::Load,
-            source,
-        };
-        let (Some(cache), Some(entry)) = (ctx.cache.as_deref(), Checkpoint::of(node)) else {
-            return Err(load_err(
-                "node is marked as loaded but the compute has no cache".into(),
-            ));
-        };
-        loaded.insert(id, cache.load(&entry).map_err(load_err)?);
-    }
-    Ok(loaded)
+    (0..graph.len())
+        .filter(|&id| graph.node(id).is_loaded())
+        .map(|id| Ok((id, ctx.load_checkpoint(graph.node(id))?)))
+        .collect()
 }
 
 /// Cancels a job that is still being waited for when the wait ends early (error or panic).

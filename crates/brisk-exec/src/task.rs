@@ -4,9 +4,7 @@ use crate::guard::Guards;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use brisk_graph::{
-    BoxError, CacheAction, Checkpoint, Error, Graph, RunContext, TaskEnd, TaskStatus, Value,
-};
+use brisk_graph::{CacheAction, Checkpoint, Error, Graph, RunContext, TaskEnd, TaskStatus, Value};
 
 /// Calls the hooks around one attempt of a task. Reads the clock only when hooks are attached,
 /// so an executor without hooks pays nothing for them.
@@ -119,7 +117,7 @@ fn run_unguarded(
     }
     if node.is_loaded() {
         let attempt = Attempt::begin(graph, ctx, id, worker, t0, 1);
-        return attempt.finish(load(graph, ctx, id), true);
+        return attempt.finish(ctx.load_checkpoint(node), true);
     }
     // Single-flight: a cache shared with a concurrent compute may hand over the value that
     // compute just produced for the same key.
@@ -173,7 +171,7 @@ fn run_attempts(
         .expect("inputs are kept until the last attempt takes them");
         let attempt = Attempt::begin(graph, ctx, id, worker, t0, number);
         let result = match catch_unwind(AssertUnwindSafe(|| graph.run_task(id, args))) {
-            Ok(Ok(v)) => save(graph, ctx, id, &v).map(|()| v),
+            Ok(Ok(v)) => ctx.save_checkpoint(node, &v).map(|()| v),
             Ok(Err(source)) => Err(Error::Task {
                 key: node.key().clone(),
                 name: node.name().to_owned(),
@@ -195,35 +193,6 @@ fn run_attempts(
         }
         number += 1;
     }
-}
-
-fn load(graph: &Graph, ctx: &RunContext, id: usize) -> Result<Value, Error> {
-    let node = graph.node(id);
-    let cache_err = |source: BoxError| Error::Cache {
-        key: node.key().clone(),
-        name: node.name().to_owned(),
-        action: CacheAction::Load,
-        source,
-    };
-    let (Some(cache), Some(entry)) = (ctx.cache.as_deref(), Checkpoint::of(node)) else {
-        return Err(cache_err(
-            "node is marked as loaded but the compute has no cache".into(),
-        ));
-    };
-    cache.load(&entry).map_err(cache_err)
-}
-
-fn save(graph: &Graph, ctx: &RunContext, id: usize, value: &Value) -> Result<(), Error> {
-    let node = graph.node(id);
-    let (Some(cache), Some(entry)) = (ctx.cache.as_deref(), Checkpoint::of(node)) else {
-        return Ok(());
-    };
-    cache.save(&entry, value).map_err(|source| Error::Cache {
-        key: node.key().clone(),
-        name: node.name().to_owned(),
-        action: CacheAction::Save,
-        source,
-    })
 }
 
 /// The text of a panic payload (`&str` or `String`), or a placeholder.

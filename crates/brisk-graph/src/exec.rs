@@ -320,6 +320,45 @@ impl RunContext {
     }
 }
 
+impl RunContext {
+    /// Loads the result of `node`, which the graph marks as loaded from the cache
+    /// ([`NodeView::is_loaded`]).
+    ///
+    /// # Errors
+    /// [`Error::Cache`] naming the node: the compute has no cache, or the cache cannot load it.
+    pub fn load_checkpoint(&self, node: NodeView<'_>) -> Result<Value, Error> {
+        let cache_err = |source: BoxError| Error::Cache {
+            key: node.key().clone(),
+            name: node.name().to_owned(),
+            action: crate::CacheAction::Load,
+            source,
+        };
+        let (Some(cache), Some(entry)) = (self.cache.as_deref(), Checkpoint::of(node)) else {
+            return Err(cache_err(
+                "node is marked as loaded but the compute has no cache".into(),
+            ));
+        };
+        cache.load(&entry).map_err(cache_err)
+    }
+
+    /// Saves `value` as the result of `node` when the node is checkpointed and the compute has
+    /// a cache (nothing to do otherwise).
+    ///
+    /// # Errors
+    /// [`Error::Cache`] naming the node, when the cache cannot store it.
+    pub fn save_checkpoint(&self, node: NodeView<'_>, value: &Value) -> Result<(), Error> {
+        let (Some(cache), Some(entry)) = (self.cache.as_deref(), Checkpoint::of(node)) else {
+            return Ok(());
+        };
+        cache.save(&entry, value).map_err(|source| Error::Cache {
+            key: node.key().clone(),
+            name: node.name().to_owned(),
+            action: crate::CacheAction::Save,
+            source,
+        })
+    }
+}
+
 impl fmt::Debug for RunContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunContext")
