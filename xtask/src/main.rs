@@ -527,6 +527,7 @@ fn compare_dask(opts: &CompareOptions) -> Result<()> {
     let timeout = Duration::from_secs(timeout.unwrap_or(if quick { 300 } else { 1800 }));
     let mut results = serde_json::Map::new();
     let mut table = "| scenario | Brisk (s) | Dask (s) | Dask / Brisk | Brisk build / run (s) | Dask build / run (s) | peak RSS MiB Brisk / Dask | limit (s) | Brisk / limit |\n|---|---:|---:|---:|---|---|---|---:|---:|\n".to_string();
+    let zarr_rounds = rounds.unwrap_or(3);
     let header = format!(
         "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
          build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
@@ -534,8 +535,8 @@ fn compare_dask(opts: &CompareOptions) -> Result<()> {
          8000x7500 float32, zstd level 3, Zarr v3 (Dask: dask.array + zarr-python); peak RSS \
          of each side's process in MiB (the largest of the rounds); limit: zstd level 3 on the \
          same chunks on all workers plus one pass over the array in memory, measured in the \
-         Brisk process (the smallest of the rounds). Zarr scenarios run 3 rounds of (Brisk, \
-         Dask) one after the other; each side's time is its fastest round, and the range of \
+         Brisk process (the smallest of the rounds). Zarr scenarios run {zarr_rounds} rounds of \
+         (Brisk, Dask) one after the other; each side's time is its fastest round, and the range of \
          the per-round ratios is in brackets.\n\n"
     );
     let json_path = out_dir.join("compare.json");
@@ -550,7 +551,11 @@ fn compare_dask(opts: &CompareOptions) -> Result<()> {
         };
         // Zarr scenarios are short and sensitive to a shared machine's load: interleave
         // rounds of both sides. Graph and futures scenarios run long enough as they are.
-        let rounds = rounds.unwrap_or(if scenario.starts_with("zarr/") { 3 } else { 1 });
+        let rounds = rounds.unwrap_or(if scenario.starts_with("zarr/") {
+            zarr_rounds
+        } else {
+            1
+        });
         let (entry, row) = match side.run(scenario, *n, rounds) {
             Ok(r) => r,
             Err(e) => {
