@@ -64,11 +64,16 @@ fn options(store: &str) -> SlurmOptions {
 
 /// The Slurm executor, or `None` (test skipped) when no cluster is configured.
 fn slurm(store: &str) -> Option<SlurmExecutor> {
+    slurm_with(options(store))
+}
+
+/// The Slurm executor with these options, or `None` (test skipped) without a cluster.
+fn slurm_with(options: SlurmOptions) -> Option<SlurmExecutor> {
     if std::env::var("BRISK_TEST_SLURM").as_deref() != Ok("1") {
         eprintln!("skipped: set BRISK_TEST_SLURM=1 with a Slurm cluster (see .ci/run)");
         return None;
     }
-    Some(SlurmExecutor::new(options(store)).unwrap())
+    Some(SlurmExecutor::new(options).unwrap())
 }
 
 /// 6 squares, added pairwise in a tree: three stages.
@@ -115,13 +120,18 @@ fn slurm_multi_stage_graph_matches_threads_and_a_rerun_does_no_work() {
 fn slurm_runs_with_an_object_store_data_plane() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("objfile://{}", dir.path().display());
-    let Some(mut cluster) = slurm(&store) else {
-        return;
-    };
-    let _ = &mut cluster;
+    // No directory to put logs next to: the default would be `./brisk-slurm-logs`.
+    let logs_dir = tempfile::tempdir().unwrap();
+    let mut o = options(&store);
+    o.log_dir = Some(logs_dir.path().join("worker-logs"));
+    let Some(cluster) = slurm_with(o) else { return };
     let d = tree(10);
     let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
     assert_eq!(run(&cluster, &d).unwrap(), local);
+    let logs = std::fs::read_dir(logs_dir.path().join("worker-logs"))
+        .unwrap()
+        .count();
+    assert!(logs >= 3, "{logs} logs in the configured log_dir");
 }
 
 #[test]
