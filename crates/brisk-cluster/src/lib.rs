@@ -25,8 +25,9 @@
 //!   an entry that does not decode is treated as missing, and its unit runs again.
 //! - **Checkpoints.** A compute's checkpoint cache (`ComputeOptions::cache`) works as on local
 //!   threads: nodes it holds are loaded by the driver and uploaded for the tasks that read
-//!   them, and checkpointed results are saved once the run has finished (the data plane keeps
-//!   every finished stage in between).
+//!   them, and the results of checkpointed tasks are saved as soon as their stage is done, so
+//!   a run that fails in a later stage keeps them (a result that left the data plane or does
+//!   not decode sends its unit back to work first).
 //!
 //! # Deployment
 //!

@@ -73,6 +73,8 @@ pub(crate) struct Plan {
     pub(crate) layout: Layout,
     /// Per stage, its units.
     pub(crate) stages: Vec<Vec<UnitSpec>>,
+    /// Per stage, the graph ids of its task nodes.
+    pub(crate) stage_nodes: Vec<Vec<usize>>,
     pub(crate) uploads: Vec<Upload>,
     /// Per task node id: its invoker (for decoding outputs).
     pub(crate) invokers: HashMap<usize, Invoker>,
@@ -212,6 +214,7 @@ pub(crate) fn plan(
     Ok(Plan {
         layout,
         stages,
+        stage_nodes: by_stage,
         uploads,
         invokers,
         producer,

@@ -1,6 +1,6 @@
 //! The driver: [`SlurmExecutor`] submits stages as job arrays and reads results from the store.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -23,8 +23,8 @@ use crate::{ClusterError, RemoteTaskError, SlurmOptions};
 /// A compute's checkpoint cache ([`ComputeOptions::cache`](brisk_graph::ComputeOptions::cache))
 /// works as on local threads: nodes the cache holds are loaded by the driver (their upstream
 /// is culled) and shipped to the tasks that read them, and the results of checkpointed tasks
-/// are saved once the run has finished — read back from the data plane, which keeps every
-/// finished stage for a rerun should the run fail before then.
+/// are saved as soon as their stage is done — read back from the data plane — so a run that
+/// fails in a later stage keeps them for the next compute, on any data plane.
 #[derive(Debug)]
 pub struct SlurmExecutor {
     options: SlurmOptions,
@@ -274,19 +274,41 @@ impl SlurmExecutor {
         Ok(earliest)
     }
 
-    fn drive(&self, graph: &Graph, plan: &Plan) -> Result<Vec<Option<Value>>, Error> {
+    /// Runs the plan stage by stage; the checkpointed results of each stage are saved to the
+    /// compute's cache as soon as the stage is done, so a run that fails later keeps them.
+    fn drive(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        ctx: &RunContext,
+    ) -> Result<Vec<Option<Value>>, Error> {
         let encoder = Encoder::new();
+        let mut saved = HashSet::new();
         let exec_err = |e: ClusterError| Error::Executor(Box::new(e));
         self.upload(plan, &encoder).map_err(exec_err)?;
         let mut attempts: Vec<Vec<u32>> = plan.stages.iter().map(|s| vec![0; s.len()]).collect();
         let mut stage = 0;
+        // Every return to an earlier stage (a result gone or corrupt) counts; a run that
+        // keeps losing results stops instead of looping.
         let mut repairs = 0usize;
+        let repair_limit = 10 * plan.stages.iter().map(Vec::len).sum::<usize>().max(1);
+        let went_back = |repairs: &mut usize| -> Result<(), Error> {
+            *repairs += 1;
+            if *repairs > repair_limit {
+                return Err(exec_err(ClusterError::Format {
+                    what: format!("run {}", plan.layout.run),
+                    message: "results keep disappearing or arriving corrupt; giving up".into(),
+                }));
+            }
+            Ok(())
+        };
         let outputs = loop {
             if stage == plan.stages.len() {
                 // Read the results; a corrupt one sends its unit back to work.
                 match self.read_outputs(graph, plan, &encoder).map_err(exec_err)? {
                     Ok(values) => break values,
                     Err(back) => {
+                        went_back(&mut repairs)?;
                         stage = back;
                         continue;
                     }
@@ -304,20 +326,21 @@ impl SlurmExecutor {
                 }
             }
             if pending.is_empty() {
-                stage += 1;
+                match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut saved)? {
+                    // A result to save was gone or corrupt: its unit runs again.
+                    Some(back) => {
+                        went_back(&mut repairs)?;
+                        stage = back;
+                    }
+                    None => stage += 1,
+                }
                 continue;
             }
             let pending_units: Vec<&UnitSpec> = pending.iter().map(|&i| &units[i]).collect();
             if let Some(back) = self.repair(plan, &pending_units).map_err(exec_err)? {
                 // These units failed for want of their inputs, not on their own: their
                 // attempts start again once the inputs are back.
-                repairs += 1;
-                if repairs > 10 * plan.stages.iter().map(Vec::len).sum::<usize>().max(1) {
-                    return Err(exec_err(ClusterError::Format {
-                        what: format!("run {}", plan.layout.run),
-                        message: "results keep disappearing or arriving corrupt; giving up".into(),
-                    }));
-                }
+                went_back(&mut repairs)?;
                 for &i in &pending {
                     attempts[stage][i] = 0;
                 }
@@ -410,36 +433,50 @@ impl SlurmExecutor {
         Ok(Ok(values))
     }
 
-    /// Saves the result of every checkpointed task the cluster ran into the compute's cache,
-    /// read back from the data plane (after the outputs, so a failed run saves nothing).
-    fn save_checkpoints(&self, graph: &Graph, plan: &Plan, ctx: &RunContext) -> Result<(), Error> {
+    /// Saves the results of stage `stage`'s checkpointed tasks into the compute's cache
+    /// (each once per run, tracked in `saved`), read back from the data plane. `Some(stage)`
+    /// when one is missing or does not decode: it was removed with its unit's marker, and that
+    /// stage runs again.
+    fn save_checkpoints(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        stage: usize,
+        ctx: &RunContext,
+        encoder: &Encoder,
+        saved: &mut HashSet<usize>,
+    ) -> Result<Option<usize>, Error> {
         if ctx.cache.is_none() {
-            return Ok(());
+            return Ok(None);
         }
-        let encoder = Encoder::new();
-        for (&id, invoker) in &plan.invokers {
+        for &id in &plan.stage_nodes[stage] {
             let node = graph.node(id);
-            if node.save_spec().is_none() {
+            if node.save_spec().is_none() || saved.contains(&id) {
                 continue;
             }
-            let read_err = |source: BoxError| Error::Cache {
+            let store_err = |e: ClusterError| Error::Cache {
                 key: node.key().clone(),
                 name: node.name().to_owned(),
                 action: CacheAction::Save,
-                source,
+                source: Box::new(e),
             };
+            let invoker = plan.invokers.get(&id).ok_or_else(|| {
+                store_err(ClusterError::Format {
+                    what: node.key().to_string(),
+                    message: "a checkpointed task without a plan".into(),
+                })
+            })?;
             let key = plan.layout.value(node.key());
-            let bytes = self
-                .store
-                .get(&key)
-                .map_err(|e| read_err(e.into()))?
-                .ok_or_else(|| read_err(format!("its result `{key}` left the store").into()))?;
-            let value = encoder
-                .decode(invoker.output(), &bytes, &key)
-                .map_err(|e| read_err(e.into()))?;
+            let bytes = self.store.get(&key).map_err(|e| store_err(e.into()))?;
+            let value = bytes.and_then(|b| encoder.decode(invoker.output(), &b, &key).ok());
+            let Some(value) = value else {
+                let _ = self.store.delete(&key);
+                return self.invalidate(plan, &key).map(Some).map_err(store_err);
+            };
             ctx.save_checkpoint(node, &value)?;
+            saved.insert(id);
         }
-        Ok(())
+        Ok(None)
     }
 
     fn invalidate(&self, plan: &Plan, key: &str) -> Result<usize, ClusterError> {
@@ -463,11 +500,7 @@ impl Executor for SlurmExecutor {
                 plan(graph, self.options.units_per_stage, loaded)
                     .map_err(|e| Error::Executor(Box::new(e)))
             })
-            .and_then(|p| {
-                let values = self.drive(graph, &p)?;
-                self.save_checkpoints(graph, &p, ctx)?;
-                Ok(values)
-            })
+            .and_then(|p| self.drive(graph, &p, ctx))
             .map(|values| RunOutput::new(values, Report::default()));
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());

@@ -264,6 +264,32 @@ fn slurm_saves_checkpoints_and_later_computes_load_them() {
 }
 
 #[test]
+fn slurm_keeps_the_checkpoints_of_finished_stages_when_a_later_stage_fails() {
+    // The checkpointed stage-0 task is saved as soon as its stage is done, so the failure of
+    // its consumer in stage 1 does not lose it: a later compute on a fresh data plane loads
+    // it instead of running it again (which would fail: it runs only once).
+    let dir = tempfile::tempdir().unwrap();
+    let plane = |name: &str| dir.path().join(name).display().to_string();
+    let Some(cluster) = slurm(&plane("plane-1")) else {
+        return;
+    };
+    let cache: Arc<dyn brisk_graph::Cache> = Arc::new(brisk_checkpoint::Storage::new(
+        brisk_checkpoint::DirStore::new(dir.path().join("checkpoints")).unwrap(),
+    ));
+    let with_cache = ComputeOptions::new().cache(Arc::clone(&cache));
+    let marker = dir.path().join("ran").display().to_string();
+    let nine = square_once(marker, 3).checkpointed();
+    let err = unlucky(&nine)
+        .compute_with_options(&cluster, &with_cache)
+        .unwrap_err();
+    assert!(brisk_graph::chain(&err).contains("no luck with 9"), "{err}");
+
+    let fresh = slurm(&plane("plane-2")).unwrap();
+    assert_eq!(nine.compute_with_options(&fresh, &with_cache).unwrap(), 9);
+    assert_eq!(fresh.submissions(), 0, "loaded from the checkpoint");
+}
+
+#[test]
 fn closures_cannot_go_to_the_cluster_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
