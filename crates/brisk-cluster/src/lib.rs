@@ -15,8 +15,10 @@
 //!   store, writes each result by key (one atomic put), then a done marker. A unit whose
 //!   marker exists returns at once, so requeues, retries and duplicate runs are harmless:
 //!   **the store, not Slurm, decides what is done.**
-//! - **Driver.** Submits a stage, polls `squeue -h -j <job> -o '%i %T'` (no slurmdbd
-//!   needed) until it has left the queue, then reads the markers: a unit without one (a
+//! - **Driver.** Submits a stage — and queues the next one behind it
+//!   (`--dependency=afterok`, `--kill-on-invalid-dep=yes`; `chain_stages`), so it starts as
+//!   soon as the stage succeeds — polls `squeue -h -j <job> -o '%i %T'` (no slurmdbd
+//!   needed) until the stage has left the queue, then reads the markers: a unit without one (a
 //!   killed worker, a lost node) is submitted again, up to `retries` times; a unit that
 //!   reports a task error is not retried (it would fail again) and the compute fails naming
 //!   the task's key, its error and the unit's log file. On error or drop of a run, its jobs

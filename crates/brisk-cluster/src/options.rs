@@ -51,11 +51,18 @@ pub struct SlurmOptions {
     pub poll: Duration,
     /// How long one stage may take, queueing included, before the driver cancels it.
     pub stage_timeout: Duration,
+    /// Queue each stage's successor while the stage runs, as a job array that starts only if
+    /// every unit of this one succeeds (`--dependency=afterok`, `--kill-on-invalid-dep=yes`):
+    /// the next stage waits for no driver poll and no new trip through the queue. When a unit
+    /// fails the successor is cancelled by Slurm and the driver goes on stage by stage.
+    /// Default `true`; `false` submits each stage only after the previous one has ended.
+    pub chain_stages: bool,
 }
 
 impl SlurmOptions {
     /// Defaults with `store` as the data plane: 8 units per stage, 2 retries, polling every
-    /// 200 ms, one hour per stage, no sbatch resource options (the cluster's defaults).
+    /// 200 ms, one hour per stage, stages chained, no sbatch resource options (the cluster's
+    /// defaults).
     #[must_use]
     pub fn new(store: impl Into<String>) -> Self {
         Self {
@@ -76,13 +83,15 @@ impl SlurmOptions {
             retries: 2,
             poll: Duration::from_millis(200),
             stage_timeout: Duration::from_secs(3600),
+            chain_stages: true,
         }
     }
 
     /// Parses `slurm://?key=value&…`. Keys: `store` (required), `partition`, `account`,
     /// `time`, `cpus`, `mem`, `gpus`, `sbatch` and `setup` (repeatable), `logs`, `prefix`
-    /// and `args` (split on spaces), `program`, `units`, `retries`, `poll_ms`, `timeout_s`. Values are taken
-    /// literally except `%20` → space and `%26` → `&`.
+    /// and `args` (split on spaces), `program`, `units`, `retries`, `poll_ms`, `timeout_s`,
+    /// `chain` (`true`/`false`). Values are taken literally except `%20` → space and `%26` →
+    /// `&`.
     ///
     /// # Errors
     /// [`ClusterError::Address`] naming the offending part.
@@ -134,6 +143,13 @@ impl SlurmOptions {
                 }
                 "poll_ms" => o.poll = Duration::from_millis(num("poll_ms")?),
                 "timeout_s" => o.stage_timeout = Duration::from_secs(num("timeout_s")?),
+                "chain" => {
+                    o.chain_stages = match v.as_str() {
+                        "true" | "yes" | "1" => true,
+                        "false" | "no" | "0" => false,
+                        _ => return Err(bad(format!("`chain={v}`: expected true or false"))),
+                    }
+                }
                 other => return Err(bad(format!("unknown option `{other}`"))),
             }
         }
@@ -182,6 +198,9 @@ mod tests {
         .unwrap();
         assert_eq!(o.store, "/shared/brisk");
         assert_eq!(o.units_per_stage, 4);
+        assert!(o.chain_stages, "chained by default");
+        let unchained = SlurmOptions::from_address("slurm://?store=/s&chain=false").unwrap();
+        assert!(!unchained.chain_stages);
         assert_eq!(o.setup_lines, ["module load rust"]);
         assert_eq!(o.command_prefix, ["nsenter", "--net=/run/netns/x"]);
         assert_eq!(
@@ -205,6 +224,7 @@ mod tests {
             ("slurm://?store=/x&cpus=two", "cpus must be a whole number"),
             ("slurm://?store=/x&colour=blue", "unknown option `colour`"),
             ("slurm://?store", "is not key=value"),
+            ("slurm://?store=/x&chain=maybe", "expected true or false"),
         ] {
             let e = SlurmOptions::from_address(addr).unwrap_err().to_string();
             assert!(e.contains(needle), "{addr}: {e}");

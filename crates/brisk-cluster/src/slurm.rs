@@ -63,7 +63,8 @@ impl SlurmExecutor {
         &self.options
     }
 
-    /// Job arrays submitted so far by this driver (a rerun of finished work submits none).
+    /// Job arrays submitted so far by this driver, successors queued behind a running stage
+    /// included (Slurm cancels one whose stage failed); a rerun of finished work submits none.
     #[must_use]
     pub fn submissions(&self) -> usize {
         self.submissions.load(Ordering::Relaxed)
@@ -164,23 +165,33 @@ impl SlurmExecutor {
         Ok((s, log.display().to_string()))
     }
 
-    /// Submits `indices` of `stage` as one job array and waits until it left the queue.
-    fn submit_and_wait(
+    /// Submits `indices` of `stage` as one job array — held until every task of job `after`
+    /// succeeded, and cancelled by Slurm if one fails, when `after` is given. Returns the job
+    /// id, the worker log pattern, and a guard that cancels the job when dropped armed.
+    fn submit(
         &self,
         plan: &Plan,
         stage: usize,
         indices: &[usize],
-    ) -> Result<(String, String), ClusterError> {
+        after: Option<&str>,
+    ) -> Result<Submitted<'_>, ClusterError> {
         let (script, log) = self.script(plan, stage)?;
         let array = indices
             .iter()
             .map(usize::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let out = self.run(
-            &["sbatch", "--parsable", &format!("--array={array}")],
-            Some(&script),
-        )?;
+        let mut args = vec![
+            "sbatch".to_owned(),
+            "--parsable".to_owned(),
+            format!("--array={array}"),
+        ];
+        if let Some(after) = after {
+            args.push(format!("--dependency=afterok:{after}"));
+            args.push("--kill-on-invalid-dep=yes".to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.run(&args, Some(&script))?;
         self.submissions.fetch_add(1, Ordering::Relaxed);
         let job = out.trim().split(';').next().unwrap_or_default().to_owned();
         if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
@@ -189,10 +200,32 @@ impl SlurmExecutor {
                 message: format!("unexpected output `{}`", out.trim()),
             });
         }
-        let mut guard = CancelOnDrop {
-            executor: self,
-            job: Some(job.clone()),
-        };
+        Ok(Submitted {
+            stage,
+            indices: indices.to_vec(),
+            log,
+            guard: CancelOnDrop {
+                executor: self,
+                job: Some(job.clone()),
+            },
+            job,
+        })
+    }
+
+    /// The indices of `units` without their done marker.
+    fn pending(&self, plan: &Plan, units: &[UnitSpec]) -> Result<Vec<usize>, ClusterError> {
+        let mut pending = Vec::new();
+        for (i, u) in units.iter().enumerate() {
+            if !self.store.contains(&plan.layout.done(&u.unit))? {
+                pending.push(i);
+            }
+        }
+        Ok(pending)
+    }
+
+    /// Waits until the job of `sub` has left the queue (then nothing is left to cancel).
+    fn wait(&self, plan: &Plan, sub: &mut Submitted<'_>) -> Result<(), ClusterError> {
+        let job = sub.job.clone();
         let started = Instant::now();
         loop {
             let listed = self.run(&["squeue", "-h", "-j", &job, "-o", "%i %T"], None);
@@ -224,15 +257,15 @@ impl SlurmExecutor {
             if started.elapsed() > self.options.stage_timeout {
                 return Err(ClusterError::Timeout {
                     run: plan.layout.run.clone(),
-                    stage,
+                    stage: sub.stage,
                     job,
                     seconds: self.options.stage_timeout.as_secs(),
                 });
             }
             std::thread::sleep(self.options.poll);
         }
-        guard.job = None; // left the queue: nothing to cancel
-        Ok((job, log))
+        sub.guard.job = None; // left the queue: nothing to cancel
+        Ok(())
     }
 
     fn upload(&self, plan: &Plan, encoder: &Encoder) -> Result<(), ClusterError> {
@@ -284,6 +317,8 @@ impl SlurmExecutor {
     ) -> Result<Vec<Option<Value>>, Error> {
         let encoder = Encoder::new();
         let mut saved = HashSet::new();
+        // The next stage's job, queued behind the running one (`chain_stages`).
+        let mut ahead: Option<Submitted<'_>> = None;
         let exec_err = |e: ClusterError| Error::Executor(Box::new(e));
         self.upload(plan, &encoder).map_err(exec_err)?;
         let mut attempts: Vec<Vec<u32>> = plan.stages.iter().map(|s| vec![0; s.len()]).collect();
@@ -309,27 +344,20 @@ impl SlurmExecutor {
                     Ok(values) => break values,
                     Err(back) => {
                         went_back(&mut repairs)?;
+                        ahead = None;
                         stage = back;
                         continue;
                     }
                 }
             }
             let units = &plan.stages[stage];
-            let mut pending = Vec::new();
-            for (i, u) in units.iter().enumerate() {
-                if !self
-                    .store
-                    .contains(&plan.layout.done(&u.unit))
-                    .map_err(|e| exec_err(e.into()))?
-                {
-                    pending.push(i);
-                }
-            }
+            let pending = self.pending(plan, units).map_err(exec_err)?;
             if pending.is_empty() {
                 match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut saved)? {
                     // A result to save was gone or corrupt: its unit runs again.
                     Some(back) => {
                         went_back(&mut repairs)?;
+                        ahead = None;
                         stage = back;
                     }
                     None => stage += 1,
@@ -341,6 +369,7 @@ impl SlurmExecutor {
                 // These units failed for want of their inputs, not on their own: their
                 // attempts start again once the inputs are back.
                 went_back(&mut repairs)?;
+                ahead = None;
                 for &i in &pending {
                     attempts[stage][i] = 0;
                 }
@@ -360,9 +389,23 @@ impl SlurmExecutor {
                     }));
                 }
             }
-            let (job, log) = self
-                .submit_and_wait(plan, stage, &pending)
-                .map_err(exec_err)?;
+            // The stage's job: the one queued behind the previous stage if it holds every
+            // pending unit, else a new one (a stale one is cancelled as it is dropped).
+            let mut sub = match ahead.take() {
+                Some(a) if a.stage == stage && pending.iter().all(|i| a.indices.contains(i)) => a,
+                _ => self.submit(plan, stage, &pending, None).map_err(exec_err)?,
+            };
+            if self.options.chain_stages && stage + 1 < plan.stages.len() {
+                let next = self
+                    .pending(plan, &plan.stages[stage + 1])
+                    .map_err(exec_err)?;
+                if !next.is_empty() {
+                    let queued = self.submit(plan, stage + 1, &next, Some(&sub.job));
+                    ahead = Some(queued.map_err(exec_err)?);
+                }
+            }
+            self.wait(plan, &mut sub).map_err(exec_err)?;
+            let (job, log) = (&sub.job, &sub.log);
             for &i in &pending {
                 let unit = &units[i];
                 let error_key = plan.layout.error(&unit.unit);
@@ -384,7 +427,7 @@ impl SlurmExecutor {
                         attempts: 1,
                         source: Box::new(RemoteTaskError {
                             message: text("error"),
-                            log: log.replace("%A", &job).replace("%a", &i.to_string()),
+                            log: log.replace("%A", job).replace("%a", &i.to_string()),
                         }) as BoxError,
                     });
                 }
@@ -519,6 +562,16 @@ fn load_checkpoints(graph: &Graph, ctx: &RunContext) -> Result<HashMap<usize, Va
         .filter(|&id| graph.node(id).is_loaded())
         .map(|id| Ok((id, ctx.load_checkpoint(graph.node(id))?)))
         .collect()
+}
+
+/// A job array of one stage, submitted and not yet waited for.
+struct Submitted<'a> {
+    stage: usize,
+    indices: Vec<usize>,
+    job: String,
+    /// The worker log pattern (`%A` the job, `%a` the unit index).
+    log: String,
+    guard: CancelOnDrop<'a>,
 }
 
 /// Cancels a job that is still being waited for when the wait ends early (error or panic).

@@ -114,6 +114,13 @@ fn slurm_multi_stage_graph_matches_threads_and_a_rerun_does_no_work() {
     // Logs of every unit are on the shared filesystem.
     let logs = std::fs::read_dir(dir.path().join("logs")).unwrap().count();
     assert!(logs >= 3, "{logs} logs");
+    // Stage by stage, without queueing the next stage behind the running one: the same.
+    let other = tempfile::tempdir().unwrap();
+    let mut o = options(&other.path().display().to_string());
+    o.chain_stages = false;
+    let unchained = slurm_with(o).unwrap();
+    assert_eq!(run(&unchained, &d).unwrap(), local);
+    assert!(unchained.submissions() >= 3);
 }
 
 #[test]
@@ -156,8 +163,53 @@ fn slurm_failing_task_names_its_key_error_and_log() {
         }
         other => panic!("unexpected {other}"),
     }
-    // A task error is not retried: one submission for the failing stage.
-    assert_eq!(cluster.submissions(), 1);
+    // A task error is not retried: one submission for the failing stage, one for the stage
+    // queued behind it, which Slurm cancelled before it started (no worker log of stage 1).
+    assert_eq!(cluster.submissions(), 2);
+    let text = err.to_string() + &brisk_graph::chain(&err);
+    let run = text
+        .split("brisk-")
+        .nth(1)
+        .and_then(|r| r.split('-').next())
+        .expect("the log path names the run");
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.starts_with(&format!("brisk-{run}-s0-"))),
+        "{logs:?}"
+    );
+    assert!(
+        !logs
+            .iter()
+            .any(|l| l.starts_with(&format!("brisk-{run}-s1-"))),
+        "stage 1 ran: {logs:?}"
+    );
+    assert!(
+        queued_jobs(run).is_empty(),
+        "nothing of run {run} is left queued"
+    );
+}
+
+/// The jobs of run `run` still in the queue (`squeue` through the configured prefix).
+fn queued_jobs(run: &str) -> Vec<String> {
+    let mut cmd: Vec<String> = std::env::var("BRISK_SLURM_PREFIX")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    cmd.extend(["squeue", "-h", "-o", "%j %T"].map(str::to_owned));
+    let out = std::process::Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!("brisk-{run}-")) && !l.contains("CANCELLED"))
+        .map(str::to_owned)
+        .collect()
 }
 
 #[test]
@@ -171,8 +223,9 @@ fn slurm_reruns_a_unit_whose_worker_was_killed() {
     assert!(std::path::Path::new(&marker).exists());
     assert_eq!(
         cluster.submissions(),
-        3,
-        "stage 0 twice (killed, rerun), stage 1 once"
+        4,
+        "stage 0 twice (killed, rerun), each with stage 1 queued behind it (the first one \
+         cancelled by Slurm when the kill failed its dependency)"
     );
 }
 
