@@ -6,8 +6,9 @@
 //! cargo xtask bench              all criterion benchmarks
 //! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python, checkpoint
 //!                                entries decoded by Python (own virtualenvs)
-//! cargo xtask cloud              the S3 and Azure tests against moto_server and Azurite on
-//!                                127.0.0.1 (own virtualenv; Azurite from npm)
+//! cargo xtask cloud              the S3, Azure and GCS tests against moto_server, Azurite and
+//!                                our GCS XML API emulator on 127.0.0.1 (own virtualenv;
+//!                                Azurite from npm)
 //! cargo xtask report-check      renders a profile report from a real compute, opens it in
 //!                                headless Chromium (no console errors, hover works) and saves
 //!                                a screenshot: target/report-check/report.png
@@ -182,7 +183,7 @@ fn ci(fail_fast: bool) -> Result<()> {
         interop,
     ));
     steps.push(Step::Fn(
-        "cloud stores (moto_server, Azurite)".into(),
+        "cloud stores (moto_server, Azurite, GCS emulator)".into(),
         cloud,
     ));
     steps.push(Step::Fn(
@@ -874,10 +875,11 @@ fn report_check() -> Result<()> {
     )
 }
 
-/// `cargo xtask cloud`: starts moto_server (S3) and Azurite (Azure Blob Storage) on free ports
-/// of 127.0.0.1, creates a bucket and a container, runs the tests whose name contains `s3` or
-/// `azure` with those features on and `BRISK_TEST_S3_URL` / `BRISK_TEST_AZURE_URL` set, and
-/// checks that the tests really wrote to both servers; then runs `examples/dynamic_source`
+/// `cargo xtask cloud`: starts moto_server (S3), Azurite (Azure Blob Storage) and our GCS XML
+/// API emulator on free ports of 127.0.0.1, creates a bucket and a container, runs the tests
+/// whose name contains `s3`, `azure` or `gcs` with those features on and `BRISK_TEST_S3_URL` /
+/// `BRISK_TEST_AZURE_URL` / `BRISK_TEST_GCS_URL` set, and checks that the tests really wrote
+/// to every server; then runs `examples/dynamic_source`
 /// with its poller watching an S3 prefix of moto_server.
 fn cloud() -> Result<()> {
     let python = venv("cloud", "benches/cloud/requirements.txt")?;
@@ -888,7 +890,7 @@ fn cloud() -> Result<()> {
     // Azurite from npm, pinned by benches/cloud/package.json (installed once).
     let az_dir = PathBuf::from("target/cloud/azurite");
     npm_install("benches/cloud/package.json", &az_dir)?;
-    let (s3_port, az_port) = (free_port()?, free_port()?);
+    let (s3_port, az_port, gcs_port) = (free_port()?, free_port()?, free_port()?);
     let s3_endpoint = format!("http://127.0.0.1:{s3_port}");
     let az_endpoint = format!("http://127.0.0.1:{az_port}/devstoreaccount1");
     let moto_log = std::fs::File::create("target/cloud/moto.log")?;
@@ -921,8 +923,20 @@ fn cloud() -> Result<()> {
             .spawn()
             .context("starting Azurite (needs Node.js)")?,
     );
+    // GCS: our XML API emulator (see its docstring for why not a third-party one).
+    let gcs_log = std::fs::File::create("target/cloud/gcs.log")?;
+    let _gcs = KillOnDrop(
+        Command::new(&python)
+            .arg("benches/cloud/gcs_xml_emulator.py")
+            .args(["--port", &gcs_port.to_string(), "--bucket", "brisk-test"])
+            .stdout(gcs_log.try_clone()?)
+            .stderr(gcs_log)
+            .spawn()
+            .context("starting the GCS emulator")?,
+    );
     wait_for_port(s3_port, "moto_server", "target/cloud/moto.log")?;
     wait_for_port(az_port, "Azurite", "target/cloud/azurite.log")?;
+    wait_for_port(gcs_port, "the GCS emulator", "target/cloud/gcs.log")?;
     let conn = format!(
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};\
          BlobEndpoint={az_endpoint};"
@@ -943,10 +957,10 @@ fn cloud() -> Result<()> {
         "--package",
         "brisk-zarr",
         "--features",
-        "brisk-checkpoint/s3,brisk-checkpoint/azure,brisk-zarr/s3,brisk-zarr/azure",
+        "brisk-checkpoint/s3,brisk-checkpoint/azure,brisk-checkpoint/gcs,brisk-zarr/s3,brisk-zarr/azure,brisk-zarr/gcs",
         "--no-fail-fast",
         "-E",
-        "test(/s3|azure/)",
+        "test(/s3|azure|gcs/)",
     ]);
     tests
         .env("BRISK_TEST_S3_URL", "s3://brisk-test")
@@ -960,6 +974,14 @@ fn cloud() -> Result<()> {
         .env(
             "AZURITE_BLOB_STORAGE_URL",
             format!("http://127.0.0.1:{az_port}"),
+        )
+        .env("BRISK_TEST_GCS_URL", "gs://brisk-test")
+        // No OAuth against the emulator; object_store reads the base URL from the key.
+        .env(
+            "GOOGLE_SERVICE_ACCOUNT_KEY",
+            format!(
+                r#"{{"disable_oauth":true,"client_email":"","private_key":"","private_key_id":"","gcs_base_url":"http://127.0.0.1:{gcs_port}"}}"#
+            ),
         );
     run_ok(&mut tests)?;
     // The dynamic-source example with its poller watching an S3 prefix.
@@ -1008,7 +1030,14 @@ fn cloud() -> Result<()> {
          assert any(n.startswith('zarr/') for n in names), names\n\
          print(f'azurite holds {{len(names)}} blobs written by the tests')\n"
     );
-    run_ok(Command::new(&python).args(["-c", &check]))
+    run_ok(Command::new(&python).args(["-c", &check]))?;
+    let log = std::fs::read_to_string("target/cloud/gcs.log")?;
+    for who in ["/brisk-test/conformance/", "/brisk-test/zarr/"] {
+        if !log.contains(who) {
+            bail!("no request under {who} reached the GCS emulator: the GCS tests did not run");
+        }
+    }
+    Ok(())
 }
 
 /// Builds a binary of the `benches` package in release mode (`target/release/<name>`).

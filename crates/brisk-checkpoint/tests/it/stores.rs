@@ -153,6 +153,22 @@ fn azure_store_conforms() {
     conformance(store.as_ref());
 }
 
+/// Runs against a Google Cloud Storage XML API (the emulator `benches/cloud/gcs_xml_emulator.py`
+/// started on 127.0.0.1 by `cargo xtask ci`), when `BRISK_TEST_GCS_URL` names a bucket there.
+#[cfg(feature = "gcs")]
+#[test]
+fn gcs_store_conforms() {
+    let Ok(url) = std::env::var("BRISK_TEST_GCS_URL") else {
+        eprintln!("BRISK_TEST_GCS_URL is not set: skipped (cargo xtask ci sets it)");
+        return;
+    };
+    let store = from_url(&format!("{url}/conformance")).unwrap();
+    for k in store.list("").unwrap() {
+        store.delete(&k).unwrap();
+    }
+    conformance(store.as_ref());
+}
+
 #[test]
 fn urls_pick_backends_and_unknown_schemes_are_typed_errors() {
     let dir = tempfile::tempdir().unwrap();

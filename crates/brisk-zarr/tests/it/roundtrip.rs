@@ -482,6 +482,37 @@ fn azure_round_trips() {
     );
 }
 
+/// Round trips through a Google Cloud Storage XML API (the emulator
+/// `benches/cloud/gcs_xml_emulator.py`, started on 127.0.0.1 by `cargo xtask ci`), when
+/// `BRISK_TEST_GCS_URL` names a bucket there.
+#[cfg(feature = "gcs")]
+#[test]
+fn gcs_round_trips() {
+    let Ok(url) = std::env::var("BRISK_TEST_GCS_URL") else {
+        eprintln!("BRISK_TEST_GCS_URL is not set: skipped (cargo xtask ci sets it)");
+        return;
+    };
+    let store = Store::from_url(&format!("{url}/zarr")).unwrap();
+    roundtrip::<f32>(&store, "a", &ArrayOptions::new().overwrite());
+    roundtrip::<u16>(
+        &store,
+        "sharded",
+        &ArrayOptions::new().shards(vec![32, 20]).overwrite(),
+    );
+    roundtrip::<i64>(
+        &store,
+        "v2",
+        &ArrayOptions::new().format(ZarrFormat::V2).overwrite(),
+    );
+    assert!(
+        Store::cloud(&format!("{url}/zarr"))
+            .unwrap()
+            .size_of("a")
+            .unwrap()
+            > 0
+    );
+}
+
 #[test]
 fn streamed_blocks_are_written_and_read_without_materializing_and_match_memory() {
     // A streamed source (random) under a fused expression, written by streaming encoders
