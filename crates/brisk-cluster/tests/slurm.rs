@@ -275,6 +275,17 @@ fn square_once(marker: String, x: u64) -> Result<u64, String> {
     Ok(x * x)
 }
 
+/// Compute options with a checkpoint cache in `dir`, and the marker path for `square_once`.
+fn checkpoint_setup(dir: &std::path::Path) -> (ComputeOptions, String) {
+    let cache: Arc<dyn brisk_graph::Cache> = Arc::new(brisk_checkpoint::Storage::new(
+        brisk_checkpoint::DirStore::new(dir.join("checkpoints")).unwrap(),
+    ));
+    (
+        ComputeOptions::new().cache(cache),
+        dir.join("ran").display().to_string(),
+    )
+}
+
 #[test]
 fn slurm_saves_checkpoints_and_later_computes_load_them() {
     // Checkpointed tasks run on the cluster are saved to the compute's cache; a later compute
@@ -285,11 +296,7 @@ fn slurm_saves_checkpoints_and_later_computes_load_them() {
     let Some(cluster) = slurm(&plane("plane-1")) else {
         return;
     };
-    let cache: Arc<dyn brisk_graph::Cache> = Arc::new(brisk_checkpoint::Storage::new(
-        brisk_checkpoint::DirStore::new(dir.path().join("checkpoints")).unwrap(),
-    ));
-    let with_cache = ComputeOptions::new().cache(Arc::clone(&cache));
-    let marker = dir.path().join("ran").display().to_string();
+    let (with_cache, marker) = checkpoint_setup(dir.path());
     let nine = square_once(marker, 3).checkpointed();
     let total = add(&nine, square(4)).checkpointed();
     assert_eq!(
@@ -326,11 +333,7 @@ fn slurm_keeps_the_checkpoints_of_finished_stages_when_a_later_stage_fails() {
     let Some(cluster) = slurm(&plane("plane-1")) else {
         return;
     };
-    let cache: Arc<dyn brisk_graph::Cache> = Arc::new(brisk_checkpoint::Storage::new(
-        brisk_checkpoint::DirStore::new(dir.path().join("checkpoints")).unwrap(),
-    ));
-    let with_cache = ComputeOptions::new().cache(Arc::clone(&cache));
-    let marker = dir.path().join("ran").display().to_string();
+    let (with_cache, marker) = checkpoint_setup(dir.path());
     let nine = square_once(marker, 3).checkpointed();
     let err = unlucky(&nine)
         .compute_with_options(&cluster, &with_cache)

@@ -121,52 +121,41 @@ fn object_store_backends_conform() {
     assert_eq!(a.list("").unwrap(), ["k/1"]);
 }
 
-/// Runs against a real S3 API (moto_server started on 127.0.0.1 by `cargo xtask ci`), when
-/// `BRISK_TEST_S3_URL` names a bucket there.
+/// The conformance suite on the cloud store that `var` names (a bucket or container URL set
+/// by `cargo xtask ci`, which starts the server on 127.0.0.1), under `conformance/`, emptied
+/// first; skipped when `var` is not set.
+#[cfg(feature = "cloud")]
+fn cloud_store_conforms(var: &str) {
+    let Ok(url) = std::env::var(var) else {
+        eprintln!("{var} is not set: skipped (cargo xtask ci sets it)");
+        return;
+    };
+    let store = from_url(&format!("{url}/conformance")).unwrap();
+    for k in store.list("").unwrap() {
+        store.delete(&k).unwrap();
+    }
+    conformance(store.as_ref());
+}
+
+/// Against a real S3 API (moto_server).
 #[cfg(feature = "s3")]
 #[test]
 fn s3_store_conforms() {
-    let Ok(url) = std::env::var("BRISK_TEST_S3_URL") else {
-        eprintln!("BRISK_TEST_S3_URL is not set: skipped (cargo xtask ci sets it)");
-        return;
-    };
-    let store = from_url(&format!("{url}/conformance")).unwrap();
-    for k in store.list("").unwrap() {
-        store.delete(&k).unwrap();
-    }
-    conformance(store.as_ref());
+    cloud_store_conforms("BRISK_TEST_S3_URL");
 }
 
-/// Runs against Azurite (the Azure Storage emulator, started on 127.0.0.1 by `cargo xtask
-/// s3`), when `BRISK_TEST_AZURE_URL` names a container there.
+/// Against Azurite, the Azure Storage emulator.
 #[cfg(feature = "azure")]
 #[test]
 fn azure_store_conforms() {
-    let Ok(url) = std::env::var("BRISK_TEST_AZURE_URL") else {
-        eprintln!("BRISK_TEST_AZURE_URL is not set: skipped (cargo xtask ci sets it)");
-        return;
-    };
-    let store = from_url(&format!("{url}/conformance")).unwrap();
-    for k in store.list("").unwrap() {
-        store.delete(&k).unwrap();
-    }
-    conformance(store.as_ref());
+    cloud_store_conforms("BRISK_TEST_AZURE_URL");
 }
 
-/// Runs against a Google Cloud Storage XML API (the emulator `benches/cloud/gcs_xml_emulator.py`
-/// started on 127.0.0.1 by `cargo xtask ci`), when `BRISK_TEST_GCS_URL` names a bucket there.
+/// Against the GCS XML API emulator `benches/cloud/gcs_xml_emulator.py`.
 #[cfg(feature = "gcs")]
 #[test]
 fn gcs_store_conforms() {
-    let Ok(url) = std::env::var("BRISK_TEST_GCS_URL") else {
-        eprintln!("BRISK_TEST_GCS_URL is not set: skipped (cargo xtask ci sets it)");
-        return;
-    };
-    let store = from_url(&format!("{url}/conformance")).unwrap();
-    for k in store.list("").unwrap() {
-        store.delete(&k).unwrap();
-    }
-    conformance(store.as_ref());
+    cloud_store_conforms("BRISK_TEST_GCS_URL");
 }
 
 #[test]
