@@ -21,8 +21,10 @@
 //!   needed) until the stage has left the queue, then reads the markers: a unit without one (a
 //!   killed worker, a lost node) is submitted again, up to `retries` times; a unit that
 //!   reports a task error is not retried (it would fail again) and the compute fails naming
-//!   the task's key, its error and the unit's log file. On error or drop of a run, its jobs
-//!   are cancelled with `scancel`.
+//!   the task's key, its error and the unit's log file. On error, on drop of a run, and
+//!   when the compute's cancel token fires (the compute then returns `Error::Cancelled`), its
+//!   jobs are cancelled with `scancel`. `FailurePolicy::KeepGoing` is refused before anything
+//!   is submitted: a failed unit ends the run.
 //! - **Data.** Results travel encoded by `brisk_checkpoint::Encoder::new()` (JSON + zstd);
 //!   an entry that does not decode is treated as missing, and its unit runs again.
 //! - **Checkpoints.** A compute's checkpoint cache (`ComputeOptions::cache`) works as on local
@@ -119,6 +121,14 @@ pub enum ClusterError {
         job: String,
         /// The limit.
         seconds: u64,
+    },
+    /// A compute option this backend does not support.
+    #[error("{what} is not supported on Slurm: {reason}")]
+    Unsupported {
+        /// The option.
+        what: String,
+        /// Why, and what to do instead.
+        reason: String,
     },
     /// A unit description or marker is malformed.
     #[error("{what}: {message}")]

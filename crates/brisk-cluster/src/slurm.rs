@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use brisk_checkpoint::{Encoder, Store, from_url};
 use brisk_graph::{
-    BoxError, CacheAction, Error, Executor, Graph, Report, RunContext, RunOutput, Value,
+    BoxError, CacheAction, CancelToken, Error, Executor, FailurePolicy, Graph, Report, RunContext,
+    RunOutput, Value,
 };
 
 use crate::plan::{Plan, UnitSpec, plan};
@@ -223,11 +224,20 @@ impl SlurmExecutor {
         Ok(pending)
     }
 
-    /// Waits until the job of `sub` has left the queue (then nothing is left to cancel).
-    fn wait(&self, plan: &Plan, sub: &mut Submitted<'_>) -> Result<(), ClusterError> {
+    /// Waits until the job of `sub` has left the queue (then nothing is left to cancel);
+    /// `Ok(false)` as soon as `cancel` is cancelled (the job is cancelled when `sub` drops).
+    fn wait(
+        &self,
+        plan: &Plan,
+        sub: &mut Submitted<'_>,
+        cancel: &CancelToken,
+    ) -> Result<bool, ClusterError> {
         let job = sub.job.clone();
         let started = Instant::now();
         loop {
+            if cancel.is_cancelled() {
+                return Ok(false);
+            }
             let listed = self.run(&["squeue", "-h", "-j", &job, "-o", "%i %T"], None);
             let alive = match listed {
                 Ok(text) => text.lines().any(|l| {
@@ -265,7 +275,7 @@ impl SlurmExecutor {
             std::thread::sleep(self.options.poll);
         }
         sub.guard.job = None; // left the queue: nothing to cancel
-        Ok(())
+        Ok(true)
     }
 
     fn upload(&self, plan: &Plan, encoder: &Encoder) -> Result<(), ClusterError> {
@@ -338,6 +348,9 @@ impl SlurmExecutor {
             Ok(())
         };
         let outputs = loop {
+            if ctx.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
             if stage == plan.stages.len() {
                 // Read the results; a corrupt one sends its unit back to work.
                 match self.read_outputs(graph, plan, &encoder).map_err(exec_err)? {
@@ -404,7 +417,9 @@ impl SlurmExecutor {
                     ahead = Some(queued.map_err(exec_err)?);
                 }
             }
-            self.wait(plan, &mut sub).map_err(exec_err)?;
+            if !self.wait(plan, &mut sub, &ctx.cancel).map_err(exec_err)? {
+                return Err(Error::Cancelled);
+            }
             let (job, log) = (&sub.job, &sub.log);
             for &i in &pending {
                 let unit = &units[i];
@@ -538,7 +553,8 @@ impl Executor for SlurmExecutor {
         for h in ctx.hooks.iter() {
             h.on_start(graph);
         }
-        let result = load_checkpoints(graph, ctx)
+        let result = refuse_keep_going(ctx)
+            .and_then(|()| load_checkpoints(graph, ctx))
             .and_then(|loaded| {
                 plan(graph, self.options.units_per_stage, loaded)
                     .map_err(|e| Error::Executor(Box::new(e)))
@@ -554,6 +570,21 @@ impl Executor for SlurmExecutor {
     fn parallelism(&self) -> usize {
         self.options.units_per_stage
     }
+}
+
+/// `FailurePolicy::KeepGoing` is refused before anything is submitted: a failed unit cancels
+/// the stages after it, so a run cannot go on around a failure (yet), and running fail-fast
+/// under a keep-going compute would break the [`Executor`] contract silently.
+fn refuse_keep_going(ctx: &RunContext) -> Result<(), Error> {
+    if ctx.policy == FailurePolicy::KeepGoing {
+        return Err(Error::Executor(Box::new(ClusterError::Unsupported {
+            what: "FailurePolicy::KeepGoing".into(),
+            reason: "the Slurm backend stops at the first task error; compute fail-fast, or \
+                     on local threads to keep going"
+                .into(),
+        })));
+    }
+    Ok(())
 }
 
 /// The values of the nodes the graph loads from the compute's checkpoint cache, by graph id.

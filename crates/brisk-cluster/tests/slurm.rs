@@ -193,7 +193,7 @@ fn slurm_failing_task_names_its_key_error_and_log() {
     );
 }
 
-/// The jobs of run `run` still in the queue (`squeue` through the configured prefix).
+/// The jobs of run `run` still waiting or running (`squeue` through the configured prefix).
 fn queued_jobs(run: &str) -> Vec<String> {
     let mut cmd: Vec<String> = std::env::var("BRISK_SLURM_PREFIX")
         .unwrap_or_default()
@@ -207,7 +207,15 @@ fn queued_jobs(run: &str) -> Vec<String> {
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter(|l| l.contains(&format!("brisk-{run}-")) && !l.contains("CANCELLED"))
+        .filter(|l| {
+            // COMPLETING is a job being torn down (after scancel too): not left behind.
+            let state = l.split_whitespace().nth(1).unwrap_or_default();
+            l.starts_with(&format!("brisk-{run}-"))
+                && matches!(
+                    state,
+                    "PENDING" | "RUNNING" | "CONFIGURING" | "SUSPENDED" | "REQUEUED"
+                )
+        })
         .map(str::to_owned)
         .collect()
 }
@@ -343,6 +351,69 @@ fn slurm_keeps_the_checkpoints_of_finished_stages_when_a_later_stage_fails() {
     let fresh = slurm(&plane("plane-2")).unwrap();
     assert_eq!(nine.compute_with_options(&fresh, &with_cache).unwrap(), 9);
     assert_eq!(fresh.submissions(), 0, "loaded from the checkpoint");
+}
+
+/// Sleeps `secs` seconds, then returns them.
+#[task]
+fn nap(secs: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    secs
+}
+
+#[test]
+fn slurm_cancels_its_jobs_when_the_compute_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cluster) = slurm(&dir.path().display().to_string()) else {
+        return;
+    };
+    let token = brisk_graph::CancelToken::new();
+    let canceller = {
+        let token = token.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            token.cancel();
+        })
+    };
+    let started = std::time::Instant::now();
+    let d = add(nap(120), square(2));
+    let err = d
+        .compute_with_options(&cluster, &ComputeOptions::new().cancel_token(token))
+        .unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(err, Error::Cancelled), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "waited for the nap: {:?}",
+        started.elapsed()
+    );
+    // The stage and the one queued behind it were cancelled, not left to run.
+    let logs: Vec<String> = std::fs::read_dir(dir.path().join("logs"))
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    for run in logs.iter().filter_map(|l| l.split('-').nth(1)) {
+        let left = queued_jobs(run);
+        assert!(left.is_empty(), "run {run} left jobs queued: {left:?}");
+    }
+}
+
+#[test]
+fn keep_going_is_refused_on_slurm_before_anything_is_submitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(cluster) = slurm(&dir.path().display().to_string()) else {
+        return;
+    };
+    let err = add(square(1), square(2))
+        .compute_with_options(&cluster, &ComputeOptions::new().keep_going())
+        .unwrap_err();
+    let text = brisk_graph::chain(&err);
+    assert!(
+        text.contains("KeepGoing is not supported on Slurm"),
+        "{text}"
+    );
+    assert_eq!(cluster.submissions(), 0);
 }
 
 #[test]
