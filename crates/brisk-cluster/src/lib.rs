@@ -23,8 +23,9 @@
 //!   reports a task error is not retried (it would fail again) and the compute fails naming
 //!   the task's key, its error and the unit's log file. On error, on drop of a run, and
 //!   when the compute's cancel token fires (the compute then returns `Error::Cancelled`), its
-//!   jobs are cancelled with `scancel`. `FailurePolicy::KeepGoing` is refused before anything
-//!   is submitted: a failed unit ends the run.
+//!   jobs are cancelled with `scancel`. Under `FailurePolicy::KeepGoing` a unit's task
+//!   failures are reported (every one, with the unit's log) and the tasks that depend on them
+//!   are taken out of the later units before those are submitted; the rest runs.
 //! - **Data.** Results travel encoded by `brisk_checkpoint::Encoder::new()` (JSON + zstd);
 //!   an entry that does not decode is treated as missing, and its unit runs again.
 //! - **Checkpoints.** A compute's checkpoint cache (`ComputeOptions::cache`) works as on local
@@ -121,14 +122,6 @@ pub enum ClusterError {
         job: String,
         /// The limit.
         seconds: u64,
-    },
-    /// A compute option this backend does not support.
-    #[error("{what} is not supported on Slurm: {reason}")]
-    Unsupported {
-        /// The option.
-        what: String,
-        /// Why, and what to do instead.
-        reason: String,
     },
     /// A unit description or marker is malformed.
     #[error("{what}: {message}")]

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use brisk_checkpoint::{Encoder, Store, from_url};
 use brisk_graph::{
-    BoxError, CacheAction, CancelToken, Error, Executor, FailurePolicy, Graph, Report, RunContext,
-    RunOutput, Value,
+    Arg, BoxError, CacheAction, CancelToken, Error, Executor, Failure, FailurePolicy, Graph, Key,
+    Report, RunContext, RunOutput, Skipped, Value,
 };
 
 use crate::plan::{Plan, UnitSpec, plan};
@@ -319,14 +319,10 @@ impl SlurmExecutor {
 
     /// Runs the plan stage by stage; the checkpointed results of each stage are saved to the
     /// compute's cache as soon as the stage is done, so a run that fails later keeps them.
-    fn drive(
-        &self,
-        graph: &Graph,
-        plan: &Plan,
-        ctx: &RunContext,
-    ) -> Result<Vec<Option<Value>>, Error> {
+    fn drive(&self, graph: &Graph, plan: &mut Plan, ctx: &RunContext) -> Result<RunOutput, Error> {
         let encoder = Encoder::new();
-        let mut saved = HashSet::new();
+        let keep_going = ctx.policy == FailurePolicy::KeepGoing;
+        let mut progress = Progress::default();
         // The next stage's job, queued behind the running one (`chain_stages`).
         let mut ahead: Option<Submitted<'_>> = None;
         let exec_err = |e: ClusterError| Error::Executor(Box::new(e));
@@ -337,11 +333,12 @@ impl SlurmExecutor {
         // keeps losing results stops instead of looping.
         let mut repairs = 0usize;
         let repair_limit = 10 * plan.stages.iter().map(Vec::len).sum::<usize>().max(1);
+        let run = plan.layout.run.clone();
         let went_back = |repairs: &mut usize| -> Result<(), Error> {
             *repairs += 1;
             if *repairs > repair_limit {
                 return Err(exec_err(ClusterError::Format {
-                    what: format!("run {}", plan.layout.run),
+                    what: format!("run {run}"),
                     message: "results keep disappearing or arriving corrupt; giving up".into(),
                 }));
             }
@@ -353,7 +350,10 @@ impl SlurmExecutor {
             }
             if stage == plan.stages.len() {
                 // Read the results; a corrupt one sends its unit back to work.
-                match self.read_outputs(graph, plan, &encoder).map_err(exec_err)? {
+                match self
+                    .read_outputs(graph, plan, &encoder, &progress.blocked)
+                    .map_err(exec_err)?
+                {
                     Ok(values) => break values,
                     Err(back) => {
                         went_back(&mut repairs)?;
@@ -364,9 +364,10 @@ impl SlurmExecutor {
                 }
             }
             let units = &plan.stages[stage];
-            let pending = self.pending(plan, units).map_err(exec_err)?;
+            let mut pending = self.pending(plan, units).map_err(exec_err)?;
+            pending.retain(|&i| !progress.settled.contains(&(stage, i)));
             if pending.is_empty() {
-                match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut saved)? {
+                match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut progress)? {
                     // A result to save was gone or corrupt: its unit runs again.
                     Some(back) => {
                         went_back(&mut repairs)?;
@@ -409,9 +410,10 @@ impl SlurmExecutor {
                 _ => self.submit(plan, stage, &pending, None).map_err(exec_err)?,
             };
             if self.options.chain_stages && stage + 1 < plan.stages.len() {
-                let next = self
+                let mut next = self
                     .pending(plan, &plan.stages[stage + 1])
                     .map_err(exec_err)?;
+                next.retain(|&i| !progress.settled.contains(&(stage + 1, i)));
                 if !next.is_empty() {
                     let queued = self.submit(plan, stage + 1, &next, Some(&sub.job));
                     ahead = Some(queued.map_err(exec_err)?);
@@ -421,35 +423,44 @@ impl SlurmExecutor {
                 return Err(Error::Cancelled);
             }
             let (job, log) = (&sub.job, &sub.log);
+            let mut failures = Vec::new();
             for &i in &pending {
                 let unit = &units[i];
                 let error_key = plan.layout.error(&unit.unit);
-                if let Some(bytes) = self.store.get(&error_key).map_err(|e| exec_err(e.into()))? {
-                    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-                    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
-                    let key = text("key").parse().map_err(|_| {
-                        exec_err(ClusterError::Format {
-                            what: error_key.clone(),
-                            message: "no valid key".into(),
-                        })
-                    })?;
-                    // The error stays reported until the graph changes; remove it so a
-                    // fixed rerun can try again.
-                    let _ = self.store.delete(&error_key);
-                    return Err(Error::Task {
-                        key,
-                        name: text("task"),
-                        attempts: 1,
-                        source: Box::new(RemoteTaskError {
-                            message: text("error"),
-                            log: log.replace("%A", job).replace("%a", &i.to_string()),
-                        }) as BoxError,
-                    });
+                let Some(bytes) = self.store.get(&error_key).map_err(|e| exec_err(e.into()))?
+                else {
+                    continue;
+                };
+                let log = log.replace("%A", job).replace("%a", &i.to_string());
+                let reported = parse_failures(&bytes, &error_key, &log).map_err(exec_err)?;
+                // The error stays reported until the graph changes; remove it so a fixed
+                // rerun can try again.
+                let _ = self.store.delete(&error_key);
+                if !keep_going {
+                    return Err(reported
+                        .into_iter()
+                        .next()
+                        .map(|f| f.error)
+                        .ok_or_else(|| {
+                            exec_err(ClusterError::Format {
+                                what: error_key.clone(),
+                                message: "an error report without failures".into(),
+                            })
+                        })?);
                 }
+                // Keep going: the unit is over for this compute (its other results are
+                // stored); what depends on its failures is taken out of the later units.
+                progress.settled.insert((stage, i));
+                failures.extend(reported);
+            }
+            if !failures.is_empty() {
+                ahead = None; // Slurm cancelled it (a unit failed); the units change anyway
+                self.block(graph, plan, stage, failures, &mut progress)
+                    .map_err(exec_err)?;
             }
             // Units without a marker and without an error run again (next loop turn).
         };
-        Ok(outputs)
+        Ok(RunOutput::new(outputs, progress.report))
     }
 
     /// The graph's outputs, decoded; `Err(stage)` when one did not decode (it was removed
@@ -459,11 +470,16 @@ impl SlurmExecutor {
         graph: &Graph,
         plan: &Plan,
         encoder: &Encoder,
+        blocked: &HashMap<usize, Key>,
     ) -> Result<Result<Vec<Option<Value>>, usize>, ClusterError> {
         let mut values = Vec::new();
         for &o in graph.outputs() {
             let o = o as usize;
             let node = graph.node(o);
+            if blocked.contains_key(&o) {
+                values.push(None); // failed or blocked (keep going): in the report
+                continue;
+            }
             if let Some(v) = node
                 .literal()
                 .map(|(v, _)| v)
@@ -502,14 +518,17 @@ impl SlurmExecutor {
         stage: usize,
         ctx: &RunContext,
         encoder: &Encoder,
-        saved: &mut HashSet<usize>,
+        progress: &mut Progress,
     ) -> Result<Option<usize>, Error> {
         if ctx.cache.is_none() {
             return Ok(None);
         }
         for &id in &plan.stage_nodes[stage] {
             let node = graph.node(id);
-            if node.save_spec().is_none() || saved.contains(&id) {
+            if node.save_spec().is_none()
+                || progress.saved.contains(&id)
+                || progress.blocked.contains_key(&id)
+            {
                 continue;
             }
             let store_err = |e: ClusterError| Error::Cache {
@@ -532,9 +551,76 @@ impl SlurmExecutor {
                 return self.invalidate(plan, &key).map(Some).map_err(store_err);
             };
             ctx.save_checkpoint(node, &value)?;
-            saved.insert(id);
+            progress.saved.insert(id);
         }
         Ok(None)
+    }
+
+    /// Keep going after `failures` in stage `stage`: records them, marks every task that
+    /// depends on one as blocked (recorded as skipped, with the failure it waits on), and
+    /// takes the blocked tasks out of the later units — rewriting their descriptions in the
+    /// store, and settling a unit left with nothing to run — so no worker looks for an input
+    /// that will never come.
+    fn block(
+        &self,
+        graph: &Graph,
+        plan: &mut Plan,
+        stage: usize,
+        failures: Vec<Failure>,
+        progress: &mut Progress,
+    ) -> Result<(), ClusterError> {
+        let Progress {
+            blocked,
+            settled,
+            report,
+            ..
+        } = progress;
+        for f in failures {
+            let id = graph.id_of(&f.key).ok_or_else(|| ClusterError::Format {
+                what: f.key.to_string(),
+                message: "a worker reported a task this graph does not have".into(),
+            })?;
+            blocked.insert(id, f.key.clone());
+            report.failed.push(f);
+        }
+        for &id in graph.order() {
+            let id = id as usize;
+            if blocked.contains_key(&id) {
+                continue;
+            }
+            let because = graph.node(id).args().iter().find_map(|a| match *a {
+                Arg::Node(dep) => blocked.get(&dep).cloned(),
+                _ => None,
+            });
+            if let Some(because) = because {
+                report
+                    .skipped
+                    .push(Skipped::new(graph.key(id).clone(), because.clone()));
+                blocked.insert(id, because);
+            }
+        }
+        let gone: HashSet<String> = blocked
+            .keys()
+            .map(|&id| graph.key(id).to_string())
+            .collect();
+        for (s, units) in plan.stages.iter_mut().enumerate().skip(stage + 1) {
+            for (u, unit) in units.iter_mut().enumerate() {
+                let before = unit.nodes.len();
+                unit.nodes.retain(|n| !gone.contains(&n.key));
+                if unit.nodes.len() == before {
+                    continue;
+                }
+                if unit.nodes.is_empty() {
+                    settled.insert((s, u)); // nothing left to run: never submitted
+                }
+                let text = serde_json::to_vec(unit).map_err(|e| ClusterError::Format {
+                    what: format!("unit {}", unit.unit),
+                    message: e.to_string(),
+                })?;
+                self.store.put(&plan.layout.unit(&unit.unit), &text)?;
+            }
+        }
+        Ok(())
     }
 
     fn invalidate(&self, plan: &Plan, key: &str) -> Result<usize, ClusterError> {
@@ -553,14 +639,12 @@ impl Executor for SlurmExecutor {
         for h in ctx.hooks.iter() {
             h.on_start(graph);
         }
-        let result = refuse_keep_going(ctx)
-            .and_then(|()| load_checkpoints(graph, ctx))
+        let result = load_checkpoints(graph, ctx)
             .and_then(|loaded| {
                 plan(graph, self.options.units_per_stage, loaded)
                     .map_err(|e| Error::Executor(Box::new(e)))
             })
-            .and_then(|p| self.drive(graph, &p, ctx))
-            .map(|values| RunOutput::new(values, Report::default()));
+            .and_then(|mut p| self.drive(graph, &mut p, ctx));
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());
         }
@@ -572,19 +656,51 @@ impl Executor for SlurmExecutor {
     }
 }
 
-/// `FailurePolicy::KeepGoing` is refused before anything is submitted: a failed unit cancels
-/// the stages after it, so a run cannot go on around a failure (yet), and running fail-fast
-/// under a keep-going compute would break the [`Executor`] contract silently.
-fn refuse_keep_going(ctx: &RunContext) -> Result<(), Error> {
-    if ctx.policy == FailurePolicy::KeepGoing {
-        return Err(Error::Executor(Box::new(ClusterError::Unsupported {
-            what: "FailurePolicy::KeepGoing".into(),
-            reason: "the Slurm backend stops at the first task error; compute fail-fast, or \
-                     on local threads to keep going"
-                .into(),
-        })));
-    }
-    Ok(())
+/// What the driver knows of a run beyond the store's markers.
+#[derive(Default)]
+struct Progress {
+    /// Checkpointed results already saved to the compute's cache.
+    saved: HashSet<usize>,
+    /// Keep going: what failed and what it blocked.
+    report: Report,
+    /// Keep going: graph ids that will have no value, with the failed key each waits on.
+    blocked: HashMap<usize, Key>,
+    /// Keep going: units over for this compute ((stage, index): failed, or left empty).
+    settled: HashSet<(usize, usize)>,
+}
+
+/// The task failures in a unit's error report (`{"failures": [{key, task, error}, …]}`), as
+/// [`Error::Task`]s whose source names the unit's log.
+fn parse_failures(bytes: &[u8], entry: &str, log: &str) -> Result<Vec<Failure>, ClusterError> {
+    let bad = |message: &str| ClusterError::Format {
+        what: entry.to_owned(),
+        message: message.to_owned(),
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let list = v["failures"]
+        .as_array()
+        .filter(|l| !l.is_empty())
+        .ok_or_else(|| bad("no `failures` list"))?;
+    list.iter()
+        .map(|f| {
+            let text = |k: &str| f[k].as_str().unwrap_or_default().to_owned();
+            let key: Key = text("key")
+                .parse()
+                .map_err(|_| bad("a failure without a valid key"))?;
+            let name = text("task");
+            let error = Error::Task {
+                key: key.clone(),
+                name: name.clone(),
+                attempts: 1,
+                source: Box::new(RemoteTaskError {
+                    message: text("error"),
+                    log: log.to_owned(),
+                }) as BoxError,
+            };
+            Ok(Failure::new(key, name, error))
+        })
+        .collect()
 }
 
 /// The values of the nodes the graph loads from the compute's checkpoint cache, by graph id.

@@ -91,12 +91,14 @@ pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterEr
             what: "the local thread pool".into(),
             message: e.to_string(),
         })?;
-    let mut failed: Option<(String, String, String)> = None;
+    let mut failed: Vec<serde_json::Value> = Vec::new();
     for (node, result) in spec.nodes.iter().zip(handler.gather_results(futures)) {
         match result {
             Ok(None) => {}
             Ok(Some(task_error)) => {
-                failed.get_or_insert((node.key.clone(), node.task.clone(), task_error));
+                failed.push(serde_json::json!({
+                    "key": node.key, "task": node.task, "error": task_error
+                }));
             }
             Err(e) => {
                 return Err(ClusterError::Format {
@@ -106,8 +108,9 @@ pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterEr
             }
         }
     }
-    if let Some((key, task, error)) = failed {
-        let report = serde_json::json!({"key": key, "task": task, "error": error});
+    if !failed.is_empty() {
+        // Every failed task of the unit (the others' results are stored), in unit order.
+        let report = serde_json::json!({ "failures": failed });
         store.put(&layout.error(&name), report.to_string().as_bytes())?;
         return Ok(Outcome::TaskFailed);
     }

@@ -400,20 +400,57 @@ fn slurm_cancels_its_jobs_when_the_compute_is_cancelled() {
 }
 
 #[test]
-fn keep_going_is_refused_on_slurm_before_anything_is_submitted() {
+fn keep_going_on_slurm_returns_what_could_be_computed_and_a_report() {
+    // Stage 0: square(2) and unlucky(7) in one unit, square(3) in another; stage 1: `blocked`
+    // (needs the failure) and `fine`; stage 2: `blocked2`. Keeping going, `fine` is computed,
+    // the failure is reported with its error, and what depends on it is skipped — never
+    // submitted to look for an input that cannot come.
     let dir = tempfile::tempdir().unwrap();
     let Some(cluster) = slurm(&dir.path().display().to_string()) else {
         return;
     };
-    let err = add(square(1), square(2))
-        .compute_with_options(&cluster, &ComputeOptions::new().keep_going())
-        .unwrap_err();
-    let text = brisk_graph::chain(&err);
+    let bad = unlucky(7);
+    let blocked = add(square(2), &bad);
+    let fine = add(square(2), square(3));
+    let blocked2 = add(&blocked, &fine);
+    let out = ComputeOptions::new()
+        .keep_going()
+        .run(&cluster, [fine.erase(), blocked2.erase()])
+        .unwrap();
+    assert_eq!(out.get(&fine).unwrap(), 13);
     assert!(
-        text.contains("KeepGoing is not supported on Slurm"),
-        "{text}"
+        matches!(out.get(&blocked2), Err(Error::Incomplete { .. })),
+        "{:?}",
+        out.get(&blocked2)
     );
-    assert_eq!(cluster.submissions(), 0);
+    let r = out.report();
+    assert_eq!(r.failed.len(), 1, "{}", r.summary());
+    assert_eq!(&r.failed[0].key, bad.key());
+    let why = brisk_graph::chain(&r.failed[0].error);
+    assert!(
+        why.contains("no luck with 7") && why.contains("worker log"),
+        "{why}"
+    );
+    let mut skipped: Vec<_> = r
+        .skipped
+        .iter()
+        .map(|s| (s.key.to_string(), s.because.clone()))
+        .collect();
+    skipped.sort();
+    let mut expected = vec![
+        (blocked.key().to_string(), bad.key().clone()),
+        (blocked2.key().to_string(), bad.key().clone()),
+    ];
+    expected.sort();
+    assert_eq!(skipped, expected);
+    // Stage 0, stage 1 queued behind it (cancelled: a unit failed), stage 1 again with only
+    // `fine`; stage 2 held nothing but `blocked2`, so it was never submitted.
+    assert_eq!(cluster.submissions(), 3);
+    // Fail-fast, the same graph fails with the task's error.
+    let err = ComputeOptions::new()
+        .run(&cluster, [fine.erase(), blocked2.erase()])
+        .unwrap_err();
+    assert!(brisk_graph::chain(&err).contains("no luck with 7"), "{err}");
 }
 
 #[test]
