@@ -14,7 +14,7 @@ use brisk_graph::{
     Report, RunContext, RunOutput, Skipped, Value,
 };
 
-use crate::plan::{Plan, UnitSpec, plan};
+use crate::plan::{Layout, Plan, UnitSpec, plan};
 use crate::{ClusterError, RemoteTaskError, SlurmOptions};
 
 /// Runs graphs on Slurm (see the crate docs). Every task node must be a registered
@@ -287,13 +287,19 @@ impl SlurmExecutor {
         }
         for stage in &plan.stages {
             for unit in stage {
-                let text = serde_json::to_vec(unit).map_err(|e| ClusterError::Format {
-                    what: format!("unit {}", unit.unit),
-                    message: e.to_string(),
-                })?;
-                self.store.put(&plan.layout.unit(&unit.unit), &text)?;
+                self.put_unit(&plan.layout, unit)?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes `unit`'s description where its workers read it.
+    fn put_unit(&self, layout: &Layout, unit: &UnitSpec) -> Result<(), ClusterError> {
+        let text = serde_json::to_vec(unit).map_err(|e| ClusterError::Format {
+            what: format!("unit {}", unit.unit),
+            message: e.to_string(),
+        })?;
+        self.store.put(&layout.unit(&unit.unit), &text)?;
         Ok(())
     }
 
@@ -613,11 +619,7 @@ impl SlurmExecutor {
                 if unit.nodes.is_empty() {
                     settled.insert((s, u)); // nothing left to run: never submitted
                 }
-                let text = serde_json::to_vec(unit).map_err(|e| ClusterError::Format {
-                    what: format!("unit {}", unit.unit),
-                    message: e.to_string(),
-                })?;
-                self.store.put(&plan.layout.unit(&unit.unit), &text)?;
+                self.put_unit(&plan.layout, unit)?;
             }
         }
         Ok(())
