@@ -357,7 +357,7 @@ impl SlurmExecutor {
             if stage == plan.stages.len() {
                 // Read the results; a corrupt one sends its unit back to work.
                 match self
-                    .read_outputs(graph, plan, &encoder, &progress.blocked)
+                    .read_outputs(graph, plan, &encoder, &progress)
                     .map_err(exec_err)?
                 {
                     Ok(values) => break values,
@@ -476,13 +476,13 @@ impl SlurmExecutor {
         graph: &Graph,
         plan: &Plan,
         encoder: &Encoder,
-        blocked: &HashMap<usize, Key>,
+        progress: &Progress,
     ) -> Result<Result<Vec<Option<Value>>, usize>, ClusterError> {
         let mut values = Vec::new();
         for &o in graph.outputs() {
             let o = o as usize;
             let node = graph.node(o);
-            if blocked.contains_key(&o) {
+            if progress.blocked.contains_key(&o) {
                 values.push(None); // failed or blocked (keep going): in the report
                 continue;
             }
@@ -494,23 +494,44 @@ impl SlurmExecutor {
                 values.push(Some(v.clone()));
                 continue;
             }
-            let invoker = plan.invokers.get(&o).ok_or_else(|| ClusterError::Format {
-                what: node.key().to_string(),
-                message: "an output without a plan".into(),
-            })?;
-            let key = plan.layout.value(node.key());
-            let Some(bytes) = self.store.get(&key)? else {
-                return Ok(Err(self.invalidate(plan, &key)?));
-            };
-            match encoder.decode(invoker.output(), &bytes, &key) {
+            if let Some(v) = progress.outputs.get(&o) {
+                values.push(Some(v.clone())); // decoded when its checkpoint was saved
+                continue;
+            }
+            match self.read_value(graph, plan, encoder, o)? {
                 Ok(v) => values.push(Some(v)),
-                Err(_) => {
-                    self.store.delete(&key)?;
-                    return Ok(Err(self.invalidate(plan, &key)?));
-                }
+                Err(back) => return Ok(Err(back)),
             }
         }
         Ok(Ok(values))
+    }
+
+    /// The result of task node `id`, read from the data plane and decoded; `Err(stage)` when
+    /// it is missing or does not decode — a corrupt entry is removed — after removing the
+    /// marker of the unit that produces it, whose `stage` must run again.
+    fn read_value(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        encoder: &Encoder,
+        id: usize,
+    ) -> Result<Result<Value, usize>, ClusterError> {
+        let key = graph.key(id);
+        let invoker = plan.invokers.get(&id).ok_or_else(|| ClusterError::Format {
+            what: key.to_string(),
+            message: "a task without a plan".into(),
+        })?;
+        let entry = plan.layout.value(key);
+        let Some(bytes) = self.store.get(&entry)? else {
+            return Ok(Err(self.invalidate(plan, &entry)?));
+        };
+        match encoder.decode(invoker.output(), &bytes, &entry) {
+            Ok(v) => Ok(Ok(v)),
+            Err(_) => {
+                self.store.delete(&entry)?;
+                Ok(Err(self.invalidate(plan, &entry)?))
+            }
+        }
     }
 
     /// Saves the results of stage `stage`'s checkpointed tasks into the compute's cache
@@ -537,27 +558,23 @@ impl SlurmExecutor {
             {
                 continue;
             }
-            let store_err = |e: ClusterError| Error::Cache {
-                key: node.key().clone(),
-                name: node.name().to_owned(),
-                action: CacheAction::Save,
-                source: Box::new(e),
-            };
-            let invoker = plan.invokers.get(&id).ok_or_else(|| {
-                store_err(ClusterError::Format {
-                    what: node.key().to_string(),
-                    message: "a checkpointed task without a plan".into(),
-                })
-            })?;
-            let key = plan.layout.value(node.key());
-            let bytes = self.store.get(&key).map_err(|e| store_err(e.into()))?;
-            let value = bytes.and_then(|b| encoder.decode(invoker.output(), &b, &key).ok());
-            let Some(value) = value else {
-                let _ = self.store.delete(&key);
-                return self.invalidate(plan, &key).map(Some).map_err(store_err);
+            let read = self
+                .read_value(graph, plan, encoder, id)
+                .map_err(|e| Error::Cache {
+                    key: node.key().clone(),
+                    name: node.name().to_owned(),
+                    action: CacheAction::Save,
+                    source: Box::new(e),
+                })?;
+            let value = match read {
+                Ok(value) => value,
+                Err(back) => return Ok(Some(back)),
             };
             ctx.save_checkpoint(node, &value)?;
             progress.saved.insert(id);
+            if graph.outputs().contains(&(id as u32)) {
+                progress.outputs.insert(id, value);
+            }
         }
         Ok(None)
     }
@@ -663,6 +680,8 @@ impl Executor for SlurmExecutor {
 struct Progress {
     /// Checkpointed results already saved to the compute's cache.
     saved: HashSet<usize>,
+    /// The values of outputs among them, decoded to be saved: not read a second time.
+    outputs: HashMap<usize, Value>,
     /// Keep going: what failed and what it blocked.
     report: Report,
     /// Keep going: graph ids that will have no value, with the failed key each waits on.
