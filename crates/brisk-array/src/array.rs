@@ -614,6 +614,34 @@ impl<T: Element> Array<T> {
         Ok(a)
     }
 
+    /// This array with every block checkpointed, as a materialized array (like
+    /// [`persist`](Array::persist)): a compute with a checkpoint cache attached (for example
+    /// `brisk_checkpoint::Storage::options`) loads the blocks it finds instead of computing
+    /// them — and culls everything upstream — and saves the blocks it computes.
+    ///
+    /// A checkpoint is found again only under the same keys: arrays from `ndarray`s, random
+    /// generators and pure functions have them; reads of stored Zarr arrays need
+    /// `brisk_zarr::IoOptions::pinned` (keys from the chunks' versions).
+    ///
+    /// ```
+    /// use brisk_array::Array;
+    ///
+    /// let x = Array::<f64>::random_normal(&[100, 10], &[50, 10], 7, 0.0, 1.0).unwrap();
+    /// let m = x.mean(0).checkpointed().unwrap();
+    /// assert!(m.blocks().unwrap().iter().all(|b| b.is_checkpointed()));
+    /// // Same keys as the unmarked array: a checkpoint saved for one is found by the other.
+    /// assert_eq!(m.blocks().unwrap()[0].key(), x.mean(0).blocks().unwrap()[0].key());
+    /// ```
+    ///
+    /// # Errors
+    /// The build error, if any.
+    pub fn checkpointed(&self) -> Result<Self> {
+        let blocks = self.blocks()?.iter().map(Delayed::checkpointed).collect();
+        let mut a = Self::from_blocks(self.grid.clone(), blocks)?;
+        a.split_every = self.split_every;
+        Ok(a)
+    }
+
     /// Computes the whole array on `executor`.
     ///
     /// # Errors

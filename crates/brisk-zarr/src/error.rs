@@ -59,6 +59,13 @@ pub enum ZarrError {
         /// Which axis and boundary.
         reason: String,
     },
+    /// A chunk of an array opened with pinned reads ([`IoOptions::pinned`]) is no longer the
+    /// version the array was opened with: the value being computed would mix data the keys
+    /// do not describe, so the read fails instead (open the array again to read the new data).
+    ///
+    /// [`IoOptions::pinned`]: crate::IoOptions::pinned
+    #[error("{0}")]
+    Changed(Box<ChunkChanged>),
     /// zarrs rejected the metadata or an operation.
     #[error("zarr array `{path}`: {message}")]
     Zarr {
@@ -79,4 +86,27 @@ pub enum ZarrError {
         #[source]
         source: brisk_graph::Error,
     },
+}
+
+/// Which chunk changed under a pinned read, and how (see [`ZarrError::Changed`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "chunk {chunk:?} (`{key}`) of `{path}` in `{location}` changed since the array was opened with pinned reads (then: {}; now: {}): open it again to read the new data",
+    .pinned.as_deref().unwrap_or("absent"),
+    .now.as_deref().unwrap_or("absent")
+)]
+#[non_exhaustive]
+pub struct ChunkChanged {
+    /// The store location.
+    pub location: String,
+    /// The array's path.
+    pub path: String,
+    /// The chunk's (or shard's) grid indices.
+    pub chunk: Vec<u64>,
+    /// Its store key.
+    pub key: String,
+    /// Its version when the array was opened (`None`: absent).
+    pub pinned: Option<String>,
+    /// Its version now (`None`: absent).
+    pub now: Option<String>,
 }

@@ -11,7 +11,7 @@ use zarrs::array::{
 };
 use zarrs::storage::{ReadableWritableListableStorageTraits, StoreKey, StorePrefix};
 
-use crate::error::ZarrError;
+use crate::error::{ChunkChanged, ZarrError};
 use crate::meta::{
     ArrayOptions, FastCodec, WriteCodec, ZarrElement, array_metadata, fast_codec, stored_dtype,
     write_codec,
@@ -34,6 +34,9 @@ pub struct IoOptions {
     /// its own, whose result consumers share (what a chunk read by several reductions of one
     /// compute may prefer). See `brisk_array::stream`.
     pub fused: bool,
+    /// Whether reads are pinned to the chunks' versions at open (`false` by default). See
+    /// [`IoOptions::pinned`].
+    pub pinned: bool,
 }
 
 impl Default for IoOptions {
@@ -41,6 +44,7 @@ impl Default for IoOptions {
         Self {
             codec_threads: 1,
             fused: true,
+            pinned: false,
         }
     }
 }
@@ -61,6 +65,30 @@ impl IoOptions {
     #[must_use]
     pub fn fused(mut self, fused: bool) -> Self {
         self.fused = fused;
+        self
+    }
+    /// Pins reads to the version every chunk has when the array is opened, so that what is
+    /// computed from the array can be checkpointed and found again.
+    ///
+    /// By default reads are impure: each [`from_zarr`] gives fresh keys, so a value derived
+    /// from the array is never mistaken for one computed from older data — and a checkpoint
+    /// of it is never found by a later run. Pinned, [`from_zarr_with`] asks the store for the
+    /// version of every chunk (directories: a `stat` per chunk; object stores: one listing)
+    /// and derives each chunk's key from the store location, the array's path and metadata,
+    /// the chunk's indices and its version: opening an unchanged array again gives the same
+    /// keys (checkpoints of derived values hit), and a chunk that changed gives new keys for
+    /// it and everything computed from it. A chunk that changes after the array was opened
+    /// fails the read that sees it with [`ZarrError::Changed`] (its version is checked once
+    /// the chunk has been read), never a value under a key that does not describe it.
+    ///
+    /// A version is what the store can tell: on a local directory the file's size, inode
+    /// and modification and change times — a file rewritten in place with the same size
+    /// within the file system's timestamp granularity (a few milliseconds at worst) of its
+    /// previous write goes unnoticed; object stores give e-tags (or generations) that change
+    /// with every write; stores in memory hash the bytes.
+    #[must_use]
+    pub fn pinned(mut self, pinned: bool) -> Self {
+        self.pinned = pinned;
         self
     }
     fn codec(self) -> CodecOptions {
@@ -384,6 +412,8 @@ pub fn open_array(store: &Store, path: &str) -> Result<ZarrArray, ZarrError> {
 ///
 /// Reads are not content-addressed (the data on disk may change between computes), so each
 /// call gives fresh keys: a derived value is never mistaken for one computed from older data.
+/// To checkpoint values computed from a stored array, open it with
+/// [`IoOptions::pinned`] (keys from the chunks' versions).
 ///
 /// # Errors
 /// [`ZarrError::NotFound`], [`ZarrError::WrongType`] naming the path and both types.
@@ -403,25 +433,78 @@ pub fn from_zarr_with<T: ZarrElement>(
     let za = open_array(store, path)?;
     za.check_type::<T>()?;
     let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
-    let spec = TaskSpec::new("zarr-read");
+    let pins = if io.pinned {
+        Some(chunk_versions(&za, &grid)?)
+    } else {
+        None
+    };
     let plan = Arc::new(ReadPlan {
         unit: za.unit_shape(),
         fast: fast_codec(&za.metadata_json()),
         za,
         grid: grid.clone(),
         io,
+        pins,
     });
-    let blocks: Vec<Delayed<ArrayD<T>>> = (0..grid.num_blocks())
-        .map(|i| {
-            let plan = Arc::clone(&plan);
-            spec.try_call(move || plan.read_block::<T>(i), ())
-        })
-        .collect();
+    let blocks: Vec<Delayed<ArrayD<T>>> = match &plan.pins {
+        None => {
+            let spec = TaskSpec::new("zarr-read");
+            (0..grid.num_blocks())
+                .map(|i| {
+                    let plan = Arc::clone(&plan);
+                    spec.try_call(move || plan.read_block::<T>(i), ())
+                })
+                .collect()
+        }
+        Some(pins) => {
+            // Version 1 of pinned keys: location, path, metadata, chunk indices, version.
+            let spec = TaskSpec::new("zarr-read").pure().version("1");
+            let location = plan.za.store.location().to_owned();
+            let meta = plan.za.metadata_json().to_string();
+            (0..grid.num_blocks())
+                .map(|i| {
+                    let p = Arc::clone(&plan);
+                    let (idx, ..) = plan.block(i);
+                    spec.try_call(
+                        move |_: String, _: String, _: String, _: Vec<u64>, _: Option<String>| {
+                            p.read_block::<T>(i)
+                        },
+                        (
+                            location.clone(),
+                            plan.za.path.clone(),
+                            meta.clone(),
+                            idx,
+                            pins[i].clone(),
+                        ),
+                    )
+                })
+                .collect()
+        }
+    };
     if !io.fused {
         return Ok(Array::from_blocks(grid, blocks)?);
     }
     let open: OpenStream<T> = Arc::new(move |i| plan.open_stream::<T>(i));
     Ok(Array::from_blocks_streamed(grid, blocks, open)?)
+}
+
+/// The version of every chunk (or shard) of `za`, in the order of `grid`'s blocks.
+fn chunk_versions(za: &ZarrArray, grid: &ChunkGrid) -> Result<Vec<Option<String>>, ZarrError> {
+    let keys: Vec<StoreKey> = (0..grid.num_blocks())
+        .map(|i| {
+            let idx: Vec<u64> = grid.block_coords(i).iter().map(|&c| c as u64).collect();
+            za.inner.chunk_key(&idx)
+        })
+        .collect();
+    let prefix = za.path.trim_matches('/');
+    let prefix = if prefix.is_empty() {
+        StorePrefix::root()
+    } else {
+        StorePrefix::new(format!("{prefix}/")).map_err(|e| za.store.error(&e))?
+    };
+    za.store
+        .versions(&prefix, &keys)
+        .map_err(|e| za.store.error(&e))
 }
 
 /// What reading the chunks of one array needs.
@@ -431,6 +514,8 @@ struct ReadPlan {
     unit: Vec<usize>,
     fast: Option<FastCodec>,
     io: IoOptions,
+    /// With pinned reads, the version of each block's chunk when the array was opened.
+    pins: Option<Vec<Option<String>>>,
 }
 
 impl ReadPlan {
@@ -447,8 +532,30 @@ impl ReadPlan {
         format!("reading chunk {idx:?} of `{}`: {e}", self.za.path).into()
     }
 
+    /// With pinned reads, what checks after reading block `i` that its chunk is still the
+    /// version the array was opened with.
+    fn pin(&self, i: usize, idx: &[u64]) -> Option<Pin> {
+        let pinned = self.pins.as_ref()?.get(i)?.clone();
+        Some(Pin {
+            store: self.za.store.clone(),
+            path: self.za.path.clone(),
+            chunk: idx.to_vec(),
+            key: self.za.inner.chunk_key(idx),
+            pinned,
+        })
+    }
+
     /// Block `i`, whole.
     fn read_block<T: ZarrElement>(&self, i: usize) -> Result<ArrayD<T>, BoxError> {
+        let (idx, ..) = self.block(i);
+        let block = self.read_block_unchecked(i)?;
+        if let Some(pin) = self.pin(i, &idx) {
+            pin.check()?;
+        }
+        Ok(block)
+    }
+
+    fn read_block_unchecked<T: ZarrElement>(&self, i: usize) -> Result<ArrayD<T>, BoxError> {
         let (idx, off, shape, whole) = self.block(i);
         let za = &self.za;
         if whole
@@ -471,8 +578,21 @@ impl ReadPlan {
     }
 
     /// Block `i` as a stream: decoded from the store as it is read when the chunk is a whole
-    /// unit stored with a [`FastCodec`]; otherwise read whole and served from memory.
+    /// unit stored with a [`FastCodec`]; otherwise read whole and served from memory. With
+    /// pinned reads, the chunk's version is checked when the stream is finished.
     fn open_stream<T: ZarrElement>(&self, i: usize) -> Result<Box<dyn BlockStream<T>>, BoxError> {
+        let stream = self.open_stream_unchecked(i)?;
+        let (idx, ..) = self.block(i);
+        Ok(match self.pin(i, &idx) {
+            Some(pin) => Box::new(Pinned { stream, pin }),
+            None => stream,
+        })
+    }
+
+    fn open_stream_unchecked<T: ZarrElement>(
+        &self,
+        i: usize,
+    ) -> Result<Box<dyn BlockStream<T>>, BoxError> {
         let (idx, _, shape, whole) = self.block(i);
         let viewable = T::le_bytes_mut(&mut [T::default()]).is_some();
         if viewable && let Some(codec) = self.fast {
@@ -498,7 +618,57 @@ impl ReadPlan {
                 });
             }
         }
-        Ok(Box::new(Materialized::new(self.read_block::<T>(i)?)))
+        Ok(Box::new(Materialized::new(
+            self.read_block_unchecked::<T>(i)?,
+        )))
+    }
+}
+
+/// A chunk's version when its array was opened with pinned reads, checked against the
+/// store's after the chunk was read: the store's versions never come back to an earlier one
+/// (see [`Store::version`]), so an equal version means the bytes read were the pinned ones.
+struct Pin {
+    store: Store,
+    path: String,
+    chunk: Vec<u64>,
+    key: StoreKey,
+    pinned: Option<String>,
+}
+
+impl Pin {
+    fn check(&self) -> Result<(), BoxError> {
+        let now = self
+            .store
+            .version(&self.key)
+            .map_err(|e| format!("reading chunk {:?} of `{}`: {e}", self.chunk, self.path))?;
+        if now == self.pinned {
+            return Ok(());
+        }
+        Err(Box::new(ZarrError::Changed(Box::new(ChunkChanged {
+            location: self.store.location().to_owned(),
+            path: self.path.clone(),
+            chunk: self.chunk.clone(),
+            key: self.key.to_string(),
+            pinned: self.pinned.clone(),
+            now,
+        }))))
+    }
+}
+
+/// A streamed block whose chunk's version is checked once it has been read.
+struct Pinned<T> {
+    stream: Box<dyn BlockStream<T>>,
+    pin: Pin,
+}
+
+impl<T> BlockStream<T> for Pinned<T> {
+    fn read(&mut self, out: &mut [T]) -> Result<(), BoxError> {
+        self.stream.read(out)
+    }
+
+    fn finish(&mut self) -> Result<(), BoxError> {
+        self.stream.finish()?;
+        self.pin.check()
     }
 }
 

@@ -33,7 +33,7 @@ mod io;
 mod meta;
 mod store;
 
-pub use error::ZarrError;
+pub use error::{ChunkChanged, ZarrError};
 pub use io::{
     IoOptions, WriteSummary, ZarrArray, create_array, create_group, from_zarr, from_zarr_with,
     node_attributes, open_array, to_zarr, write_tasks,

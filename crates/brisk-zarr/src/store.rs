@@ -34,6 +34,9 @@ pub struct Store {
     inner: ReadableWritableListableStorage,
     /// The directory backend, read directly into reused buffers.
     dir: Option<Arc<AtomicDir>>,
+    /// The object store behind an object-store backend and what drives its futures: asked
+    /// for versions (`head`, `list`), which zarrs' storage traits do not expose.
+    objects: Option<(Arc<dyn object_store::ObjectStore>, Driver)>,
     location: String,
 }
 
@@ -57,6 +60,7 @@ impl Store {
         Self {
             inner: Arc::new(MemoryStore::new()),
             dir: None,
+            objects: None,
             location: "memory://".into(),
         }
     }
@@ -99,6 +103,7 @@ impl Store {
         });
         Ok(Self {
             dir: Some(Arc::clone(&dir)),
+            objects: None,
             inner: dir,
             location: path.display().to_string(),
         })
@@ -137,12 +142,15 @@ impl Store {
         label: impl Into<String>,
     ) -> Self {
         let adapter = AsyncToSyncStorageAdapter::new(
-            Arc::new(zarrs_object_store::AsyncObjectStore::new(store)),
-            CallerThread,
+            Arc::new(zarrs_object_store::AsyncObjectStore::new(Arc::clone(
+                &store,
+            ))),
+            Driver::CallerThread,
         );
         Self {
             inner: Arc::new(adapter),
             dir: None,
+            objects: Some((store, Driver::CallerThread)),
             location: label.into(),
         }
     }
@@ -218,13 +226,17 @@ impl Store {
             .enable_all()
             .build()
             .map_err(|e| err(&e))?;
+        let driver = Driver::Tokio(Arc::new(runtime));
         let adapter = AsyncToSyncStorageAdapter::new(
-            Arc::new(zarrs_object_store::AsyncObjectStore::new(store)),
-            TokioThread(Arc::new(runtime)),
+            Arc::new(zarrs_object_store::AsyncObjectStore::new(Arc::clone(
+                &store,
+            ))),
+            driver.clone(),
         );
         Ok(Self {
             inner: Arc::new(adapter),
             dir: None,
+            objects: Some((store, driver)),
             location: url.to_owned(),
         })
     }
@@ -358,27 +370,144 @@ impl Store {
             message: e.to_string(),
         }
     }
-}
 
-/// Drives object-store futures on the calling thread (in-memory and local backends need no
-/// runtime; the local one runs its blocking I/O inline outside a Tokio runtime).
-struct CallerThread;
+    /// The version of the value at `key` (`None` when it is absent): a description that
+    /// changes whenever the value is replaced or rewritten. Directory stores: the file's
+    /// size, identity (device, inode) and modification and change times; object stores: the
+    /// object's size and e-tag (see [`object_version`]); stores in memory: a hash of the
+    /// value.
+    ///
+    /// # Errors
+    /// The store could not be asked.
+    pub(crate) fn version(&self, key: &StoreKey) -> Result<Option<String>, StorageError> {
+        use object_store::ObjectStoreExt as _;
+        if let Some(dir) = &self.dir {
+            let path = dir.fs.key_to_fspath(key);
+            return match std::fs::metadata(&path) {
+                Ok(m) => Ok(Some(file_version(&m))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+            };
+        }
+        if let Some((store, driver)) = &self.objects {
+            let path = object_store::path::Path::from(key.as_str());
+            return match driver.block_on(store.head(&path)) {
+                Ok(meta) => Ok(Some(object_version(&meta))),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+            };
+        }
+        Ok(self.inner.get(key)?.map(|bytes| content_version(&bytes)))
+    }
 
-impl AsyncToSyncBlockOn for CallerThread {
-    fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
-        futures::executor::block_on(future)
+    /// The versions of `keys`, all under `prefix` (see [`Store::version`]): an object store
+    /// is listed once rather than asked once per key.
+    ///
+    /// # Errors
+    /// The store could not be asked or listed.
+    pub(crate) fn versions(
+        &self,
+        prefix: &StorePrefix,
+        keys: &[StoreKey],
+    ) -> Result<Vec<Option<String>>, StorageError> {
+        use futures::TryStreamExt as _;
+        let Some((store, driver)) = &self.objects else {
+            return keys.iter().map(|k| self.version(k)).collect();
+        };
+        let under = prefix.as_str().trim_end_matches('/');
+        let under = (!under.is_empty()).then(|| object_store::path::Path::from(under));
+        let listed: Vec<object_store::ObjectMeta> = driver
+            .block_on(store.list(under.as_ref()).try_collect())
+            .map_err(|e| StorageError::Other(format!("listing `{prefix}`: {e}")))?;
+        let found: std::collections::HashMap<String, String> = listed
+            .iter()
+            .map(|m| (m.location.to_string(), object_version(m)))
+            .collect();
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_str()).cloned())
+            .collect())
     }
 }
 
-/// Drives object-store futures on a current-thread Tokio runtime, entered by each calling
-/// thread in turn (the HTTP backends need Tokio's reactor).
-#[cfg(feature = "cloud")]
-struct TokioThread(Arc<tokio::runtime::Runtime>);
+/// A file's version: its size, identity and times (the change time is set by the kernel on
+/// every write or rename and cannot be set back by a user).
+#[cfg(unix)]
+fn file_version(m: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    format!(
+        "{} bytes, inode {}:{}, modified {}.{:09}, changed {}.{:09}",
+        m.len(),
+        m.dev(),
+        m.ino(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec()
+    )
+}
 
-#[cfg(feature = "cloud")]
-impl AsyncToSyncBlockOn for TokioThread {
+/// A file's version: its size and modification time.
+#[cfg(not(unix))]
+fn file_version(m: &std::fs::Metadata) -> String {
+    format!("{} bytes, modified {:?}", m.len(), m.modified().ok())
+}
+
+/// An object's version: its size and e-tag, which every service changes on every write (S3
+/// and GCS derive it from the content, Azure makes a new one). Only what a listing and a
+/// `HEAD` report alike: Azure quotes the e-tag in one and not the other, GCS gives the
+/// generation only to `HEAD`, and S3's times differ in precision. Without an e-tag, the
+/// version and modification time.
+fn object_version(m: &object_store::ObjectMeta) -> String {
+    match m.e_tag.as_deref() {
+        Some(tag) => format!("{} bytes, e-tag {}", m.size, tag.replace('"', "")),
+        None => format!(
+            "{} bytes, version {}, modified {}",
+            m.size,
+            m.version.as_deref().unwrap_or("-"),
+            m.last_modified
+        ),
+    }
+}
+
+/// The bytes themselves, serialized as one byte string (for hashing them into a token).
+struct RawBytes(Bytes);
+
+impl serde::Serialize for RawBytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+/// A value's version in a store with no metadata: the hash of its bytes.
+fn content_version(bytes: &Bytes) -> String {
+    use brisk_graph::Tokenize as _;
+    match RawBytes(bytes.clone()).token() {
+        Ok(token) => format!("{} bytes, content {token}", bytes.len()),
+        // Serializing bytes cannot fail; should it, no version is ever equal to it.
+        Err(e) => format!("unhashable: {e}"),
+    }
+}
+
+/// What drives object-store futures to completion.
+#[derive(Clone)]
+enum Driver {
+    /// The calling thread (in-memory and local backends need no runtime; the local one runs
+    /// its blocking I/O inline outside a Tokio runtime).
+    CallerThread,
+    /// A current-thread Tokio runtime, entered by each calling thread in turn (the HTTP
+    /// backends need Tokio's reactor).
+    #[cfg(feature = "cloud")]
+    Tokio(Arc<tokio::runtime::Runtime>),
+}
+
+impl AsyncToSyncBlockOn for Driver {
     fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
-        self.0.block_on(future)
+        match self {
+            Self::CallerThread => futures::executor::block_on(future),
+            #[cfg(feature = "cloud")]
+            Self::Tokio(runtime) => runtime.block_on(future),
+        }
     }
 }
 

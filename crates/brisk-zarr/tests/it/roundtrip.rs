@@ -456,6 +456,8 @@ fn cloud_round_trips(var: &str) {
     );
     let again = Store::cloud(&format!("{url}/zarr")).unwrap();
     assert!(again.size_of("a").unwrap() > 0);
+    // Pinned reads: versions from the service's listing and `HEAD` (e-tags, generations).
+    crate::pinned::pinned_contract(&store);
 }
 
 /// Through a real S3 API (moto_server).
