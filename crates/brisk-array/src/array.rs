@@ -69,13 +69,16 @@ pub(crate) struct ChunkPlan {
 }
 
 impl ChunkPlan {
-    /// The descriptor of a task over this plan: `what` plus the streamed blocks' keys.
+    /// The descriptor of a task over this plan: `what` plus which leaves are streamed and the
+    /// streamed blocks' keys (the other leaves' keys enter as the task's inputs), so every
+    /// leaf position of the expression is tied to its block's key.
     pub(crate) fn descriptor(&self, what: &impl Tokenize) -> brisk_graph::Token {
         let w = *what
             .token()
             .expect("descriptions are strings and integers, which always tokenize")
             .as_bytes();
-        (w, self.keys.clone())
+        let streamed: Vec<bool> = self.streamed.iter().map(Option::is_some).collect();
+        (w, streamed, self.keys.clone())
             .token()
             .expect("byte arrays always tokenize")
     }
@@ -537,6 +540,19 @@ impl<T: Element> Array<T> {
         plan
     }
 
+    /// The expression's description for keys: leaves by their position in `leaves`, not by
+    /// their ids. An id hashes every block of its leaf, so a key naming it would change with
+    /// any block of the input; by position, a chunk's key depends on the blocks it reads
+    /// (which [`ChunkPlan::descriptor`] and the task's inputs add), and a derived block whose
+    /// inputs did not change keeps its key (and its checkpoint).
+    pub(crate) fn key_desc(&self) -> String {
+        let mut desc = self.expr.desc();
+        for (pos, l) in self.leaves.iter().enumerate() {
+            desc = desc.replace(&format!("leaf:{:016x}", l.id), &format!("leaf#{pos}"));
+        }
+        desc
+    }
+
     /// Block `i`'s shape, plan and the descriptor of a task evaluating the expression `desc`
     /// over it.
     pub(crate) fn chunk_plan(
@@ -584,7 +600,7 @@ impl<T: Element> Array<T> {
             return Ok(own.as_ref().clone());
         }
         let spec = TaskSpec::new("chunk").pure();
-        let desc = self.expr.desc();
+        let desc = self.key_desc();
         Ok((0..self.grid.num_blocks())
             .map(|i| {
                 let (shape, plan, token) = self.chunk_plan(i, &desc);

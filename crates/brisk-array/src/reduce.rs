@@ -201,7 +201,7 @@ impl<T: Element> Array<T> {
         };
         let r = Arc::new(r);
         let global = self.shape();
-        let desc = format!("{}|{}|{:?}", r.desc(), self.expr.desc(), reduced);
+        let desc = format!("{}|{}|{:?}", r.desc(), self.key_desc(), reduced);
         let desc_token = (desc.clone(), self.split_every)
             .token()
             .map_err(|e| ArrayError::BadData(format!("cannot describe the reduction: {e}")))?;

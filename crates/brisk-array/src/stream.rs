@@ -380,7 +380,7 @@ impl<T: Element> Array<T> {
     /// The build error, if any.
     pub fn block_sources(&self) -> Result<Vec<BlockSource<T>>> {
         self.check()?;
-        let desc = self.expr.desc();
+        let desc = self.key_desc();
         Ok((0..self.grid.num_blocks())
             .map(|i| {
                 let (shape, plan, descriptor) = self.chunk_plan(i, &desc);

@@ -369,6 +369,58 @@ fn comparisons_astype_mapv_and_map_blocks() {
     );
 }
 
+fn keys<T: brisk_array::Element>(a: &Array<T>) -> Vec<brisk_graph::Key> {
+    a.blocks()
+        .unwrap()
+        .iter()
+        .map(|d| d.key().clone())
+        .collect()
+}
+
+#[test]
+fn a_changed_input_block_changes_only_the_keys_of_what_reads_it() {
+    let x = sample(&[40, 30]);
+    let mut y = x.clone();
+    y[[35, 25]] += 1.0; // in block (1, 1) of 20 × 15 chunks
+    let (a, b) = (
+        Array::from_ndarray(&x, &[20, 15]).unwrap(),
+        Array::from_ndarray(&y, &[20, 15]).unwrap(),
+    );
+    // Fused elementwise chunks: only the block that holds the change.
+    let (ka, kb) = (keys(&(a.powi(2) + &a * 3.0)), keys(&(b.powi(2) + &b * 3.0)));
+    let same: Vec<bool> = ka.iter().zip(&kb).map(|(p, q)| p == q).collect();
+    assert_eq!(same, [true, true, true, false]);
+    // A reduction along axis 0: only the output block of the changed column range.
+    let (ma, mb) = (keys(&a.abs().sqrt().sum(0)), keys(&b.abs().sqrt().sum(0)));
+    assert_eq!(ma[0], mb[0]);
+    assert_ne!(ma[1], mb[1]);
+    // And the values under the keys that stayed are the same.
+    let (va, vb) = (
+        a.abs().sqrt().sum(0).compute_with(&exec()).unwrap(),
+        b.abs().sqrt().sum(0).compute_with(&exec()).unwrap(),
+    );
+    assert_eq!(va.slice(s![..15]), vb.slice(s![..15]));
+}
+
+#[test]
+fn keys_tell_operands_apart() {
+    let (x, y) = (sample(&[40, 30]), sample(&[40, 30]).mapv(|v| v * 2.0 + 1.0));
+    let a = Array::from_ndarray(&x, &[20, 15]).unwrap();
+    let b = Array::from_ndarray(&y, &[20, 15]).unwrap();
+    let streamed = Array::<f64>::random_normal(&[40, 30], &[20, 15], 3, 0.0, 1.0).unwrap();
+    // Operands swapped, a streamed leaf against one read from its task, a leaf used twice.
+    for (p, q) in [
+        (&a - &b, &b - &a),
+        (&streamed - &a, &a - &streamed),
+        (&a - &a, &a - &b),
+        (&a / &b, &b / &a),
+    ] {
+        let (kp, kq) = (keys(&p), keys(&q));
+        assert!(kp.iter().zip(&kq).all(|(u, v)| u != v));
+        assert_ne!(keys(&p.sum(Axes::All)), keys(&q.sum(Axes::All)));
+    }
+}
+
 #[test]
 fn equal_computations_share_keys() {
     let a = Array::<f64>::random_uniform(&[100, 100], &[50, 50], 1, 0.0, 1.0).unwrap();
