@@ -86,6 +86,25 @@ impl IoOptions {
     /// within the file system's timestamp granularity (a few milliseconds at worst) of its
     /// previous write goes unnoticed; object stores give e-tags (or generations) that change
     /// with every write; stores in memory hash the bytes.
+    ///
+    /// ```
+    /// use brisk_array::{Array, Axes};
+    /// use brisk_exec::ThreadedExecutor;
+    /// use brisk_zarr::{ArrayOptions, IoOptions, Store, from_zarr_with, to_zarr};
+    ///
+    /// let store = Store::memory();
+    /// let exec = ThreadedExecutor::new(2).unwrap();
+    /// let x = Array::<f32>::random_normal(&[100, 60], &[50, 60], 1, 0.0, 1.0).unwrap();
+    /// to_zarr(&x, &store, "x", None, &ArrayOptions::new(), &exec).unwrap();
+    ///
+    /// let key = |io| {
+    ///     let x = from_zarr_with::<f32>(&store, "x", io).unwrap();
+    ///     x.mean(Axes::All).blocks().unwrap()[0].key().clone()
+    /// };
+    /// let pinned = IoOptions::new().pinned(true);
+    /// assert_eq!(key(pinned), key(pinned));                 // a checkpoint of it is found again
+    /// assert_ne!(key(IoOptions::new()), key(IoOptions::new())); // impure: never the same
+    /// ```
     #[must_use]
     pub fn pinned(mut self, pinned: bool) -> Self {
         self.pinned = pinned;
