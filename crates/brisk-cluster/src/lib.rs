@@ -20,8 +20,10 @@
 //!   soon as the stage succeeds — polls `squeue -h -j <job> -o '%i %T'` (no slurmdbd
 //!   needed) until the stage has left the queue, then reads the markers: a unit without one (a
 //!   killed worker, a lost node) is submitted again, up to `retries` times; a unit that
-//!   reports a task error is not retried (it would fail again) and the compute fails naming
-//!   the task's key, its error and the unit's log file. On error, on drop of a run, and
+//!   reports a task error is not submitted again (it would fail again) and the compute fails
+//!   naming the task's key, its error and the unit's log file. Task errors and panics are
+//!   retried on the node as on local threads, up to the task's own `retries` annotation
+//!   (`#[task(retries = n)]`, `Delayed::with_retries`); a panic is the task's error. On error, on drop of a run, and
 //!   when the compute's cancel token fires (the compute then returns `Error::Cancelled`), its
 //!   jobs are cancelled with `scancel`. Under `FailurePolicy::KeepGoing` a unit's task
 //!   failures are reported (every one, with the unit's log) and the tasks that depend on them

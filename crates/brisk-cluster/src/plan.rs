@@ -59,6 +59,9 @@ pub(crate) struct NodeSpec {
     pub(crate) args: Vec<String>,
     /// Where the result goes.
     pub(crate) output: String,
+    /// How many times the task is run again after it fails (its `retries` annotation).
+    #[serde(default)]
+    pub(crate) retries: u32,
 }
 
 /// A value the driver writes before the first stage: a constant argument or a literal node.
@@ -200,6 +203,7 @@ pub(crate) fn plan(
                         task: node.name().to_owned(),
                         args,
                         output: layout.value(node.key()),
+                        retries: node.annotations().retries,
                     }
                 })
                 .collect();

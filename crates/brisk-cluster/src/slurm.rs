@@ -710,10 +710,14 @@ fn parse_failures(bytes: &[u8], entry: &str, log: &str) -> Result<Vec<Failure>, 
                 .parse()
                 .map_err(|_| bad("a failure without a valid key"))?;
             let name = text("task");
+            let attempts = f["attempts"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1);
             let error = Error::Task {
                 key: key.clone(),
                 name: name.clone(),
-                attempts: 1,
+                attempts,
                 source: Box::new(RemoteTaskError {
                     message: text("error"),
                     log: log.to_owned(),

@@ -95,9 +95,9 @@ pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterEr
     for (node, result) in spec.nodes.iter().zip(handler.gather_results(futures)) {
         match result {
             Ok(None) => {}
-            Ok(Some(task_error)) => {
+            Ok(Some(f)) => {
                 failed.push(serde_json::json!({
-                    "key": node.key, "task": node.task, "error": task_error
+                    "key": node.key, "task": node.task, "error": f.error, "attempts": f.attempts
                 }));
             }
             Err(e) => {
@@ -134,9 +134,16 @@ fn parse_unit(unit: &str) -> Result<(String, String), ClusterError> {
     }
 }
 
-/// Runs one node: `Ok(None)` when its result is stored, `Ok(Some(error))` when the task
-/// failed (a deterministic error), `Err` when the store or the inputs failed.
-fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<String>, ClusterError> {
+/// A task that failed on its last attempt.
+struct TaskFailure {
+    error: String,
+    attempts: u32,
+}
+
+/// Runs one node: `Ok(None)` when its result is stored, `Ok(Some(failure))` when the task
+/// failed (a deterministic error, or a panic) on every attempt, `Err` when the store or the
+/// inputs failed.
+fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<TaskFailure>, ClusterError> {
     let encoder = Encoder::new();
     if store.contains(&node.output)? {
         return Ok(None); // a previous, interrupted attempt got this far
@@ -182,12 +189,26 @@ fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<String>, C
             ),
         });
     }
-    match invoker.call(args) {
-        Ok(value) => {
-            let bytes = encoder.encode(invoker.output(), &value, &node.output)?;
-            store.put(&node.output, &bytes)?;
-            Ok(None)
+    // As on local threads: a failed task (a panic is an error: the invoker catches it) runs
+    // again up to its `retries` annotation.
+    let mut attempt = 1;
+    loop {
+        let result = invoker
+            .call(args.clone())
+            .map_err(|e| brisk_graph::chain(e.as_ref()));
+        match result {
+            Ok(value) => {
+                let bytes = encoder.encode(invoker.output(), &value, &node.output)?;
+                store.put(&node.output, &bytes)?;
+                return Ok(None);
+            }
+            Err(e) if attempt > node.retries => {
+                return Ok(Some(TaskFailure {
+                    error: e,
+                    attempts: attempt,
+                }));
+            }
+            Err(_) => attempt += 1,
         }
-        Err(e) => Ok(Some(brisk_graph::chain(e.as_ref()))),
     }
 }

@@ -193,6 +193,65 @@ fn slurm_failing_task_names_its_key_error_and_log() {
     );
 }
 
+/// Fails its first `fails` runs (counted in the marker file), then returns `x + 1`.
+#[task]
+fn flaky(marker: String, fails: u64, x: u64) -> Result<u64, String> {
+    let runs = std::fs::read_to_string(&marker).map_or(0, |t| t.len() as u64);
+    std::fs::write(&marker, "r".repeat(runs as usize + 1)).map_err(|e| e.to_string())?;
+    if runs < fails {
+        return Err(format!("flaky run {}", runs + 1));
+    }
+    Ok(x + 1)
+}
+
+#[task]
+fn boom(x: u64) -> u64 {
+    assert!(x > 100, "boom at {x}");
+    x
+}
+
+#[test]
+fn slurm_retries_tasks_as_their_annotation_says_and_panics_are_task_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().display().to_string();
+    let Some(cluster) = slurm(&store) else { return };
+    let marker = |n: &str| dir.path().join(n).display().to_string();
+    // Two failures, two retries: the third run succeeds, on the node (one submission).
+    let ok = add(flaky(marker("a"), 2, 5).with_retries(2), square(3));
+    assert_eq!(run(&cluster, &ok).unwrap(), 6 + 9);
+    assert_eq!(std::fs::read_to_string(marker("a")).unwrap().len(), 3);
+    // One retry is not enough: the error says how many attempts were made.
+    let short = flaky(marker("b"), 2, 5).with_retries(1);
+    match run(&cluster, &short).unwrap_err() {
+        Error::Task {
+            key,
+            attempts,
+            source,
+            ..
+        } => {
+            assert_eq!(&key, short.key());
+            assert_eq!(attempts, 2);
+            assert!(source.to_string().contains("flaky run 2"), "{source}");
+        }
+        other => panic!("unexpected {other}"),
+    }
+    // A panic is the task's error (named, with its message), as on threads: its unit is
+    // not submitted again as if its worker had died.
+    let before = cluster.submissions();
+    let bad = boom(7);
+    match run(&cluster, &bad).unwrap_err() {
+        Error::Task { key, source, .. } => {
+            assert_eq!(&key, bad.key());
+            assert!(
+                source.to_string().contains("task panicked: boom at 7"),
+                "{source}"
+            );
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(cluster.submissions() - before, 1);
+}
+
 /// The jobs of run `run` still waiting or running (`squeue` through the configured prefix).
 fn queued_jobs(run: &str) -> Vec<String> {
     let mut cmd: Vec<String> = std::env::var("BRISK_SLURM_PREFIX")
