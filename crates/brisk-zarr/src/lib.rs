@@ -12,6 +12,11 @@
 //! `(x**2 + x**3).mean(0)` from 60 MB chunks peaks at 16 MiB. [`IoOptions::fused`]`(false)`
 //! reads each chunk once in a task of its own instead, for chunks several consumers share.
 //!
+//! Reads are impure by default (fresh keys on every open: data on disk may change). To
+//! checkpoint values computed from a stored array and find them again in a later run, open
+//! it with [`IoOptions::pinned`]`(true)`: keys come from the chunks' versions in the store, and
+//! a chunk that changes after the open fails its read ([`ZarrError::Changed`]).
+//!
 //! ```
 //! use brisk_array::Array;
 //! use brisk_zarr::{ArrayOptions, Store, create_array, from_zarr, open_array};
