@@ -136,7 +136,8 @@ impl Store {
     /// so a crash never leaves a torn chunk. `label` names the store in errors.
     ///
     /// Calls are driven to completion on the calling thread (no async runtime and no extra
-    /// threads), so the backend must not need Tokio; use `Store::cloud` (features `s3`, `azure`, `gcs`) for the cloud services.
+    /// threads), so the backend must not need Tokio; use `Store::cloud` (features `s3`,
+    /// `azure`, `gcs`) for the cloud services.
     pub fn object_store(
         store: Arc<dyn object_store::ObjectStore>,
         label: impl Into<String>,
