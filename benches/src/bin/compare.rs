@@ -7,7 +7,8 @@
 //! Scenarios: `graph/{indep,chain,tree}/N` (build, then compute on the threaded executor) and
 //! `futures/{map,batched}/N` (the futures API on a `threads://W` handler). The reported times
 //! are those of the fastest repetition. Zarr scenarios also measure the zstd limit of the
-//! phase (see `zstd_limit`) unless `--no-limit` is given.
+//! phase (see `zstd_limit`) unless `--no-limit` is given; `--pinned` reads with
+//! `IoOptions::pinned` (to measure what pinning costs).
 
 #![allow(
     clippy::print_stdout,
@@ -34,6 +35,7 @@ fn main() -> anyhow::Result<()> {
     let mut workers = brisk::exec::available_workers();
     let mut repeat = 3usize;
     let mut with_limit = true;
+    let mut pinned = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -41,6 +43,7 @@ fn main() -> anyhow::Result<()> {
             "--workers" => workers = args.next().context("--workers needs a value")?.parse()?,
             "--repeat" => repeat = args.next().context("--repeat needs a value")?.parse()?,
             "--no-limit" => with_limit = false,
+            "--pinned" => pinned = true,
             "--dir" => dir = args.next().context("--dir needs a path")?.into(),
             "--codec-threads" => {
                 codec_threads = args
@@ -61,7 +64,10 @@ fn main() -> anyhow::Result<()> {
         let exec = ThreadedExecutor::new(workers)?;
         let mut secs = f64::INFINITY;
         for _ in 0..repeat.max(1) {
-            secs = secs.min(run_zarr(shape, n, &exec, &dir, codec_threads)?);
+            let io = brisk::zarr::IoOptions::new()
+                .codec_threads(codec_threads)
+                .pinned(pinned);
+            secs = secs.min(run_zarr(shape, n, &exec, &dir, io)?);
         }
         // Peak RSS of the timed phase, before the limit measurement holds the whole array.
         let rss = peak_rss_mib();
@@ -83,6 +89,7 @@ fn main() -> anyhow::Result<()> {
                 "total_s": secs,
                 "workers": workers,
                 "codec_threads": codec_threads,
+                "pinned": pinned,
                 "peak_rss_mib": rss,
                 "limit_s": limit.zstd_s + limit.pass_s,
                 "limit_zstd_s": limit.zstd_s,
@@ -350,10 +357,10 @@ fn run_zarr(
     chunking: &str,
     exec: &ThreadedExecutor,
     dir: &std::path::Path,
-    codec_threads: usize,
+    io: brisk::zarr::IoOptions,
 ) -> anyhow::Result<f64> {
     use brisk::array::Array;
-    use brisk::zarr::{ArrayOptions, Compressor, IoOptions, Store, from_zarr_with, to_zarr};
+    use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr_with, to_zarr};
     let chunks = parse_chunking(chunking)?;
     let shape = SHAPE;
     let store = Store::directory(dir.join(format!("brisk-{chunking}.zarr")))?;
@@ -372,7 +379,6 @@ fn run_zarr(
             to_zarr(&x, &store, "/", Some(&chunks), &opts, &exec)?;
         }
         "read_mean" => {
-            let io = IoOptions::new().codec_threads(codec_threads);
             let x = from_zarr_with::<f32>(&store, "/", io)?;
             let m = (x.powi(2) + x.powi(3)).mean(0).compute_with(&exec)?;
             if m.len() != shape[1] {
