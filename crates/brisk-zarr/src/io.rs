@@ -16,7 +16,7 @@ use crate::meta::{
     ArrayOptions, FastCodec, WriteCodec, ZarrElement, array_metadata, fast_codec, stored_dtype,
     write_codec,
 };
-use crate::store::{Removal, Store};
+use crate::store::{ReadVersion, Removal, Store};
 
 type Storage = dyn ReadableWritableListableStorageTraits;
 
@@ -567,43 +567,54 @@ impl ReadPlan {
     /// Block `i`, whole.
     fn read_block<T: ZarrElement>(&self, i: usize) -> Result<ArrayD<T>, BoxError> {
         let (idx, ..) = self.block(i);
-        let block = self.read_block_unchecked(i)?;
+        let (block, read) = self.read_block_unchecked(i)?;
         if let Some(pin) = self.pin(i, &idx) {
-            pin.check()?;
+            pin.check(read.as_ref())?;
         }
         Ok(block)
     }
 
-    fn read_block_unchecked<T: ZarrElement>(&self, i: usize) -> Result<ArrayD<T>, BoxError> {
+    /// Block `i`, whole, and — when Brisk read the stored chunk itself — what tells the
+    /// version of the bytes it read.
+    fn read_block_unchecked<T: ZarrElement>(
+        &self,
+        i: usize,
+    ) -> Result<(ArrayD<T>, Option<ReadVersion>), BoxError> {
         let (idx, off, shape, whole) = self.block(i);
         let za = &self.za;
         if whole
             && let Some(codec) = self.fast
-            && let Some(a) =
+            && let Some((a, read)) =
                 read_fast::<T>(za, &idx, &self.unit, codec).map_err(|e| self.fail(&idx, &e))?
         {
-            Ok(a)
+            Ok((a, Some(read)))
         } else if whole {
             za.inner
                 .retrieve_chunk_opt::<ArrayD<T>>(&idx, &self.io.codec())
+                .map(|a| (a, None))
                 .map_err(|e| self.fail(&idx, &e))
         } else {
             // An edge chunk: only the part inside the array.
             let start: Vec<u64> = off.iter().map(|&o| o as u64).collect();
             za.inner
                 .retrieve_array_subset_opt::<ArrayD<T>>(&region(&start, &shape), &self.io.codec())
+                .map(|a| (a, None))
                 .map_err(|e| self.fail(&idx, &e))
         }
     }
 
     /// Block `i` as a stream: decoded from the store as it is read when the chunk is a whole
     /// unit stored with a [`FastCodec`]; otherwise read whole and served from memory. With
-    /// pinned reads, the chunk's version is checked when the stream is finished.
+    /// pinned reads, the chunk's version is checked when the stream opens and again when it
+    /// is finished.
     fn open_stream<T: ZarrElement>(&self, i: usize) -> Result<Box<dyn BlockStream<T>>, BoxError> {
-        let stream = self.open_stream_unchecked(i)?;
+        let (stream, read) = self.open_stream_unchecked(i)?;
         let (idx, ..) = self.block(i);
         Ok(match self.pin(i, &idx) {
-            Some(pin) => Box::new(Pinned { stream, pin }),
+            Some(pin) => {
+                pin.check(read.as_ref())?;
+                Box::new(Pinned { stream, pin, read })
+            }
             None => stream,
         })
     }
@@ -611,12 +622,12 @@ impl ReadPlan {
     fn open_stream_unchecked<T: ZarrElement>(
         &self,
         i: usize,
-    ) -> Result<Box<dyn BlockStream<T>>, BoxError> {
+    ) -> Result<VersionedStream<T>, BoxError> {
         let (idx, _, shape, whole) = self.block(i);
         let viewable = T::le_bytes_mut(&mut [T::default()]).is_some();
         if viewable && let Some(codec) = self.fast {
             let key = self.za.inner.chunk_key(&idx);
-            if let Some(reader) = self
+            if let Some((reader, read)) = self
                 .za
                 .store
                 .open_read(&key)
@@ -629,23 +640,28 @@ impl ReadPlan {
                     bytes,
                     format!("chunk {idx:?} (`{key}`) of `{}`", self.za.path),
                 )?);
-                return Ok(if whole {
+                let stream: Box<dyn BlockStream<T>> = if whole {
                     unit
                 } else {
                     // An edge chunk is stored whole: keep the part inside the array.
                     Box::new(Crop::new(unit, UnitRows::new(&self.unit, &shape)))
-                });
+                };
+                return Ok((stream, Some(read)));
             }
         }
-        Ok(Box::new(Materialized::new(
-            self.read_block_unchecked::<T>(i)?,
-        )))
+        let (block, read) = self.read_block_unchecked::<T>(i)?;
+        Ok((Box::new(Materialized::new(block)), read))
     }
 }
 
-/// A chunk's version when its array was opened with pinned reads, checked against the
-/// store's after the chunk was read: the store's versions never come back to an earlier one
-/// (see [`Store::version`]), so an equal version means the bytes read were the pinned ones.
+/// A block's stream, with what tells the version of the stored bytes it reads.
+type VersionedStream<T> = (Box<dyn BlockStream<T>>, Option<ReadVersion>);
+
+/// A chunk's version when its array was opened with pinned reads, checked after the chunk
+/// was read: against the version of the bytes read when Brisk read them (the open file, the
+/// object the GET returned, the bytes in memory), else against the store's version now.
+/// The store's versions never come back to an earlier one (see [`Store::version`]), so an
+/// equal version means the bytes read were the pinned ones.
 struct Pin {
     store: Store,
     path: String,
@@ -655,11 +671,14 @@ struct Pin {
 }
 
 impl Pin {
-    fn check(&self) -> Result<(), BoxError> {
-        let now = self
-            .store
-            .version(&self.key)
-            .map_err(|e| format!("reading chunk {:?} of `{}`: {e}", self.chunk, self.path))?;
+    fn check(&self, read: Option<&ReadVersion>) -> Result<(), BoxError> {
+        let failed = |e: &dyn std::fmt::Display| -> BoxError {
+            format!("reading chunk {:?} of `{}`: {e}", self.chunk, self.path).into()
+        };
+        let now = match read {
+            Some(r) => Some(r.now().map_err(|e| failed(&e))?),
+            None => self.store.version(&self.key).map_err(|e| failed(&e))?,
+        };
         if now == self.pinned {
             return Ok(());
         }
@@ -674,10 +693,11 @@ impl Pin {
     }
 }
 
-/// A streamed block whose chunk's version is checked once it has been read.
+/// A streamed block whose chunk's version is checked again once it has been read.
 struct Pinned<T> {
     stream: Box<dyn BlockStream<T>>,
     pin: Pin,
+    read: Option<ReadVersion>,
 }
 
 impl<T> BlockStream<T> for Pinned<T> {
@@ -687,7 +707,7 @@ impl<T> BlockStream<T> for Pinned<T> {
 
     fn finish(&mut self) -> Result<(), BoxError> {
         self.stream.finish()?;
-        self.pin.check()
+        self.pin.check(self.read.as_ref())
     }
 }
 
@@ -1052,15 +1072,15 @@ fn return_buffer(buf: Vec<u8>) {
     }
 }
 
-/// Reads a whole chunk of a [`FastCodec`] array straight into its output buffer. `None` when
-/// the fast path does not apply (absent chunk, element type without a byte view): the caller
-/// falls back to zarrs.
+/// Reads a whole chunk of a [`FastCodec`] array straight into its output buffer, with what
+/// tells the version of the bytes read. `None` when the fast path does not apply (absent
+/// chunk, element type without a byte view): the caller falls back to zarrs.
 fn read_fast<T: ZarrElement>(
     za: &ZarrArray,
     idx: &[u64],
     unit: &[usize],
     codec: FastCodec,
-) -> Result<Option<ArrayD<T>>, String> {
+) -> Result<Option<(ArrayD<T>, ReadVersion)>, String> {
     let key = za.inner.chunk_key(idx);
     let n: usize = unit.iter().product();
     let mut out = vec![T::default(); n];
@@ -1069,14 +1089,14 @@ fn read_fast<T: ZarrElement>(
     };
     let want = bytes.len();
     let mut buf = take_buffer();
-    let found = (|| -> Result<bool, String> {
-        if !za
+    let found = (|| -> Result<Option<ReadVersion>, String> {
+        let Some(read) = za
             .store
             .read_into(&key, &mut buf)
             .map_err(|e| e.to_string())?
-        {
-            return Ok(false);
-        }
+        else {
+            return Ok(None);
+        };
         let got = match codec {
             FastCodec::Raw => {
                 let src = buf.get(..want).filter(|_| buf.len() == want);
@@ -1093,15 +1113,14 @@ fn read_fast<T: ZarrElement>(
         if got != want {
             return Err(format!("chunk `{key}` decodes to {got} bytes, not {want}"));
         }
-        Ok(true)
+        Ok(Some(read))
     })();
     return_buffer(buf);
-    let found = found?;
-    if !found {
+    let Some(read) = found? else {
         return Ok(None);
-    }
+    };
     ArrayD::from_shape_vec(ndarray::IxDyn(unit), out)
-        .map(Some)
+        .map(|a| Some((a, read)))
         .map_err(|e| e.to_string())
 }
 

@@ -288,12 +288,13 @@ impl Store {
     }
 
     /// Reads the value of `key` into `buf` (replacing its contents, reusing its capacity);
-    /// `false` when the key is absent.
+    /// `None` when the key is absent, else what tells the version of the bytes read (asked
+    /// only by pinned reads, so an unpinned read pays nothing for it).
     pub(crate) fn read_into(
         &self,
         key: &StoreKey,
         buf: &mut Vec<u8>,
-    ) -> Result<bool, StorageError> {
+    ) -> Result<Option<ReadVersion>, StorageError> {
         buf.clear();
         if let Some(dir) = &self.dir {
             use std::io::Read as _;
@@ -305,39 +306,67 @@ impl Store {
                     buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
                     f.read_to_end(buf)
                         .map_err(|e| StorageError::Other(format!("reading `{key}`: {e}")))?;
-                    Ok(true)
+                    Ok(Some(ReadVersion::File(f)))
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
             };
         }
-        match self.inner.get(key)? {
-            Some(bytes) => {
-                buf.extend_from_slice(&bytes);
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        let Some((bytes, version)) = self.fetch(key)? else {
+            return Ok(None);
+        };
+        buf.extend_from_slice(&bytes);
+        Ok(Some(version))
     }
 
-    /// The value of `key` as a reader (a file read as it goes, for directory stores);
-    /// `None` when the key is absent.
+    /// The value of `key` as a reader (a file read as it goes, for directory stores), with
+    /// what tells the version of the bytes read; `None` when the key is absent.
     pub(crate) fn open_read(
         &self,
         key: &StoreKey,
-    ) -> Result<Option<Box<dyn std::io::Read + Send>>, StorageError> {
+    ) -> Result<Option<(ValueReader, ReadVersion)>, StorageError> {
         if let Some(dir) = &self.dir {
             let path = dir.fs.key_to_fspath(key);
+            let failed = |e: std::io::Error| StorageError::Other(format!("reading `{key}`: {e}"));
             return match std::fs::File::open(&path) {
-                Ok(f) => Ok(Some(Box::new(f))),
+                Ok(f) => {
+                    let version = ReadVersion::File(f.try_clone().map_err(failed)?);
+                    Ok(Some((Box::new(f), version)))
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(failed(e)),
+            };
+        }
+        Ok(self.fetch(key)?.map(|(bytes, version)| {
+            (
+                Box::new(std::io::Cursor::new(bytes)) as ValueReader,
+                version,
+            )
+        }))
+    }
+
+    /// The whole value of `key` from a store that is not a directory, with its version: an
+    /// object store's GET reports the object it returned (so no second request is needed
+    /// to know which version was read).
+    fn fetch(&self, key: &StoreKey) -> Result<Option<(Bytes, ReadVersion)>, StorageError> {
+        use object_store::ObjectStoreExt as _;
+        if let Some((store, driver)) = &self.objects {
+            let path = object_store::path::Path::from(key.as_str());
+            let got = driver.block_on(async {
+                let r = store.get(&path).await?;
+                let version = object_version(&r.meta);
+                Ok::<_, object_store::Error>((r.bytes().await?, version))
+            });
+            return match got {
+                Ok((bytes, version)) => Ok(Some((bytes, ReadVersion::Object(version)))),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
             };
         }
         Ok(self
             .inner
             .get(key)?
-            .map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn std::io::Read + Send>))
+            .map(|bytes| (bytes.clone(), ReadVersion::Content(bytes))))
     }
 
     /// Writes the value of `key` as `fill` produces it, atomically: a directory store writes
@@ -428,6 +457,34 @@ impl Store {
             .iter()
             .map(|k| found.get(k.as_str()).cloned())
             .collect())
+    }
+}
+
+/// A stored value being read.
+pub(crate) type ValueReader = Box<dyn std::io::Read + Send>;
+
+/// What tells the version of the bytes a read returned (see [`Store::version`]).
+pub(crate) enum ReadVersion {
+    /// The file that was read: asked with `fstat`, so the answer is about the file whose
+    /// bytes were read, whatever the path now names.
+    File(std::fs::File),
+    /// An object store's description of the object its GET returned.
+    Object(String),
+    /// The bytes themselves (stores in memory), hashed when asked.
+    Content(Bytes),
+}
+
+impl ReadVersion {
+    /// The version, now (for a file: after the bytes read so far).
+    ///
+    /// # Errors
+    /// The open file could not be asked.
+    pub(crate) fn now(&self) -> std::io::Result<String> {
+        match self {
+            Self::File(f) => f.metadata().map(|m| file_version(&m)),
+            Self::Object(v) => Ok(v.clone()),
+            Self::Content(bytes) => Ok(content_version(bytes)),
+        }
     }
 }
 

@@ -71,6 +71,7 @@ fn stores() -> Vec<(Store, tempfile::TempDir)> {
 pub(crate) fn pinned_contract(store: &Store) {
     keys_stay_while_the_data_does_and_change_with_a_chunk(store);
     a_chunk_that_changes_after_opening_fails_the_read_that_sees_it(store);
+    a_chunk_replaced_while_it_is_streamed_is_never_mixed(store);
 }
 
 #[test]
@@ -167,6 +168,31 @@ fn a_chunk_that_changes_after_opening_fails_the_read_that_sees_it(store: &Store)
             })
             .sum();
         assert_eq!(total[[]], expected, "{at}, fused {fused}");
+    }
+}
+
+/// A chunk replaced while a consumer streams it: the stream either finishes with the pinned
+/// values (it kept reading the bytes it opened) or fails with `Changed` — never new values
+/// under the pinned key, nor a mix.
+fn a_chunk_replaced_while_it_is_streamed_is_never_mixed(store: &Store) {
+    let at = store.location().to_owned();
+    let x = stored(store);
+    let a = from_zarr_with::<f64>(store, "/x", pinned()).unwrap();
+    let last = a.block_sources().unwrap().pop().unwrap();
+    let mut r = last.open(Vec::new()).unwrap();
+    let mut got = vec![0.0; r.remaining()];
+    r.read(&mut got[..2]).unwrap();
+    rewrite_last_chunk(store, -7.0);
+    let finished = r.read(&mut got[2..]).and_then(|()| r.finish());
+    match finished {
+        Ok(()) => {
+            let pinned: Vec<f64> = x.slice(ndarray::s![2..4, 3..6]).iter().copied().collect();
+            assert_eq!(got, pinned, "{at}: the pinned values, whole");
+        }
+        Err(e) => assert!(
+            matches!(zarr_error(e.as_ref()), Some(ZarrError::Changed(_))),
+            "{at}: {e}"
+        ),
     }
 }
 
