@@ -74,8 +74,8 @@ impl IoOptions {
     /// from the array is never mistaken for one computed from older data — and a checkpoint
     /// of it is never found by a later run. Pinned, [`from_zarr_with`] asks the store for the
     /// version of every chunk (directories: a `stat` per chunk; object stores: one listing)
-    /// and derives each chunk's key from the store location, the array's path and metadata,
-    /// the chunk's indices and its version: opening an unchanged array again gives the same
+    /// and derives each chunk's key from the store location, the array's path and metadata
+    /// (attributes aside), the chunk's indices and its version: opening an unchanged array again gives the same
     /// keys (checkpoints of derived values hit), and a chunk that changed gives new keys for
     /// it and everything computed from it. A chunk that changes after the array was opened
     /// fails the read that sees it with [`ZarrError::Changed`] (its version is checked once
@@ -476,10 +476,15 @@ pub fn from_zarr_with<T: ZarrElement>(
                 .collect()
         }
         Some(pins) => {
-            // Version 1 of pinned keys: location, path, metadata, chunk indices, version.
+            // Version 1 of pinned keys: location, path, metadata (without the attributes,
+            // which do not change what a chunk decodes to), chunk indices, version.
             let spec = TaskSpec::new("zarr-read").pure().version("1");
             let location = plan.za.store.location().to_owned();
-            let meta = plan.za.metadata_json().to_string();
+            let mut meta = plan.za.metadata_json();
+            if let Some(m) = meta.as_object_mut() {
+                m.remove("attributes");
+            }
+            let meta = meta.to_string();
             (0..grid.num_blocks())
                 .map(|i| {
                     let p = Arc::clone(&plan);

@@ -88,6 +88,12 @@ fn keys_stay_while_the_data_does_and_change_with_a_chunk(store: &Store) {
     let (again, again_total) = keys(store, pinned());
     assert_eq!(first, again, "{at}: unchanged chunks keep their keys");
     assert_eq!(first_total, again_total, "{at}: and so do derived values");
+    // Attributes do not change what the chunks decode to: the keys stay.
+    let mut z = open_array(store, "/x").unwrap();
+    let mut attributes = z.attributes();
+    attributes.insert("history".into(), "pinned".into());
+    z.set_attributes(attributes).unwrap();
+    assert_eq!(keys(store, pinned()).0, first, "{at}: attributes changed");
     // Impure (the default): fresh keys on every open.
     let (impure, _) = keys(store, IoOptions::new());
     let (impure_again, _) = keys(store, IoOptions::new());
