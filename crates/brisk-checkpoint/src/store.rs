@@ -375,7 +375,7 @@ pub struct ObjectStore {
 impl ObjectStore {
     /// A store on `store` whose keys live under `prefix` (`""` for the root). The backend
     /// must not need a Tokio runtime (the in-memory and local ones do not); see
-    /// [`ObjectStore::s3`] for S3.
+    /// `ObjectStore::s3` (feature `s3`) for S3.
     #[must_use]
     pub fn new(
         store: Arc<dyn object_store::ObjectStore>,
@@ -578,7 +578,7 @@ const SCHEMES: &str = "memory://, file://, a plain path, objmem://, objfile://, 
 /// A store from a URL, as dask-checkpoint's `Storage.from_fsspec` takes a string:
 /// `memory://`, a plain path or `file:///path` (a [`DirStore`]), `objmem://` and
 /// `objfile:///path` (`object_store` backends), and with their features `s3://bucket/prefix`,
-/// `az://container/prefix` and `gs://bucket/prefix` (see [`ObjectStore::cloud`]).
+/// `az://container/prefix` and `gs://bucket/prefix` (see `ObjectStore::cloud`, behind those features).
 ///
 /// # Errors
 /// [`CheckpointError::UnsupportedUrl`] naming the scheme; creation errors of the store.
