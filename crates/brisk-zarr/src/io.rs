@@ -558,22 +558,22 @@ impl ReadPlan {
 
     /// With pinned reads, what checks after reading block `i` that its chunk is still the
     /// version the array was opened with.
-    fn pin(&self, i: usize, idx: &[u64]) -> Option<Pin> {
+    fn pin(&self, i: usize) -> Option<Pin> {
         let pinned = self.pins.as_ref()?.get(i)?.clone();
+        let (idx, ..) = self.block(i);
         Some(Pin {
             store: self.za.store.clone(),
             path: self.za.path.clone(),
-            chunk: idx.to_vec(),
-            key: self.za.inner.chunk_key(idx),
+            key: self.za.inner.chunk_key(&idx),
+            chunk: idx,
             pinned,
         })
     }
 
     /// Block `i`, whole.
     fn read_block<T: ZarrElement>(&self, i: usize) -> Result<ArrayD<T>, BoxError> {
-        let (idx, ..) = self.block(i);
         let (block, read) = self.read_block_unchecked(i)?;
-        if let Some(pin) = self.pin(i, &idx) {
+        if let Some(pin) = self.pin(i) {
             pin.check(read.as_ref())?;
         }
         Ok(block)
@@ -614,8 +614,7 @@ impl ReadPlan {
     /// is finished.
     fn open_stream<T: ZarrElement>(&self, i: usize) -> Result<Box<dyn BlockStream<T>>, BoxError> {
         let (stream, read) = self.open_stream_unchecked(i)?;
-        let (idx, ..) = self.block(i);
-        Ok(match self.pin(i, &idx) {
+        Ok(match self.pin(i) {
             Some(pin) => {
                 pin.check(read.as_ref())?;
                 Box::new(Pinned { stream, pin, read })

@@ -304,12 +304,11 @@ impl Store {
                     // Sized once, so the buffer never grows (and copies) while reading.
                     let len = f.metadata().map_or(0, |m| m.len());
                     buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
-                    f.read_to_end(buf)
-                        .map_err(|e| StorageError::Other(format!("reading `{key}`: {e}")))?;
+                    f.read_to_end(buf).map_err(|e| read_error(key, &e))?;
                     Ok(Some(ReadVersion::File(f)))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+                Err(e) => Err(read_error(key, &e)),
             };
         }
         let Some((bytes, version)) = self.fetch(key)? else {
@@ -327,14 +326,14 @@ impl Store {
     ) -> Result<Option<(ValueReader, ReadVersion)>, StorageError> {
         if let Some(dir) = &self.dir {
             let path = dir.fs.key_to_fspath(key);
-            let failed = |e: std::io::Error| StorageError::Other(format!("reading `{key}`: {e}"));
             return match std::fs::File::open(&path) {
                 Ok(f) => {
-                    let version = ReadVersion::File(f.try_clone().map_err(failed)?);
+                    let version =
+                        ReadVersion::File(f.try_clone().map_err(|e| read_error(key, &e))?);
                     Ok(Some((Box::new(f), version)))
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(failed(e)),
+                Err(e) => Err(read_error(key, &e)),
             };
         }
         Ok(self.fetch(key)?.map(|(bytes, version)| {
@@ -360,7 +359,7 @@ impl Store {
             return match got {
                 Ok((bytes, version)) => Ok(Some((bytes, ReadVersion::Object(version)))),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+                Err(e) => Err(read_error(key, &e)),
             };
         }
         Ok(self
@@ -416,7 +415,7 @@ impl Store {
             return match std::fs::metadata(&path) {
                 Ok(m) => Ok(Some(file_version(&m))),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+                Err(e) => Err(read_error(key, &e)),
             };
         }
         if let Some((store, driver)) = &self.objects {
@@ -424,7 +423,7 @@ impl Store {
             return match driver.block_on(store.head(&path)) {
                 Ok(meta) => Ok(Some(object_version(&meta))),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(StorageError::Other(format!("reading `{key}`: {e}"))),
+                Err(e) => Err(read_error(key, &e)),
             };
         }
         Ok(self.inner.get(key)?.map(|bytes| content_version(&bytes)))
@@ -458,6 +457,11 @@ impl Store {
             .map(|k| found.get(k.as_str()).cloned())
             .collect())
     }
+}
+
+/// Reading `key` failed with `e`.
+fn read_error(key: &StoreKey, e: &dyn std::fmt::Display) -> StorageError {
+    StorageError::Other(format!("reading `{key}`: {e}"))
 }
 
 /// A stored value being read.
