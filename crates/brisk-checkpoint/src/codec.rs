@@ -10,7 +10,7 @@ use brisk_graph::{BoxError, SaveSpec, Value};
 
 use crate::error::{CheckpointError, Result, Stage};
 use crate::npy;
-use crate::store::Store;
+use brisk_store::Store;
 
 /// A value→value transformation applied before the serializer (and undone after it), on
 /// the serde data model as `serde_json::Value`. `decode` must invert `encode`.

@@ -39,37 +39,10 @@ impl fmt::Display for Stage {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
-    /// A key that no store accepts: empty, absolute, with empty, `.` or `..` segments, a
-    /// segment starting with `.` (reserved), a backslash or a control character (NUL, …).
-    #[error("invalid storage key `{key}`: {reason}")]
-    BadKey {
-        /// The key (control characters escaped).
-        key: String,
-        /// What is wrong with it.
-        reason: &'static str,
-    },
-    /// The store failed to read, write, list or delete.
-    #[error("store `{location}`: {action} `{key}`: {message}")]
-    Store {
-        /// Where the store is.
-        location: String,
-        /// What was attempted.
-        action: &'static str,
-        /// The key (or prefix).
-        key: String,
-        /// The underlying error.
-        message: String,
-    },
-    /// A URL with a scheme no store handles (or whose feature is off).
-    #[error("unsupported store URL `{url}`: scheme `{scheme}` (supported: {supported})")]
-    UnsupportedUrl {
-        /// The URL.
-        url: String,
-        /// Its scheme.
-        scheme: String,
-        /// The schemes this build supports.
-        supported: &'static str,
-    },
+    /// The store refused the key or failed (see [`brisk_store::StoreError`]: `BadKey`,
+    /// `Backend` with the backend's own error as its source, `TooLarge`, `UnsupportedUrl`).
+    #[error(transparent)]
+    Store(#[from] brisk_store::StoreError),
     /// A value could not be encoded: nothing was stored.
     #[error("encoding `{key}` failed at the {stage}: {message}")]
     Encode {
@@ -115,7 +88,4 @@ pub enum CheckpointError {
 /// `Result` with [`CheckpointError`].
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
-/// A key as shown in errors: control characters escaped.
-pub(crate) fn shown(key: &str) -> String {
-    key.chars().flat_map(char::escape_debug).collect()
-}
+pub(crate) use brisk_store::shown;

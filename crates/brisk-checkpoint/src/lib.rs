@@ -33,9 +33,10 @@ mod codec;
 mod error;
 mod npy;
 mod storage;
-mod store;
 
+pub use brisk_store::{
+    DirStore, MemoryStore, ObjectStore, Store, StoreError, from_url, validate_key,
+};
 pub use codec::{Compressor, Encoder, Encrypter, KdfParams, PreEncoder, Serializer};
 pub use error::{CheckpointError, Result, Stage};
 pub use storage::{CorruptPolicy, Mode, SaveWith, Storage};
-pub use store::{DirStore, MemoryStore, ObjectStore, Store, from_url, validate_key};

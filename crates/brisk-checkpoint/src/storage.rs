@@ -7,7 +7,7 @@ use brisk_graph::{BoxError, Cache, Checkpoint, ComputeOptions, Delayed, Value};
 
 use crate::codec::Encoder;
 use crate::error::{CheckpointError, Result, shown};
-use crate::store::{Store, from_url};
+use brisk_store::{Store, from_url};
 
 /// Whether a scope saves results or only loads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -119,7 +119,7 @@ impl Storage {
     /// `file://…`, `objmem://`, `objfile://…`, `s3://bucket/prefix` (feature `s3`).
     ///
     /// # Errors
-    /// [`CheckpointError::UnsupportedUrl`] naming the scheme; store creation errors.
+    /// [`CheckpointError::Store`] (`StoreError::UnsupportedUrl` naming the scheme); store creation errors.
     pub fn from_url(url: &str) -> Result<Self> {
         Ok(Self::from_arc(from_url(url)?))
     }
@@ -235,12 +235,12 @@ impl Storage {
 
 /// Keys under `_brisk/` belong to the stores' own records.
 fn check_key(key: &str) -> Result<()> {
-    crate::store::validate_key(key)?;
+    brisk_store::validate_key(key)?;
     if key.starts_with("_brisk/") {
-        return Err(CheckpointError::BadKey {
+        return Err(CheckpointError::Store(brisk_store::StoreError::BadKey {
             key: shown(key),
             reason: "keys under `_brisk/` are reserved for the storage's own records",
-        });
+        }));
     }
     Ok(())
 }
@@ -283,7 +283,7 @@ impl Cache for Storage {
                 return Ok(());
             };
             let bytes = self.encoder_for(entry).encode(entry.spec, value, &key)?;
-            target.put(&key, &bytes)
+            Ok(target.put(&key, &bytes)?)
         })();
         if let Some(target) = self.save_target() {
             flights::finish(&target.location(), &key);

@@ -96,9 +96,12 @@ pub enum ClusterError {
         /// What happened (its stderr, or why it could not start).
         message: String,
     },
-    /// The store failed.
+    /// Encoding or decoding a value for the data plane failed.
     #[error(transparent)]
     Store(#[from] brisk_checkpoint::CheckpointError),
+    /// The data plane's store refused a key or failed (the backend's error is the source).
+    #[error(transparent)]
+    Storage(#[from] brisk_store::StoreError),
     /// A unit kept ending without its done marker.
     #[error(
         "unit {unit} ended without finishing {attempts} time(s) (killed, out of time or memory?); see its log {log}"

@@ -12,7 +12,7 @@ use crate::ClusterError;
 #[non_exhaustive]
 pub struct SlurmOptions {
     /// Where units, values and markers live: a directory on a shared filesystem, or any URL
-    /// `brisk_checkpoint::from_url` understands (`objfile://`, `s3://`, …). Every node must
+    /// `brisk_store::from_url` understands (`objfile://`, `s3://`, …). Every node must
     /// reach it.
     pub store: String,
     /// `--partition`.

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use brisk_checkpoint::{Encoder, Store, from_url};
+use brisk_checkpoint::Encoder;
 use brisk_graph::{
     Arg, BoxError, CacheAction, CancelToken, Error, Executor, Failure, FailurePolicy, Graph, Key,
     Report, RunContext, RunOutput, Skipped, Value,
 };
+use brisk_store::{Store, from_url};
 
 use crate::plan::{Layout, Plan, UnitSpec, plan};
 use crate::{ClusterError, RemoteTaskError, SlurmOptions};

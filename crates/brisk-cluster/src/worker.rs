@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
-use brisk_checkpoint::{Encoder, Store, from_url};
+use brisk_checkpoint::Encoder;
 use brisk_exec::Handler;
 use brisk_graph::registry;
+use brisk_store::{Store, from_url};
 
 use crate::ClusterError;
 use crate::plan::{Layout, NodeSpec, UnitSpec};

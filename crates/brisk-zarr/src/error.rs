@@ -12,6 +12,10 @@ pub enum ZarrError {
         /// What went wrong.
         message: String,
     },
+    /// The storage layer refused a path or failed (the backend's error is the source): a
+    /// path with `..`, NUL or an absolute segment is refused before anything is touched.
+    #[error(transparent)]
+    Storage(#[from] brisk_store::StoreError),
     /// A URL names a scheme this build cannot open.
     #[error(
         "unsupported store URL `{url}`: scheme `{scheme}` (supported: memory://, file://, plain paths, objmem://, objfile://)"

@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+
+use brisk_store::AtomicWriter;
 
 use zarrs::filesystem::FilesystemStore;
 use zarrs::storage::byte_range::ByteRangeIterator;
@@ -88,18 +89,22 @@ impl Store {
     }
 
     fn directory_opts(path: &Path, durable: bool) -> Result<Self, ZarrError> {
-        std::fs::create_dir_all(path).map_err(|e| ZarrError::Store {
-            location: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let err = |e: std::io::Error| {
+            ZarrError::Storage(brisk_store::StoreError::backend(
+                path.display().to_string(),
+                "create",
+                "",
+                e,
+            ))
+        };
+        std::fs::create_dir_all(path).map_err(err)?;
         let fs = FilesystemStore::new(path).map_err(|e| ZarrError::Store {
             location: path.display().to_string(),
             message: e.to_string(),
         })?;
         let dir = Arc::new(AtomicDir {
             fs,
-            durable,
-            dirs: std::sync::Mutex::default(),
+            writer: AtomicWriter::new(durable),
         });
         Ok(Self {
             dir: Some(Arc::clone(&dir)),
@@ -122,7 +127,7 @@ impl Store {
             Some(("objfile", path)) => Self::object_local(path),
             Some(("file", path)) => Self::directory(path),
             #[cfg(feature = "cloud")]
-            Some(("s3" | "az" | "azure" | "abfs" | "abfss" | "gs", _)) => Self::cloud(url),
+            Some((scheme, _)) if brisk_store::is_cloud_scheme(scheme) => Self::cloud(url),
             Some((scheme, _)) => Err(ZarrError::UnsupportedUrl {
                 url: url.to_owned(),
                 scheme: scheme.to_owned(),
@@ -146,12 +151,12 @@ impl Store {
             Arc::new(zarrs_object_store::AsyncObjectStore::new(Arc::clone(
                 &store,
             ))),
-            Driver::CallerThread,
+            Driver(brisk_store::Driver::CallerThread),
         );
         Self {
             inner: Arc::new(adapter),
             dir: None,
-            objects: Some((store, Driver::CallerThread)),
+            objects: Some((store, Driver(brisk_store::Driver::CallerThread))),
             location: label.into(),
         }
     }
@@ -179,55 +184,9 @@ impl Store {
     /// when the URL or the configuration is invalid.
     #[cfg(feature = "cloud")]
     pub fn cloud(url: &str) -> Result<Self, ZarrError> {
-        let err = |e: &dyn std::fmt::Display| ZarrError::Store {
-            location: url.to_owned(),
-            message: e.to_string(),
-        };
-        let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
-        let backend: Arc<dyn object_store::ObjectStore> = match scheme {
-            #[cfg(feature = "s3")]
-            "s3" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| err(&e))?,
-            ),
-            #[cfg(feature = "azure")]
-            "az" | "azure" | "abfs" | "abfss" => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| err(&e))?,
-            ),
-            #[cfg(feature = "gcs")]
-            "gs" => Arc::new(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(url)
-                    .build()
-                    .map_err(|e| err(&e))?,
-            ),
-            other => {
-                return Err(ZarrError::UnsupportedUrl {
-                    url: url.to_owned(),
-                    scheme: other.to_owned(),
-                });
-            }
-        };
-        // `scheme://bucket/prefix`: keys live under the prefix.
-        let prefix = rest
-            .split_once('/')
-            .map(|(_, p)| p.trim_matches('/').to_owned())
-            .unwrap_or_default();
-        let store: Arc<dyn object_store::ObjectStore> = if prefix.is_empty() {
-            backend
-        } else {
-            Arc::new(object_store::prefix::PrefixStore::new(backend, prefix))
-        };
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| err(&e))?;
-        let driver = Driver::Tokio(Arc::new(runtime));
+        let bucket = brisk_store::open_bucket(url)?;
+        let store = bucket.prefixed();
+        let driver = Driver(bucket.driver);
         let adapter = AsyncToSyncStorageAdapter::new(
             Arc::new(zarrs_object_store::AsyncObjectStore::new(Arc::clone(
                 &store,
@@ -378,7 +337,7 @@ impl Store {
         fill: impl FnOnce(&mut dyn std::io::Write) -> Result<bool, BoxError>,
     ) -> Result<(), BoxError> {
         if let Some(dir) = &self.dir {
-            return dir.write_atomic_with(key, fill);
+            return dir.writer.write_with(&dir.fs.key_to_fspath(key), fill);
         }
         let mut buf = Vec::new();
         let stored = if fill(&mut buf)? {
@@ -551,114 +510,29 @@ fn content_version(bytes: &Bytes) -> String {
     }
 }
 
-/// What drives object-store futures to completion.
+/// What drives object-store futures to completion (the storage layer's driver, made one
+/// that zarrs' async-to-sync adapter takes).
 #[derive(Clone)]
-enum Driver {
-    /// The calling thread (in-memory and local backends need no runtime; the local one runs
-    /// its blocking I/O inline outside a Tokio runtime).
-    CallerThread,
-    /// A current-thread Tokio runtime, entered by each calling thread in turn (the HTTP
-    /// backends need Tokio's reactor).
-    #[cfg(feature = "cloud")]
-    Tokio(Arc<tokio::runtime::Runtime>),
+struct Driver(brisk_store::Driver);
+
+impl Driver {
+    fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
+        self.0.block_on(future)
+    }
 }
 
 impl AsyncToSyncBlockOn for Driver {
     fn block_on<F: core::future::Future>(&self, future: F) -> F::Output {
-        match self {
-            Self::CallerThread => futures::executor::block_on(future),
-            #[cfg(feature = "cloud")]
-            Self::Tokio(runtime) => runtime.block_on(future),
-        }
+        self.0.block_on(future)
     }
 }
 
-/// A filesystem store whose `set` writes a temporary sibling and renames it into place.
-/// Reads, listing and erasing are zarrs' `FilesystemStore`.
+/// A filesystem store whose `set` writes through the storage layer's [`AtomicWriter`] (a
+/// temporary sibling renamed into place; dead writers' temporary files removed by the next
+/// writer in their directory). Reads, listing and erasing are zarrs' `FilesystemStore`.
 struct AtomicDir {
     fs: FilesystemStore,
-    /// `fsync` the file before the rename and the directory after it.
-    durable: bool,
-    /// Directories this store created or found, so that each chunk write does not ask the
-    /// file system again (a directory removed behind our back is recreated on `NotFound`).
-    dirs: std::sync::Mutex<std::collections::HashSet<std::path::PathBuf>>,
-}
-
-impl AtomicDir {
-    fn write_atomic(&self, key: &StoreKey, value: &[u8]) -> std::io::Result<()> {
-        self.write_atomic_with(key, |w| {
-            w.write_all(value)?;
-            Ok(true)
-        })
-        .map_err(std::io::Error::other)
-    }
-
-    fn write_atomic_with(
-        &self,
-        key: &StoreKey,
-        fill: impl FnOnce(&mut dyn std::io::Write) -> Result<bool, BoxError>,
-    ) -> Result<(), BoxError> {
-        let path = self.fs.key_to_fspath(key);
-        let dir = path.parent().ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "a key without a parent")
-        })?;
-        let n = TMP.fetch_add(1, Ordering::Relaxed);
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.brisk-tmp-{}-{n}", pid()));
-        let result = (|| -> Result<(), BoxError> {
-            let file = self.create(dir, &tmp)?;
-            // Encoders hand over small pieces: write them in big ones.
-            let mut file = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
-            if !fill(&mut file)? {
-                // Nothing to store: drop the buffered bytes unwritten.
-                drop(file.into_parts());
-                std::fs::remove_file(&tmp)?;
-                return match std::fs::remove_file(&path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-                    _ => Ok(()),
-                };
-            }
-            let file = file
-                .into_inner()
-                .map_err(std::io::IntoInnerError::into_error)?;
-            if self.durable {
-                file.sync_all()?;
-            }
-            drop(file);
-            std::fs::rename(&tmp, &path)?;
-            if self.durable {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    /// Creates `tmp` in `dir`, creating `dir` first if this store has not seen it yet or it
-    /// has gone.
-    fn create(&self, dir: &Path, tmp: &Path) -> std::io::Result<std::fs::File> {
-        let known = self.dirs.lock().is_ok_and(|d| d.contains(dir));
-        if !known {
-            std::fs::create_dir_all(dir)?;
-        }
-        let file = match std::fs::File::create(tmp) {
-            Err(e) if known && e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(dir)?;
-                std::fs::File::create(tmp)?
-            }
-            other => other?,
-        };
-        if !known && let Ok(mut d) = self.dirs.lock() {
-            d.insert(dir.to_path_buf());
-        }
-        Ok(file)
-    }
+    writer: AtomicWriter,
 }
 
 /// How to remove the file or directory tree at a path in parallel, like
@@ -750,17 +624,6 @@ fn absent_ok(r: std::io::Result<()>, path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Bytes gathered before a write to a chunk's file.
-const WRITE_BUFFER: usize = 256 << 10;
-
-/// This process's id, asked once.
-fn pid() -> u32 {
-    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *PID.get_or_init(std::process::id)
-}
-
-static TMP: AtomicU64 = AtomicU64::new(0);
-
 impl ReadableStorageTraits for AtomicDir {
     fn get_partial_many<'a>(
         &'a self,
@@ -797,7 +660,8 @@ impl ListableStorageTraits for AtomicDir {
 
 impl WritableStorageTraits for AtomicDir {
     fn set(&self, key: &StoreKey, value: Bytes) -> Result<(), StorageError> {
-        self.write_atomic(key, &value)
+        self.writer
+            .write(&self.fs.key_to_fspath(key), &value)
             .map_err(|e| StorageError::Other(format!("writing `{key}`: {e}")))
     }
     fn set_partial_many(

@@ -328,20 +328,20 @@ fn concurrent_computes_run_a_missing_key_once() {
         fn location(&self) -> String {
             self.inner.location()
         }
-        fn get(&self, k: &str) -> brisk_checkpoint::Result<Option<Vec<u8>>> {
+        fn get(&self, k: &str) -> Result<Option<Vec<u8>>, brisk_checkpoint::StoreError> {
             self.inner.get(k)
         }
-        fn put(&self, k: &str, v: &[u8]) -> brisk_checkpoint::Result<()> {
+        fn put(&self, k: &str, v: &[u8]) -> Result<(), brisk_checkpoint::StoreError> {
             self.writes.fetch_add(1, Ordering::SeqCst);
             self.inner.put(k, v)
         }
-        fn delete(&self, k: &str) -> brisk_checkpoint::Result<()> {
+        fn delete(&self, k: &str) -> Result<(), brisk_checkpoint::StoreError> {
             self.inner.delete(k)
         }
-        fn contains(&self, k: &str) -> brisk_checkpoint::Result<bool> {
+        fn contains(&self, k: &str) -> Result<bool, brisk_checkpoint::StoreError> {
             self.inner.contains(k)
         }
-        fn list(&self, p: &str) -> brisk_checkpoint::Result<Vec<String>> {
+        fn list(&self, p: &str) -> Result<Vec<String>, brisk_checkpoint::StoreError> {
             self.inner.list(p)
         }
     }
@@ -511,6 +511,8 @@ fn per_task_encoders_and_literals() {
                 .hasher(|_| Ok("x".into()))
                 .call(|| 1i64, ())
         ),
-        Err(CheckpointError::BadKey { .. })
+        Err(CheckpointError::Store(
+            brisk_checkpoint::StoreError::BadKey { .. }
+        ))
     ));
 }

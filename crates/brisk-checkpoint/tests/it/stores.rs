@@ -2,9 +2,7 @@
 
 use std::sync::Arc;
 
-use brisk_checkpoint::{
-    CheckpointError, DirStore, MemoryStore, ObjectStore, Store, from_url, validate_key,
-};
+use brisk_checkpoint::{DirStore, MemoryStore, ObjectStore, Store, from_url, validate_key};
 
 /// The behaviour every backend must share.
 pub(crate) fn conformance(store: &dyn Store) {
@@ -65,20 +63,26 @@ pub(crate) fn conformance(store: &dyn Store) {
         "back\\slash",
     ] {
         assert!(
-            matches!(store.put(bad, b"x"), Err(CheckpointError::BadKey { .. })),
+            matches!(
+                store.put(bad, b"x"),
+                Err(brisk_checkpoint::StoreError::BadKey { .. })
+            ),
             "{loc}: put {bad:?}"
         );
         assert!(
-            matches!(store.get(bad), Err(CheckpointError::BadKey { .. })),
+            matches!(
+                store.get(bad),
+                Err(brisk_checkpoint::StoreError::BadKey { .. })
+            ),
             "{loc}: get {bad:?}"
         );
         assert!(matches!(
             store.contains(bad),
-            Err(CheckpointError::BadKey { .. })
+            Err(brisk_checkpoint::StoreError::BadKey { .. })
         ));
         assert!(matches!(
             store.delete(bad),
-            Err(CheckpointError::BadKey { .. })
+            Err(brisk_checkpoint::StoreError::BadKey { .. })
         ));
     }
 }
@@ -182,12 +186,14 @@ fn urls_pick_backends_and_unknown_schemes_are_typed_errors() {
     );
     conformance(from_url(&format!("objfile://{p}/obj")).unwrap().as_ref());
     match from_url("ftp://host/x") {
-        Err(CheckpointError::UnsupportedUrl { scheme, .. }) => assert_eq!(scheme, "ftp"),
+        Err(brisk_checkpoint::StoreError::UnsupportedUrl { scheme, .. }) => {
+            assert_eq!(scheme, "ftp")
+        }
         other => panic!("unexpected {other:?}"),
     }
     #[cfg(not(feature = "s3"))]
     match from_url("s3://bucket/prefix") {
-        Err(CheckpointError::UnsupportedUrl {
+        Err(brisk_checkpoint::StoreError::UnsupportedUrl {
             scheme, supported, ..
         }) => {
             assert_eq!(scheme, "s3");
@@ -211,7 +217,7 @@ fn path_traversal_never_leaves_the_root() {
     ] {
         let err = store.put(bad, b"x").unwrap_err();
         assert!(
-            matches!(err, CheckpointError::BadKey { .. }),
+            matches!(err, brisk_checkpoint::StoreError::BadKey { .. }),
             "{bad:?}: {err}"
         );
         assert!(err.to_string().contains("invalid storage key"), "{err}");
