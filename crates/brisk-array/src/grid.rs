@@ -11,18 +11,38 @@ pub struct ChunkGrid {
     chunks: Vec<Vec<usize>>,
 }
 
+/// The most blocks a grid may have: each block is a lazy task, so a grid of more would
+/// exhaust memory building the graph. A metadata file declaring more (say shape `[2^40, 100]`
+/// in chunks of `[1, 100]`) is an error naming the count, never an abort.
+pub const MAX_BLOCKS: u64 = 1 << 26;
+
 impl ChunkGrid {
     /// Regular chunks of `chunk` (per axis; an entry larger than the axis means one chunk)
     /// over `shape`, with smaller edge chunks.
     ///
     /// # Errors
-    /// [`ArrayError::BadChunks`] when the ranks differ or a chunk size is 0 on a non-empty axis.
+    /// [`ArrayError::BadChunks`] when the ranks differ, a chunk size is 0 on a non-empty axis,
+    /// or the grid would have more than [`MAX_BLOCKS`] blocks.
     pub fn regular(shape: &[usize], chunk: &[usize]) -> Result<Self, ArrayError> {
         if shape.len() != chunk.len() {
             return Err(ArrayError::BadChunks(format!(
                 "chunk shape {chunk:?} has rank {} but the array shape {shape:?} has rank {}",
                 chunk.len(),
                 shape.len()
+            )));
+        }
+        // The block count is checked before any per-axis list is built.
+        let mut blocks: u64 = 1;
+        for (&n, &c) in shape.iter().zip(chunk) {
+            if c > 0 {
+                let along = (n as u64).div_ceil(c as u64).max(1);
+                blocks = blocks.saturating_mul(along);
+            }
+        }
+        if blocks > MAX_BLOCKS {
+            return Err(ArrayError::BadChunks(format!(
+                "shape {shape:?} in chunks of {chunk:?} makes {blocks} blocks, more than the \
+                 {MAX_BLOCKS} a lazy array can hold (use larger chunks)"
             )));
         }
         let mut chunks = Vec::with_capacity(shape.len());

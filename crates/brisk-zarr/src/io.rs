@@ -150,9 +150,52 @@ fn region(start: &[u64], shape: &[usize]) -> ArraySubset {
     ArraySubset::new_with_ranges(&ranges)
 }
 
-fn norm_path(path: &str) -> String {
-    let p = path.trim_matches('/');
-    format!("/{p}")
+/// A node path as zarrs takes it (`/a/b`), after the storage layer's one path validation:
+/// `..`, `.`, empty segments, NUL, backslashes and the layer's own temporary names are refused
+/// before anything is read, written or removed.
+fn norm_path(path: &str) -> Result<String, ZarrError> {
+    let p = brisk_store::validate_path(path)?;
+    Ok(format!("/{p}"))
+}
+
+/// What is at a node path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NodeState {
+    /// Nothing: no metadata and no key below it.
+    Absent,
+    /// An array or group (its metadata is there).
+    Node,
+    /// Keys but no metadata: the remains of an interrupted write, or an implicit group.
+    Remains,
+}
+
+fn node_state(store: &Store, path: &str) -> Result<NodeState, ZarrError> {
+    if node_exists(store, path)? {
+        return Ok(NodeState::Node);
+    }
+    let rel = path.trim_matches('/');
+    let prefix = if rel.is_empty() {
+        StorePrefix::root()
+    } else {
+        StorePrefix::new(format!("{rel}/")).map_err(|e| store.error(&e))?
+    };
+    let any = match store.dir_of(&prefix) {
+        Some(dir) => match std::fs::read_dir(&dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(store.error(&e)),
+        },
+        None => !store
+            .storage()
+            .list_prefix(&prefix)
+            .map_err(|e| store.error(&e))?
+            .is_empty(),
+    };
+    Ok(if any {
+        NodeState::Remains
+    } else {
+        NodeState::Absent
+    })
 }
 
 impl ZarrArray {
@@ -296,15 +339,11 @@ fn create_array_on<T: ZarrElement>(
     opts: &ArrayOptions,
     executor: Option<&dyn Executor>,
 ) -> Result<ZarrArray, ZarrError> {
-    let path = norm_path(path);
+    let path = norm_path(path)?;
     let storage = store.storage();
     // The new metadata is checked before anything old is removed: bad options never cost
     // the array they were meant to replace.
-    let shape64: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
-    let chunks64: Vec<u64> = chunks.iter().map(|&x| (x as u64).max(1)).collect();
-    let json = array_metadata::<T>(&shape64, &chunks64, opts)?;
-    let meta: ArrayMetadata =
-        serde_json::from_value(json).map_err(|e| ZarrError::BadOptions(e.to_string()))?;
+    let meta = checked_metadata::<T>(shape, chunks, opts)?;
     if node_exists(store, &path)? {
         if !opts.overwrite {
             return Err(ZarrError::AlreadyExists {
@@ -337,6 +376,21 @@ fn create_array_on<T: ZarrElement>(
         path,
         inner: Arc::new(inner),
     })
+}
+
+/// The metadata of a new array, checked: options zarrs accepts, and a chunk grid of a size a
+/// lazy array can hold (an absurd count is an error, never an abort).
+fn checked_metadata<T: ZarrElement>(
+    shape: &[usize],
+    chunks: &[usize],
+    opts: &ArrayOptions,
+) -> Result<ArrayMetadata, ZarrError> {
+    let chunks: Vec<usize> = chunks.iter().map(|&c| c.max(1)).collect();
+    ChunkGrid::regular(shape, &chunks)?;
+    let shape64: Vec<u64> = shape.iter().map(|&x| x as u64).collect();
+    let chunks64: Vec<u64> = chunks.iter().map(|&x| x as u64).collect();
+    let json = array_metadata::<T>(&shape64, &chunks64, opts)?;
+    serde_json::from_value(json).map_err(|e| ZarrError::BadOptions(e.to_string()))
 }
 
 /// Removes the files and subtrees of the directory tree `dir` (node `path` of `store`) with
@@ -409,7 +463,7 @@ fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {
 /// # Errors
 /// [`ZarrError::NotFound`], [`ZarrError::Zarr`].
 pub fn open_array(store: &Store, path: &str) -> Result<ZarrArray, ZarrError> {
-    let path = norm_path(path);
+    let path = norm_path(path)?;
     if !node_exists(store, &path)? {
         return Err(ZarrError::NotFound {
             location: store.location().into(),
@@ -1375,8 +1429,20 @@ fn write_stream<T: ZarrElement>(
 /// chunks of `chunks` (`None`: the array's own first-block chunk shape), then writes every
 /// chunk in parallel on `executor`, one task per storage unit.
 ///
+/// An interrupted write never leaves an array that opens as complete, and an interrupted
+/// overwrite never loses the old array on a local directory:
+///
+/// | store | fresh write | overwrite |
+/// |---|---|---|
+/// | directory, path below the root | written whole in a hidden staging directory beside it, then renamed into place | staged, then swapped with the old tree atomically (`renameat2(RENAME_EXCHANGE)` on Linux); the old tree is removed after |
+/// | directory root, memory, object stores | metadata written last: until it is, nothing opens | the old metadata is removed first, then the old chunks; an interrupted overwrite leaves no array that opens (old chunks may remain, and are removed by the next overwrite) |
+///
+/// A path holding keys but no metadata (the remains of an interrupted write on an object
+/// store, or an implicit group) is [`ZarrError::AlreadyExists`] unless `opts.overwrite`.
+///
 /// # Errors
-/// Creation errors, [`ZarrError::Compute`] naming the failing chunk.
+/// [`ZarrError::Storage`] for a path with `..` or other invalid segments (nothing is
+/// touched); creation errors; [`ZarrError::Compute`] naming the failing chunk.
 pub fn to_zarr<T: ZarrElement>(
     array: &Array<T>,
     store: &Store,
@@ -1385,6 +1451,7 @@ pub fn to_zarr<T: ZarrElement>(
     opts: &ArrayOptions,
     executor: &dyn Executor,
 ) -> Result<(ZarrArray, WriteSummary), ZarrError> {
+    let path = norm_path(path)?;
     let shape = array.shape();
     let chunks: Vec<usize> = match chunks {
         Some(c) => c.to_vec(),
@@ -1394,14 +1461,178 @@ pub fn to_zarr<T: ZarrElement>(
             .map(|c| c.first().copied().unwrap_or(1).max(1))
             .collect(),
     };
-    let target = create_array_on::<T>(store, path, &shape, &chunks, opts, Some(executor))?;
-    let task = write_tasks(array, &target, &vec![0; shape.len()], IoOptions::default())?;
-    let summary = task
-        .compute_with_options(executor, &ComputeOptions::new())
+    // Everything about the new array is checked before anything old is touched.
+    let meta = checked_metadata::<T>(&shape, &chunks, opts)?;
+    let state = node_state(store, &path)?;
+    if state != NodeState::Absent && !opts.overwrite {
+        return Err(ZarrError::AlreadyExists {
+            location: store.location().into(),
+            path,
+        });
+    }
+    let rel = path.trim_matches('/').to_owned();
+    if !rel.is_empty()
+        && let Some(root) = store.dir_of(&StorePrefix::root())
+    {
+        return to_zarr_staged(array, store, &root, &rel, meta, executor);
+    }
+    // Metadata last, in place.
+    if state != NodeState::Absent {
+        remove_node(store, &path, executor)?;
+    }
+    let inner =
+        ZArray::new_with_metadata(store.storage(), &path, meta).map_err(|e| ZarrError::Zarr {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    let target = ZarrArray {
+        store: store.clone(),
+        path,
+        inner: Arc::new(inner),
+    };
+    let summary = write_all(array, &target, executor)?;
+    target
+        .inner
+        .store_metadata_opt(&metadata_options())
+        .map_err(|e| store.error(&e))?;
+    Ok((target, summary))
+}
+
+/// Writes every chunk of `array` into `target` (already created) on `executor`.
+fn write_all<T: ZarrElement>(
+    array: &Array<T>,
+    target: &ZarrArray,
+    executor: &dyn Executor,
+) -> Result<WriteSummary, ZarrError> {
+    let task = write_tasks(
+        array,
+        target,
+        &vec![0; array.shape().len()],
+        IoOptions::default(),
+    )?;
+    task.compute_with_options(executor, &ComputeOptions::new())
         .map_err(|source| ZarrError::Compute {
             path: target.path.clone(),
             source,
-        })?;
+        })
+}
+
+/// Removes the node at `path` for an overwrite in place: its metadata first (so that an
+/// interruption leaves nothing that opens), then every key below it.
+fn remove_node(store: &Store, path: &str, executor: &dyn Executor) -> Result<(), ZarrError> {
+    let storage = store.storage();
+    let rel = path.trim_matches('/');
+    for name in ["zarr.json", ".zarray", ".zgroup", ".zattrs"] {
+        let key = if rel.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{rel}/{name}")
+        };
+        let key = StoreKey::new(key).map_err(|e| store.error(&e))?;
+        storage.erase(&key).map_err(|e| store.error(&e))?;
+    }
+    let prefix = if rel.is_empty() {
+        StorePrefix::root()
+    } else {
+        StorePrefix::new(format!("{rel}/")).map_err(|e| store.error(&e))?
+    };
+    if let Some(dir) = store.dir_of(&prefix) {
+        remove_on(executor, &dir, store, path)?;
+    }
+    storage.erase_prefix(&prefix).map_err(|e| store.error(&e))
+}
+
+/// [`to_zarr`] on a directory store, below its root: the array is written whole into a hidden
+/// staging directory beside its path, then renamed into place (or swapped with the old tree,
+/// which is removed after). A failed write removes the staging directory and leaves the old
+/// array as it was.
+fn to_zarr_staged<T: ZarrElement>(
+    array: &Array<T>,
+    store: &Store,
+    root: &std::path::Path,
+    rel: &str,
+    meta: ArrayMetadata,
+    executor: &dyn Executor,
+) -> Result<(ZarrArray, WriteSummary), ZarrError> {
+    let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let stage_name = brisk_store::stage_name(name);
+    let stage_rel = if parent.is_empty() {
+        stage_name
+    } else {
+        format!("{parent}/{stage_name}")
+    };
+    let parent_dir = root.join(parent);
+    let stage_dir = root.join(&stage_rel);
+    let target_dir = root.join(rel);
+    let io = |e: std::io::Error, action: &'static str, at: &str| {
+        ZarrError::Storage(brisk_store::StoreError::backend(
+            store.location(),
+            action,
+            at,
+            e,
+        ))
+    };
+    // Staging trees that dead writers left beside this one (best effort: one that cannot
+    // be removed now is hidden, and met again by the next writer).
+    let _ = brisk_store::clean_dead_stages(&parent_dir);
+    let stage_path = format!("/{stage_rel}");
+    let inner = ZArray::new_with_metadata(store.storage(), &stage_path, meta).map_err(|e| {
+        ZarrError::Zarr {
+            path: format!("/{rel}"),
+            message: e.to_string(),
+        }
+    })?;
+    let stage = ZarrArray {
+        store: store.clone(),
+        path: format!("/{rel}"),
+        inner: Arc::new(inner),
+    };
+    let written = write_all(array, &stage, executor).and_then(|summary| {
+        stage
+            .inner
+            .store_metadata_opt(&metadata_options())
+            .map_err(|e| store.error(&e))?;
+        Ok(summary)
+    });
+    let summary = match written {
+        Ok(summary) => summary,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&stage_dir);
+            store.forget_dirs_under(&stage_dir);
+            return Err(e);
+        }
+    };
+    let replaced = match std::fs::symlink_metadata(&target_dir) {
+        Ok(_) => {
+            brisk_store::exchange(&stage_dir, &target_dir).map_err(|e| io(e, "swap", rel))?;
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(&parent_dir).map_err(|e| io(e, "create", parent))?;
+            match std::fs::rename(&stage_dir, &target_dir) {
+                Ok(()) => false,
+                // Something appeared at the path meanwhile: swap with it.
+                Err(_) => {
+                    brisk_store::exchange(&stage_dir, &target_dir)
+                        .map_err(|e| io(e, "swap", rel))?;
+                    true
+                }
+            }
+        }
+        Err(e) => return Err(io(e, "stat", rel)),
+    };
+    store.forget_dirs_under(&stage_dir);
+    if replaced {
+        // The old tree is now the staging directory: remove it.
+        remove_on(executor, &stage_dir, store, &format!("/{rel}"))?;
+        match std::fs::remove_dir_all(&stage_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(e, "remove the replaced tree of", rel));
+            }
+            _ => {}
+        }
+    }
+    let target = open_array(store, rel)?;
     Ok((target, summary))
 }
 
@@ -1415,7 +1646,7 @@ pub fn create_group(
     v2: bool,
     attributes: Map<String, Value>,
 ) -> Result<(), ZarrError> {
-    let path = norm_path(path);
+    let path = norm_path(path)?;
     let json = if v2 {
         serde_json::json!({"zarr_format": 2, "attributes": attributes})
     } else {
@@ -1438,7 +1669,7 @@ pub fn create_group(
 /// # Errors
 /// [`ZarrError::NotFound`], [`ZarrError::Zarr`].
 pub fn node_attributes(store: &Store, path: &str) -> Result<Map<String, Value>, ZarrError> {
-    let path = norm_path(path);
+    let path = norm_path(path)?;
     if !node_exists(store, &path)? {
         return Err(ZarrError::NotFound {
             location: store.location().into(),

@@ -55,6 +55,14 @@ impl Store {
         self.dir.as_ref().map(|d| d.fs.prefix_to_fs_path(prefix))
     }
 
+    /// Forgets the directories the atomic writer has seen at or below `dir` (a tree that was
+    /// moved or removed).
+    pub(crate) fn forget_dirs_under(&self, dir: &Path) {
+        if let Some(d) = &self.dir {
+            d.writer.forget_under(dir);
+        }
+    }
+
     /// A store in memory.
     #[must_use]
     pub fn memory() -> Self {
@@ -237,7 +245,7 @@ impl Store {
     /// # Errors
     /// [`ZarrError::Store`] when the store cannot be listed.
     pub fn size_of(&self, path: &str) -> Result<u64, ZarrError> {
-        let trimmed = path.trim_matches('/');
+        let trimmed = brisk_store::validate_path(path)?;
         let prefix = if trimmed.is_empty() {
             StorePrefix::root()
         } else {

@@ -5,3 +5,4 @@
 mod crash;
 mod pinned;
 mod roundtrip;
+mod safety;
