@@ -33,20 +33,24 @@ pub struct SyncExecutor;
 
 impl Executor for SyncExecutor {
     fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
-        for h in ctx.hooks.iter() {
-            h.on_start(graph);
-        }
+        let started = crate::task::call_hooks(ctx, "on_start", |h| h.on_start(graph));
         let guards = Guards::new(graph);
-        let result = run(graph, ctx, &guards);
+        // Task hooks run on this thread: one that panics stops the compute with an error,
+        // and the resources opened so far are still closed.
+        let result = started
+            .and_then(|()| crate::task::no_panic("a task hook", || run(graph, ctx, &guards)));
         // A close error replaces a successful result; a task's error is never replaced.
         let result = match (result, guards.finish()) {
             (Ok(_), Some(close)) => Err(close),
             (r, _) => r,
         };
-        for h in ctx.hooks.iter() {
+        let finished = crate::task::call_hooks(ctx, "on_finish", |h| {
             h.on_finish(graph, result.as_ref().err());
+        });
+        match (result, finished) {
+            (Ok(_), Err(e)) => Err(e),
+            (r, _) => r,
         }
-        result
     }
 }
 

@@ -195,13 +195,36 @@ fn run_attempts(
     }
 }
 
-/// The text of a panic payload (`&str` or `String`), or a placeholder.
-pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
+pub(crate) use brisk_graph::panic_message;
+
+/// Calls `call` on every hook of `ctx` (hook method `event`); a panicking hook is an error,
+/// never a panic through the compute. Every hook is called even when one panics.
+pub(crate) fn call_hooks(
+    ctx: &RunContext,
+    event: &'static str,
+    call: impl Fn(&dyn brisk_graph::Hooks),
+) -> Result<(), Error> {
+    let mut first = None;
+    for h in ctx.hooks.iter() {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| call(h.as_ref()))) {
+            first.get_or_insert(Error::HookPanicked {
+                event,
+                message: panic_message(payload.as_ref()),
+            });
+        }
     }
+    first.map_or(Ok(()), Err)
+}
+
+/// Runs `f`, turning a panic (of a hook called on this thread) into an error.
+pub(crate) fn no_panic<T>(
+    event: &'static str,
+    f: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(Error::HookPanicked {
+            event,
+            message: panic_message(payload.as_ref()),
+        })
+    })
 }

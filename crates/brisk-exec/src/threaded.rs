@@ -100,14 +100,15 @@ impl Executor for ThreadedExecutor {
         if self.pool.is_current() {
             return SyncExecutor.execute(graph, ctx);
         }
-        for h in ctx.hooks.iter() {
-            h.on_start(graph);
-        }
-        let result = self.run(graph, ctx);
-        for h in ctx.hooks.iter() {
+        let result = crate::task::call_hooks(ctx, "on_start", |h| h.on_start(graph))
+            .and_then(|()| self.run(graph, ctx));
+        let finished = crate::task::call_hooks(ctx, "on_finish", |h| {
             h.on_finish(graph, result.as_ref().err());
+        });
+        match (result, finished) {
+            (Ok(_), Err(e)) => Err(e),
+            (r, _) => r,
         }
-        result
     }
 
     fn parallelism(&self) -> usize {

@@ -136,6 +136,15 @@ pub enum Error {
     /// The executor itself failed (e.g. it could not start its threads).
     #[error("executor failed")]
     Executor(#[source] BoxError),
+    /// An execution hook panicked (the compute stops with this error; resources it opened
+    /// are closed as after any other error).
+    #[error("a hook panicked in `{event}`: {message}")]
+    HookPanicked {
+        /// The hook method (`on_start`, `on_finish`, …).
+        event: &'static str,
+        /// The panic's message.
+        message: String,
+    },
 }
 
 impl Error {
@@ -149,7 +158,10 @@ impl Error {
             | Self::Cache { key, .. }
             | Self::TypeMismatch { key, .. }
             | Self::Incomplete { key, .. } => Some(key),
-            Self::Cancelled | Self::Executor(_) | Self::Resource { .. } => None,
+            Self::Cancelled
+            | Self::Executor(_)
+            | Self::Resource { .. }
+            | Self::HookPanicked { .. } => None,
         }
     }
 }
@@ -236,4 +248,27 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder: how a caught panic is
+/// reported in an error.
+#[must_use]
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+/// Runs `f`, turning a panic into an error `"{what} panicked: …"`.
+pub(crate) fn catch_panic<T>(
+    what: &str,
+    f: impl FnOnce() -> Result<T, BoxError>,
+) -> Result<T, BoxError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        Err(format!("{what} panicked: {}", panic_message(&*payload)).into())
+    })
 }

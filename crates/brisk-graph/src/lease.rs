@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
-use crate::error::{Error, ResourceAction};
+use crate::error::{Error, ResourceAction, catch_panic};
 use crate::node::Resource;
 
 struct Entry {
@@ -38,10 +38,17 @@ pub fn acquire(resource: &Arc<dyn Resource>) -> Result<(), Error> {
         e.count += 1;
         return Ok(());
     }
-    let opened = if resource.is_open() {
+    // A panicking resource is an error naming it, never a panic through the compute.
+    let is_open =
+        catch_panic("is_open", || Ok(resource.is_open())).map_err(|source| Error::Resource {
+            resource: resource.name(),
+            action: ResourceAction::Open,
+            source,
+        })?;
+    let opened = if is_open {
         false
     } else {
-        resource.open().map_err(|source| Error::Resource {
+        catch_panic("open", || resource.open()).map_err(|source| Error::Resource {
             resource: resource.name(),
             action: ResourceAction::Open,
             source,
@@ -77,7 +84,7 @@ pub fn release(resource: &Arc<dyn Resource>) -> Result<(), Error> {
     let opened = e.opened;
     map.remove(&key);
     if opened {
-        resource.close().map_err(|source| Error::Resource {
+        catch_panic("close", || resource.close()).map_err(|source| Error::Resource {
             resource: resource.name(),
             action: ResourceAction::Close,
             source,

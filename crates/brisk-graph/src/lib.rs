@@ -44,7 +44,9 @@ pub use delayed::{
     AnyDelayed, Args, Delayed, IntoArg, IntoArgs, Split, TaskFn, TaskSpec, delayed, lit,
     lit_opaque, pure,
 };
-pub use error::{CacheAction, Error, Failure, Report, ResourceAction, Result, Skipped, chain};
+pub use error::{
+    CacheAction, Error, Failure, Report, ResourceAction, Result, Skipped, chain, panic_message,
+};
 pub use exec::{
     Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
     RunContext, RunOutput, TaskEnd, TaskStatus,

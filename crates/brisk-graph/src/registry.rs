@@ -141,16 +141,7 @@ impl Invoker {
             }
         }
         let call = self.call;
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(args))).unwrap_or_else(
-            |payload| {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .map(|s| (*s).to_owned())
-                    .or_else(|| payload.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a panic without a message".to_owned());
-                Err(format!("the task panicked: {msg}").into())
-            },
-        )
+        crate::error::catch_panic("the task", || call(args))
     }
 }
 

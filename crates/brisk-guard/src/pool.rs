@@ -133,7 +133,19 @@ where
                 // Room: open outside the lock (opening can be slow).
                 st.opening += 1;
                 drop(st);
-                let opened = (self.open)(key);
+                // A panicking opener gives its place back before the panic goes on to the
+                // caller (a task, whose executor turns it into an error): waiting callers
+                // must never block on an opening that will not finish.
+                let opened = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (self.open)(key)
+                })) {
+                    Ok(opened) => opened,
+                    Err(panic) => {
+                        self.lock().opening -= 1;
+                        self.freed.notify_all();
+                        std::panic::resume_unwind(panic);
+                    }
+                };
                 st = self.lock();
                 st.opening -= 1;
                 let handle = match opened {

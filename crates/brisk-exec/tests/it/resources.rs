@@ -15,6 +15,8 @@ struct Logged {
     log: Mutex<Vec<String>>,
     fail_open: AtomicBool,
     fail_close: AtomicBool,
+    panic_open: AtomicBool,
+    panic_close: AtomicBool,
     reads: AtomicUsize,
 }
 
@@ -43,6 +45,7 @@ impl Resource for Logged {
         self.name.into()
     }
     fn open(&self) -> Result<(), BoxError> {
+        assert!(!self.panic_open.load(Ordering::SeqCst), "open went wrong");
         if self.fail_open.load(Ordering::SeqCst) {
             self.log.lock().unwrap().push("open-failed".into());
             return Err("no such file".into());
@@ -54,6 +57,7 @@ impl Resource for Logged {
     fn close(&self) -> Result<(), BoxError> {
         self.log.lock().unwrap().push("close".into());
         self.open.store(false, Ordering::SeqCst);
+        assert!(!self.panic_close.load(Ordering::SeqCst), "close went wrong");
         if self.fail_close.load(Ordering::SeqCst) {
             return Err("flush failed".into());
         }
@@ -287,5 +291,75 @@ fn a_nested_compute_does_not_reopen() {
             .requiring(Arc::clone(&r) as Arc<dyn Resource>);
         assert_eq!(outer.compute_with(e.as_ref()).unwrap(), 7);
         assert_eq!(r.log(), ["open", "close"]);
+    }
+}
+
+#[test]
+fn panicking_open_and_close_are_errors_naming_the_resource_never_panics() {
+    for e in executors() {
+        // close panics after a task failed: the task's error is the compute's.
+        let r = Logged::new("data.npy");
+        r.panic_close.store(true, Ordering::SeqCst);
+        let err = chunks(&r, 20, Some(7))
+            .compute_with(e.as_ref())
+            .unwrap_err();
+        assert!(
+            chain(&err).contains("chunk 7 is corrupt"),
+            "{}",
+            chain(&err)
+        );
+        // close panics after success: an error naming the resource and the panic.
+        let err = chunks(&r, 20, None).compute_with(e.as_ref()).unwrap_err();
+        match &err {
+            brisk_graph::Error::Resource {
+                resource, action, ..
+            } => {
+                assert_eq!(resource, "data.npy");
+                assert_eq!(*action, ResourceAction::Close);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(chain(&err).contains("close went wrong"), "{}", chain(&err));
+        // open panics: an error, and the next compute (open fixed) runs.
+        let r = Logged::new("data.npy");
+        r.panic_open.store(true, Ordering::SeqCst);
+        let err = chunks(&r, 20, None).compute_with(e.as_ref()).unwrap_err();
+        assert!(chain(&err).contains("open went wrong"), "{}", chain(&err));
+        r.panic_open.store(false, Ordering::SeqCst);
+        assert_eq!(chunks(&r, 20, None).compute_with(e.as_ref()).unwrap(), 190);
+    }
+}
+
+/// A hook that panics in one event.
+struct PanicIn(&'static str);
+
+impl brisk_graph::Hooks for PanicIn {
+    fn on_start(&self, _: &brisk_graph::Graph) {
+        assert_ne!(self.0, "on_start", "hook broke");
+    }
+    fn on_task_start(&self, _: &brisk_graph::Graph, _: usize, _: usize) {
+        assert_ne!(self.0, "on_task_start", "hook broke");
+    }
+    fn on_finish(&self, _: &brisk_graph::Graph, _: Option<&brisk_graph::Error>) {
+        assert_ne!(self.0, "on_finish", "hook broke");
+    }
+}
+
+#[test]
+fn a_panicking_hook_is_an_error_and_resources_are_still_closed() {
+    for e in executors() {
+        for event in ["on_start", "on_task_start", "on_finish"] {
+            let r = Logged::new("data.npy");
+            let opts = brisk_graph::ComputeOptions::new().hook(Arc::new(PanicIn(event)));
+            let err = chunks(&r, 20, None)
+                .compute_with_options(e.as_ref(), &opts)
+                .unwrap_err();
+            assert!(
+                chain(&err).contains("hook broke"),
+                "{event}: {}",
+                chain(&err)
+            );
+            assert!(!r.is_open(), "{event}: left open");
+        }
     }
 }

@@ -166,3 +166,27 @@ fn a_per_key_limit_of_one_gives_exclusive_handles() {
     assert!(failing.get(&0).is_err());
     assert_eq!(*failing.get(&1).unwrap(), 1);
 }
+
+#[test]
+fn a_panicking_opener_never_blocks_later_callers() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = Arc::clone(&calls);
+    let pool = Arc::new(HandlePool::new(1, move |k: &u32| {
+        assert!(
+            c.fetch_add(1, Ordering::SeqCst) > 0,
+            "the first opening panics"
+        );
+        Ok::<_, String>(*k)
+    }));
+    let p = Arc::clone(&pool);
+    let first = std::thread::spawn(move || p.get(&1).map(|h| *h)).join();
+    assert!(first.is_err(), "the opener's panic reaches its caller");
+    // Before the fix every later get blocked forever: run it on a thread and wait a bounded time.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = Arc::clone(&pool);
+    std::thread::spawn(move || tx.send(p.get(&2).map(|h| *h)).unwrap());
+    let got = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("get blocked after a panicking opener");
+    assert_eq!(got, Ok(2));
+}
