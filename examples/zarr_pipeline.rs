@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
     let opts = ArrayOptions::new()
         .compressor(Compressor::Zstd {
             level: a.level,
-            checksum: false,
+            checksum: true,
         })
         .dimension_names(["time", "x"])
         .attribute("history", json!("created by brisk's zarr_pipeline example"))

@@ -15,7 +15,7 @@ import sys
 import numcodecs
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle, GzipCodec, ZstdCodec
+from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec, GzipCodec, ZstdCodec
 
 CASES = json.loads((pathlib.Path(__file__).parent / "cases.json").read_text())
 
@@ -34,13 +34,13 @@ def compressor(case):
     c = case["codec"]
     if case["format"] == 3:
         return {
-            "zstd": ZstdCodec(level=3),
+            "zstd": ZstdCodec(level=3, checksum=bool(case.get("zstd_checksum"))),
             "blosc": BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle),
             "gzip": GzipCodec(level=5),
             "none": None,
         }[c]
     return {
-        "zstd": numcodecs.Zstd(level=3),
+        "zstd": numcodecs.Zstd(level=3, checksum=bool(case.get("zstd_checksum"))),
         "blosc": numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE),
         "gzip": numcodecs.GZip(level=5),
         "none": None,
@@ -68,6 +68,11 @@ def check(root):
             assert attrs.get("nested") == {"list": [1, 2.5, "x"]}, f"attrs {attrs}"
             if case["format"] == 3:
                 assert list(a.metadata.dimension_names) == dims(case), a.metadata.dimension_names
+                names = [c.to_dict()["name"] for c in a.metadata.codecs]
+                assert ("crc32c" in names) == bool(case.get("crc32c")), f"codecs {names}"
+                if case.get("zstd_checksum"):
+                    zstd = [c.to_dict() for c in a.metadata.codecs if c.to_dict()["name"] == "zstd"]
+                    assert zstd and zstd[0]["configuration"]["checksum"], f"codecs {zstd}"
                 if "shards" in case:
                     assert tuple(a.shards) == tuple(case["shards"]), f"shards {a.shards}"
             else:
@@ -93,7 +98,11 @@ def write(root):
             attributes={"writer": "zarr-python", "case": case["name"], "nested": {"list": [1, 2.5, "x"]}},
         )
         c = compressor(case)
-        kwargs["compressors"] = None if c is None else [c]
+        kwargs["compressors"] = [] if c is None else [c]
+        if case.get("crc32c"):
+            kwargs["compressors"].append(Crc32cCodec())
+        if not kwargs["compressors"]:
+            kwargs["compressors"] = None
         if case["format"] == 3:
             kwargs["dimension_names"] = dims(case)
             if "shards" in case:

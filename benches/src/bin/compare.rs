@@ -36,6 +36,7 @@ fn main() -> anyhow::Result<()> {
     let mut repeat = 3usize;
     let mut with_limit = true;
     let mut pinned = false;
+    let mut checksum = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -44,6 +45,7 @@ fn main() -> anyhow::Result<()> {
             "--repeat" => repeat = args.next().context("--repeat needs a value")?.parse()?,
             "--no-limit" => with_limit = false,
             "--pinned" => pinned = true,
+            "--no-checksum" => checksum = false,
             "--dir" => dir = args.next().context("--dir needs a path")?.into(),
             "--codec-threads" => {
                 codec_threads = args
@@ -67,7 +69,7 @@ fn main() -> anyhow::Result<()> {
             let io = brisk::zarr::IoOptions::new()
                 .codec_threads(codec_threads)
                 .pinned(pinned);
-            secs = secs.min(run_zarr(shape, n, &exec, &dir, io)?);
+            secs = secs.min(run_zarr(shape, n, &exec, &dir, io, checksum)?);
         }
         // Peak RSS of the timed phase, before the limit measurement holds the whole array.
         let rss = peak_rss_mib();
@@ -351,13 +353,14 @@ fn parse_chunking(chunking: &str) -> anyhow::Result<Vec<usize>> {
 }
 
 /// `zarr/write/RxC` and `zarr/read_mean/RxC` on an 8000 x 7500 float32 array (the seed's
-/// workload), zstd level 3, Zarr v3.
+/// workload), zstd level 3 with its content checksum (Brisk's default; `--no-checksum` leaves it out), Zarr v3.
 fn run_zarr(
     phase: &str,
     chunking: &str,
     exec: &ThreadedExecutor,
     dir: &std::path::Path,
     io: brisk::zarr::IoOptions,
+    checksum: bool,
 ) -> anyhow::Result<f64> {
     use brisk::array::Array;
     use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr_with, to_zarr};
@@ -369,10 +372,7 @@ fn run_zarr(
         "write" => {
             let x = Array::<f32>::random_normal(&shape, &chunks, 42, 2000.0, 1000.0)?;
             let opts = ArrayOptions::new()
-                .compressor(Compressor::Zstd {
-                    level: 3,
-                    checksum: false,
-                })
+                .compressor(Compressor::Zstd { level: 3, checksum })
                 .dimension_names(["time", "x"])
                 .attribute("history", serde_json::json!("brisk comparison"))
                 .overwrite();

@@ -70,7 +70,7 @@ fn write_case<T: ZarrElement>(
         .compressor(match case["codec"].as_str() {
             Some("zstd") => Compressor::Zstd {
                 level: 3,
-                checksum: false,
+                checksum: case["zstd_checksum"] == true,
             },
             Some("blosc") => Compressor::Blosc {
                 cname: "lz4".into(),
@@ -87,6 +87,9 @@ fn write_case<T: ZarrElement>(
         .overwrite();
     if let Some(s) = case.get("shards") {
         opts = opts.shards(serde_json::from_value(s.clone())?);
+    }
+    if case["crc32c"] == true {
+        opts = opts.crc32c();
     }
     let data = Array::from_ndarray(&expected::<T>(&shape, dtype), &[7; 8][..shape.len()])?;
     let store = Store::directory(root.join(name))?;
@@ -118,6 +121,18 @@ fn check_case<T: ZarrElement + PartialEq>(
     ensure!(
         attrs.get("nested") == Some(&json!({"list": [1, 2.5, "x"]})),
         "attributes {attrs:?}"
+    );
+    // The array's own codecs (a sharded array's index carries a crc32c of its own).
+    let codecs = z.metadata_json()["codecs"].clone();
+    let names: Vec<&str> = codecs
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    ensure!(
+        (case["crc32c"] == true) == names.contains(&"crc32c"),
+        "codecs {names:?}"
     );
     let got = from_zarr::<T>(&store, "/")?.compute_with(exec)?;
     ensure!(got == expected::<T>(&shape, dtype), "values differ");

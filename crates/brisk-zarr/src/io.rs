@@ -140,6 +140,59 @@ fn metadata_options() -> ArrayMetadataOptions {
     ArrayMetadataOptions::default().with_include_zarrs_metadata(false)
 }
 
+/// Writes the metadata of `inner` (at its own path). Zarr v3 metadata is written by Brisk so
+/// that every codec is an object (`{"name": "crc32c"}`): zarrs writes a codec without
+/// configuration as a bare string, which zarr-python refuses ("Expected dict"). Zarr v2
+/// metadata is zarrs' own.
+fn store_metadata(store: &Store, inner: &ZArray<Storage>) -> Result<(), ZarrError> {
+    match inner.metadata_opt(&metadata_options()) {
+        ArrayMetadata::V3(meta) => {
+            let mut json = serde_json::to_value(&meta).map_err(|e| store.error(&e))?;
+            codecs_as_objects(&mut json);
+            let rel = inner.path().as_str().trim_matches('/');
+            let key = if rel.is_empty() {
+                "zarr.json".to_owned()
+            } else {
+                format!("{rel}/zarr.json")
+            };
+            let key = StoreKey::new(key).map_err(|e| store.error(&e))?;
+            let bytes = serde_json::to_vec_pretty(&json).map_err(|e| store.error(&e))?;
+            store
+                .storage()
+                .set(&key, bytes.into())
+                .map_err(|e| store.error(&e))
+        }
+        ArrayMetadata::V2(_) => inner
+            .store_metadata_opt(&metadata_options())
+            .map_err(|e| store.error(&e)),
+    }
+}
+
+/// Every codec of v3 array metadata (also inside sharding's `codecs` and `index_codecs`)
+/// spelled as an object with a name, never a bare string.
+fn codecs_as_objects(meta: &mut Value) {
+    fn fix(list: &mut Value) {
+        let Some(items) = list.as_array_mut() else {
+            return;
+        };
+        for codec in items {
+            if let Some(name) = codec.as_str() {
+                *codec = serde_json::json!({ "name": name });
+            }
+            if let Some(config) = codec.get_mut("configuration") {
+                for inner in ["codecs", "index_codecs"] {
+                    if let Some(list) = config.get_mut(inner) {
+                        fix(list);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(codecs) = meta.get_mut("codecs") {
+        fix(codecs);
+    }
+}
+
 /// The elements `start .. start + shape` of an array, as a zarrs subset.
 fn region(start: &[u64], shape: &[usize]) -> ArraySubset {
     let ranges: Vec<std::ops::Range<u64>> = start
@@ -240,7 +293,9 @@ impl ZarrArray {
     /// The metadata as JSON (`zarr.json` for v3, `.zarray` plus attributes for v2).
     #[must_use]
     pub fn metadata_json(&self) -> Value {
-        serde_json::to_value(self.inner.metadata()).unwrap_or(Value::Null)
+        let mut json = serde_json::to_value(self.inner.metadata()).unwrap_or(Value::Null);
+        codecs_as_objects(&mut json);
+        json
     }
 
     /// The stored element type (`float32`, …).
@@ -283,9 +338,7 @@ impl ZarrArray {
         let mut inner =
             ZArray::open(self.store.storage(), &self.path).map_err(|e| self.zerr(&e))?;
         *inner.attributes_mut() = attributes;
-        inner
-            .store_metadata_opt(&metadata_options())
-            .map_err(|e| self.store.error(&e))?;
+        store_metadata(&self.store, &inner)?;
         self.inner = Arc::new(inner);
         Ok(())
     }
@@ -368,9 +421,7 @@ fn create_array_on<T: ZarrElement>(
         path: path.clone(),
         message: e.to_string(),
     })?;
-    inner
-        .store_metadata_opt(&metadata_options())
-        .map_err(|e| store.error(&e))?;
+    store_metadata(store, &inner)?;
     Ok(ZarrArray {
         store: store.clone(),
         path,
@@ -1491,10 +1542,7 @@ pub fn to_zarr<T: ZarrElement>(
         inner: Arc::new(inner),
     };
     let summary = write_all(array, &target, executor)?;
-    target
-        .inner
-        .store_metadata_opt(&metadata_options())
-        .map_err(|e| store.error(&e))?;
+    store_metadata(store, &target.inner)?;
     Ok((target, summary))
 }
 
@@ -1588,10 +1636,7 @@ fn to_zarr_staged<T: ZarrElement>(
         inner: Arc::new(inner),
     };
     let written = write_all(array, &stage, executor).and_then(|summary| {
-        stage
-            .inner
-            .store_metadata_opt(&metadata_options())
-            .map_err(|e| store.error(&e))?;
+        store_metadata(store, &stage.inner)?;
         Ok(summary)
     });
     let summary = match written {

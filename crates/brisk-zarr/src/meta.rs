@@ -84,11 +84,13 @@ pub enum BloscShuffle {
 pub enum Compressor {
     /// Uncompressed.
     None,
-    /// Zstandard at `level` (the default: level 3, no checksum).
+    /// Zstandard at `level` (the default: level 3 with checksums).
     Zstd {
         /// Compression level (1–22; negative for fast modes).
         level: i32,
-        /// Whether frames carry a checksum.
+        /// Whether frames carry zstd's content checksum (XXH64), verified on every read by
+        /// Brisk, zarrs and zarr-python: a corrupted chunk is an error, not a wrong value. On by
+        /// default; it costs about 4 % of a write and 6 % of a read of the seed's array.
         checksum: bool,
     },
     /// Blosc with an inner compressor (`lz4`, `lz4hc`, `blosclz`, `zstd`, `zlib`).
@@ -111,7 +113,7 @@ impl Default for Compressor {
     fn default() -> Self {
         Self::Zstd {
             level: 3,
-            checksum: false,
+            checksum: true,
         }
     }
 }

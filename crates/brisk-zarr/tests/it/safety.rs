@@ -244,3 +244,32 @@ fn a_failed_overwrite_leaves_the_old_array() {
         .collect();
     assert!(hidden.is_empty(), "{hidden:?}");
 }
+
+#[test]
+fn a_corrupted_chunk_of_a_default_array_is_an_error_never_a_wrong_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::directory(dir.path()).unwrap();
+    let a = Array::<f32>::random_normal(&[64, 64], &[32, 32], 7, 0.0, 1.0).unwrap();
+    let want = a.compute_with(&SyncExecutor).unwrap();
+    to_zarr(&a, &store, "x", None, &ArrayOptions::new(), &SyncExecutor).unwrap();
+    let chunk = dir.path().join("x/c/1/0");
+    let good = std::fs::read(&chunk).unwrap();
+    let (mut errors, mut wrong) = (0, 0);
+    for at in (0..good.len()).step_by(7) {
+        let mut bad = good.clone();
+        bad[at] ^= 0x5a;
+        std::fs::write(&chunk, &bad).unwrap();
+        for fused in [true, false] {
+            let io = brisk_zarr::IoOptions::new().fused(fused);
+            match brisk_zarr::from_zarr_with::<f32>(&store, "x", io)
+                .and_then(|x| Ok(x.compute_with(&SyncExecutor)?))
+            {
+                Ok(got) if got == want => {} // a flip in a byte the decoder ignores
+                Ok(_) => wrong += 1,
+                Err(_) => errors += 1,
+            }
+        }
+    }
+    assert_eq!(wrong, 0, "{wrong} wrong values ({errors} errors)");
+    assert!(errors > 0);
+}
