@@ -350,8 +350,12 @@ impl Encoder {
         let reserve = if self.encrypter.is_some() { 12 } else { 0 };
         if let Some(Compressor::Zstd { level }) = self.compressor {
             let mut out = vec![0u8; reserve + zstd::zstd_safe::compress_bound(bytes.len())];
+            // With its content checksum: a corrupted frame fails to decode.
             let n = zstd::bulk::Compressor::new(level)
-                .and_then(|mut c| c.compress_to_buffer(&bytes, &mut out[reserve..]))
+                .and_then(|mut c| {
+                    c.include_checksum(true)?;
+                    c.compress_to_buffer(&bytes, &mut out[reserve..])
+                })
                 .map_err(|e| fail(Stage::Compressor("zstd"), e.to_string()))?;
             out.truncate(reserve + n);
             bytes = out;
@@ -527,22 +531,39 @@ fn write_serde<T: serde::Serialize + ?Sized>(s: Serializer, v: &T) -> Result<Vec
     }
 }
 
-/// Decompresses one zstd frame, sized from its header when it declares its content size.
-fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
-    match zstd::zstd_safe::get_frame_content_size(data) {
-        Ok(Some(n)) if n <= 1 << 34 => {
-            let n = usize::try_from(n).map_err(|e| e.to_string())?;
-            let out = zstd::bulk::decompress(data, n).map_err(|e| e.to_string())?;
-            if out.len() == n {
-                Ok(out)
-            } else {
-                Err(format!(
-                    "the frame declares {n} bytes but holds {}",
-                    out.len()
-                ))
+/// Decompresses one zstd frame (verifying its checksum when it has one). The content size a
+/// frame declares is never trusted for an allocation: the output grows with the data the
+/// frame really holds (at most what the machine's zstd decoder produces), and must then be
+/// exactly the declared size.
+pub(crate) fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let declared =
+        zstd::zstd_safe::get_frame_content_size(data).map_err(|_| "not a zstd frame".to_owned())?;
+    // Reserve what the frame could plausibly hold; more is added as it is produced.
+    let plausible = (data.len() as u64)
+        .saturating_mul(64)
+        .saturating_add(1 << 20);
+    let reserve = declared.map_or(0, |n| n.min(plausible));
+    let mut out = Vec::with_capacity(usize::try_from(reserve).map_err(|e| e.to_string())?);
+    let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?;
+    match declared {
+        Some(n) => {
+            decoder
+                .take(n.saturating_add(1))
+                .read_to_end(&mut out)
+                .map_err(|e| e.to_string())?;
+            if out.len() as u64 != n {
+                return Err(format!(
+                    "the frame declares {n} bytes but holds {}{}",
+                    out.len(),
+                    if out.len() as u64 > n { " or more" } else { "" }
+                ));
             }
         }
-        Ok(_) => zstd::stream::decode_all(data).map_err(|e| e.to_string()),
-        Err(_) => Err("not a zstd frame".into()),
+        None => {
+            let mut decoder = decoder;
+            decoder.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        }
     }
+    Ok(out)
 }

@@ -191,7 +191,6 @@ impl Store for DirStore {
         match std::fs::read(&path) {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) if path.is_dir() => Err(self.err("get", key, format!("a directory: {e}"))),
             Err(e) => Err(self.err("get", key, e)),
         }
     }

@@ -337,3 +337,96 @@ fn passphrases_reopen_a_store_with_its_recorded_salt() {
         record
     );
 }
+
+/// An `.npy` header for `f64` data of `shape` (a tuple literal), padded as NumPy pads it.
+fn npy_header(shape: &str) -> Vec<u8> {
+    let mut dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + dict.len() + 1) % 64 != 0 {
+        dict.push(' ');
+    }
+    dict.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&u16::try_from(dict.len()).unwrap().to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+#[test]
+fn hostile_sizes_in_entries_are_errors_never_allocations() {
+    let s = spec_of_array();
+    // A 300-byte `.npy` entry declaring 8e14 bytes of data, raw and in a zstd frame.
+    let mut npy = npy_header("(99999999999999,)");
+    npy.extend_from_slice(&[0u8; 200]);
+    let raw = Encoder::new().no_compressor().serializer(Serializer::Npy);
+    let err = raw.decode(&s, &npy, "k/npy").unwrap_err();
+    assert!(
+        matches!(err, CheckpointError::Decode { .. }) && err.to_string().contains("declares"),
+        "{err}"
+    );
+    let zstd = Encoder::new().serializer(Serializer::Npy);
+    let framed = zstd::bulk::compress(&npy, 3).unwrap();
+    let err = zstd.decode(&s, &framed, "k/npy").unwrap_err();
+    assert!(err.to_string().contains("declares"), "{err}");
+    // A shape whose byte count overflows 64 bits.
+    let mut npy = npy_header("(4294967296, 4294967296, 16)");
+    npy.extend_from_slice(&[0u8; 16]);
+    let err = raw.decode(&s, &npy, "k/npy").unwrap_err();
+    assert!(err.to_string().contains("overflows"), "{err}");
+
+    // A 16-byte zstd frame declaring 16 GiB of content: one RLE block of 128 KiB.
+    let mut frame = 0xFD2F_B528u32.to_le_bytes().to_vec();
+    frame.push(0xE0); // 8-byte content size, single segment
+    frame.extend_from_slice(&(16u64 << 30).to_le_bytes());
+    let block: u32 = (131_072 << 3) | (1 << 1) | 1; // last, RLE, 128 KiB
+    frame.extend_from_slice(&block.to_le_bytes()[..3]);
+    frame.push(0);
+    for (enc, spec) in [
+        (Encoder::new(), spec::<Vec<f64>>()),
+        (Encoder::new().serializer(Serializer::Npy), s.clone()),
+    ] {
+        let err = enc.decode(&spec, &frame, "k/zstd").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CheckpointError::Decode {
+                    stage: Stage::Compressor("zstd"),
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+fn spec_of_array() -> SaveSpec {
+    let d = TaskSpec::new("a")
+        .pure()
+        .call(|| ArrayD::<f64>::zeros(IxDyn(&[2])), ())
+        .checkpointed();
+    let g = brisk_graph::Graph::new([&d]);
+    *g.node(g.outputs()[0] as usize).save_spec().unwrap()
+}
+
+#[test]
+fn zstd_entries_carry_their_checksum() {
+    let enc = Encoder::new();
+    let s = spec::<Vec<f64>>();
+    let v: Vec<f64> = (0..512).map(|i| f64::from(i) * 0.5).collect();
+    let bytes = enc.encode(&s, &value(v.clone()), "k/c").unwrap();
+    // Frame header descriptor: bit 2 is the content checksum flag.
+    assert_eq!(bytes[4] & 0b100, 0b100, "no checksum flag");
+    let mut wrong = 0;
+    for at in 6..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[at] ^= 0x10;
+        if let Ok(back) = enc.decode(&s, &bad, "k/c") {
+            if back.downcast_ref::<Vec<f64>>() != Some(&v) {
+                wrong += 1;
+            }
+        }
+    }
+    assert_eq!(
+        wrong, 0,
+        "{wrong} corrupted entries decoded to a wrong value"
+    );
+}
