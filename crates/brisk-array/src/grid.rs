@@ -16,6 +16,10 @@ pub struct ChunkGrid {
 /// in chunks of `[1, 100]`) is an error naming the count, never an abort.
 pub const MAX_BLOCKS: u64 = 1 << 26;
 
+/// The most elements one block may hold (8 GiB of `f32`): a block is allocated whole when it
+/// is computed, so metadata declaring a bigger chunk is an error naming it, never an abort.
+pub const MAX_BLOCK_ELEMENTS: u64 = 1 << 31;
+
 impl ChunkGrid {
     /// Regular chunks of `chunk` (per axis; an entry larger than the axis means one chunk)
     /// over `shape`, with smaller edge chunks.
@@ -31,13 +35,21 @@ impl ChunkGrid {
                 shape.len()
             )));
         }
-        // The block count is checked before any per-axis list is built.
+        // The block count and size are checked before any per-axis list is built.
         let mut blocks: u64 = 1;
+        let mut per_block: u64 = 1;
         for (&n, &c) in shape.iter().zip(chunk) {
             if c > 0 {
                 let along = (n as u64).div_ceil(c as u64).max(1);
                 blocks = blocks.saturating_mul(along);
+                per_block = per_block.saturating_mul(c.min(n) as u64);
             }
+        }
+        if per_block > MAX_BLOCK_ELEMENTS {
+            return Err(ArrayError::BadChunks(format!(
+                "chunks of {chunk:?} over shape {shape:?} hold {per_block} elements each, more \
+                 than the {MAX_BLOCK_ELEMENTS} a block can hold (use smaller chunks)"
+            )));
         }
         if blocks > MAX_BLOCKS {
             return Err(ArrayError::BadChunks(format!(

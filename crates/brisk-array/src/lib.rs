@@ -37,6 +37,6 @@ pub mod stream;
 pub use array::{Array, DEFAULT_SPLIT_EVERY};
 pub use element::{DType, Element, Float, Number};
 pub use error::{ArrayError, Result};
-pub use grid::{ChunkGrid, MAX_BLOCKS};
+pub use grid::{ChunkGrid, MAX_BLOCK_ELEMENTS, MAX_BLOCKS};
 pub use reduce::Axes;
 pub use stream::{BlockReader, BlockSource, BlockStream, Materialized, OpenStream};

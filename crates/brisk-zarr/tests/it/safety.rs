@@ -99,6 +99,14 @@ fn hostile_metadata_and_absurd_chunk_counts_are_errors_not_aborts() {
     let store = Store::directory(t.path()).unwrap();
     let err = from_zarr::<f32>(&store, "big").unwrap_err();
     assert!(err.to_string().contains("blocks"), "{err}");
+    // One chunk of 2^40 elements.
+    let mut huge = meta.clone();
+    huge["shape"] = serde_json::json!([1u64 << 40]);
+    huge["chunk_grid"]["configuration"]["chunk_shape"] = serde_json::json!([1u64 << 40]);
+    std::fs::create_dir_all(t.path().join("huge")).unwrap();
+    std::fs::write(t.path().join("huge/zarr.json"), huge.to_string()).unwrap();
+    let err = from_zarr::<f32>(&store, "huge").unwrap_err();
+    assert!(err.to_string().contains("elements each"), "{err}");
     // Creating one is refused before anything is written.
     let err =
         create_array::<f32>(&store, "new", &[1 << 40], &[1], &ArrayOptions::new()).unwrap_err();
