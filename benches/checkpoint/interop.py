@@ -1,9 +1,11 @@
 """Decodes every checkpoint entry Brisk wrote (see benches/src/bin/checkpoint_interop.rs) with
 Python's own libraries, exactly as the Brisk documentation describes the format:
 
-    entry = encrypt?(compress?(serialize(value)))
+    entry = encrypt?(compress?(serialize(value)))      with a compressor or an encrypter
+    entry = b"BRISK\x01" || crc32(payload) (4 bytes, little-endian) || serialize(value)
+                                                       with neither (zlib.crc32)
     encrypt: nonce (12 bytes) || AES-256-GCM ciphertext || tag (16 bytes), AAD = storage key
-    compress: one zstd frame that declares its content size
+    compress: one zstd frame that declares its content size and carries its checksum
     serialize: JSON, YAML, MessagePack (structs as maps) or .npy
 
     python interop.py DIR
@@ -13,6 +15,7 @@ import io
 import json
 import os
 import sys
+import zlib
 
 import msgpack
 import numpy as np
@@ -39,6 +42,11 @@ def main():
         key = e["key"]
         with open(os.path.join(root, key), "rb") as f:
             data = f.read()
+        if not e["encryption"] and not e["zstd"]:
+            assert data[:6] == b"BRISK\x01", f"{key}: no integrity header"
+            crc = int.from_bytes(data[6:10], "little")
+            data = data[10:]
+            assert zlib.crc32(data) == crc, f"{key}: CRC-32 mismatch"
         if e["encryption"]:
             k = raw_key if e["encryption"] == "key" else pass_key
             nonce, body = data[:12], data[12:]
@@ -53,6 +61,7 @@ def main():
         if e["zstd"]:
             params = zstandard.get_frame_parameters(data)
             assert params.content_size > 0, f"{key}: frame does not declare its size"
+            assert params.has_checksum, f"{key}: frame carries no checksum"
             data = zstandard.decompress(data)
         ser = e["serializer"]
         if ser == "json":

@@ -242,6 +242,11 @@ fn from_hex(s: &str) -> Option<Vec<u8>> {
 /// encode, exactly reversed on decode. Any stage can be off. The default is JSON + zstd
 /// level 3, no pre-encoders, no encryption.
 ///
+/// Every entry detects corruption: zstd frames carry their content checksum, AES-GCM its tag,
+/// and an entry with neither is `BRISK\x01` + the CRC-32 (IEEE, little-endian) of the
+/// serialized bytes + those bytes. A corrupted entry is a [`CheckpointError::Decode`] naming
+/// the key (or a recompute under `CorruptPolicy::RecomputeOnCorrupt`), never a value.
+///
 /// ```
 /// use brisk_checkpoint::{Compressor, Encoder, Serializer};
 ///
@@ -367,6 +372,11 @@ impl Encoder {
             enc.seal(&mut bytes, key)
                 .map_err(|m| fail(Stage::Encrypter, m))?;
         }
+        if self.compressor.is_none() && self.encrypter.is_none() {
+            // Neither zstd's checksum nor AES-GCM's tag: a CRC-32 in a small header.
+            let crc = crc32fast::hash(&bytes);
+            bytes.splice(0..0, DIGEST_MAGIC.iter().copied().chain(crc.to_le_bytes()));
+        }
         Ok(bytes)
     }
 
@@ -383,6 +393,9 @@ impl Encoder {
         };
         let decrypted;
         let mut data: &[u8] = bytes;
+        if self.compressor.is_none() && self.encrypter.is_none() {
+            data = check_digest(data).map_err(|m| fail(Stage::Integrity, m))?;
+        }
         if let Some(enc) = &self.encrypter {
             decrypted = enc.open(data, key)?;
             data = &decrypted;
@@ -529,6 +542,29 @@ fn write_serde<T: serde::Serialize + ?Sized>(s: Serializer, v: &T) -> Result<Vec
         Serializer::MessagePack => rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
         Serializer::Npy => Err("npy is not a serde format".into()),
     }
+}
+
+/// The start of an entry with neither compressor nor encrypter: `BRISK` and format 1, then
+/// the CRC-32 (IEEE, little-endian) of the rest.
+const DIGEST_MAGIC: &[u8; 6] = b"BRISK\x01";
+
+/// The payload of an entry that carries a CRC-32 header, checked.
+fn check_digest(data: &[u8]) -> Result<&[u8], String> {
+    let Some(rest) = data.strip_prefix(DIGEST_MAGIC.as_slice()) else {
+        return Err(
+            "no integrity header (`BRISK\\x01` + CRC-32): not an entry of this format".into(),
+        );
+    };
+    let (crc, payload) = rest
+        .split_first_chunk::<4>()
+        .ok_or("the integrity header is cut short")?;
+    let (want, got) = (u32::from_le_bytes(*crc), crc32fast::hash(payload));
+    if want != got {
+        return Err(format!(
+            "CRC-32 mismatch (stored {want:08x}, computed {got:08x}): the entry is corrupted"
+        ));
+    }
+    Ok(payload)
 }
 
 /// Decompresses one zstd frame (verifying its checksum when it has one). The content size a

@@ -19,6 +19,9 @@ pub enum Stage {
     Compressor(&'static str),
     /// The encrypter (`aes-256-gcm`).
     Encrypter,
+    /// The CRC-32 that entries with neither compressor nor encrypter carry (the others are
+    /// checked by zstd's content checksum or AES-GCM's tag).
+    Integrity,
     /// Turning the decoded data into the task's result type.
     Value,
 }
@@ -30,6 +33,7 @@ impl fmt::Display for Stage {
             Self::Serializer(s) => write!(f, "serializer ({s})"),
             Self::Compressor(c) => write!(f, "compressor ({c})"),
             Self::Encrypter => f.write_str("encrypter (aes-256-gcm)"),
+            Self::Integrity => f.write_str("integrity check (crc32)"),
             Self::Value => f.write_str("result type"),
         }
     }

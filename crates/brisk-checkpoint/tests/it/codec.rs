@@ -33,6 +33,33 @@ struct Point {
     y: i64,
 }
 
+/// The payload of an entry with neither compressor nor encrypter, after checking its
+/// integrity header (`BRISK\x01` + CRC-32 of the rest); other entries as they are.
+pub(crate) fn payload(bytes: &[u8]) -> Vec<u8> {
+    match bytes.strip_prefix(b"BRISK\x01") {
+        Some(rest) => {
+            let (crc, body) = rest.split_at(4);
+            assert_eq!(
+                crc,
+                crc32fast::hash(body).to_le_bytes(),
+                "CRC-32 of the payload"
+            );
+            body.to_vec()
+        }
+        None => bytes.to_vec(),
+    }
+}
+
+/// `payload` framed as an uncompressed, unencrypted entry.
+fn framed(payload: &[u8]) -> Vec<u8> {
+    let mut out = b"BRISK\x01".to_vec();
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Encodes and decodes `v`, and returns the stored bytes (the payload, for entries that
+/// carry an integrity header).
 fn roundtrip<T>(enc: &Encoder, v: T) -> Vec<u8>
 where
     T: serde::Serialize
@@ -49,7 +76,7 @@ where
     let bytes = enc.encode(&s, &value(v.clone()), "k/1").unwrap();
     let back = enc.decode(&s, &bytes, "k/1").unwrap();
     assert_eq!(back.downcast_ref::<T>(), Some(&v));
-    bytes
+    payload(&bytes)
 }
 
 #[test]
@@ -193,7 +220,9 @@ fn pre_encoders_run_in_order_and_are_undone_in_reverse() {
     );
     // A failing pre-encoder names itself; nothing else is produced.
     let s = spec::<Point>();
-    let err = enc.decode(&s, br#"{"x":61,"y":2}"#, "k/1").unwrap_err();
+    let err = enc
+        .decode(&s, &framed(br#"{"x":61,"y":2}"#), "k/1")
+        .unwrap_err();
     match &err {
         CheckpointError::Decode {
             stage: Stage::PreEncoder { index, name },
@@ -358,19 +387,19 @@ fn hostile_sizes_in_entries_are_errors_never_allocations() {
     let mut npy = npy_header("(99999999999999,)");
     npy.extend_from_slice(&[0u8; 200]);
     let raw = Encoder::new().no_compressor().serializer(Serializer::Npy);
-    let err = raw.decode(&s, &npy, "k/npy").unwrap_err();
+    let err = raw.decode(&s, &framed(&npy), "k/npy").unwrap_err();
     assert!(
         matches!(err, CheckpointError::Decode { .. }) && err.to_string().contains("declares"),
         "{err}"
     );
     let zstd = Encoder::new().serializer(Serializer::Npy);
-    let framed = zstd::bulk::compress(&npy, 3).unwrap();
-    let err = zstd.decode(&s, &framed, "k/npy").unwrap_err();
+    let frame = zstd::bulk::compress(&npy, 3).unwrap();
+    let err = zstd.decode(&s, &frame, "k/npy").unwrap_err();
     assert!(err.to_string().contains("declares"), "{err}");
     // A shape whose byte count overflows 64 bits.
     let mut npy = npy_header("(4294967296, 4294967296, 16)");
     npy.extend_from_slice(&[0u8; 16]);
-    let err = raw.decode(&s, &npy, "k/npy").unwrap_err();
+    let err = raw.decode(&s, &framed(&npy), "k/npy").unwrap_err();
     assert!(err.to_string().contains("overflows"), "{err}");
 
     // A 16-byte zstd frame declaring 16 GiB of content: one RLE block of 128 KiB.
@@ -382,7 +411,7 @@ fn hostile_sizes_in_entries_are_errors_never_allocations() {
     frame.push(0);
     for (enc, spec) in [
         (Encoder::new(), spec::<Vec<f64>>()),
-        (Encoder::new().serializer(Serializer::Npy), s.clone()),
+        (Encoder::new().serializer(Serializer::Npy), s),
     ] {
         let err = enc.decode(&spec, &frame, "k/zstd").unwrap_err();
         assert!(
@@ -419,14 +448,46 @@ fn zstd_entries_carry_their_checksum() {
     for at in 6..bytes.len() {
         let mut bad = bytes.clone();
         bad[at] ^= 0x10;
-        if let Ok(back) = enc.decode(&s, &bad, "k/c") {
-            if back.downcast_ref::<Vec<f64>>() != Some(&v) {
-                wrong += 1;
-            }
+        if let Ok(back) = enc.decode(&s, &bad, "k/c")
+            && back.downcast_ref::<Vec<f64>>() != Some(&v)
+        {
+            wrong += 1;
         }
     }
     assert_eq!(
         wrong, 0,
         "{wrong} corrupted entries decoded to a wrong value"
     );
+}
+
+#[test]
+fn uncompressed_unencrypted_entries_carry_a_crc32_and_detect_every_flip() {
+    let enc = Encoder::new().no_compressor();
+    let s = spec::<Vec<f64>>();
+    let v: Vec<f64> = (0..64).map(|i| f64::from(i) * 1.25).collect();
+    let bytes = enc.encode(&s, &value(v.clone()), "k/r").unwrap();
+    assert_eq!(&bytes[..6], b"BRISK\x01");
+    for at in 0..bytes.len() {
+        for flip in [0x01u8, 0x80, 0xff] {
+            let mut bad = bytes.clone();
+            bad[at] ^= flip;
+            let err = enc.decode(&s, &bad, "k/r").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    CheckpointError::Decode {
+                        stage: Stage::Integrity,
+                        ..
+                    }
+                ),
+                "byte {at} ^ {flip:#x}: {err}"
+            );
+        }
+    }
+    for len in 0..bytes.len() {
+        assert!(
+            enc.decode(&s, &bytes[..len], "k/r").is_err(),
+            "cut at {len}"
+        );
+    }
 }

@@ -490,7 +490,7 @@ fn per_task_encoders_and_literals() {
         .compute_with_options(&SyncExecutor, &storage.options())
         .unwrap();
     assert_eq!(
-        store.get(&readable.storage_key()).unwrap().unwrap(),
+        crate::codec::payload(&store.get(&readable.storage_key()).unwrap().unwrap()),
         br#"{"x":1,"y":2}"#
     );
     // A literal marked as checkpointed is just a value: fine anywhere in the graph.
