@@ -14,6 +14,10 @@
 //!                                a screenshot: target/report-check/report.png
 //! cargo xtask cluster-example   examples/cluster_map on local threads and on Slurm (needs
 //!                                BRISK_SLURM_PREFIX to reach it, e.g. the one .ci/run starts)
+//! cargo xtask soak [--quick] [--kills N] [--mutations M]
+//!                                writers of checkpoints and Zarr arrays killed with SIGKILL
+//!                                (N per kind, default 100) and verified; M stored entries and
+//!                                chunks mutated and read back (default 100 000)
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/] [--rounds R]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -23,6 +27,8 @@
     clippy::print_stdout,
     reason = "a command-line tool reports to the terminal"
 )]
+
+mod soak;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +88,23 @@ fn run() -> Result<()> {
         Some("cloud") => cloud(),
         Some("report-check") => report_check(),
         Some("cluster-example") => cluster_example(),
+        Some("soak") => {
+            let quick = args.iter().any(|a| a == "--quick");
+            let number = |flag: &str, default: u64| -> Result<u64> {
+                match args.iter().position(|a| a == flag) {
+                    Some(i) => args
+                        .get(i + 1)
+                        .with_context(|| format!("{flag} needs a value"))?
+                        .parse()
+                        .with_context(|| format!("{flag} takes a whole number")),
+                    None => Ok(default),
+                }
+            };
+            soak::soak(&soak::SoakOptions {
+                kills: number("--kills", if quick { 4 } else { 100 })?,
+                mutations: number("--mutations", if quick { 5_000 } else { 100_000 })?,
+            })
+        }
         Some(other) => bail!("unknown xtask `{other}`\n{USAGE}"),
         None => {
             println!("{USAGE}");
@@ -90,7 +113,7 @@ fn run() -> Result<()> {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | cloud | report-check | cluster-example | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
+const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
 
 fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -189,6 +212,15 @@ fn ci(fail_fast: bool) -> Result<()> {
     steps.push(Step::Fn(
         "profile report in headless Chromium".into(),
         report_check,
+    ));
+    steps.push(Step::Fn(
+        "storage soak (killed writers, mutated entries; short)".into(),
+        || {
+            soak::soak(&soak::SoakOptions {
+                kills: 4,
+                mutations: 5_000,
+            })
+        },
     ));
     if std::env::var("BRISK_TEST_SLURM").as_deref() == Ok("1") {
         steps.push(Step::Fn(
