@@ -38,6 +38,7 @@
 //! | `guard` (default) | [`guard`]: files opened once per compute and left as found; a bounded handle pool |
 //! | `profile` (default) | [`profile`]: task timelines, CPU/memory sampling, results held, progress bar, HTML report, Chrome traces, graph pictures |
 //! | `cluster` (default) | [`cluster`]: the same graphs on Slurm, through a shared store (its docs are the deployment guide) |
+//! | `store` (default) | [`store`]: the storage layer under checkpoints, Zarr and the cluster (key→bytes stores, key validation, atomic writes) |
 //! | `s3`, `azure`, `gcs` | cloud object storage for checkpoints and Zarr (`s3://`, `az://`, `gs://`) |
 #![forbid(unsafe_code)]
 
@@ -54,6 +55,9 @@ pub use brisk_zarr as zarr;
 
 #[cfg(feature = "checkpoint")]
 pub use brisk_checkpoint as checkpoint;
+
+#[cfg(feature = "store")]
+pub use brisk_store as store;
 
 #[cfg(feature = "guard")]
 pub use brisk_guard as guard;
