@@ -380,6 +380,70 @@ impl Encoder {
         Ok(bytes)
     }
 
+    /// [`Encoder::encode`], then the bytes decoded again and compared with `value` by their
+    /// canonical tokens (floats by bit pattern): a value that would not load back identical
+    /// is refused, and nothing should be stored. This is what a [`Storage`](crate::Storage)
+    /// save does. `.npy` and raw bytes without pre-encoders are exact by construction and are
+    /// not decoded again.
+    ///
+    /// # Errors
+    /// [`CheckpointError::Encode`] naming the key, the serializer and what cannot be
+    /// represented (e.g. "NaN has no JSON form").
+    pub fn encode_exact(&self, spec: &SaveSpec, value: &Value, key: &str) -> Result<Vec<u8>> {
+        let bytes = self.encode(spec, value, key)?;
+        if self.pre.is_empty() && matches!(self.serializer, None | Some(Serializer::Npy)) {
+            return Ok(bytes);
+        }
+        let name = self.serializer.map_or("raw", Serializer::name);
+        let refuse = |why: String| CheckpointError::Encode {
+            key: crate::error::shown(key),
+            stage: Stage::Serializer(name),
+            message: format!(
+                "the value would not load back identically through {name}: {why}; nothing was \
+                 stored. {}",
+                self.lossy_hint()
+            ),
+        };
+        let back = self
+            .decode(spec, &bytes, key)
+            .map_err(|e| refuse(format!("its stored form does not decode ({e})")))?;
+        let token = |v: &Value| -> Result<brisk_graph::Token> {
+            let s = spec
+                .serializable(v)
+                .ok_or_else(|| refuse(format!("the value is not a {}", spec.type_name())))?;
+            brisk_graph::serde_token(s).map_err(|e| refuse(e.to_string()))
+        };
+        if token(value)? != token(&back)? {
+            return Err(refuse("it loads back as a different value".into()));
+        }
+        Ok(bytes)
+    }
+
+    /// What a serializer cannot represent, for the error of a refused save.
+    fn lossy_hint(&self) -> String {
+        let pre = if self.pre.is_empty() {
+            ""
+        } else {
+            " Or a pre-encoder's decode does not undo its encode."
+        };
+        let ser = match self.serializer {
+            Some(Serializer::Json) => {
+                "NaN and ±inf have no JSON form, and `Some(None)`/`Some(())` load as `None`: \
+                 use MessagePack for non-finite floats, or a type without nested options."
+            }
+            Some(Serializer::Yaml) => {
+                "YAML loads `Some(None)` and `Some(())` as `None`: use a type without nested \
+                 options."
+            }
+            Some(Serializer::MessagePack) => {
+                "MessagePack loads `Some(None)` and `Some(())` as `None`: use a type without \
+                 nested options."
+            }
+            _ => "",
+        };
+        format!("{ser}{pre}")
+    }
+
     /// Decodes an entry stored under `key` into a value of the type `spec` describes.
     ///
     /// # Errors

@@ -31,11 +31,13 @@ pub enum CorruptPolicy {
     RecomputeOnCorrupt,
 }
 
-/// One scope: a chain of stores tried in order, saving to the first.
+/// One scope: a chain of stores tried in order, saving to the first, with the encoder its
+/// entries are written and read with.
 #[derive(Debug, Clone)]
 struct Scope {
     stores: Vec<Arc<dyn Store>>,
     mode: Mode,
+    encoder: Encoder,
 }
 
 /// Where checkpointed results are loaded from and saved to, attached **explicitly** to a
@@ -65,7 +67,6 @@ struct Scope {
 #[derive(Clone)]
 pub struct Storage {
     scopes: Vec<Scope>,
-    encoder: Encoder,
     policy: CorruptPolicy,
     /// Values decoded while checking entries (under [`CorruptPolicy::RecomputeOnCorrupt`]),
     /// handed to the load that follows.
@@ -74,14 +75,16 @@ pub struct Storage {
 
 impl std::fmt::Debug for Storage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scopes: Vec<(Vec<String>, Mode)> = self
+        let scopes: Vec<(Vec<String>, Mode, &Encoder)> = self
             .scopes
             .iter()
-            .map(|s| (s.stores.iter().map(|x| x.location()).collect(), s.mode))
+            .map(|s| {
+                let stores = s.stores.iter().map(|x| x.location()).collect();
+                (stores, s.mode, &s.encoder)
+            })
             .collect();
         f.debug_struct("Storage")
             .field("scopes", &scopes)
-            .field("encoder", &self.encoder)
             .field("policy", &self.policy)
             .finish()
     }
@@ -91,7 +94,6 @@ impl Storage {
     fn from_scope(scope: Scope) -> Self {
         Self {
             scopes: vec![scope],
-            encoder: Encoder::default(),
             policy: CorruptPolicy::default(),
             checked: Arc::default(),
         }
@@ -107,6 +109,7 @@ impl Storage {
         Self::from_scope(Scope {
             stores: vec![store],
             mode: Mode::LoadSave,
+            encoder: Encoder::default(),
         })
     }
 
@@ -124,11 +127,18 @@ impl Storage {
         Ok(Self::from_arc(from_url(url)?))
     }
 
-    /// One scope over several stores: loads try them in order, saves go to the first.
+    /// One scope over several stores: loads try them in order, saves go to the first. A
+    /// chain of no stores keeps its saves in memory (as dask-checkpoint's `from_chain()`),
+    /// never silently nowhere.
     pub fn chain(stores: impl IntoIterator<Item = Arc<dyn Store>>) -> Self {
+        let mut stores: Vec<Arc<dyn Store>> = stores.into_iter().collect();
+        if stores.is_empty() {
+            stores.push(Arc::new(brisk_store::MemoryStore::new()));
+        }
         Self::from_scope(Scope {
-            stores: stores.into_iter().collect(),
+            stores,
             mode: Mode::LoadSave,
+            encoder: Encoder::default(),
         })
     }
 
@@ -142,8 +152,9 @@ impl Storage {
     }
 
     /// This storage as an inner scope of `outer`: loads try this storage's scopes first,
-    /// then `outer`'s; saves go to the innermost scope that saves. The encoder and policy
-    /// are this storage's.
+    /// then `outer`'s; saves go to the innermost scope that saves. Every scope keeps its own
+    /// encoder (a store's entries are always read with the encoder they were written with);
+    /// the corrupt-entry policy is this storage's.
     #[must_use]
     pub fn nested_in(&self, outer: &Storage) -> Self {
         let mut s = self.clone();
@@ -151,10 +162,13 @@ impl Storage {
         s
     }
 
-    /// The encoder for checkpoints that do not set their own (JSON + zstd by default).
+    /// The encoder of this storage's own (innermost) scope, for checkpoints that do not set
+    /// their own (JSON + zstd by default). Scopes nested around it keep theirs.
     #[must_use]
     pub fn encoder(mut self, encoder: Encoder) -> Self {
-        self.encoder = encoder;
+        if let Some(s) = self.scopes.first_mut() {
+            s.encoder = encoder;
+        }
         self
     }
 
@@ -196,28 +210,32 @@ impl Storage {
         Ok(None)
     }
 
-    /// The store saves go to, if any.
-    fn save_target(&self) -> Option<&Arc<dyn Store>> {
+    /// The scope saves go to, if any.
+    fn save_scope(&self) -> Option<&Scope> {
         self.scopes
             .iter()
-            .find(|s| s.mode == Mode::LoadSave)
-            .and_then(|s| s.stores.first())
+            .find(|s| s.mode == Mode::LoadSave && !s.stores.is_empty())
     }
 
-    fn encoder_for<'a>(&'a self, entry: &Checkpoint<'a>) -> &'a Encoder {
+    /// The store saves go to, if any.
+    fn save_target(&self) -> Option<&Arc<dyn Store>> {
+        self.save_scope().and_then(|s| s.stores.first())
+    }
+
+    /// The encoder of `entry` in `scope`: the task's own (`save_with`), else the scope's.
+    fn encoder_for<'a>(entry: &Checkpoint<'a>, scope: &'a Scope) -> &'a Encoder {
         entry
             .options
             .and_then(|o| o.downcast_ref::<Encoder>())
-            .unwrap_or(&self.encoder)
+            .unwrap_or(&scope.encoder)
     }
 
-    /// Loads and decodes `key` from the first store that has it.
+    /// Loads and decodes `key` from the first store that has it, with that store's encoder.
     fn load_key(&self, entry: &Checkpoint<'_>, key: &str) -> Result<Option<Value>> {
         for scope in &self.scopes {
             for store in &scope.stores {
                 if let Some(bytes) = store.get(key)? {
-                    return self
-                        .encoder_for(entry)
+                    return Self::encoder_for(entry, scope)
                         .decode(entry.spec, &bytes, key)
                         .map(Some);
                 }
@@ -279,10 +297,14 @@ impl Cache for Storage {
         let key = entry.storage_key();
         let result = (|| -> Result<()> {
             check_key(&key)?;
-            let Some(target) = self.save_target() else {
+            let Some(scope) = self.save_scope() else {
                 return Ok(());
             };
-            let bytes = self.encoder_for(entry).encode(entry.spec, value, &key)?;
+            let Some(target) = scope.stores.first() else {
+                return Ok(());
+            };
+            let encoder = Self::encoder_for(entry, scope);
+            let bytes = encoder.encode_exact(entry.spec, value, &key)?;
             Ok(target.put(&key, &bytes)?)
         })();
         if let Some(target) = self.save_target() {

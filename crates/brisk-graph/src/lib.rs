@@ -55,7 +55,7 @@ pub use graph::{Arg, DotOptions, Graph, NodeView, RequiredResource};
 pub use key::{Key, Name, ParseKeyError};
 pub use node::{Annotations, BoxError, Resource, SaveSpec, Value};
 pub use size::{SizeOf, size_of_value};
-pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError};
+pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError, serde_token};
 
 #[doc(hidden)]
 pub mod __private {

@@ -115,6 +115,19 @@ pub trait Tokenize: Serialize + Sized + 'static {
 
 impl<T: Serialize + 'static> Tokenize for T {}
 
+/// The token of any serde value through its `Serialize` implementation alone (no fast path
+/// for arrays, so unsized and type-erased values work): what a checkpoint compares to know
+/// that a value loads back identical. Equal values give equal tokens; floats compare by bit
+/// pattern, so `NaN` equals itself and `-0.0` differs from `0.0`.
+///
+/// # Errors
+/// Fails only when the value's `Serialize` implementation reports an error.
+pub fn serde_token<T: Serialize + ?Sized>(value: &T) -> Result<Token, TokenizeError> {
+    let mut sink = TokenSink::new(b"brisk.value");
+    value.serialize(Canon { w: &mut sink })?;
+    Ok(sink.finish())
+}
+
 /// Streams canonical encodings into BLAKE3 (opaque; appears in hidden trait methods).
 ///
 /// Small encodings (the common case: a task's identity and a few scalar arguments) stay in an

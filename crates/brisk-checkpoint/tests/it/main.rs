@@ -4,5 +4,6 @@
 
 mod codec;
 mod crash;
+mod exact;
 mod storage;
 mod stores;
