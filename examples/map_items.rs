@@ -83,17 +83,31 @@ fn main() -> anyhow::Result<()> {
     );
     match steps {
         Ok(steps) => {
-            let (best, n) = steps
+            // The first input with the most steps (later ones may tie it).
+            let best = *steps.iter().max().context("at least one item")?;
+            let n = steps
                 .iter()
-                .zip(1u64..)
-                .max()
-                .context("at least one item")?;
+                .position(|&s| s == best)
+                .context("the maximum is in the list")? as u64
+                + 1;
             println!(
                 "{items} inputs in {:.2?} (batches of {batch}): longest is {n} with {best} steps",
                 t.elapsed()
             );
-            if items >= 837_799 && n != 837_799 {
-                bail!("wrong answer: below one million, 837799 has the longest chain");
+            // The check: the same answer from a plain loop on this thread.
+            let (want_steps, want_n) =
+                (1..=items)
+                    .map(|i| (collatz_steps(i), i))
+                    .fold(
+                        (0, 0),
+                        |(bs, bn), (s, i)| if s > bs { (s, i) } else { (bs, bn) },
+                    );
+            if (n, best) != (want_n, want_steps) {
+                bail!(
+                    "wrong answer: below {} the longest chain starts at {want_n} \
+                     ({want_steps} steps), not {n} ({best})",
+                    items + 1
+                );
             }
         }
         Err(e) => {
