@@ -11,7 +11,8 @@
 //! (`wrong`, `errors`), and temporary files of the dead writer left after the next write in
 //! their directory (`temps_left`); for Zarr: arrays that open but are not one whole write
 //! (`partial`), an overwritten array that no longer opens (`lost`), and staging trees of the
-//! dead writer left after the next write (`stages_left`). `mutate` counts wrong values,
+//! dead writer left after the next write (`stages_left`; `*_before` count what the killed
+//! writer left, before the next write). `mutate` counts wrong values,
 //! errors, unchanged reads (a flip in bytes the decoder ignores) and panics.
 
 #![allow(clippy::print_stdout, reason = "prints its counts for xtask")]
@@ -142,6 +143,7 @@ fn verify(kind: &str, dir: &Path) -> anyhow::Result<()> {
             let spec = spec_of(&entry_task(0))?;
             let enc = Encoder::new();
             let (mut checked, mut wrong, mut errors) = (0u64, 0u64, 0u64);
+            let temps_before = hidden_with(dir, ".brisk-tmp-")?;
             for key in store.list("")? {
                 let bytes = store.get(&key)?.context("a listed key has a value")?;
                 checked += 1;
@@ -163,12 +165,13 @@ fn verify(kind: &str, dir: &Path) -> anyhow::Result<()> {
             println!(
                 "{}",
                 json!({"kind": kind, "checked": checked, "wrong": wrong, "errors": errors,
-                       "temps_left": temps_left})
+                       "temps_before": temps_before, "temps_left": temps_left})
             );
         }
         "zarr-fresh" | "zarr-overwrite" => {
             let store = ZarrStore::directory(dir)?;
             let (mut checked, mut partial, mut lost) = (0u64, 0u64, 0u64);
+            let stages_before = hidden_with(dir, ".brisk-stage-")?;
             let mut names: Vec<String> = std::fs::read_dir(dir)?
                 .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
                 .collect::<Result<_, _>>()?;
@@ -197,7 +200,7 @@ fn verify(kind: &str, dir: &Path) -> anyhow::Result<()> {
             println!(
                 "{}",
                 json!({"kind": kind, "checked": checked, "partial": partial, "lost": lost,
-                       "stages_left": stages_left})
+                       "stages_before": stages_before, "stages_left": stages_left})
             );
         }
         other => bail!("unknown kind `{other}`"),
@@ -229,13 +232,16 @@ impl Counts {
     }
 }
 
-/// The mutations of `bytes`: single-byte flips (three masks) at `stride`-spaced positions,
+/// The byte masks of single-byte flips: every single bit, and all bits.
+const MASKS: [u8; 9] = [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff];
+
+/// The mutations of `bytes`: single-byte flips (every mask) at `stride`-spaced positions,
 /// truncations at `stride`-spaced lengths, and a declared size made huge (the content size of
 /// a zstd frame, or an `.npy` shape).
 fn mutations(bytes: &[u8], stride: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for at in (0..bytes.len()).step_by(stride.max(1)) {
-        for mask in [0x01u8, 0x80, 0xff] {
+        for mask in MASKS {
             let mut b = bytes.to_vec();
             b[at] ^= mask;
             out.push(b);
@@ -361,8 +367,9 @@ fn mutate(budget: u64) -> anyhow::Result<()> {
         .map(|(name, _)| std::fs::metadata(zdir.join(name).join("c/1/0")).map(|m| m.len()))
         .sum::<std::io::Result<u64>>()?;
     let total_bytes: u64 = entries.iter().map(|e| e.4.len() as u64).sum::<u64>() + chunk_bytes;
-    // Four mutations per position (three flips and a cut): the stride that fits the budget.
-    let stride = usize::try_from((4 * total_bytes).div_ceil(budget.max(1))).unwrap_or(1);
+    // Ten mutations per position (nine flips and a cut): the stride that fits the budget.
+    let per_position = MASKS.len() as u64 + 1;
+    let stride = usize::try_from((per_position * total_bytes).div_ceil(budget.max(1))).unwrap_or(1);
 
     let mut by_setup: std::collections::BTreeMap<String, Counts> = Default::default();
     for (name, enc, spec, value, bytes) in &entries {

@@ -33,7 +33,7 @@ fn reduction(c: &mut Criterion) {
     let n = 1000 * 1000;
     g.throughput(Throughput::Elements(n as u64));
     let x = Array::<f32>::random_normal(&[1000, 1000], &[1000, 1000], 42, 2000.0, 1000.0)
-        .and_then(|a| a.persist())
+        .and_then(|a| a.as_leaf())
         .expect("builds");
     let block = x.compute_with(&exec).expect("computes");
     let x = Array::from_ndarray(&block, &[1000, 1000]).expect("builds");

@@ -619,19 +619,58 @@ impl<T: Element> Array<T> {
             .collect())
     }
 
-    /// This array as a materialized array (its own single leaf): later operations read its
-    /// chunks instead of re-evaluating its expression.
+    /// This array as its own single leaf, still lazy: later operations read its blocks (one
+    /// task each, shared by every consumer of one compute) instead of fusing its expression
+    /// into theirs. Nothing is computed; see [`persist`](Array::persist) for that.
     ///
     /// # Errors
     /// The build error, if any.
-    pub fn persist(&self) -> Result<Self> {
+    pub fn as_leaf(&self) -> Result<Self> {
         let mut a = Self::from_blocks(self.grid.clone(), self.blocks()?)?;
         a.split_every = self.split_every;
         Ok(a)
     }
 
-    /// This array with every block checkpointed, as a materialized array (like
-    /// [`persist`](Array::persist)): a compute with a checkpoint cache attached (for example
+    /// Computes every block now on `executor` and returns the array with its blocks held in
+    /// memory — dask's `persist`. Later computes of anything built on it read the held blocks
+    /// and run nothing upstream of them; keys are unchanged, so checkpoints of derived values
+    /// stay valid.
+    ///
+    /// ```
+    /// use brisk_array::Array;
+    /// use brisk_exec::SyncExecutor;
+    ///
+    /// let x = Array::<f64>::random_normal(&[100, 10], &[50, 10], 7, 0.0, 1.0).unwrap();
+    /// let held = x.persist(&SyncExecutor).unwrap();
+    /// let graph = brisk_graph::Graph::new(held.blocks().unwrap().iter());
+    /// assert!((0..graph.len()).all(|i| graph.node(i).is_literal())); // nothing left to run
+    /// assert_eq!(held.mean(0).compute_with(&SyncExecutor).unwrap(),
+    ///            x.mean(0).compute_with(&SyncExecutor).unwrap());
+    /// ```
+    ///
+    /// # Errors
+    /// [`ArrayError::Compute`] with the compute's error.
+    pub fn persist(&self, executor: &dyn Executor) -> Result<Self> {
+        self.persist_with_options(executor, &ComputeOptions::new())
+    }
+
+    /// [`persist`](Array::persist) with compute options (hooks, a checkpoint cache, …).
+    ///
+    /// # Errors
+    /// [`ArrayError::Compute`] with the compute's error.
+    pub fn persist_with_options(
+        &self,
+        executor: &dyn Executor,
+        options: &ComputeOptions,
+    ) -> Result<Self> {
+        let held = brisk_graph::persist_all(&self.blocks()?, executor, options)?;
+        let mut a = Self::from_blocks(self.grid.clone(), held)?;
+        a.split_every = self.split_every;
+        Ok(a)
+    }
+
+    /// This array with every block checkpointed, as its own leaf (like
+    /// [`as_leaf`](Array::as_leaf)): a compute with a checkpoint cache attached (for example
     /// `brisk_checkpoint::Storage::options`) loads the blocks it finds instead of computing
     /// them — and culls everything upstream — and saves the blocks it computes.
     ///

@@ -221,6 +221,21 @@ pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
     }))
 }
 
+impl<T: Send + Sync + 'static> Delayed<T> {
+    /// This value's computed result `value`, held: a literal node under the same key and name
+    /// (only [`persist_all`](crate::persist_all) makes these, from a compute of `self`).
+    pub(crate) fn held(&self, value: crate::node::Value) -> Self {
+        Delayed::from_node(Arc::new(NodeInner {
+            key: self.key().clone(),
+            name: self.node.name.clone(),
+            op: Op::Literal(value, None),
+            inputs: Vec::new(),
+            meta: Meta::default(),
+            output_type: std::any::type_name::<T>(),
+        }))
+    }
+}
+
 /// A constant lazy value for a type that cannot be tokenized (a handle, a closure): it gets a
 /// unique key, so every task that uses it is impure.
 pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {

@@ -563,6 +563,54 @@ impl Computed {
     }
 }
 
+/// Computes `values` now, in one compute on `executor` with `options`, and returns each one
+/// held in memory under its own key — dask's `persist`. A later compute of anything built on
+/// a returned value uses the held result and runs nothing upstream of it, and keys derived from
+/// it are the keys derived from the original (checkpoints stay valid).
+///
+/// # Errors
+/// The compute's error (nothing is held then).
+pub fn persist_all<T: Send + Sync + 'static>(
+    values: &[Delayed<T>],
+    executor: &dyn Executor,
+    options: &ComputeOptions,
+) -> Result<Vec<Delayed<T>>, Error> {
+    let computed = options.run(executor, values.iter())?;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let v = computed
+                .value(i)
+                .cloned()
+                .ok_or_else(|| computed.incomplete(d.key()))?;
+            if v.downcast_ref::<T>().is_none() {
+                return Err(Error::TypeMismatch {
+                    key: d.key().clone(),
+                    expected: std::any::type_name::<T>(),
+                });
+            }
+            Ok(d.held(v))
+        })
+        .collect()
+}
+
+impl<T: Send + Sync + 'static> Delayed<T> {
+    /// Computes this value now and returns it held in memory under its own key (see
+    /// [`persist_all`]).
+    ///
+    /// # Errors
+    /// The compute's error.
+    pub fn persist(
+        &self,
+        executor: &dyn Executor,
+        options: &ComputeOptions,
+    ) -> Result<Self, Error> {
+        let mut held = persist_all(std::slice::from_ref(self), executor, options)?;
+        Ok(held.remove(0))
+    }
+}
+
 impl<T: Clone + Send + Sync + 'static> Delayed<T> {
     /// Computes this value on `executor` with default options.
     ///

@@ -49,7 +49,7 @@ pub use error::{
 };
 pub use exec::{
     Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
-    RunContext, RunOutput, TaskEnd, TaskStatus,
+    RunContext, RunOutput, TaskEnd, TaskStatus, persist_all,
 };
 pub use graph::{Arg, DotOptions, Graph, NodeView, RequiredResource};
 pub use key::{Key, Name, ParseKeyError};

@@ -510,7 +510,7 @@ fn streamed_blocks_are_read_inside_their_consumers_with_the_same_values() {
     // Random arrays are streamed: a reduction generates each block inside its partial task
     // (no block task in the graph), an expression may read the same leaf twice per tile.
     let x = Array::<f64>::random_normal(&[300, 70], &[64, 70], 5, 1.0, 3.0).unwrap();
-    let shared = x.persist().unwrap();
+    let shared = x.as_leaf().unwrap();
     let y = &x * &x + &x;
     let ys = &shared * &shared + &shared;
     assert_eq!(y.compute_with(&e).unwrap(), ys.compute_with(&e).unwrap());
@@ -535,4 +535,46 @@ fn streamed_blocks_are_read_inside_their_consumers_with_the_same_values() {
         .map(|i| g.key(i).clone())
         .collect();
     assert_eq!(partials.len(), 5);
+}
+
+#[test]
+fn persist_computes_now_and_later_computes_reuse_the_held_blocks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let runs = Arc::new(AtomicUsize::new(0));
+    let grid = brisk_array::ChunkGrid::regular(&[6, 4], &[3, 4]).unwrap();
+    let spec = brisk_graph::TaskSpec::new("counted-block").pure();
+    let blocks = (0..2u64)
+        .map(|i| {
+            let r = Arc::clone(&runs);
+            spec.call(
+                move |i: u64| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    ndarray::ArrayD::from_elem(vec![3, 4], i as f64 + 0.5)
+                },
+                (i,),
+            )
+        })
+        .collect();
+    let x = Array::from_blocks(grid, blocks).unwrap();
+    let e = exec();
+    let held = x.persist(&e).unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "persist computes every block once, now"
+    );
+    let a = (&held * 2.0).sum(0).compute_with(&e).unwrap();
+    let b = held.mean(1).compute_with(&e).unwrap();
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        2,
+        "later computes reran a held block"
+    );
+    assert_eq!(a, (&x * 2.0).sum(0).compute_with(&e).unwrap());
+    assert_eq!(b, x.mean(1).compute_with(&e).unwrap());
+    // Same keys as the lazy array: checkpoints of derived values stay valid.
+    assert_eq!(
+        held.mean(1).blocks().unwrap()[0].key(),
+        x.mean(1).blocks().unwrap()[0].key()
+    );
 }
