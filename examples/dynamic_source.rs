@@ -264,13 +264,15 @@ fn run(
     } = story;
     let (failed, threshold) = (*failed, *threshold);
     let (source, feed) = Source::<EventFile>::counted("jets", 8, expected);
-    let reader = Arc::clone(store);
     // Per file: read → select above threshold → histogram (checkpointed). The store handle is
-    // captured, not hashed: the key of a partition is its file's key, on every run.
+    // left out of the keys (it does not change what a file holds); the threshold is in them,
+    // so a run with another threshold never loads this one's histograms. A partition's key
+    // is its file's key and the threshold, on every run.
     let pipeline = source
-        .try_map(
+        .try_map_using(
             "read-jets",
-            move |f: EventFile| -> anyhow::Result<Vec<f64>> {
+            Arc::clone(store),
+            |f: EventFile, reader: Arc<dyn Store>| -> anyhow::Result<Vec<f64>> {
                 let bytes = reader
                     .get(&f.key)?
                     .with_context(|| format!("{} vanished", f.key))?;
@@ -279,7 +281,7 @@ fn run(
                 Ok(pt.to_vec())
             },
         )
-        .map("select", move |pt: Vec<f64>| {
+        .map_with("select", threshold, |pt: Vec<f64>, threshold: f64| {
             let n = pt.len() as u64;
             (
                 pt.into_iter()
@@ -288,11 +290,15 @@ fn run(
                 n,
             )
         })
-        .map("histogram", move |(sel, n): (Vec<f64>, u64)| {
-            let mut h = Histogram::new(threshold).fill(&sel);
-            h.events = n;
-            h
-        })
+        .map_with(
+            "histogram",
+            threshold,
+            |(sel, n): (Vec<f64>, u64), threshold: f64| {
+                let mut h = Histogram::new(threshold).fill(&sel);
+                h.events = n;
+                h
+            },
+        )
         .then(|h| h.checkpointed());
 
     let std::thread::Result::Ok(result) = std::thread::scope(|s| {

@@ -777,11 +777,19 @@ impl<T: Element> Array<T> {
 
     /// Like [`mapv`](Array::mapv) for a pure function identified by `name` (and `version`):
     /// equal names give equal keys, so only use it for functions that never change meaning.
+    /// `f` must capture nothing (checked at compile time): a captured parameter would be
+    /// invisible to the key — put it in the name, or use an elementwise expression.
     #[must_use]
     pub fn mapv_named<U: Element, F>(&self, name: &str, f: F) -> Array<U>
     where
         F: Fn(T) -> U + Send + Sync + 'static,
     {
+        const {
+            assert!(
+                std::mem::size_of::<F>() == 0,
+                "mapv_named's key is its name: the function must capture nothing"
+            );
+        };
         self.unary(format!("mapv:{name}"), f)
     }
 

@@ -399,7 +399,11 @@ impl<T: Float> Array<T> {
         let grid = ChunkGrid::regular(shape, chunks)?;
         // Version 4: float32 normals from 32 bits each (version 3 took 64 bits for every
         // element, version 2 used per-group Xoshiro streams, version 1 a polar method).
-        let spec = TaskSpec::new("random").pure().version("4");
+        // `dist` is captured and described by the `dist_name` argument.
+        let spec = TaskSpec::new("random")
+            .pure()
+            .version("4")
+            .captures_covered_by_args();
         let global = shape.to_vec();
         let global2 = shape.to_vec();
         let dist_name = match dist {

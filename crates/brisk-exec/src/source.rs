@@ -265,9 +265,9 @@ where
         }
     }
 
-    /// The per-partition work as one pure task named `name` applied to the descriptor. The
-    /// name (with [`TaskSpec::version`] through [`then`](Source::then) when the function
-    /// changes) identifies the function in the partition's keys.
+    /// The per-partition work as one pure task named `name` applied to the descriptor (see
+    /// [`Pipeline::map`]: `f` captures nothing; parameters go through
+    /// [`map_with`](Source::map_with), handles through [`try_map_using`](Source::try_map_using)).
     pub fn map<T, F>(self, name: &str, f: F) -> Pipeline<D, T>
     where
         F: TaskFn<(D,), Output = T>,
@@ -286,6 +286,29 @@ where
         self.then(|d| d).try_map(name, f)
     }
 
+    /// The per-partition work with parameters that are part of its key (see
+    /// [`Pipeline::map_with`]).
+    pub fn map_with<T, P, F>(self, name: &str, params: P, f: F) -> Pipeline<D, T>
+    where
+        F: TaskFn<(D, P), Output = T>,
+        P: Tokenize + Clone + Send + Sync + 'static,
+        T: Clone + Send + Sync + 'static,
+    {
+        self.then(|d| d).map_with(name, params, f)
+    }
+
+    /// The per-partition work with a handle left out of its key (see
+    /// [`Pipeline::try_map_using`]).
+    pub fn try_map_using<T, H, E, F>(self, name: &str, handle: H, f: F) -> Pipeline<D, T>
+    where
+        F: TaskFn<(D, H), Output = Result<T, E>>,
+        H: Clone + Send + Sync + 'static,
+        T: Clone + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        self.then(|d| d).try_map_using(name, handle, f)
+    }
+
     /// The id of the partition a descriptor makes: `name/` + the descriptor's token.
     ///
     /// # Errors
@@ -293,6 +316,20 @@ where
     pub fn partition_id(&self, descriptor: &D) -> Result<Key, TokenizeError> {
         Ok(Key::new(self.name.clone(), descriptor.token()?))
     }
+}
+
+/// Why a pipeline's function must capture nothing.
+const NO_CAPTURES: &str = "a pipeline step's key is its name and its inputs, so its function \
+                           must capture nothing: pass parameters with `map_with`, handles \
+                           with `try_map_using`";
+
+/// The spec of a pipeline step: pure, keyed by its name and inputs. Its function is a shared
+/// `Arc` of a zero-sized function (checked at compile time where the step is added), so it
+/// captures no state.
+fn keyed_spec(name: &str) -> TaskSpec {
+    TaskSpec::new(name.to_owned())
+        .pure()
+        .captures_covered_by_args()
 }
 
 /// A task function shared between partitions (each partition's task holds an `Arc` of it).
@@ -634,19 +671,19 @@ where
     D: Tokenize + Clone + fmt::Debug + Send + Sync + 'static,
     T: Clone + Send + Sync + 'static,
 {
-    /// Adds a pure task named `name` applied to each partition's result.
+    /// Adds a pure task named `name` applied to each partition's result. The task's key is
+    /// its name and its input, so `f` must capture nothing (checked at compile time): pass
+    /// parameters with [`map_with`](Pipeline::map_with), handles with
+    /// [`try_map_using`](Pipeline::try_map_using), and give a changed function a new name.
     pub fn map<U, F>(self, name: &str, f: F) -> Pipeline<D, U>
     where
         F: TaskFn<(T,), Output = U>,
         U: Clone + Send + Sync + 'static,
     {
-        let spec = TaskSpec::new(name.to_owned()).pure();
+        const { assert!(std::mem::size_of::<F>() == 0, "{}", NO_CAPTURES) };
+        let spec = keyed_spec(name);
         let f = Arc::new(f);
-        let prev = self.build;
-        Pipeline {
-            source: self.source,
-            build: Arc::new(move |d: &D| Ok(spec.call(Shared(Arc::clone(&f)), (prev(d)?,)))),
-        }
+        self.then(move |x| spec.call(Shared(Arc::clone(&f)), (x,)))
     }
 
     /// Like [`map`](Pipeline::map) for a fallible function.
@@ -656,13 +693,59 @@ where
         U: Clone + Send + Sync + 'static,
         E: Into<BoxError> + 'static,
     {
-        let spec = TaskSpec::new(name.to_owned()).pure();
+        const { assert!(std::mem::size_of::<F>() == 0, "{}", NO_CAPTURES) };
+        let spec = keyed_spec(name);
         let f = Arc::new(f);
-        let prev = self.build;
-        Pipeline {
-            source: self.source,
-            build: Arc::new(move |d: &D| Ok(spec.try_call(Shared(Arc::clone(&f)), (prev(d)?,)))),
-        }
+        self.then(move |x| spec.try_call(Shared(Arc::clone(&f)), (x,)))
+    }
+
+    /// Adds a pure task named `name` applied to each partition's result and `params`: the
+    /// parameters are part of every partition's key, so a run with other parameters never
+    /// loads a checkpoint of this one (and files already read are still loaded where only
+    /// later steps changed).
+    pub fn map_with<U, P, F>(self, name: &str, params: P, f: F) -> Pipeline<D, U>
+    where
+        F: TaskFn<(T, P), Output = U>,
+        P: Tokenize + Clone + Send + Sync + 'static,
+        U: Clone + Send + Sync + 'static,
+    {
+        const { assert!(std::mem::size_of::<F>() == 0, "{}", NO_CAPTURES) };
+        let spec = keyed_spec(name);
+        let f = Arc::new(f);
+        self.then(move |x| spec.call(Shared(Arc::clone(&f)), (x, params.clone())))
+    }
+
+    /// Like [`map_with`](Pipeline::map_with) for a fallible function.
+    pub fn try_map_with<U, P, E, F>(self, name: &str, params: P, f: F) -> Pipeline<D, U>
+    where
+        F: TaskFn<(T, P), Output = Result<U, E>>,
+        P: Tokenize + Clone + Send + Sync + 'static,
+        U: Clone + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        const { assert!(std::mem::size_of::<F>() == 0, "{}", NO_CAPTURES) };
+        let spec = keyed_spec(name);
+        let f = Arc::new(f);
+        self.then(move |x| spec.try_call(Shared(Arc::clone(&f)), (x, params.clone())))
+    }
+
+    /// A fallible pure task named `name` applied to each partition's result and `handle` (a
+    /// store client, an open file): the handle is left out of the key, so it must not change
+    /// what `f` returns — only how it gets it.
+    pub fn try_map_using<U, H, E, F>(self, name: &str, handle: H, f: F) -> Pipeline<D, U>
+    where
+        F: TaskFn<(T, H), Output = Result<U, E>>,
+        H: Clone + Send + Sync + 'static,
+        U: Clone + Send + Sync + 'static,
+        E: Into<BoxError> + 'static,
+    {
+        const { assert!(std::mem::size_of::<F>() == 0, "{}", NO_CAPTURES) };
+        let spec = keyed_spec(name).exclude_position(1);
+        let f = Arc::new(f);
+        self.then(move |x| {
+            let h = brisk_graph::lit_opaque(handle.clone());
+            spec.try_call(Shared(Arc::clone(&f)), (x, h))
+        })
     }
 
     /// Adds any lazy graph on each partition's result.

@@ -451,6 +451,9 @@ pub struct TaskSpec {
     version: Option<Cow<'static, str>>,
     source_hash: Option<[u8; 16]>,
     pure: bool,
+    /// The function may capture state: the arguments determine it (see
+    /// [`TaskSpec::captures_covered_by_args`]).
+    captures_covered: bool,
     meta: Meta,
 }
 
@@ -478,8 +481,34 @@ impl TaskSpec {
             version: None,
             source_hash: None,
             pure: false,
+            captures_covered: false,
             meta: Meta::default(),
         }
+    }
+
+    /// For a pure spec: its function captures state (a handle, a plan, a parameter derived
+    /// from the arguments, a counter), and the **arguments determine all of it that can change
+    /// the value**, so the key still covers everything that determines the value. Without it a pure spec refuses a function that
+    /// captures anything (a closure with a parameter in it would share its key with the same
+    /// closure over another parameter, and a checkpoint would hand back the wrong value).
+    pub fn captures_covered_by_args(mut self) -> Self {
+        self.captures_covered = true;
+        self
+    }
+
+    /// Why a pure task's function cannot be keyed, if it cannot: it captures `size` bytes of
+    /// state that no argument describes.
+    fn uncovered_capture(&self, size: usize) -> Option<TokenizeError> {
+        (self.pure && size != 0 && !self.captures_covered).then(|| {
+            TokenizeError::custom_message(format!(
+                "the pure task `{}` calls a function that captures {size} bytes of state its \
+                 key cannot see: pass parameters as arguments, which the key covers \
+                 (`.call(|x: T, p: P| …, (x, p))`), or use a function item; if the arguments \
+                 already determine everything it captures, say so with \
+                 `TaskSpec::captures_covered_by_args`",
+                self.name
+            ))
+        })
     }
 
     /// Content-addressed keys: equal arguments give equal keys (and one run per compute).
@@ -601,6 +630,10 @@ impl TaskSpec {
         F::Output: Send + Sync + 'static,
         X: IntoArgs<P>,
     {
+        if let Some(e) = self.uncovered_capture(std::mem::size_of::<F>()) {
+            let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+            return self.invalid(prefix, e, std::any::type_name::<F::Output>());
+        }
         let body: ErasedFn = Arc::new(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
         self.build(body, args, std::any::type_name::<F::Output>())
     }
@@ -614,6 +647,10 @@ impl TaskSpec {
         E: Into<BoxError>,
         X: IntoArgs<P>,
     {
+        if let Some(e) = self.uncovered_capture(std::mem::size_of::<F>()) {
+            let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+            return self.invalid(prefix, e, std::any::type_name::<R>());
+        }
         let body: ErasedFn = Arc::new(move |a| match f.call_erased(a)? {
             Ok(r) => Ok(Arc::new(r) as Value),
             Err(e) => Err(e.into()),
@@ -868,12 +905,20 @@ where
 }
 
 /// A lazy call of a pure function: its key is a content address of `name` and the arguments.
+/// `f` must capture nothing (a function item or a closure without captures; checked at
+/// compile time): parameters are arguments, so the key covers them.
 pub fn pure<P, F, X>(name: impl Into<Name>, f: F, args: X) -> Delayed<F::Output>
 where
     F: TaskFn<P>,
     F::Output: Send + Sync + 'static,
     X: IntoArgs<P>,
 {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a pure task's function must capture nothing: pass parameters as arguments"
+        );
+    };
     TaskSpec::new(name).pure().call(f, args)
 }
 

@@ -583,7 +583,12 @@ pub fn from_zarr_with<T: ZarrElement>(
         Some(pins) => {
             // Version 1 of pinned keys: location, path, metadata (without the attributes,
             // which do not change what a chunk decodes to), chunk indices, version.
-            let spec = TaskSpec::new("zarr-read").pure().version("1");
+            // The captured plan is determined by the arguments (the store's location, the
+            // path, the metadata, the chunk and its version).
+            let spec = TaskSpec::new("zarr-read")
+                .pure()
+                .version("1")
+                .captures_covered_by_args();
             let location = plan.za.store.location().to_owned();
             let mut meta = plan.za.metadata_json();
             if let Some(m) = meta.as_object_mut() {

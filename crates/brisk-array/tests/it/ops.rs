@@ -542,7 +542,9 @@ fn persist_computes_now_and_later_computes_reuse_the_held_blocks() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let runs = Arc::new(AtomicUsize::new(0));
     let grid = brisk_array::ChunkGrid::regular(&[6, 4], &[3, 4]).unwrap();
-    let spec = brisk_graph::TaskSpec::new("counted-block").pure();
+    let spec = brisk_graph::TaskSpec::new("counted-block")
+        .pure()
+        .captures_covered_by_args(); // a run counter
     let blocks = (0..2u64)
         .map(|i| {
             let r = Arc::clone(&runs);

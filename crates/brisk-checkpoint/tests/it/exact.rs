@@ -16,10 +16,9 @@ fn checkpointed<T>(name: &'static str, v: T) -> brisk_graph::Delayed<T>
 where
     T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
-    let v2 = v.clone();
     TaskSpec::new(name)
         .pure()
-        .call(move |_: u8| v2.clone(), (0u8,))
+        .call(|v: T| v, (v,))
         .checkpointed()
 }
 
@@ -90,6 +89,7 @@ fn an_empty_chain_keeps_saves_in_memory() {
     let r = Arc::clone(&runs);
     let x = TaskSpec::new("counted")
         .pure()
+        .captures_covered_by_args() // a run counter: it does not change the value
         .call(
             move |v: i64| {
                 r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);

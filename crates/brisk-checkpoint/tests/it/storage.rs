@@ -29,20 +29,24 @@ impl Pipeline {
     }
     fn build(&self, x: i64, fail_a: bool) -> (Delayed<i64>, Delayed<i64>) {
         let ra = Arc::clone(&self.runs_a);
-        let a = TaskSpec::new("source").pure().try_call(
-            move |x: i64| {
-                ra.fetch_add(1, Ordering::SeqCst);
-                if fail_a {
-                    Err("the source is gone")
-                } else {
-                    Ok(x)
-                }
-            },
-            (x,),
-        );
+        let a = TaskSpec::new("source")
+            .pure()
+            .captures_covered_by_args()
+            .try_call(
+                move |x: i64| {
+                    ra.fetch_add(1, Ordering::SeqCst);
+                    if fail_a {
+                        Err("the source is gone")
+                    } else {
+                        Ok(x)
+                    }
+                },
+                (x,),
+            );
         let rb = Arc::clone(&self.runs_b);
         let b = TaskSpec::new("expensive")
             .pure()
+            .captures_covered_by_args()
             .call(
                 move |v: i64| {
                     rb.fetch_add(1, Ordering::SeqCst);
@@ -53,6 +57,7 @@ impl Pipeline {
             .checkpointed();
         let c = TaskSpec::new("plus_one")
             .pure()
+            .captures_covered_by_args()
             .call(|v: i64| v + 1, (b.clone(),));
         (b, c)
     }
@@ -123,7 +128,7 @@ fn load_only_writes_nothing() {
 fn where_things_go(make: impl Fn(&MemoryStore, &MemoryStore) -> Storage) -> (String, String) {
     let (a, b) = (MemoryStore::new(), MemoryStore::new());
     // Present in both with different values: the loaded value tells which one won.
-    let spec = TaskSpec::new("v").pure();
+    let spec = TaskSpec::new("v").pure().captures_covered_by_args();
     let stored = spec.call(|| 0i64, ()).checkpointed();
     let key = stored.storage_key();
     a.put(&key, &zstd::bulk::compress(b"1", 3).unwrap())
@@ -134,7 +139,11 @@ fn where_things_go(make: impl Fn(&MemoryStore, &MemoryStore) -> Storage) -> (Str
     let loaded = stored
         .compute_with_options(&SyncExecutor, &storage.options())
         .unwrap();
-    let fresh = TaskSpec::new("w").pure().call(|| 5i64, ()).checkpointed();
+    let fresh = TaskSpec::new("w")
+        .pure()
+        .captures_covered_by_args()
+        .call(|| 5i64, ())
+        .checkpointed();
     fresh
         .compute_with_options(&SyncExecutor, &storage.options())
         .unwrap();
@@ -209,7 +218,11 @@ fn chained_and_nested_priorities_follow_the_documented_table() {
     );
     // A hit in an outer scope is loaded, not copied into the inner one.
     let (inner, outer) = (MemoryStore::new(), MemoryStore::new());
-    let v = TaskSpec::new("x").pure().call(|| 3i64, ()).checkpointed();
+    let v = TaskSpec::new("x")
+        .pure()
+        .captures_covered_by_args()
+        .call(|| 3i64, ())
+        .checkpointed();
     v.compute_with_options(&SyncExecutor, &Storage::new(outer.clone()).options())
         .unwrap();
     let nested = Storage::new(inner.clone()).nested_in(&Storage::new(outer));
@@ -228,6 +241,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
     // The task fails: nothing stored.
     let failing = TaskSpec::new("f")
         .pure()
+        .captures_covered_by_args()
         .try_call(|| Err::<i64, _>("boom"), ())
         .checkpointed();
     assert!(
@@ -240,6 +254,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
     // non-array instead): the compute fails naming the key and stage; nothing stored.
     let bad = TaskSpec::new("g")
         .pure()
+        .captures_covered_by_args()
         .call(|| 1i64, ())
         .save_with(Encoder::new().serializer(Serializer::Npy));
     let err = bad
@@ -257,6 +272,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
     let r = Arc::clone(&runs);
     let v = TaskSpec::new("h")
         .pure()
+        .captures_covered_by_args()
         .call(
             move || {
                 r.fetch_add(1, Ordering::SeqCst);
@@ -304,6 +320,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
     // An entry of another type: an error at the serializer/value stage, never a wrong value.
     let s = TaskSpec::new("s")
         .pure()
+        .captures_covered_by_args()
         .call(|| String::from("x"), ())
         .checkpointed();
     store
@@ -359,6 +376,7 @@ fn concurrent_computes_run_a_missing_key_once() {
                 s.spawn(move || {
                     let v = TaskSpec::new("slow")
                         .pure()
+                        .captures_covered_by_args()
                         .call(
                             move || {
                                 runs.fetch_add(1, Ordering::SeqCst);
@@ -392,6 +410,7 @@ fn a_failed_flight_lets_the_waiters_run_it() {
                 s.spawn(move || {
                     let v = TaskSpec::new("flaky")
                         .pure()
+                        .captures_covered_by_args()
                         .try_call(
                             move || {
                                 let n = attempts.fetch_add(1, Ordering::SeqCst);
@@ -479,6 +498,7 @@ fn per_task_encoders_and_literals() {
     let storage = Storage::new(store.clone());
     let readable = TaskSpec::new("point")
         .pure()
+        .captures_covered_by_args()
         .call(
             |x: i64, y: i64| {
                 std::collections::BTreeMap::from([(String::from("x"), x), (String::from("y"), y)])
@@ -497,6 +517,7 @@ fn per_task_encoders_and_literals() {
     let lit = brisk_graph::lit(5i64);
     let sum = TaskSpec::new("sum")
         .pure()
+        .captures_covered_by_args()
         .call(|a: i64, b: i64| a + b, (lit, 1))
         .checkpointed();
     assert_eq!(

@@ -351,7 +351,7 @@ fn compute_map_runs_a_task_per_item_as_one_graph() {
     use brisk_graph::{Delayed, TaskSpec};
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = std::sync::Arc::clone(&runs);
-    let spec = TaskSpec::new("cube").pure();
+    let spec = TaskSpec::new("cube").pure().captures_covered_by_args();
     let cube = move |x: u64| -> Delayed<u64> {
         let r = std::sync::Arc::clone(&r);
         spec.call(
@@ -378,7 +378,7 @@ fn compute_map_runs_a_task_per_item_as_one_graph() {
         ));
     }
     // A failing task names its key.
-    let bad = TaskSpec::new("bad").pure();
+    let bad = TaskSpec::new("bad").pure().captures_covered_by_args();
     let h = brisk_exec::Handler::new("threads://2").unwrap();
     let err = h
         .compute_map(

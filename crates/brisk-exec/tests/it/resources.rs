@@ -70,7 +70,7 @@ impl Resource for Logged {
 
 /// `n` chunk reads over `r`, summed.
 fn chunks(r: &Arc<Logged>, n: u64, fail_at: Option<u64>) -> Delayed<u64> {
-    let spec = TaskSpec::new("read").pure();
+    let spec = TaskSpec::new("read").pure().captures_covered_by_args();
     let parts: Delayed<Vec<u64>> = (0..n)
         .map(|i| {
             let r2 = Arc::clone(r);
@@ -205,7 +205,7 @@ fn concurrent_computes_share_one_opening() {
         // Chunk 0 of each compute waits for the other compute's chunk 0: both computes are
         // certainly running (holding the resource) at the same time.
         let meet = Arc::new(std::sync::Barrier::new(2));
-        let spec = TaskSpec::new("read").pure();
+        let spec = TaskSpec::new("read").pure().captures_covered_by_args();
         let parts: Delayed<Vec<u64>> = (0..8u64)
             .map(|i| {
                 let (r2, meet) = (Arc::clone(&r), Arc::clone(&meet));

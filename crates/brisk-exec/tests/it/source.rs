@@ -165,16 +165,21 @@ fn a_full_channel_pushes_back_on_the_producer() {
     let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     let started = Arc::new(AtomicUsize::new(0));
     let (source, feed) = Source::<File>::new("files", 2);
-    let (g, s) = (Arc::clone(&gate), Arc::clone(&started));
-    let pipeline = source.map("blocked", move |f: File| {
-        s.fetch_add(1, Ordering::SeqCst);
-        let (lock, cv) = &*g;
-        let mut open = lock.lock().unwrap();
-        while !*open {
-            open = cv.wait(open).unwrap();
-        }
-        f.events
-    });
+    type Gate = Arc<(Mutex<bool>, std::sync::Condvar)>;
+    let handles = (Arc::clone(&gate), Arc::clone(&started));
+    let pipeline = source.try_map_using(
+        "blocked",
+        handles,
+        |f: File, (g, s): (Gate, Arc<AtomicUsize>)| {
+            s.fetch_add(1, Ordering::SeqCst);
+            let (lock, cv) = &*g;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            Ok::<_, std::io::Error>(f.events)
+        },
+    );
     let producer = std::thread::spawn(move || {
         feed.push(file(1)).unwrap();
         // Wait until the compute took the first input and runs it.
@@ -323,18 +328,21 @@ fn fail_fast_aborts_and_names_the_descriptor() {
 #[test]
 fn retries_rerun_a_failed_partition() {
     let tries = Arc::new(AtomicUsize::new(0));
-    let t = Arc::clone(&tries);
     let (source, feed) = Source::<File>::new("files", 4);
     feed.push(file(5)).unwrap();
     feed.seal().unwrap();
     let out = source
-        .try_map("flaky", move |f: File| {
-            if t.fetch_add(1, Ordering::SeqCst) == 0 {
-                Err(std::io::Error::other("transient"))
-            } else {
-                Ok(f.events)
-            }
-        })
+        .try_map_using(
+            "flaky",
+            Arc::clone(&tries),
+            |f: File, t: Arc<AtomicUsize>| {
+                if t.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(std::io::Error::other("transient"))
+                } else {
+                    Ok(f.events)
+                }
+            },
+        )
         .run(
             &ThreadedExecutor::new(2).unwrap(),
             &SourceOptions::new().retries(2),

@@ -102,7 +102,7 @@ fn intermediates_are_freed_after_their_last_consumer() {
         }
     }
     // A tree reduction over 256 chunks of 64 KiB: the static order keeps only a few alive.
-    let load = TaskSpec::new("load").pure();
+    let load = TaskSpec::new("load").pure().captures_covered_by_args();
     let mut level: Vec<Delayed<u64>> = (0..256u64)
         .map(|i| {
             let c = load.call(|_i: u64| Chunk::new(1 << 16), (i,));
@@ -135,6 +135,7 @@ fn intermediates_are_freed_after_their_last_consumer() {
 fn a_task_error_names_key_task_and_cause() {
     let bad = TaskSpec::new("parse")
         .pure()
+        .captures_covered_by_args()
         .try_call(|s: String| s.parse::<i64>(), (String::from("x1"),));
     let out = pure("inc", |v: i64| v + 1, (&bad,));
     let err = out.compute_with(&SyncExecutor).unwrap_err();
@@ -210,6 +211,7 @@ fn keep_going_returns_what_could_be_computed_and_a_report() {
     let good = pure("good", |v: i64| v * 2, (21,));
     let bad = TaskSpec::new("bad")
         .pure()
+        .captures_covered_by_args()
         .try_call(|v: i64| Err::<i64, _>(format!("bad {v}")), (1,));
     let after_bad = pure("after", |v: i64| v + 1, (&bad,));
     let after_after = pure("after2", |v: i64| v + 1, (&after_bad,));
@@ -308,13 +310,16 @@ fn cancelled_computes_start_nothing_more() {
 fn compute_all_shares_common_work() {
     let calls = Arc::new(AtomicUsize::new(0));
     let c = calls.clone();
-    let shared = TaskSpec::new("shared").pure().call(
-        move |v: i64| {
-            c.fetch_add(1, Ordering::SeqCst);
-            v
-        },
-        (3,),
-    );
+    let shared = TaskSpec::new("shared")
+        .pure()
+        .captures_covered_by_args()
+        .call(
+            move |v: i64| {
+                c.fetch_add(1, Ordering::SeqCst);
+                v
+            },
+            (3,),
+        );
     let a = pure("a", |v: i64| v + 1, (&shared,));
     let b = pure("b", |v: i64| v * 2, (&shared,));
     let out = compute_all([a.erase(), b.erase(), shared.erase()]).unwrap();
@@ -371,13 +376,16 @@ fn checkpointed_tasks_are_saved_then_loaded_and_upstream_skipped() {
     let r = expensive_runs.clone();
     let build = move || {
         let r = r.clone();
-        let raw = TaskSpec::new("expensive").pure().call(
-            move |v: i64| {
-                r.fetch_add(1, Ordering::SeqCst);
-                v * 10
-            },
-            (4,),
-        );
+        let raw = TaskSpec::new("expensive")
+            .pure()
+            .captures_covered_by_args()
+            .call(
+                move |v: i64| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    v * 10
+                },
+                (4,),
+            );
         let saved = pure("stage", |v: i64| v + 1, (raw,)).checkpointed();
         pure("final", |v: i64| v * 2, (saved,))
     };
@@ -413,7 +421,10 @@ fn invalid_nodes_fail_with_a_tokenize_error() {
             Err(serde::ser::Error::custom("cannot serialize Fails"))
         }
     }
-    let d = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
+    let d = TaskSpec::new("f")
+        .pure()
+        .captures_covered_by_args()
+        .call(|_x: Fails| 1, (Fails,));
     let err = d.compute_with(&SyncExecutor).unwrap_err();
     assert!(matches!(err, Error::Tokenize { .. }), "{err:?}");
     assert!(brisk_graph::chain(&err).contains("cannot serialize Fails"));
@@ -458,7 +469,7 @@ proptest! {
                 .map(|&(_, b)| nodes[b].clone())
                 .collect();
             let runs = runs.clone();
-            nodes.push(TaskSpec::new("node").pure().call(
+            nodes.push(TaskSpec::new("node").pure().captures_covered_by_args().call(
                 move |v: Vec<i64>, k: i64| {
                     *runs.lock().unwrap().entry(k as usize).or_default() += 1;
                     v.iter().fold(0i64, |a, &b| a.wrapping_add(b)).wrapping_mul(3).wrapping_add(k)

@@ -467,3 +467,37 @@ fn node_args_expose_dependencies_and_shippable_constants() {
         Some(&13)
     );
 }
+
+#[test]
+fn a_pure_task_never_hides_captured_state_from_its_key() {
+    use brisk_graph::TaskSpec;
+    let factor = 3i64;
+    // A closure with a parameter in it: refused (its key could not tell factor 3 from 4).
+    let hidden = TaskSpec::new("scale")
+        .pure()
+        .call(move |x: i64| x * factor, (2i64,));
+    let g = Graph::new([&hidden]);
+    let err = g.node(0).build_error().unwrap().to_string();
+    assert!(err.contains("captures 8 bytes"), "{err}");
+    // The parameter as an argument: keyed, so two factors give two keys.
+    let spec = TaskSpec::new("scale").pure();
+    let three = spec.call(|x: i64, f: i64| x * f, (2i64, 3i64));
+    let four = spec.call(|x: i64, f: i64| x * f, (2i64, 4i64));
+    assert_ne!(three.key(), four.key());
+    let ok = |d: &brisk_graph::Delayed<_>| Graph::new([d]).node(0).build_error().is_none();
+    assert!(ok(&three));
+    // A function item, and a capture the arguments are declared to determine.
+    fn double(x: i64) -> i64 {
+        2 * x
+    }
+    assert!(ok(&spec.call(double, (1i64,))));
+    let label = String::from("covered");
+    let covered = TaskSpec::new("label")
+        .pure()
+        .captures_covered_by_args()
+        .call(move |_: u8| label.clone(), (0u8,));
+    assert!(Graph::new([&covered]).node(0).build_error().is_none());
+    // Impure tasks may capture anything: their keys are unique.
+    let impure = TaskSpec::new("scale").call(move |x: i64| x * factor, (2i64,));
+    assert!(ok(&impure));
+}
