@@ -61,4 +61,20 @@ pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError, serde_toke
 pub mod __private {
     //! Used by the code `#[task]` generates; not a public API.
     pub use inventory;
+
+    /// A task's (or helper's) source hash combined with the source hashes of the helpers it
+    /// declares with `uses = [...]`, in order.
+    #[must_use]
+    pub fn combine_sources(own: [u8; 16], used: &[[u8; 16]]) -> [u8; 16] {
+        let mut h = blake3::Hasher::new();
+        h.update(b"brisk.task-source.uses.v1");
+        h.update(&own);
+        h.update(&(used.len() as u64).to_le_bytes());
+        for u in used {
+            h.update(u);
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
 }

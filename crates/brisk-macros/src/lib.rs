@@ -73,6 +73,7 @@ struct Options {
     key_prefix: Option<KeyPrefix>,
     hasher: Option<syn::Path>,
     exclude: Vec<syn::Ident>,
+    uses: Vec<syn::Path>,
 }
 
 enum KeyPrefix {
@@ -89,6 +90,7 @@ enum Opt {
     Impure,
     Retries(syn::LitInt),
     Crate(syn::Path),
+    Uses(Vec<syn::Path>),
 }
 
 impl Parse for Opt {
@@ -132,12 +134,20 @@ impl Parse for Opt {
                 input.parse::<Token![=]>()?;
                 Ok(Self::Retries(input.parse()?))
             }
+            "uses" => {
+                input.parse::<Token![=]>()?;
+                let content;
+                syn::bracketed!(content in input);
+                let paths = Punctuated::<syn::Path, Token![,]>::parse_terminated(&content)?;
+                Ok(Self::Uses(paths.into_iter().collect()))
+            }
             other => Err(syn::Error::new(
                 ident.span(),
                 format!(
                     "unknown #[task] option `{other}`; expected `version = \"...\"`, `save`, \
                      `impure`, `retries = N`, `key_prefix = \"...\"` (or a function of the \
-                     name), `hasher = path`, `exclude(arg, ...)` or `crate = path`"
+                     name), `hasher = path`, `exclude(arg, ...)`, `uses = [helper, ...]` or \
+                     `crate = path`"
                 ),
             )),
         }
@@ -157,6 +167,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
             Opt::KeyPrefix(k) => o.key_prefix = Some(k),
             Opt::Hasher(h) => o.hasher = Some(h),
             Opt::Exclude(e) => o.exclude.extend(e),
+            Opt::Uses(u) => o.uses.extend(u),
         }
     }
     if o.save && o.impure {
@@ -194,6 +205,84 @@ fn graph_path(opts: &Options) -> syn::Result<TokenStream2> {
             "#[task] needs `brisk` or `brisk-graph` as a dependency (or `#[task(crate = path)]`)",
         )),
     }
+}
+
+/// `path::to::helper` → `path::to::__brisk_source_helper`, the function `#[helper]` generates.
+fn helper_source_fn(path: &syn::Path) -> syn::Path {
+    let mut p = path.clone();
+    if let Some(last) = p.segments.last_mut() {
+        last.ident = format_ident!("__brisk_source_{}", last.ident);
+        last.arguments = PathArguments::None;
+    }
+    p
+}
+
+/// Marks a function that `#[task(uses = [...])]` functions call, so that their keys cover
+/// its source: editing its body or signature changes the keys of every task that declares it
+/// (comments and formatting do not). `#[helper(uses = [other])]` covers the helpers it calls
+/// in turn. The function itself is left as it is.
+///
+/// ```
+/// use brisk_macros::{helper, task};
+///
+/// #[helper]
+/// fn calibrate(x: f64) -> f64 {
+///     x * 1.02 - 0.5
+/// }
+///
+/// #[task(uses = [calibrate])]
+/// fn energy(raw: f64) -> f64 {
+///     calibrate(raw) * 2.0
+/// }
+///
+/// assert!(energy(3.0).key().to_string().starts_with("energy/"));
+/// ```
+#[proc_macro_attribute]
+pub fn helper(attr: TokenStream, item: TokenStream) -> TokenStream {
+    match expand_helper(attr.into(), item.into()) {
+        Ok(ts) => ts.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_helper(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let opts = parse_options(attr)?;
+    if opts.version.is_some()
+        || opts.save
+        || opts.impure
+        || opts.retries.is_some()
+        || opts.key_prefix.is_some()
+        || opts.hasher.is_some()
+        || !opts.exclude.is_empty()
+    {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "#[helper] takes only `uses = [...]` (and `crate = path`)",
+        ));
+    }
+    let func: ItemFn = syn::parse2(item)?;
+    let hash = source_hash(&func);
+    let vis = &func.vis;
+    let source_fn = format_ident!("__brisk_source_{}", func.sig.ident);
+    let body = if opts.uses.is_empty() {
+        quote!([#(#hash),*])
+    } else {
+        let g = graph_path(&opts)?;
+        let used = opts.uses.iter().map(|p| {
+            let f = helper_source_fn(p);
+            quote!(#f())
+        });
+        quote!(#g::__private::combine_sources([#(#hash),*], &[#(#used),*]))
+    };
+    Ok(quote! {
+        #func
+
+        /// The source hash of the helper (and the helpers it uses), for `#[task(uses = ...)]`.
+        #[doc(hidden)]
+        #vis fn #source_fn() -> [u8; 16] {
+            #body
+        }
+    })
 }
 
 /// BLAKE3 over the function's tokens in a canonical form: identifiers, punctuation (with its
@@ -378,7 +467,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let params = check_signature(&func)?;
     let g = graph_path(&opts)?;
     let hash = source_hash(&func);
-    let hash_bytes = hash.iter().map(|b| quote!(#b));
+    let hash_bytes: Vec<_> = hash.iter().map(|b| quote!(#b)).collect();
 
     let name = &func.sig.ident;
     let name_str = name.to_string();
@@ -473,6 +562,18 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         Some(h) => quote!(.hasher(#h)),
         None => quote!(),
     };
+    // The key covers the helpers the task declares it uses (their source hashes, combined at
+    // run time); without `uses` the source hash is the function's own, as before.
+    let source_expr = if opts.uses.is_empty() {
+        quote!([#(#hash_bytes),*])
+    } else {
+        let used = opts.uses.iter().map(|p| {
+            let f = helper_source_fn(p);
+            quote!(#f())
+        });
+        quote!(#g::__private::combine_sources([#(#hash_bytes),*], &[#(#used),*]))
+    };
+    let task_source_fn = format_ident!("__brisk_task_source_{}", func.sig.ident);
     let save = opts.save;
     let checkpoint = if save {
         quote!(.checkpointed())
@@ -534,10 +635,17 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 #hasher
                 #purity
                 #version_expr
-                .source_hash([#(#hash_bytes),*])
+                .source_hash(#source_expr)
                 #retries
                 .#call(|#(#closure_params),*| #inner(#(#call_args),*), (#(#arg_idents,)*))
                 #checkpoint
+        }
+
+        /// The source hash this task's keys cover (its own, with its helpers').
+        #[doc(hidden)]
+        #[allow(dead_code, reason = "for tests and tools")]
+        #vis fn #task_source_fn() -> [u8; 16] {
+            #source_expr
         }
 
         const _: () = {

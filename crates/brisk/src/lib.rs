@@ -69,7 +69,7 @@ pub use brisk_profile as profile;
 pub use brisk_cluster as cluster;
 
 #[cfg(feature = "macros")]
-pub use brisk_macros::task;
+pub use brisk_macros::{helper, task};
 
 pub mod prelude;
 

@@ -296,3 +296,96 @@ fn key_options_shape_keys() {
     assert!(a.key().to_string().starts_with("scaled-/"), "{}", a.key());
     assert_eq!(a.compute().unwrap(), 6);
 }
+
+/// The same task over helpers that differ: in `v1` and `v1_reformatted` the helper is the same
+/// code (formatting and comments differ), in `v2` its body changed.
+mod uses {
+    pub(crate) mod v1 {
+        #[brisk_macros::helper]
+        pub(crate) fn scale(x: i64) -> i64 {
+            x * 3
+        }
+        #[brisk_macros::task(uses = [scale])]
+        pub(crate) fn calibrated(x: i64) -> i64 {
+            scale(x) + 1
+        }
+        /// The same code as `v2::offset`, over another `scale`.
+        #[brisk_macros::helper(uses = [scale])]
+        pub(crate) fn offset(x: i64) -> i64 {
+            scale(x) - 2
+        }
+    }
+    pub(crate) mod v1_reformatted {
+        #[brisk_macros::helper]
+        pub(crate) fn scale(x: i64) -> i64 {
+            // the same code
+            x * 3
+        }
+        #[brisk_macros::task(uses = [scale])]
+        pub(crate) fn calibrated(x: i64) -> i64 {
+            scale(x) + 1
+        }
+    }
+    pub(crate) mod v2 {
+        #[brisk_macros::helper]
+        pub(crate) fn scale(x: i64) -> i64 {
+            x * 4
+        }
+        #[brisk_macros::task(uses = [scale])]
+        pub(crate) fn calibrated(x: i64) -> i64 {
+            scale(x) + 1
+        }
+        /// A helper that uses another: a change to `scale` reaches tasks using `offset`.
+        #[brisk_macros::helper(uses = [scale])]
+        pub(crate) fn offset(x: i64) -> i64 {
+            scale(x) - 2
+        }
+        #[brisk_macros::task(uses = [offset])]
+        pub(crate) fn shifted(x: i64) -> i64 {
+            offset(x)
+        }
+    }
+    pub(crate) mod unmarked {
+        pub(crate) fn scale(x: i64) -> i64 {
+            x * 3
+        }
+        #[brisk_macros::task]
+        pub(crate) fn calibrated(x: i64) -> i64 {
+            scale(x) + 1
+        }
+    }
+}
+
+#[test]
+fn a_task_key_covers_the_helpers_it_declares() {
+    use uses::{unmarked, v1, v1_reformatted, v2};
+    // The key's source hash changes with a helper's code, not with its formatting.
+    assert_eq!(
+        v1::__brisk_task_source_calibrated(),
+        v1_reformatted::__brisk_task_source_calibrated()
+    );
+    assert_ne!(
+        v1::__brisk_task_source_calibrated(),
+        v2::__brisk_task_source_calibrated()
+    );
+    // Without `uses`, a task covers only its own code (what the docs say a key covers).
+    assert_ne!(
+        unmarked::__brisk_task_source_calibrated(),
+        v1::__brisk_task_source_calibrated()
+    );
+    // Helpers of helpers count: `offset` is the same code in both, `scale` is not.
+    assert_ne!(v1::__brisk_source_offset(), v2::__brisk_source_offset());
+    assert_eq!(v1::offset(2), 4);
+    assert_eq!(
+        v1::calibrated(2)
+            .compute_with(&brisk_exec::SyncExecutor)
+            .unwrap(),
+        7
+    );
+    assert_eq!(
+        v2::shifted(2)
+            .compute_with(&brisk_exec::SyncExecutor)
+            .unwrap(),
+        6
+    );
+}
