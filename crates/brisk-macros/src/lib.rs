@@ -35,7 +35,9 @@
 //! Key options: `#[task(key_prefix = "double-")]` (or `key_prefix = path::to::f` with
 //! `f(&str) -> impl Into<String>` given the bare name), `#[task(hasher = path::to::f)]` (a
 //! custom key from the arguments, see `TaskSpec::hasher`), `#[task(exclude(handle))]` (an
-//! argument that does not enter the key).
+//! argument that does not enter the key), `#[task(uses = [helper, ...])]` (the key also covers
+//! the source of these functions, each marked `#[helper]`: a task's own source hash does not
+//! see the code it calls).
 //!
 //! Options: `#[task(version = "2")]`, `#[task(save)]` (checkpointable: the result type must be
 //! `Serialize + DeserializeOwned`), `#[task(impure)]` (fresh key per call), `#[task(retries = 3)]`,
