@@ -1,6 +1,7 @@
 //! The encoder chain: pre-encoders → serializer → compressor → encrypter on encode, exactly
 //! reversed on decode.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -455,34 +456,26 @@ impl Encoder {
             stage,
             message,
         };
-        let decrypted;
-        let mut data: &[u8] = bytes;
-        if self.compressor.is_none() && self.encrypter.is_none() {
-            data = check_digest(data).map_err(|m| fail(Stage::Integrity, m))?;
-        }
-        if let Some(enc) = &self.encrypter {
-            decrypted = enc.open(data, key)?;
-            data = &decrypted;
-        }
         let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
-        let decompressed;
-        if let Some(Compressor::Zstd { .. }) = self.compressor {
-            if self.serializer == Some(Serializer::Npy) && self.pre.is_empty() {
-                // Stream the frame into the array: no decompressed copy of the whole entry.
-                return npy::decode_zstd(spec, data).map_err(|(compressor, m)| {
-                    fail(
-                        if compressor {
-                            Stage::Compressor("zstd")
-                        } else {
-                            ser_stage
-                        },
-                        m,
-                    )
-                });
-            }
-            decompressed = zstd_decompress(data).map_err(|m| fail(Stage::Compressor("zstd"), m))?;
-            data = &decompressed;
+        if matches!(self.compressor, Some(Compressor::Zstd { .. }))
+            && self.serializer == Some(Serializer::Npy)
+            && self.pre.is_empty()
+        {
+            // Stream the frame into the array: no decompressed copy of the whole entry.
+            let data = self.open_envelope(bytes, key)?;
+            return npy::decode_zstd(spec, &data).map_err(|(compressor, m)| {
+                fail(
+                    if compressor {
+                        Stage::Compressor("zstd")
+                    } else {
+                        ser_stage
+                    },
+                    m,
+                )
+            });
         }
+        let data = self.open_layers(bytes, key)?;
+        let data: &[u8] = &data;
         if self.pre.is_empty() {
             return self.deserialize(spec, data, &ser_stage, key);
         }
@@ -499,6 +492,75 @@ impl Encoder {
         let mut de = <dyn erased_serde::Deserializer<'_>>::erase(v);
         spec.deserialize(&mut de)
             .map_err(|e| fail(Stage::Value, e.to_string()))
+    }
+
+    /// The serialized bytes inside an entry: its integrity header checked (entries with
+    /// neither compressor nor encrypter), decrypted, decompressed.
+    fn open_layers<'a>(&self, bytes: &'a [u8], key: &str) -> Result<Cow<'a, [u8]>> {
+        let data = self.open_envelope(bytes, key)?;
+        if let Some(Compressor::Zstd { .. }) = self.compressor {
+            let out = zstd_decompress(&data).map_err(|m| CheckpointError::Decode {
+                key: crate::error::shown(key),
+                stage: Stage::Compressor("zstd"),
+                message: m,
+            })?;
+            return Ok(Cow::Owned(out));
+        }
+        Ok(data)
+    }
+
+    /// An entry with its integrity header checked and its encryption opened (still
+    /// compressed).
+    fn open_envelope<'a>(&self, bytes: &'a [u8], key: &str) -> Result<Cow<'a, [u8]>> {
+        if let Some(enc) = &self.encrypter {
+            return Ok(Cow::Owned(enc.open(bytes, key)?));
+        }
+        if self.compressor.is_none() {
+            return check_digest(bytes)
+                .map(Cow::Borrowed)
+                .map_err(|m| CheckpointError::Decode {
+                    key: crate::error::shown(key),
+                    stage: Stage::Integrity,
+                    message: m,
+                });
+        }
+        Ok(Cow::Borrowed(bytes))
+    }
+
+    /// Decodes an entry without knowing the type it was saved from: for inspecting a store
+    /// (`brisk-checkpoint show`). Every integrity check runs; JSON, YAML and MessagePack
+    /// become a JSON value (with pre-encoders undone; NaN and ±inf show as `null`), `.npy`
+    /// its dtype and shape, raw bytes their length.
+    ///
+    /// # Errors
+    /// As [`decode`](Encoder::decode): the stage that rejected the entry.
+    pub fn decode_untyped(&self, bytes: &[u8], key: &str) -> Result<serde_json::Value> {
+        let fail = |stage: Stage, message: String| CheckpointError::Decode {
+            key: crate::error::shown(key),
+            stage,
+            message,
+        };
+        let data = self.open_layers(bytes, key)?;
+        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
+        let mut v = match self.serializer {
+            None => serde_json::json!({ "bytes": data.len() }),
+            Some(Serializer::Npy) => {
+                let (descr, shape) =
+                    npy::describe(&data).map_err(|m| fail(ser_stage.clone(), m))?;
+                serde_json::json!({ "npy": { "descr": descr, "shape": shape }, "bytes": data.len() })
+            }
+            Some(_) => self
+                .deserialize_json_value(&data)
+                .map_err(|m| fail(ser_stage.clone(), m))?,
+        };
+        for (index, p) in self.pre.iter().enumerate().rev() {
+            let stage = Stage::PreEncoder {
+                index,
+                name: p.name().to_owned(),
+            };
+            v = p.decode(v).map_err(|e| fail(stage, e.to_string()))?;
+        }
+        Ok(v)
     }
 
     fn serialize(&self, spec: &SaveSpec, value: &Value) -> Result<Vec<u8>, String> {

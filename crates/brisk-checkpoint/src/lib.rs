@@ -23,6 +23,9 @@
 //!   errors naming the key and stage, or recomputed with [`CorruptPolicy::RecomputeOnCorrupt`].
 //! - **[`Encoder`]**: pre-encoders → serializer (JSON, YAML, MessagePack, `.npy`) → zstd →
 //!   AES-256-GCM, exactly reversed on decode. No format executes code when loading.
+//! - **Managing a store** ([`manage`]): list entries with their sizes, times and formats,
+//!   verify every entry, remove entries by predicate or age, show one as JSON; the same from a
+//!   shell with the `brisk-checkpoint` command (feature `cli`).
 //! - **Keys** are the graph's content-addressed keys, stable across processes and Rust
 //!   versions; a task can set its own prefix, hasher and excluded arguments
 //!   (`brisk_graph::TaskSpec::hasher`, `#[task(exclude(handle))]`).
@@ -31,6 +34,7 @@
 
 mod codec;
 mod error;
+pub mod manage;
 mod npy;
 mod storage;
 

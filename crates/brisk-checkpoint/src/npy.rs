@@ -38,7 +38,7 @@ const MAX_HEADER: usize = 64 << 10;
 /// The sizes an `.npy` file declares: its header's length (preamble included) and its data's
 /// length (the shape's element count times the item size), checked for overflow. Errors name
 /// what is malformed or the numbers.
-fn declared_sizes(head: &[u8]) -> Result<Option<(usize, u64)>, String> {
+fn declared_sizes(head: &[u8]) -> Result<Option<Declared>, String> {
     if head.len() < 10 {
         return Ok(None);
     }
@@ -89,6 +89,7 @@ fn declared_sizes(head: &[u8]) -> Result<Option<(usize, u64)>, String> {
         .and_then(|s| s.split(')').next())
         .ok_or("the .npy header's shape is not a tuple")?;
     let mut bytes = item;
+    let mut dims = Vec::new();
     for dim in shape.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let dim: u64 = dim
             .trim_end_matches('L')
@@ -97,13 +98,43 @@ fn declared_sizes(head: &[u8]) -> Result<Option<(usize, u64)>, String> {
         bytes = bytes.checked_mul(dim).ok_or_else(|| {
             format!("the .npy shape ({shape}) of {item}-byte items overflows 64 bits")
         })?;
+        dims.push(dim);
     }
-    Ok(Some((start + len, bytes)))
+    Ok(Some(Declared {
+        header: start + len,
+        bytes,
+        descr: descr.to_owned(),
+        shape: dims,
+    }))
+}
+
+/// What an `.npy` header declares.
+struct Declared {
+    /// The header's length, preamble included.
+    header: usize,
+    /// The data's length: elements times item size.
+    bytes: u64,
+    /// The dtype (`<f8`, `|b1`, …).
+    descr: String,
+    /// The shape.
+    shape: Vec<u64>,
+}
+
+/// The dtype and shape an `.npy` file declares (after checking it holds what it declares).
+pub(crate) fn describe(data: &[u8]) -> Result<(String, Vec<u64>), String> {
+    check_sizes(data, data.len() as u64)?;
+    let d = declared_sizes(data)?.ok_or("an .npy header cut short")?;
+    Ok((d.descr, d.shape))
 }
 
 /// Checks that `.npy` bytes of `total` length hold what their header declares.
 fn check_sizes(head: &[u8], total: u64) -> Result<(), String> {
-    let Some((header, data)) = declared_sizes(head)? else {
+    let Some(Declared {
+        header,
+        bytes: data,
+        ..
+    }) = declared_sizes(head)?
+    else {
         return Err(format!("an .npy header cut short ({} bytes)", head.len()));
     };
     let want = data.saturating_add(header as u64);
@@ -142,7 +173,7 @@ pub(crate) fn decode_zstd(spec: &SaveSpec, frame: &[u8]) -> Result<Value, (bool,
     let mut head = Vec::with_capacity(128);
     loop {
         let want = match declared_sizes(&head).map_err(|m| (false, m))? {
-            Some((header, _)) => header,
+            Some(d) => d.header,
             None if head.len() < 12 => 12,
             None => 12 + MAX_HEADER.min(usize::from(u16::MAX)),
         };

@@ -41,4 +41,4 @@ pub use key::{MAX_KEY_LEN, STAGE_MARK, validate_key, validate_path};
 #[cfg(feature = "cloud")]
 pub use object::open_bucket;
 pub use object::{Bucket, CLOUD_SCHEMES, Driver, SCHEMES, is_cloud_scheme};
-pub use store::{DirStore, MemoryStore, ObjectStore, Store, from_url};
+pub use store::{DirStore, Entry, MemoryStore, ObjectStore, Store, from_url};

@@ -81,8 +81,9 @@ pub const SCHEMES: &str = "memory://, file://, a plain path, objmem://, objfile:
 /// enters in turn.
 ///
 /// # Errors
-/// [`StoreError::UnsupportedUrl`] for a scheme whose feature is off;
-/// [`StoreError::Backend`] when the URL, its path or the configuration is invalid.
+/// [`StoreError::UnsupportedUrl`](crate::StoreError::UnsupportedUrl) for a scheme whose feature is off;
+/// [`StoreError::Backend`](crate::StoreError::Backend) when the URL, its path or the
+/// configuration is invalid.
 #[cfg(feature = "cloud")]
 pub fn open_bucket(url: &str) -> crate::error::Result<Bucket> {
     use crate::error::StoreError;

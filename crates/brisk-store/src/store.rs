@@ -43,14 +43,50 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`StoreError::Backend`].
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
+
+    /// The entries whose keys start with `prefix`, sorted by key, with their sizes and (where
+    /// the backend records it) when they were written. The default reads every value; the
+    /// built-in stores ask their metadata instead.
+    ///
+    /// # Errors
+    /// [`StoreError::Backend`].
+    fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for key in self.list(prefix)? {
+            if let Some(v) = self.get(&key)? {
+                out.push(Entry {
+                    key,
+                    size: v.len() as u64,
+                    written: None,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One stored entry, as [`Store::list_entries`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Entry {
+    /// Its key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was written, where the backend records it (file modification time, object
+    /// last-modified, the time of the `put` in memory).
+    pub written: Option<std::time::SystemTime>,
 }
 
 /// A store in memory (shared by clones). Each store has its own location `memory://#N`.
 #[derive(Debug, Clone)]
 pub struct MemoryStore {
-    map: Arc<RwLock<BTreeMap<String, Arc<[u8]>>>>,
+    map: Arc<RwLock<BTreeMap<String, Stored>>>,
     id: u64,
 }
+
+/// A value in a [`MemoryStore`] and when it was put.
+type Stored = (Arc<[u8]>, std::time::SystemTime);
 
 static MEMORY_IDS: AtomicU64 = AtomicU64::new(1);
 
@@ -87,12 +123,12 @@ impl Store for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key)?;
         let map = self.map.read().map_err(|_| self.poisoned("get", key))?;
-        Ok(map.get(key).map(|v| v.to_vec()))
+        Ok(map.get(key).map(|(v, _)| v.to_vec()))
     }
     fn put(&self, key: &str, value: &[u8]) -> Result<()> {
         validate_key(key)?;
         let mut map = self.map.write().map_err(|_| self.poisoned("put", key))?;
-        map.insert(key.to_owned(), value.into());
+        map.insert(key.to_owned(), (value.into(), std::time::SystemTime::now()));
         Ok(())
     }
     fn delete(&self, key: &str) -> Result<()> {
@@ -115,6 +151,18 @@ impl Store for MemoryStore {
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, _)| k.clone())
+            .collect())
+    }
+    fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let map = self.map.read().map_err(|_| self.poisoned("list", prefix))?;
+        Ok(map
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, (v, t))| Entry {
+                key: k.clone(),
+                size: v.len() as u64,
+                written: Some(*t),
+            })
             .collect())
     }
 }
@@ -253,6 +301,23 @@ impl Store for DirStore {
             }
         }
         out.sort();
+        Ok(out)
+    }
+
+    fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for key in self.list(prefix)? {
+            match std::fs::metadata(self.root.join(&key)) {
+                Ok(m) => out.push(Entry {
+                    key,
+                    size: m.len(),
+                    written: m.modified().ok(),
+                }),
+                // Removed since it was listed.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.err("list", &key, e)),
+            }
+        }
         Ok(out)
     }
 }
@@ -394,6 +459,14 @@ impl Store for ObjectStore {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_entries(prefix)?
+            .into_iter()
+            .map(|e| e.key)
+            .collect())
+    }
+
+    fn list_entries(&self, prefix: &str) -> Result<Vec<Entry>> {
         use futures::TryStreamExt as _;
         use object_store::ObjectStore as _;
         let base = if self.prefix.as_ref().is_empty() {
@@ -410,15 +483,19 @@ impl Store for ObjectStore {
         } else {
             format!("{}/", self.prefix)
         };
-        let mut keys: Vec<String> = metas
+        let mut entries: Vec<Entry> = metas
             .into_iter()
             .filter_map(|m| {
                 let k = m.location.as_ref().strip_prefix(strip.as_str())?.to_owned();
-                (k.starts_with(prefix) && validate_key(&k).is_ok()).then_some(k)
+                (k.starts_with(prefix) && validate_key(&k).is_ok()).then(|| Entry {
+                    key: k,
+                    size: m.size,
+                    written: Some(m.last_modified.into()),
+                })
             })
             .collect();
-        keys.sort();
-        Ok(keys)
+        entries.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(entries)
     }
 }
 
