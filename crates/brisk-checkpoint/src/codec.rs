@@ -33,6 +33,184 @@ pub trait PreEncoder: Send + Sync + fmt::Debug {
     fn decode(&self, value: serde_json::Value) -> Result<serde_json::Value, BoxError>;
 }
 
+/// A serializer of your own (seed 002's serializer protocol): values ↔ bytes through serde.
+/// [`Serializer`]'s JSON, YAML and MessagePack implement it too.
+///
+/// ```
+/// use brisk_checkpoint::{SerdeFormat, erased_serde, serde_json};
+/// use brisk_graph::{BoxError, Value};
+///
+/// /// Pretty-printed JSON.
+/// #[derive(Debug)]
+/// struct PrettyJson;
+///
+/// impl SerdeFormat for PrettyJson {
+///     fn name(&self) -> &str {
+///         "pretty-json"
+///     }
+///     fn serialize(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, BoxError> {
+///         Ok(serde_json::to_vec_pretty(value)?)
+///     }
+///     fn deserialize(
+///         &self,
+///         bytes: &[u8],
+///         visit: &mut dyn FnMut(&mut dyn erased_serde::Deserializer<'_>) -> Result<Value, erased_serde::Error>,
+///     ) -> Result<Value, BoxError> {
+///         let mut de = serde_json::Deserializer::from_slice(bytes);
+///         let v = visit(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))?;
+///         de.end()?;
+///         Ok(v)
+///     }
+/// }
+/// let enc = brisk_checkpoint::Encoder::new().custom_serializer(PrettyJson);
+/// # let _ = enc;
+/// ```
+pub trait SerdeFormat: Send + Sync + fmt::Debug {
+    /// A short name, shown in errors.
+    fn name(&self) -> &str;
+    /// The bytes of `value`.
+    ///
+    /// # Errors
+    /// When the value cannot be represented.
+    fn serialize(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, BoxError>;
+    /// Reads `bytes`: build your format's deserializer over them, hand it to `visit` (which
+    /// builds the value), and check that nothing follows the value.
+    ///
+    /// # Errors
+    /// When the bytes are not a value of the expected type in this format.
+    fn deserialize(
+        &self,
+        bytes: &[u8],
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'_>,
+        ) -> Result<Value, erased_serde::Error>,
+    ) -> Result<Value, BoxError>;
+}
+
+/// A compressor of your own (seed 002's compressor protocol). [`Compressor`] implements it.
+pub trait Compress: Send + Sync + fmt::Debug {
+    /// A short name, shown in errors.
+    fn name(&self) -> &str;
+    /// Compresses `data`.
+    ///
+    /// # Errors
+    /// When compression fails.
+    fn compress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError>;
+    /// Inverts [`compress`](Compress::compress).
+    ///
+    /// # Errors
+    /// When `data` is not what `compress` produces (or is corrupted).
+    fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError>;
+    /// Whether `decompress` detects every corruption (a checksum over the content). When it
+    /// does not, and no authenticating encrypter follows, entries also carry Brisk's CRC-32.
+    fn detects_corruption(&self) -> bool {
+        false
+    }
+}
+
+/// An encrypter of your own (seed 002's encrypter protocol). [`Encrypter`] implements it.
+pub trait Encrypt: Send + Sync + fmt::Debug {
+    /// A short name, shown in errors.
+    fn name(&self) -> &str;
+    /// Encrypts `plaintext` for the entry stored under `key` (bind the key, so that an
+    /// entry copied under another key fails to decrypt).
+    ///
+    /// # Errors
+    /// When encryption fails.
+    fn encrypt(&self, plaintext: &[u8], key: &str) -> Result<Vec<u8>, BoxError>;
+    /// Inverts [`encrypt`](Encrypt::encrypt); an error is reported as an authentication
+    /// failure of the entry.
+    ///
+    /// # Errors
+    /// Wrong key, a modified entry, an entry stored under another key.
+    fn decrypt(&self, data: &[u8], key: &str) -> Result<Vec<u8>, BoxError>;
+    /// Whether `decrypt` detects every modification (an AEAD tag). When it does not, and the
+    /// compressor does not either, entries also carry Brisk's CRC-32.
+    fn authenticates(&self) -> bool {
+        false
+    }
+}
+
+impl SerdeFormat for Serializer {
+    fn name(&self) -> &str {
+        Serializer::name(*self)
+    }
+    fn serialize(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, BoxError> {
+        Ok(write_serde(*self, value)?)
+    }
+    fn deserialize(
+        &self,
+        bytes: &[u8],
+        visit: &mut dyn FnMut(
+            &mut dyn erased_serde::Deserializer<'_>,
+        ) -> Result<Value, erased_serde::Error>,
+    ) -> Result<Value, BoxError> {
+        match self {
+            Self::Json => {
+                let mut de = serde_json::Deserializer::from_slice(bytes);
+                let v = visit(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))?;
+                de.end()?;
+                Ok(v)
+            }
+            Self::Yaml => {
+                let de = yaml_serde::Deserializer::from_slice(bytes);
+                Ok(visit(&mut <dyn erased_serde::Deserializer<'_>>::erase(de))?)
+            }
+            Self::MessagePack => {
+                let mut rest: &[u8] = bytes;
+                let v = {
+                    let mut de = rmp_serde::Deserializer::new(&mut rest);
+                    visit(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))?
+                };
+                if !rest.is_empty() {
+                    return Err("trailing bytes after the value".into());
+                }
+                Ok(v)
+            }
+            Self::Npy => Err("npy is not a serde format".into()),
+        }
+    }
+}
+
+impl Compress for Compressor {
+    fn name(&self) -> &str {
+        match self {
+            Self::Zstd { .. } => "zstd",
+        }
+    }
+    fn compress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError> {
+        let Self::Zstd { level } = *self;
+        let mut c = zstd::bulk::Compressor::new(level)?;
+        c.include_checksum(true)?;
+        Ok(c.compress(data)?)
+    }
+    fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError> {
+        Ok(zstd_decompress(data)?)
+    }
+    fn detects_corruption(&self) -> bool {
+        true
+    }
+}
+
+impl Encrypt for Encrypter {
+    fn name(&self) -> &str {
+        "aes-256-gcm"
+    }
+    fn encrypt(&self, plaintext: &[u8], key: &str) -> Result<Vec<u8>, BoxError> {
+        let mut buf = Vec::with_capacity(12 + plaintext.len() + 16);
+        buf.extend_from_slice(&[0u8; 12]);
+        buf.extend_from_slice(plaintext);
+        self.seal(&mut buf, key)?;
+        Ok(buf)
+    }
+    fn decrypt(&self, data: &[u8], key: &str) -> Result<Vec<u8>, BoxError> {
+        Ok(self.open(data, key)?)
+    }
+    fn authenticates(&self) -> bool {
+        true
+    }
+}
+
 /// How values become bytes. None of them can execute code when loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -262,6 +440,12 @@ pub struct Encoder {
     serializer: Option<Serializer>,
     compressor: Option<Compressor>,
     encrypter: Option<Encrypter>,
+    /// A serializer of the user's, used instead of `serializer` when set.
+    custom_serializer: Option<Arc<dyn SerdeFormat>>,
+    /// A compressor of the user's, used instead of `compressor` when set.
+    custom_compressor: Option<Arc<dyn Compress>>,
+    /// An encrypter of the user's, used instead of `encrypter` when set.
+    custom_encrypter: Option<Arc<dyn Encrypt>>,
 }
 
 impl Default for Encoder {
@@ -271,6 +455,9 @@ impl Default for Encoder {
             serializer: Some(Serializer::Json),
             compressor: Some(Compressor::default()),
             encrypter: None,
+            custom_serializer: None,
+            custom_compressor: None,
+            custom_encrypter: None,
         }
     }
 }
@@ -288,27 +475,77 @@ impl Encoder {
     /// Sets the serializer.
     pub fn serializer(mut self, s: Serializer) -> Self {
         self.serializer = Some(s);
+        self.custom_serializer = None;
         self
     }
     /// No serializer: the result must be a `Vec<u8>`, stored as is.
     pub fn no_serializer(mut self) -> Self {
         self.serializer = None;
+        self.custom_serializer = None;
+        self
+    }
+    /// A serializer of your own (see [`SerdeFormat`]).
+    pub fn custom_serializer(mut self, s: impl SerdeFormat + 'static) -> Self {
+        self.serializer = None;
+        self.custom_serializer = Some(Arc::new(s));
         self
     }
     /// Sets the compressor.
     pub fn compressor(mut self, c: Compressor) -> Self {
         self.compressor = Some(c);
+        self.custom_compressor = None;
         self
     }
     /// No compression.
     pub fn no_compressor(mut self) -> Self {
         self.compressor = None;
+        self.custom_compressor = None;
+        self
+    }
+    /// A compressor of your own (see [`Compress`]).
+    pub fn custom_compressor(mut self, c: impl Compress + 'static) -> Self {
+        self.compressor = None;
+        self.custom_compressor = Some(Arc::new(c));
         self
     }
     /// Encrypts entries.
     pub fn encrypter(mut self, e: Encrypter) -> Self {
         self.encrypter = Some(e);
+        self.custom_encrypter = None;
         self
+    }
+    /// An encrypter of your own (see [`Encrypt`]).
+    pub fn custom_encrypter(mut self, e: impl Encrypt + 'static) -> Self {
+        self.encrypter = None;
+        self.custom_encrypter = Some(Arc::new(e));
+        self
+    }
+
+    /// The serializer's stage, for errors.
+    fn ser_stage(&self) -> Stage {
+        match &self.custom_serializer {
+            Some(f) => Stage::Custom {
+                stage: "serializer",
+                name: f.name().to_owned(),
+            },
+            None => Stage::Serializer(self.serializer.map_or("raw", Serializer::name)),
+        }
+    }
+
+    /// Whether entries carry Brisk's CRC-32: when neither the compressor detects corruption
+    /// nor the encrypter authenticates.
+    fn needs_digest(&self) -> bool {
+        let detects = self.compressor.is_some()
+            || self
+                .custom_compressor
+                .as_ref()
+                .is_some_and(|c| c.detects_corruption());
+        let authenticates = self.encrypter.is_some()
+            || self
+                .custom_encrypter
+                .as_ref()
+                .is_some_and(|e| e.authenticates());
+        !detects && !authenticates
     }
 
     /// Encodes `value` (of the type `spec` describes) for storage under `key`.
@@ -321,7 +558,7 @@ impl Encoder {
             stage,
             message,
         };
-        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
+        let ser_stage = self.ser_stage();
         let mut bytes = if self.pre.is_empty() {
             self.serialize(spec, value)
                 .map_err(|m| fail(ser_stage.clone(), m))?
@@ -354,7 +591,18 @@ impl Encoder {
         // With encryption, compress straight into the buffer that is then encrypted in place
         // (12 bytes for the nonce in front): no copy of the payload between the stages.
         let reserve = if self.encrypter.is_some() { 12 } else { 0 };
-        if let Some(Compressor::Zstd { level }) = self.compressor {
+        if let Some(c) = &self.custom_compressor {
+            bytes = c.compress(&bytes).map_err(|e| {
+                let stage = Stage::Custom {
+                    stage: "compressor",
+                    name: c.name().to_owned(),
+                };
+                fail(stage, e.to_string())
+            })?;
+            if reserve > 0 {
+                bytes.splice(0..0, [0u8; 12]);
+            }
+        } else if let Some(Compressor::Zstd { level }) = self.compressor {
             let mut out = vec![0u8; reserve + zstd::zstd_safe::compress_bound(bytes.len())];
             // With its content checksum: a corrupted frame fails to decode.
             let n = zstd::bulk::Compressor::new(level)
@@ -372,8 +620,16 @@ impl Encoder {
             bytes.reserve_exact(16);
             enc.seal(&mut bytes, key)
                 .map_err(|m| fail(Stage::Encrypter, m))?;
+        } else if let Some(e) = &self.custom_encrypter {
+            bytes = e.encrypt(&bytes, key).map_err(|err| {
+                let stage = Stage::Custom {
+                    stage: "encrypter",
+                    name: e.name().to_owned(),
+                };
+                fail(stage, err.to_string())
+            })?;
         }
-        if self.compressor.is_none() && self.encrypter.is_none() {
+        if self.needs_digest() {
             // Neither zstd's checksum nor AES-GCM's tag: a CRC-32 in a small header.
             let crc = crc32fast::hash(&bytes);
             bytes.splice(0..0, DIGEST_MAGIC.iter().copied().chain(crc.to_le_bytes()));
@@ -392,13 +648,17 @@ impl Encoder {
     /// represented (e.g. "NaN has no JSON form").
     pub fn encode_exact(&self, spec: &SaveSpec, value: &Value, key: &str) -> Result<Vec<u8>> {
         let bytes = self.encode(spec, value, key)?;
-        if self.pre.is_empty() && matches!(self.serializer, None | Some(Serializer::Npy)) {
+        if self.pre.is_empty()
+            && self.custom_serializer.is_none()
+            && matches!(self.serializer, None | Some(Serializer::Npy))
+        {
             return Ok(bytes);
         }
         let name = self.serializer.map_or("raw", Serializer::name);
+        let stage = self.ser_stage();
         let refuse = |why: String| CheckpointError::Encode {
             key: crate::error::shown(key),
-            stage: Stage::Serializer(name),
+            stage: stage.clone(),
             message: format!(
                 "the value would not load back identically through {name}: {why}; nothing was \
                  stored. {}",
@@ -456,8 +716,9 @@ impl Encoder {
             stage,
             message,
         };
-        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
+        let ser_stage = self.ser_stage();
         if matches!(self.compressor, Some(Compressor::Zstd { .. }))
+            && self.custom_serializer.is_none()
             && self.serializer == Some(Serializer::Npy)
             && self.pre.is_empty()
         {
@@ -498,6 +759,17 @@ impl Encoder {
     /// neither compressor nor encrypter), decrypted, decompressed.
     fn open_layers<'a>(&self, bytes: &'a [u8], key: &str) -> Result<Cow<'a, [u8]>> {
         let data = self.open_envelope(bytes, key)?;
+        if let Some(c) = &self.custom_compressor {
+            let out = c.decompress(&data).map_err(|e| CheckpointError::Decode {
+                key: crate::error::shown(key),
+                stage: Stage::Custom {
+                    stage: "compressor",
+                    name: c.name().to_owned(),
+                },
+                message: e.to_string(),
+            })?;
+            return Ok(Cow::Owned(out));
+        }
         if let Some(Compressor::Zstd { .. }) = self.compressor {
             let out = zstd_decompress(&data).map_err(|m| CheckpointError::Decode {
                 key: crate::error::shown(key),
@@ -512,19 +784,28 @@ impl Encoder {
     /// An entry with its integrity header checked and its encryption opened (still
     /// compressed).
     fn open_envelope<'a>(&self, bytes: &'a [u8], key: &str) -> Result<Cow<'a, [u8]>> {
-        if let Some(enc) = &self.encrypter {
-            return Ok(Cow::Owned(enc.open(bytes, key)?));
-        }
-        if self.compressor.is_none() {
-            return check_digest(bytes)
+        let mut data = Cow::Borrowed(bytes);
+        if self.needs_digest() {
+            data = check_digest(bytes)
                 .map(Cow::Borrowed)
                 .map_err(|m| CheckpointError::Decode {
                     key: crate::error::shown(key),
                     stage: Stage::Integrity,
                     message: m,
-                });
+                })?;
         }
-        Ok(Cow::Borrowed(bytes))
+        if let Some(enc) = &self.encrypter {
+            return Ok(Cow::Owned(enc.open(&data, key)?));
+        }
+        if let Some(e) = &self.custom_encrypter {
+            let plain = e
+                .decrypt(&data, key)
+                .map_err(|_| CheckpointError::Authentication {
+                    key: crate::error::shown(key),
+                })?;
+            return Ok(Cow::Owned(plain));
+        }
+        Ok(data)
     }
 
     /// Decodes an entry without knowing the type it was saved from: for inspecting a store
@@ -541,8 +822,11 @@ impl Encoder {
             message,
         };
         let data = self.open_layers(bytes, key)?;
-        let ser_stage = Stage::Serializer(self.serializer.map_or("raw", Serializer::name));
+        let ser_stage = self.ser_stage();
         let mut v = match self.serializer {
+            _ if self.custom_serializer.is_some() => self
+                .deserialize_json_value(&data)
+                .map_err(|m| fail(ser_stage.clone(), m))?,
             None => serde_json::json!({ "bytes": data.len() }),
             Some(Serializer::Npy) => {
                 let (descr, shape) =
@@ -568,6 +852,9 @@ impl Encoder {
             spec.serializable(value)
                 .ok_or_else(|| format!("the value is not a {}", spec.type_name()))
         };
+        if let Some(f) = &self.custom_serializer {
+            return f.serialize(typed()?).map_err(|e| e.to_string());
+        }
         match self.serializer {
             None => value.downcast_ref::<Vec<u8>>().cloned().ok_or_else(|| {
                 format!(
@@ -588,6 +875,9 @@ impl Encoder {
     }
 
     fn serialize_json_value(&self, v: &serde_json::Value) -> Result<Vec<u8>, String> {
+        if let Some(f) = &self.custom_serializer {
+            return f.serialize(v).map_err(|e| e.to_string());
+        }
         match self.serializer {
             Some(s @ (Serializer::Json | Serializer::Yaml | Serializer::MessagePack)) => {
                 write_serde(s, v)
@@ -599,6 +889,17 @@ impl Encoder {
     }
 
     fn deserialize_json_value(&self, data: &[u8]) -> Result<serde_json::Value, String> {
+        if let Some(f) = &self.custom_serializer {
+            let v = f
+                .deserialize(data, &mut |de| {
+                    erased_serde::deserialize::<serde_json::Value>(de).map(|v| Arc::new(v) as Value)
+                })
+                .map_err(|e| e.to_string())?;
+            return v
+                .downcast::<serde_json::Value>()
+                .map(Arc::unwrap_or_clone)
+                .map_err(|_| "the serializer returned another type".to_owned());
+        }
         match self.serializer {
             Some(Serializer::Json) => serde_json::from_slice(data).map_err(|e| e.to_string()),
             Some(Serializer::Yaml) => yaml_serde::from_slice(data).map_err(|e| e.to_string()),
@@ -616,6 +917,11 @@ impl Encoder {
             message,
         };
         let de_err = |e: erased_serde::Error| fail(stage.clone(), e.to_string());
+        if let Some(f) = &self.custom_serializer {
+            return f
+                .deserialize(data, &mut |de| spec.deserialize(de))
+                .map_err(|e| fail(stage.clone(), e.to_string()));
+        }
         match self.serializer {
             None => {
                 if spec.type_id() == std::any::TypeId::of::<Vec<u8>>() {

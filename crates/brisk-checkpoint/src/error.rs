@@ -24,6 +24,14 @@ pub enum Stage {
     Integrity,
     /// Turning the decoded data into the task's result type.
     Value,
+    /// A stage of the user's own (`Encoder::custom_serializer`, `custom_compressor`,
+    /// `custom_encrypter`).
+    Custom {
+        /// Which stage: `serializer`, `compressor` or `encrypter`.
+        stage: &'static str,
+        /// The implementation's name.
+        name: String,
+    },
 }
 
 impl fmt::Display for Stage {
@@ -35,6 +43,7 @@ impl fmt::Display for Stage {
             Self::Encrypter => f.write_str("encrypter (aes-256-gcm)"),
             Self::Integrity => f.write_str("integrity check (crc32)"),
             Self::Value => f.write_str("result type"),
+            Self::Custom { stage, name } => write!(f, "{stage} ({name})"),
         }
     }
 }

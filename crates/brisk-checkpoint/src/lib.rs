@@ -41,6 +41,13 @@ mod storage;
 pub use brisk_store::{
     DirStore, MemoryStore, ObjectStore, Store, StoreError, from_url, validate_key,
 };
-pub use codec::{Compressor, Encoder, Encrypter, KdfParams, PreEncoder, Serializer};
+/// Re-exported for implementing [`PreEncoder`] (values are `serde_json::Value`) and
+/// [`SerdeFormat`] (type-erased serde) without depending on the same versions yourself.
+pub use {erased_serde, serde_json};
+
+pub use codec::{
+    Compress, Compressor, Encoder, Encrypt, Encrypter, KdfParams, PreEncoder, SerdeFormat,
+    Serializer,
+};
 pub use error::{CheckpointError, Result, Stage};
 pub use storage::{CorruptPolicy, Mode, SaveWith, Storage};

@@ -5,5 +5,6 @@
 mod codec;
 mod crash;
 mod exact;
+mod open_chain;
 mod storage;
 mod stores;
