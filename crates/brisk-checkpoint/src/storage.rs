@@ -47,6 +47,11 @@ struct Scope {
 /// Only values marked for checkpointing (`#[task(save)]`, `Delayed::checkpointed`) are
 /// looked up; a stored one is loaded and everything upstream of it is culled from the graph.
 ///
+/// A save stores a value only if it loads back identical through the scope's encoder
+/// ([`Encoder::encode_exact`]); otherwise the compute fails with `brisk_graph::Error::Cache`
+/// (action `Save`) naming the task's key, the serializer and what it cannot represent, and
+/// nothing is stored.
+///
 /// ## Combining stores
 ///
 /// | built with | loads try | saves go to |
