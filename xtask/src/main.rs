@@ -223,10 +223,31 @@ fn ci(fail_fast: bool) -> Result<()> {
         },
     ));
     if std::env::var("BRISK_TEST_SLURM").as_deref() == Ok("1") {
+        // The cluster tests are ignored without a cluster; here they must run (nextest
+        // fails when the filter selects none).
+        steps.push(Step::Cmd(
+            "Slurm tests (ignored without a cluster)".into(),
+            cargo(&[
+                "nextest",
+                "run",
+                "--package",
+                "brisk-cluster",
+                "--all-features",
+                "--no-fail-fast",
+                "--run-ignored",
+                "only",
+                "-E",
+                "not test(cluster_worker_entry)",
+                "--failure-output",
+                "final",
+            ]),
+        ));
         steps.push(Step::Fn(
             "cluster example: local threads and Slurm agree".into(),
             cluster_example,
         ));
+    } else {
+        println!("xtask ci: BRISK_TEST_SLURM is not 1: the Slurm tests will not run");
     }
     steps.push(Step::Cmd(
         "benches compile".into(),
@@ -991,6 +1012,10 @@ fn cloud() -> Result<()> {
         "--features",
         "brisk-checkpoint/s3,brisk-checkpoint/azure,brisk-checkpoint/gcs,brisk-zarr/s3,brisk-zarr/azure,brisk-zarr/gcs",
         "--no-fail-fast",
+        // The cloud tests are ignored without the emulators; here they must run (nextest
+        // fails when the filter selects none).
+        "--run-ignored",
+        "only",
         "-E",
         "test(/s3|azure|gcs/)",
     ]);

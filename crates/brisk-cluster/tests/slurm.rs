@@ -1,7 +1,9 @@
 //! The Slurm backend against a real Slurm (`.ci/run` starts a one-node cluster and sets
-//! `BRISK_TEST_SLURM=1` and `BRISK_SLURM_PREFIX`). Without it these tests check only what
-//! needs no cluster. This test binary is also the worker program: Slurm runs it with
-//! `--exact cluster_worker_entry`, whose `init()` runs the unit and exits.
+//! `BRISK_TEST_SLURM=1` and `BRISK_SLURM_PREFIX`). The tests that need the cluster are
+//! `#[ignore]`d, so a plain `cargo test` reports them as skipped; `cargo xtask ci` runs them
+//! with `--run-ignored only` when the cluster is there, and a missing cluster then fails them.
+//! This test binary is also the worker program: Slurm runs it with
+//! `--exact cluster_worker_entry --ignored`, whose `init()` runs the unit and exits.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
@@ -13,6 +15,7 @@ use brisk_graph::{ComputeOptions, Delayed, Error, Executor, TaskSpec};
 use brisk_macros::task;
 
 #[test]
+#[ignore = "the worker program that Slurm starts (with --ignored)"]
 fn cluster_worker_entry() {
     brisk_cluster::init();
 }
@@ -52,9 +55,14 @@ fn options(store: &str) -> SlurmOptions {
         .split_whitespace()
         .map(str::to_owned)
         .collect();
-    o.worker_args = ["--exact", "cluster_worker_entry", "--nocapture"]
-        .map(str::to_owned)
-        .to_vec();
+    o.worker_args = [
+        "--exact",
+        "cluster_worker_entry",
+        "--ignored",
+        "--nocapture",
+    ]
+    .map(str::to_owned)
+    .to_vec();
     o.poll = std::time::Duration::from_millis(100);
     o.stage_timeout = std::time::Duration::from_secs(180);
     o.units_per_stage = 2;
@@ -62,18 +70,23 @@ fn options(store: &str) -> SlurmOptions {
     o
 }
 
-/// The Slurm executor, or `None` (test skipped) when no cluster is configured.
-fn slurm(store: &str) -> Option<SlurmExecutor> {
+/// Why the cluster tests are ignored by default.
+const NEEDS_SLURM: &str = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)";
+
+/// The Slurm executor; fails the test when no cluster is configured (these tests are ignored
+/// by default and run only where one is).
+fn slurm(store: &str) -> SlurmExecutor {
     slurm_with(options(store))
 }
 
-/// The Slurm executor with these options, or `None` (test skipped) without a cluster.
-fn slurm_with(options: SlurmOptions) -> Option<SlurmExecutor> {
-    if std::env::var("BRISK_TEST_SLURM").as_deref() != Ok("1") {
-        eprintln!("skipped: set BRISK_TEST_SLURM=1 with a Slurm cluster (see .ci/run)");
-        return None;
-    }
-    Some(SlurmExecutor::new(options).unwrap())
+/// The Slurm executor with these options (see [`slurm`]).
+fn slurm_with(options: SlurmOptions) -> SlurmExecutor {
+    assert_eq!(
+        std::env::var("BRISK_TEST_SLURM").as_deref(),
+        Ok("1"),
+        "{NEEDS_SLURM}"
+    );
+    SlurmExecutor::new(options).unwrap()
 }
 
 /// 6 squares, added pairwise in a tree: three stages.
@@ -99,16 +112,17 @@ fn run(e: &dyn Executor, d: &Delayed<u64>) -> Result<u64, Error> {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_multi_stage_graph_matches_threads_and_a_rerun_does_no_work() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let Some(cluster) = slurm(&store) else { return };
+    let cluster = slurm(&store);
     let d = tree(1);
     let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
     assert_eq!(run(&cluster, &d).unwrap(), local);
     assert!(cluster.submissions() >= 3, "one job array per stage");
     // The store decides what is done: a new driver on the same store submits nothing.
-    let again = slurm(&store).unwrap();
+    let again = slurm(&store);
     assert_eq!(run(&again, &d).unwrap(), local);
     assert_eq!(again.submissions(), 0);
     // Logs of every unit are on the shared filesystem.
@@ -118,12 +132,13 @@ fn slurm_multi_stage_graph_matches_threads_and_a_rerun_does_no_work() {
     let other = tempfile::tempdir().unwrap();
     let mut o = options(&other.path().display().to_string());
     o.chain_stages = false;
-    let unchained = slurm_with(o).unwrap();
+    let unchained = slurm_with(o);
     assert_eq!(run(&unchained, &d).unwrap(), local);
     assert!(unchained.submissions() >= 3);
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_runs_with_an_object_store_data_plane() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("objfile://{}", dir.path().display());
@@ -131,7 +146,7 @@ fn slurm_runs_with_an_object_store_data_plane() {
     let logs_dir = tempfile::tempdir().unwrap();
     let mut o = options(&store);
     o.log_dir = Some(logs_dir.path().join("worker-logs"));
-    let Some(cluster) = slurm_with(o) else { return };
+    let cluster = slurm_with(o);
     let d = tree(10);
     let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
     assert_eq!(run(&cluster, &d).unwrap(), local);
@@ -142,10 +157,11 @@ fn slurm_runs_with_an_object_store_data_plane() {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_failing_task_names_its_key_error_and_log() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let Some(cluster) = slurm(&store) else { return };
+    let cluster = slurm(&store);
     let bad = unlucky(7);
     let d = add(square(2), bad.clone());
     let err = run(&cluster, &d).unwrap_err();
@@ -211,10 +227,11 @@ fn boom(x: u64) -> u64 {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_retries_tasks_as_their_annotation_says_and_panics_are_task_errors() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let Some(cluster) = slurm(&store) else { return };
+    let cluster = slurm(&store);
     let marker = |n: &str| dir.path().join(n).display().to_string();
     // Two failures, two retries: the third run succeeds, on the node (one submission).
     let ok = add(flaky(marker("a"), 2, 5).with_retries(2), square(3));
@@ -280,10 +297,11 @@ fn queued_jobs(run: &str) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_reruns_a_unit_whose_worker_was_killed() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let Some(cluster) = slurm(&store) else { return };
+    let cluster = slurm(&store);
     let marker = dir.path().join("killed").display().to_string();
     let d = add(die_once(marker.clone(), 41), square(3));
     assert_eq!(run(&cluster, &d).unwrap(), 42 + 9);
@@ -297,10 +315,11 @@ fn slurm_reruns_a_unit_whose_worker_was_killed() {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_recomputes_a_corrupt_result() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let Some(cluster) = slurm(&store) else { return };
+    let cluster = slurm(&store);
     let d = tree(20);
     let first = run(&cluster, &d).unwrap();
     // Corrupt every stored value of the first stage.
@@ -314,7 +333,7 @@ fn slurm_recomputes_a_corrupt_result() {
         corrupted += 1;
     }
     assert!(corrupted > 0);
-    let again = slurm(&store).unwrap();
+    let again = slurm(&store);
     assert_eq!(run(&again, &d).unwrap(), first);
     assert!(again.submissions() > 0);
 }
@@ -354,15 +373,14 @@ fn checkpoint_setup(dir: &std::path::Path) -> (ComputeOptions, String) {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_saves_checkpoints_and_later_computes_load_them() {
     // Checkpointed tasks run on the cluster are saved to the compute's cache; a later compute
     // on a fresh data plane loads them: an output loaded outright submits nothing, and a
     // loaded input is shipped to the tasks that read it.
     let dir = tempfile::tempdir().unwrap();
     let plane = |name: &str| dir.path().join(name).display().to_string();
-    let Some(cluster) = slurm(&plane("plane-1")) else {
-        return;
-    };
+    let cluster = slurm(&plane("plane-1"));
     let (with_cache, marker) = checkpoint_setup(dir.path());
     let nine = square_once(marker, 3).checkpointed();
     let total = add(&nine, square(4)).checkpointed();
@@ -372,7 +390,7 @@ fn slurm_saves_checkpoints_and_later_computes_load_them() {
     );
     assert!(cluster.submissions() >= 2);
 
-    let fresh = slurm(&plane("plane-2")).unwrap();
+    let fresh = slurm(&plane("plane-2"));
     assert_eq!(total.compute_with_options(&fresh, &with_cache).unwrap(), 25);
     assert_eq!(
         fresh.submissions(),
@@ -385,21 +403,20 @@ fn slurm_saves_checkpoints_and_later_computes_load_them() {
     assert_eq!(more.compute_with_options(&fresh, &with_cache).unwrap(), 34);
     assert_eq!(fresh.submissions(), 2, "square(5), then add");
     // Without the cache it would have to run again, and says so.
-    let bare = slurm(&plane("plane-3")).unwrap();
+    let bare = slurm(&plane("plane-3"));
     let err = brisk_graph::chain(&run(&bare, &more).unwrap_err());
     assert!(err.contains("ran twice"), "{err}");
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_keeps_the_checkpoints_of_finished_stages_when_a_later_stage_fails() {
     // The checkpointed stage-0 task is saved as soon as its stage is done, so the failure of
     // its consumer in stage 1 does not lose it: a later compute on a fresh data plane loads
     // it instead of running it again (which would fail: it runs only once).
     let dir = tempfile::tempdir().unwrap();
     let plane = |name: &str| dir.path().join(name).display().to_string();
-    let Some(cluster) = slurm(&plane("plane-1")) else {
-        return;
-    };
+    let cluster = slurm(&plane("plane-1"));
     let (with_cache, marker) = checkpoint_setup(dir.path());
     let nine = square_once(marker, 3).checkpointed();
     let err = unlucky(&nine)
@@ -407,7 +424,7 @@ fn slurm_keeps_the_checkpoints_of_finished_stages_when_a_later_stage_fails() {
         .unwrap_err();
     assert!(brisk_graph::chain(&err).contains("no luck with 9"), "{err}");
 
-    let fresh = slurm(&plane("plane-2")).unwrap();
+    let fresh = slurm(&plane("plane-2"));
     assert_eq!(nine.compute_with_options(&fresh, &with_cache).unwrap(), 9);
     assert_eq!(fresh.submissions(), 0, "loaded from the checkpoint");
 }
@@ -420,11 +437,10 @@ fn nap(secs: u64) -> u64 {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_cancels_its_jobs_when_the_compute_is_cancelled() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(cluster) = slurm(&dir.path().display().to_string()) else {
-        return;
-    };
+    let cluster = slurm(&dir.path().display().to_string());
     let token = brisk_graph::CancelToken::new();
     let canceller = {
         let token = token.clone();
@@ -459,15 +475,14 @@ fn slurm_cancels_its_jobs_when_the_compute_is_cancelled() {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn keep_going_on_slurm_returns_what_could_be_computed_and_a_report() {
     // Stage 0: square(2) and unlucky(7) in one unit, square(3) in another; stage 1: `blocked`
     // (needs the failure) and `fine`; stage 2: `blocked2`. Keeping going, `fine` is computed,
     // the failure is reported with its error, and what depends on it is skipped — never
     // submitted to look for an input that cannot come.
     let dir = tempfile::tempdir().unwrap();
-    let Some(cluster) = slurm(&dir.path().display().to_string()) else {
-        return;
-    };
+    let cluster = slurm(&dir.path().display().to_string());
     let bad = unlucky(7);
     let blocked = add(square(2), &bad);
     let fine = add(square(2), square(3));
@@ -513,10 +528,11 @@ fn keep_going_on_slurm_returns_what_could_be_computed_and_a_report() {
 }
 
 #[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn closures_cannot_go_to_the_cluster_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().display().to_string();
-    let Some(cluster) = slurm(&store) else { return };
+    let cluster = slurm(&store);
     let d = TaskSpec::new("closure")
         .pure()
         .call(|x: u64| x + 1, (1u64,));
@@ -563,10 +579,17 @@ fn the_handler_reaches_slurm_by_address() {
     // Other schemes list slurm among the supported ones.
     let err = Handler::new("k8s://cluster").unwrap_err().to_string();
     assert!(err.contains("`slurm://…`"), "{err}");
+}
 
-    if std::env::var("BRISK_TEST_SLURM").as_deref() != Ok("1") {
-        return;
-    }
+#[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
+fn the_handler_reaches_slurm_by_address_on_a_cluster() {
+    use brisk_exec::{Handler, HandlerError};
+    assert_eq!(
+        std::env::var("BRISK_TEST_SLURM").as_deref(),
+        Ok("1"),
+        "{NEEDS_SLURM}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let o = options(&dir.path().display().to_string());
     // The worker program is this test binary: its test filter goes in `args`.

@@ -435,13 +435,11 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
 
 /// Round trips (Zarr v3 and v2, sharded) through the cloud store that `var` names (a bucket or
 /// container URL set by `cargo xtask ci`, which starts the server on 127.0.0.1), under
-/// `zarr/`; skipped when `var` is not set.
+/// `zarr/`; these tests are ignored by default and `cargo xtask cloud` runs them.
 #[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
 fn cloud_round_trips(var: &str) {
-    let Ok(url) = std::env::var(var) else {
-        eprintln!("{var} is not set: skipped (cargo xtask ci sets it)");
-        return;
-    };
+    let url = std::env::var(var)
+        .unwrap_or_else(|_| panic!("{var} is not set: run this test with `cargo xtask cloud`"));
     let store = Store::from_url(&format!("{url}/zarr")).unwrap();
     roundtrip::<f32>(&store, "a", &ArrayOptions::new().overwrite());
     roundtrip::<i16>(
@@ -463,6 +461,7 @@ fn cloud_round_trips(var: &str) {
 /// Through a real S3 API (moto_server).
 #[cfg(feature = "s3")]
 #[test]
+#[ignore = "needs the cloud emulators: cargo xtask cloud"]
 fn s3_round_trips() {
     cloud_round_trips("BRISK_TEST_S3_URL");
 }
@@ -470,6 +469,7 @@ fn s3_round_trips() {
 /// Through Azurite, the Azure Storage emulator.
 #[cfg(feature = "azure")]
 #[test]
+#[ignore = "needs the cloud emulators: cargo xtask cloud"]
 fn azure_round_trips() {
     cloud_round_trips("BRISK_TEST_AZURE_URL");
 }
@@ -477,6 +477,7 @@ fn azure_round_trips() {
 /// Through the GCS XML API emulator `benches/cloud/gcs_xml_emulator.py`.
 #[cfg(feature = "gcs")]
 #[test]
+#[ignore = "needs the cloud emulators: cargo xtask cloud"]
 fn gcs_round_trips() {
     cloud_round_trips("BRISK_TEST_GCS_URL");
 }
