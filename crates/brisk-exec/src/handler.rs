@@ -253,6 +253,21 @@ impl Handler {
             ),
             "sync" | "sync://" => Backend::Sync,
             other => match other.split_once("://") {
+                Some(("sync", rest)) => {
+                    return Err(HandlerError::InvalidAddress {
+                        reason: format!(
+                            "`sync` runs on the caller's thread and takes nothing after it \
+                             (`{rest}`): write `sync`"
+                        ),
+                        address,
+                    });
+                }
+                Some(("threads", rest)) if rest.contains(['?', '&', '#']) => {
+                    return Err(HandlerError::InvalidAddress {
+                        reason: "`threads://N` takes no options: write `threads://N`".into(),
+                        address,
+                    });
+                }
                 Some(("threads", n)) => {
                     let n: usize = n.parse().map_err(|_| HandlerError::InvalidAddress {
                         address: address.clone(),

@@ -300,6 +300,16 @@ fn addresses_choose_backends_and_unknown_schemes_are_errors() {
         Handler::new("threads://many"),
         Err(HandlerError::InvalidAddress { .. })
     ));
+    // Messages that say what is wrong (not "unsupported scheme `sync` … supported: sync").
+    let err = Handler::new("sync://4").unwrap_err().to_string();
+    assert!(
+        err.contains("takes nothing after it") && !err.contains("unsupported"),
+        "{err}"
+    );
+    let err = Handler::new("threads://4?timeout=5")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("takes no options"), "{err}");
 }
 
 #[test]
