@@ -100,7 +100,10 @@ pub struct SaveSpec {
 }
 
 impl SaveSpec {
-    pub(crate) fn of<T>() -> Self
+    /// The save spec of values of type `T`: what an encoder needs to write and read them
+    /// (`brisk_checkpoint::Encoder::encode`/`decode` outside a compute).
+    #[must_use]
+    pub fn of<T>() -> Self
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     {
