@@ -98,6 +98,23 @@ pub enum CheckpointError {
     Encryption(String),
 }
 
+impl CheckpointError {
+    /// The checkpoint error inside `error` — a compute's `brisk_graph::Error::Cache`, an
+    /// array's or a Zarr write's error wrapping it — found by walking its source chain, so
+    /// the common case is matchable without downcasting by hand.
+    #[must_use]
+    pub fn find<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Self> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<Self>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
 /// `Result` with [`CheckpointError`].
 pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
