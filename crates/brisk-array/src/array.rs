@@ -259,6 +259,44 @@ pub(crate) fn opaque_desc(kind: &str) -> String {
     format!("{kind}#{}-{n}", std::process::id())
 }
 
+/// Adds `leaf` to `leaves`, or — when a leaf of the same blocks (same keys) is there — adds
+/// `leaf`'s resource requirements to it: two arrays over the same chunks bound to different
+/// resources need both resources open.
+pub(crate) fn merge_leaf(leaves: &mut Vec<LeafSrc>, leaf: &LeafSrc) {
+    let Some(existing) = leaves.iter_mut().find(|x| x.id == leaf.id) else {
+        leaves.push(leaf.clone());
+        return;
+    };
+    let missing = |a: &AnyDelayed, b: &AnyDelayed| -> Vec<Arc<dyn brisk_graph::Resource>> {
+        b.resources()
+            .iter()
+            .filter(|r| !a.resources().iter().any(|x| Arc::ptr_eq(x, r)))
+            .cloned()
+            .collect()
+    };
+    let any_missing = existing
+        .blocks
+        .iter()
+        .zip(leaf.blocks.iter())
+        .any(|(a, b)| !missing(a, b).is_empty());
+    if !any_missing {
+        return;
+    }
+    let blocks = existing
+        .blocks
+        .iter()
+        .zip(leaf.blocks.iter())
+        .map(|(a, b)| {
+            missing(a, b)
+                .into_iter()
+                .fold(a.clone(), |block, r| block.requiring(r))
+        })
+        .collect();
+    existing.blocks = Arc::new(blocks);
+    // The resources are held by the block tasks: consumers must read those.
+    existing.stream = None;
+}
+
 fn leaf_id(blocks: &[AnyDelayed]) -> u64 {
     let tokens: Vec<[u8; 16]> = blocks.iter().map(|b| *b.key().token().as_bytes()).collect();
     let t = tokens.token().map_or([0; 16], |t| *t.as_bytes());
@@ -901,9 +939,7 @@ impl<T: Element> Array<T> {
         let grid = ChunkGrid::from_sizes(chunks)?;
         let mut leaves: Vec<LeafSrc> = self.leaves.as_ref().clone();
         for l in other.leaves.iter() {
-            if !leaves.iter().any(|x| x.id == l.id) {
-                leaves.push(l.clone());
-            }
+            merge_leaf(&mut leaves, l);
         }
         Ok(Array {
             grid,

@@ -159,6 +159,12 @@ impl AnyDelayed {
         self.node.name.as_str()
     }
 
+    /// The resources this value's task needs open while it runs.
+    #[must_use]
+    pub fn resources(&self) -> &[Arc<dyn Resource>] {
+        &self.node.meta.resources
+    }
+
     /// The same value (same key) whose task needs `resource` open while it runs (see
     /// [`Delayed::requiring`]).
     #[must_use]

@@ -140,3 +140,32 @@ fn combining_arrays_over_two_resources_opens_both() {
     both.compute_with(&e).unwrap();
     assert_eq!(rb.log.lock().unwrap().len(), 6);
 }
+
+#[test]
+fn the_same_chunks_bound_to_two_resources_need_both() {
+    // One set of chunk tasks (equal keys), bound to two different resources.
+    let grid = ChunkGrid::regular(&[20, 10], &[10, 10]).unwrap();
+    let spec = TaskSpec::new("shared-read").pure();
+    let blocks: Vec<Delayed<ArrayD<f64>>> = (0..grid.num_blocks())
+        .map(|i| {
+            let shape = grid.block_shape(&grid.block_coords(i));
+            spec.call(|s: Vec<usize>| ArrayD::from_elem(IxDyn(&s), 1.5), (shape,))
+        })
+        .collect();
+    let plain = Array::from_blocks(grid, blocks).unwrap();
+    let (ra, rb) = (logged("a.npy"), logged("b.npy"));
+    let a = plain.requiring(Arc::clone(&ra) as Arc<dyn Resource>);
+    let b = plain.requiring(Arc::clone(&rb) as Arc<dyn Resource>);
+    for e in [
+        Box::new(SyncExecutor) as Box<dyn brisk_graph::Executor>,
+        Box::new(ThreadedExecutor::new(2).unwrap()),
+    ] {
+        for derived in [&a + &b, (&a * 2.0) - &b, &b + &a] {
+            ra.log.lock().unwrap().clear();
+            rb.log.lock().unwrap().clear();
+            derived.sum(0).compute_with(e.as_ref()).unwrap();
+            assert_eq!(*ra.log.lock().unwrap(), ["open", "close"], "a not opened");
+            assert_eq!(*rb.log.lock().unwrap(), ["open", "close"], "b not opened");
+        }
+    }
+}
