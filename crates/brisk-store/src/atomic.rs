@@ -72,6 +72,12 @@ pub fn stage_name(name: &str) -> String {
 /// # Errors
 /// Listing `dir` or removing a tree failed.
 pub fn clean_dead_stages(dir: &Path) -> std::io::Result<usize> {
+    clean_dead(dir, STAGE_MARK, true)
+}
+
+/// Removes the hidden files (or, with `trees`, directory trees) directly in `dir` whose names
+/// carry `mark` and whose writers are dead; returns how many. A missing directory has none.
+fn clean_dead(dir: &Path, mark: &str, trees: bool) -> std::io::Result<usize> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
@@ -82,12 +88,18 @@ pub fn clean_dead_stages(dir: &Path) -> std::io::Result<usize> {
         let entry = entry?;
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if !(name.starts_with('.') && name.contains(STAGE_MARK)) {
+        if !(name.starts_with('.') && name.contains(mark)) {
             continue;
         }
         let meta = entry.metadata()?;
-        if meta.is_dir() && is_dead(&name, STAGE_MARK, meta.modified().ok()) {
-            match std::fs::remove_dir_all(entry.path()) {
+        let kind = if trees { meta.is_dir() } else { meta.is_file() };
+        if kind && is_dead(&name, mark, meta.modified().ok()) {
+            let gone = if trees {
+                std::fs::remove_dir_all(entry.path())
+            } else {
+                std::fs::remove_file(entry.path())
+            };
+            match gone {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
                 _ => removed += 1,
             }
@@ -148,28 +160,7 @@ fn process_gone(_pid: u32) -> bool {
 /// # Errors
 /// Listing `dir` or removing a file failed.
 pub fn clean_dead_temps(dir: &Path) -> std::io::Result<usize> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !is_temp(&name) {
-            continue;
-        }
-        let meta = entry.metadata()?;
-        if meta.is_file() && is_dead(&name, TEMP_MARK, meta.modified().ok()) {
-            match std::fs::remove_file(entry.path()) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => removed += 1,
-            }
-        }
-    }
-    Ok(removed)
+    clean_dead(dir, TEMP_MARK, false)
 }
 
 /// Removes every temporary file under `root` (all of them: only for when no writer can be
