@@ -85,16 +85,10 @@ fn main() -> anyhow::Result<()> {
                     Some(_) => e.encrypter(from_pass.clone()),
                     None => e,
                 };
-                let r = record.clone();
+                // The record is an argument: a pure task's key covers it.
                 let d: Delayed<Record> = TaskSpec::new(format!("record_{ser_name}"))
                     .pure()
-                    .call(
-                        move |i: u32| {
-                            let _ = i;
-                            r.clone()
-                        },
-                        (n,),
-                    )
+                    .call(|_: u32, r: Record| r, (n, record.clone()))
                     .save_with(e);
                 d.compute_with_options(&SyncExecutor, &storage.options())?;
                 add(
@@ -115,15 +109,11 @@ fn main() -> anyhow::Result<()> {
         if enc.is_some() {
             e = e.encrypter(Encrypter::from_key(raw_key));
         }
-        let a = array.clone();
         let d = TaskSpec::new("array_f64")
             .pure()
             .call(
-                move |z: bool, k: bool| {
-                    let _ = (z, k);
-                    a.clone()
-                },
-                (zstd, enc.is_some()),
+                |_: bool, _: bool, a: ndarray::Array2<f64>| a,
+                (zstd, enc.is_some(), array.clone()),
             )
             .save_with(e);
         d.compute_with_options(&SyncExecutor, &storage.options())?;
@@ -135,10 +125,9 @@ fn main() -> anyhow::Result<()> {
             json!({"dtype": "<f8", "shape": [3, 5], "data": array.iter().collect::<Vec<_>>()}),
         );
     }
-    let ints2 = ints.clone();
     let d = TaskSpec::new("array_i32")
         .pure()
-        .call(move || ints2.clone(), ())
+        .call(|v: ndarray::Array1<i32>| v, (ints.clone(),))
         .save_with(Encoder::new().serializer(Serializer::Npy));
     d.compute_with_options(&SyncExecutor, &storage.options())?;
     add(
