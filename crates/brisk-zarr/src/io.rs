@@ -149,13 +149,7 @@ fn store_metadata(store: &Store, inner: &ZArray<Storage>) -> Result<(), ZarrErro
         ArrayMetadata::V3(meta) => {
             let mut json = serde_json::to_value(&meta).map_err(|e| store.error(&e))?;
             codecs_as_objects(&mut json);
-            let rel = inner.path().as_str().trim_matches('/');
-            let key = if rel.is_empty() {
-                "zarr.json".to_owned()
-            } else {
-                format!("{rel}/zarr.json")
-            };
-            let key = StoreKey::new(key).map_err(|e| store.error(&e))?;
+            let key = node_key(store, inner.path().as_str(), "zarr.json")?;
             let bytes = serde_json::to_vec_pretty(&json).map_err(|e| store.error(&e))?;
             store
                 .storage()
@@ -211,6 +205,17 @@ fn norm_path(path: &str) -> Result<String, ZarrError> {
     Ok(format!("/{p}"))
 }
 
+/// The key of the file `name` (`zarr.json`, `.zarray`, …) of the node at `path`.
+fn node_key(store: &Store, path: &str, name: &str) -> Result<StoreKey, ZarrError> {
+    let rel = path.trim_matches('/');
+    let key = if rel.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{rel}/{name}")
+    };
+    StoreKey::new(key).map_err(|e| store.error(&e))
+}
+
 /// What is at a node path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NodeState {
@@ -226,12 +231,7 @@ fn node_state(store: &Store, path: &str) -> Result<NodeState, ZarrError> {
     if node_exists(store, path)? {
         return Ok(NodeState::Node);
     }
-    let rel = path.trim_matches('/');
-    let prefix = if rel.is_empty() {
-        StorePrefix::root()
-    } else {
-        StorePrefix::new(format!("{rel}/")).map_err(|e| store.error(&e))?
-    };
+    let prefix = store.node_prefix(path)?;
     let any = match store.dir_of(&prefix) {
         Some(dir) => match std::fs::read_dir(&dir) {
             Ok(mut entries) => entries.next().is_some(),
@@ -379,19 +379,6 @@ pub fn create_array<T: ZarrElement>(
     chunks: &[usize],
     opts: &ArrayOptions,
 ) -> Result<ZarrArray, ZarrError> {
-    create_array_on::<T>(store, path, shape, chunks, opts, None)
-}
-
-/// [`create_array`], removing a replaced array's directory tree with tasks on `executor` when
-/// there is one and the store is a directory.
-fn create_array_on<T: ZarrElement>(
-    store: &Store,
-    path: &str,
-    shape: &[usize],
-    chunks: &[usize],
-    opts: &ArrayOptions,
-    executor: Option<&dyn Executor>,
-) -> Result<ZarrArray, ZarrError> {
     let path = norm_path(path)?;
     let storage = store.storage();
     // The new metadata is checked before anything old is removed: bad options never cost
@@ -404,18 +391,7 @@ fn create_array_on<T: ZarrElement>(
                 path,
             });
         }
-        // Everything under the node goes (for the root: the whole store, as zarr-python
-        // does), so no chunk of the old array survives outside the new one's grid.
-        let prefix = path.trim_matches('/');
-        let p = if prefix.is_empty() {
-            StorePrefix::root()
-        } else {
-            StorePrefix::new(format!("{prefix}/")).map_err(|e| store.error(&e))?
-        };
-        if let (Some(executor), Some(dir)) = (executor, store.dir_of(&p)) {
-            remove_on(executor, &dir, store, &path)?;
-        }
-        storage.erase_prefix(&p).map_err(|e| store.error(&e))?;
+        remove_node(store, &path, None)?;
     }
     let inner = ZArray::new_with_metadata(storage, &path, meta).map_err(|e| ZarrError::Zarr {
         path: path.clone(),
@@ -489,15 +465,9 @@ fn remove_on(
 }
 
 fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {
-    let p = path.trim_matches('/');
     let storage = store.storage();
     for name in ["zarr.json", ".zarray", ".zgroup"] {
-        let key = if p.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{p}/{name}")
-        };
-        let key = StoreKey::new(key).map_err(|e| store.error(&e))?;
+        let key = node_key(store, path, name)?;
         if storage
             .size_key(&key)
             .map_err(|e| store.error(&e))?
@@ -630,12 +600,7 @@ fn chunk_versions(za: &ZarrArray, grid: &ChunkGrid) -> Result<Vec<Option<String>
             za.inner.chunk_key(&idx)
         })
         .collect();
-    let prefix = za.path.trim_matches('/');
-    let prefix = if prefix.is_empty() {
-        StorePrefix::root()
-    } else {
-        StorePrefix::new(format!("{prefix}/")).map_err(|e| za.store.error(&e))?
-    };
+    let prefix = za.store.node_prefix(&za.path)?;
     za.store
         .versions(&prefix, &keys)
         .map_err(|e| za.store.error(&e))
@@ -1534,7 +1499,7 @@ pub fn to_zarr<T: ZarrElement>(
     }
     // Metadata last, in place.
     if state != NodeState::Absent {
-        remove_node(store, &path, executor)?;
+        remove_node(store, &path, Some(executor))?;
     }
     let inner =
         ZArray::new_with_metadata(store.storage(), &path, meta).map_err(|e| ZarrError::Zarr {
@@ -1571,25 +1536,21 @@ fn write_all<T: ZarrElement>(
 }
 
 /// Removes the node at `path` for an overwrite in place: its metadata first (so that an
-/// interruption leaves nothing that opens), then every key below it.
-fn remove_node(store: &Store, path: &str, executor: &dyn Executor) -> Result<(), ZarrError> {
+/// interruption leaves nothing that opens), then every key below it (for the root: the whole
+/// store, as zarr-python does), so no chunk of the old array survives outside the new one's
+/// grid. A directory tree is removed with tasks on `executor` when there is one.
+fn remove_node(
+    store: &Store,
+    path: &str,
+    executor: Option<&dyn Executor>,
+) -> Result<(), ZarrError> {
     let storage = store.storage();
-    let rel = path.trim_matches('/');
     for name in ["zarr.json", ".zarray", ".zgroup", ".zattrs"] {
-        let key = if rel.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{rel}/{name}")
-        };
-        let key = StoreKey::new(key).map_err(|e| store.error(&e))?;
+        let key = node_key(store, path, name)?;
         storage.erase(&key).map_err(|e| store.error(&e))?;
     }
-    let prefix = if rel.is_empty() {
-        StorePrefix::root()
-    } else {
-        StorePrefix::new(format!("{rel}/")).map_err(|e| store.error(&e))?
-    };
-    if let Some(dir) = store.dir_of(&prefix) {
+    let prefix = store.node_prefix(path)?;
+    if let (Some(executor), Some(dir)) = (executor, store.dir_of(&prefix)) {
         remove_on(executor, &dir, store, path)?;
     }
     storage.erase_prefix(&prefix).map_err(|e| store.error(&e))

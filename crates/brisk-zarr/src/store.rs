@@ -245,13 +245,18 @@ impl Store {
     /// # Errors
     /// [`ZarrError::Store`] when the store cannot be listed.
     pub fn size_of(&self, path: &str) -> Result<u64, ZarrError> {
-        let trimmed = brisk_store::validate_path(path)?;
-        let prefix = if trimmed.is_empty() {
-            StorePrefix::root()
-        } else {
-            StorePrefix::new(format!("{trimmed}/")).map_err(|e| self.error(&e))?
-        };
+        let prefix = self.node_prefix(brisk_store::validate_path(path)?)?;
         self.inner.size_prefix(&prefix).map_err(|e| self.error(&e))
+    }
+
+    /// The prefix of every key below the node at `path` (the whole store for the root).
+    pub(crate) fn node_prefix(&self, path: &str) -> Result<StorePrefix, ZarrError> {
+        let rel = path.trim_matches('/');
+        if rel.is_empty() {
+            Ok(StorePrefix::root())
+        } else {
+            StorePrefix::new(format!("{rel}/")).map_err(|e| self.error(&e))
+        }
     }
 
     /// Reads the value of `key` into `buf` (replacing its contents, reusing its capacity);
