@@ -37,28 +37,42 @@ fn format_of(head: &[u8]) -> &'static str {
 }
 
 /// The checkpoint entries under `prefix` (`""` for all), sorted by key; the storage's own
-/// records (`_brisk/…`) are left out.
+/// records (`_brisk/…`) are left out. Reads each value once (its first bytes tell the format).
 ///
 /// # Errors
 /// Store errors.
 pub fn entries(store: &dyn Store, prefix: &str) -> Result<Vec<EntryInfo>> {
     let mut out = Vec::new();
+    each_entry(store, prefix, |e, _| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `visit` with every checkpoint entry under `prefix` and its bytes, each value read
+/// once.
+fn each_entry(
+    store: &dyn Store,
+    prefix: &str,
+    mut visit: impl FnMut(EntryInfo, Vec<u8>) -> Result<()>,
+) -> Result<()> {
     for e in store.list_entries(prefix)? {
         if e.key.starts_with("_brisk/") {
             continue;
         }
-        // The format needs the first bytes: read the value (entries are read whole anyway).
         let Some(bytes) = store.get(&e.key)? else {
             continue; // removed since it was listed
         };
-        out.push(EntryInfo {
+        let info = EntryInfo {
             format: format_of(&bytes),
             key: e.key,
             size: e.size,
             written: e.written,
-        });
+        };
+        visit(info, bytes)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 /// What [`verify`] found.
@@ -78,15 +92,13 @@ pub struct Verified {
 /// Store errors (a bad entry is reported in [`Verified::failed`], not as an error).
 pub fn verify(store: &dyn Store, encoder: &Encoder, prefix: &str) -> Result<Verified> {
     let mut report = Verified::default();
-    for e in entries(store, prefix)? {
-        let Some(bytes) = store.get(&e.key)? else {
-            continue;
-        };
+    each_entry(store, prefix, |e, bytes| {
         report.checked += 1;
         if let Err(err) = encoder.decode_untyped(&bytes, &e.key) {
             report.failed.push((e.key, err));
         }
-    }
+        Ok(())
+    })?;
     Ok(report)
 }
 
@@ -115,12 +127,18 @@ pub fn remove_where(
 /// # Errors
 /// Store errors.
 pub fn remove_older_than(store: &dyn Store, prefix: &str, age: Duration) -> Result<Vec<String>> {
+    remove_where(store, prefix, older_than(age))
+}
+
+/// Whether an entry was written more than `age` ago (from now); entries whose store does not
+/// record a time are not.
+pub fn older_than(age: Duration) -> impl Fn(&EntryInfo) -> bool {
     let now = SystemTime::now();
-    remove_where(store, prefix, |e| {
+    move |e| {
         e.written
             .and_then(|t| now.duration_since(t).ok())
             .is_some_and(|a| a > age)
-    })
+    }
 }
 
 /// The entry at `key` decoded with `encoder` into JSON (see [`Encoder::decode_untyped`]).

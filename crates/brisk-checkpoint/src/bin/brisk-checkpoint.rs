@@ -222,14 +222,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let store = brisk_checkpoint::from_url(&url)?;
             let doomed: Vec<String> = if let Some(age) = older_than {
-                let now = SystemTime::now();
+                let old = manage::older_than(age);
                 manage::entries(store.as_ref(), &prefix)?
                     .into_iter()
-                    .filter(|e| {
-                        e.written
-                            .and_then(|t| now.duration_since(t).ok())
-                            .is_some_and(|a| a > age)
-                    })
+                    .filter(|e| old(e))
                     .map(|e| e.key)
                     .collect()
             } else if corrupt {
