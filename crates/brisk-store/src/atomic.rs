@@ -53,8 +53,7 @@ fn pid() -> u32 {
 /// `.{name}.brisk-tmp-{host}-{pid}-{n}` (hidden, and unique in this process).
 #[must_use]
 pub fn temp_name(name: &str) -> String {
-    let n = TMP.fetch_add(1, Ordering::Relaxed);
-    format!(".{name}{TEMP_MARK}{}-{}-{n}", host(), pid())
+    writer_name(name, TEMP_MARK)
 }
 
 /// The name of a new staging directory for the tree named `name`:
@@ -62,8 +61,14 @@ pub fn temp_name(name: &str) -> String {
 /// written there whole, then swapped in with [`exchange`].
 #[must_use]
 pub fn stage_name(name: &str) -> String {
+    writer_name(name, STAGE_MARK)
+}
+
+/// `.{name}{mark}{host}-{pid}-{n}`: a hidden name that says which writer made it (what
+/// [`is_dead`] reads back), unique in this process.
+fn writer_name(name: &str, mark: &str) -> String {
     let n = TMP.fetch_add(1, Ordering::Relaxed);
-    format!(".{name}{STAGE_MARK}{}-{}-{n}", host(), pid())
+    format!(".{name}{mark}{}-{}-{n}", host(), pid())
 }
 
 /// Removes the staging trees of dead writers directly in `dir` (see [`stage_name`]); returns
