@@ -180,9 +180,7 @@ impl Compress for Compressor {
     }
     fn compress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError> {
         let Self::Zstd { level } = *self;
-        let mut c = zstd::bulk::Compressor::new(level)?;
-        c.include_checksum(true)?;
-        Ok(c.compress(data)?)
+        Ok(zstd_compress(level, data, 0)?)
     }
     fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError> {
         Ok(zstd_decompress(data)?)
@@ -603,16 +601,8 @@ impl Encoder {
                 bytes.splice(0..0, [0u8; 12]);
             }
         } else if let Some(Compressor::Zstd { level }) = self.compressor {
-            let mut out = vec![0u8; reserve + zstd::zstd_safe::compress_bound(bytes.len())];
-            // With its content checksum: a corrupted frame fails to decode.
-            let n = zstd::bulk::Compressor::new(level)
-                .and_then(|mut c| {
-                    c.include_checksum(true)?;
-                    c.compress_to_buffer(&bytes, &mut out[reserve..])
-                })
+            bytes = zstd_compress(level, &bytes, reserve)
                 .map_err(|e| fail(Stage::Compressor("zstd"), e.to_string()))?;
-            out.truncate(reserve + n);
-            bytes = out;
         } else if reserve > 0 {
             bytes.splice(0..0, [0u8; 12]);
         }
@@ -997,6 +987,18 @@ fn check_digest(data: &[u8]) -> Result<&[u8], String> {
         ));
     }
     Ok(payload)
+}
+
+/// One zstd frame of `data` at `level`, with its content size and checksum (a corrupted frame
+/// fails to decode), after `reserve` zero bytes (room for an encrypter's nonce, so the frame
+/// is not copied between the stages).
+fn zstd_compress(level: i32, data: &[u8], reserve: usize) -> std::io::Result<Vec<u8>> {
+    let mut out = vec![0u8; reserve + zstd::zstd_safe::compress_bound(data.len())];
+    let mut c = zstd::bulk::Compressor::new(level)?;
+    c.include_checksum(true)?;
+    let n = c.compress_to_buffer(data, &mut out[reserve..])?;
+    out.truncate(reserve + n);
+    Ok(out)
 }
 
 /// Decompresses one zstd frame (verifying its checksum when it has one). The content size a
