@@ -644,14 +644,13 @@ impl Encoder {
         {
             return Ok(bytes);
         }
-        let name = self.serializer.map_or("raw", Serializer::name);
         let stage = self.ser_stage();
         let refuse = |why: String| CheckpointError::Encode {
             key: crate::error::shown(key),
             stage: stage.clone(),
             message: format!(
-                "the value would not load back identically through {name}: {why}; nothing was \
-                 stored. {}",
+                "the value would not load back identically through the {stage}: {why}; \
+                 nothing was stored. {}",
                 self.lossy_hint()
             ),
         };
@@ -733,13 +732,7 @@ impl Encoder {
         let mut v = self
             .deserialize_json_value(data)
             .map_err(|m| fail(ser_stage, m))?;
-        for (index, p) in self.pre.iter().enumerate().rev() {
-            let stage = Stage::PreEncoder {
-                index,
-                name: p.name().to_owned(),
-            };
-            v = p.decode(v).map_err(|e| fail(stage, e.to_string()))?;
-        }
+        v = self.undo_pre_encoders(v, key)?;
         let mut de = <dyn erased_serde::Deserializer<'_>>::erase(v);
         spec.deserialize(&mut de)
             .map_err(|e| fail(Stage::Value, e.to_string()))
@@ -798,6 +791,21 @@ impl Encoder {
         Ok(data)
     }
 
+    /// `v` with the pre-encoders undone, last first.
+    fn undo_pre_encoders(&self, mut v: serde_json::Value, key: &str) -> Result<serde_json::Value> {
+        for (index, p) in self.pre.iter().enumerate().rev() {
+            v = p.decode(v).map_err(|e| CheckpointError::Decode {
+                key: crate::error::shown(key),
+                stage: Stage::PreEncoder {
+                    index,
+                    name: p.name().to_owned(),
+                },
+                message: e.to_string(),
+            })?;
+        }
+        Ok(v)
+    }
+
     /// Decodes an entry without knowing the type it was saved from: for inspecting a store
     /// (`brisk-checkpoint show`). Every integrity check runs; JSON, YAML and MessagePack
     /// become a JSON value (with pre-encoders undone; NaN and ±inf show as `null`), `.npy`
@@ -827,13 +835,7 @@ impl Encoder {
                 .deserialize_json_value(&data)
                 .map_err(|m| fail(ser_stage.clone(), m))?,
         };
-        for (index, p) in self.pre.iter().enumerate().rev() {
-            let stage = Stage::PreEncoder {
-                index,
-                name: p.name().to_owned(),
-            };
-            v = p.decode(v).map_err(|e| fail(stage, e.to_string()))?;
-        }
+        v = self.undo_pre_encoders(v, key)?;
         Ok(v)
     }
 
