@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use brisk::checkpoint::{
     Compressor, DirStore, Encoder, Encrypter, KdfParams, SaveWith, Serializer, Storage,
 };
-use brisk::exec::SyncExecutor;
+use brisk::exec::SequentialExecutor;
 use brisk::graph::{Delayed, TaskSpec};
 use serde_json::json;
 
@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
                     .pure()
                     .call(|_: u32, r: Record| r, (n, record.clone()))
                     .save_with(e);
-                d.compute_with_options(&SyncExecutor, &storage.options())?;
+                d.compute_with_options(&SequentialExecutor, &storage.options())?;
                 add(
                     d.storage_key(),
                     ser_name,
@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
                 (zstd, enc.is_some(), array.clone()),
             )
             .save_with(e);
-        d.compute_with_options(&SyncExecutor, &storage.options())?;
+        d.compute_with_options(&SequentialExecutor, &storage.options())?;
         add(
             d.storage_key(),
             "npy",
@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
         .pure()
         .call(|v: ndarray::Array1<i32>| v, (ints.clone(),))
         .save_with(Encoder::new().serializer(Serializer::Npy));
-    d.compute_with_options(&SyncExecutor, &storage.options())?;
+    d.compute_with_options(&SequentialExecutor, &storage.options())?;
     add(
         d.storage_key(),
         "npy",

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use brisk::array::Array;
 use brisk::checkpoint::{Compressor, DirStore, Encoder, Encrypter, Serializer, Storage, Store};
-use brisk::exec::{SyncExecutor, ThreadedExecutor};
+use brisk::exec::{SequentialExecutor, ThreadedExecutor};
 use brisk::graph::{Delayed, SaveSpec, TaskSpec, Value};
 use brisk::zarr::{ArrayOptions, Store as ZarrStore, ZarrError, from_zarr_with, to_zarr};
 use ndarray::ArrayD;
@@ -111,10 +111,10 @@ fn whole_array(store: &ZarrStore, path: &str) -> Result<bool, ZarrError> {
         return Ok(false);
     };
     let got = from_zarr_with::<f32>(store, path, brisk::zarr::IoOptions::new())?
-        .compute_with(&SyncExecutor)?;
+        .compute_with(&SequentialExecutor)?;
     let want = zarr_array(seed)
         .map_err(|e| ZarrError::BadOptions(e.to_string()))?
-        .compute_with(&SyncExecutor)?;
+        .compute_with(&SequentialExecutor)?;
     Ok(got == want)
 }
 
@@ -160,7 +160,8 @@ fn verify(kind: &str, dir: &Path) -> anyhow::Result<()> {
             }
             // The next writer: one more save in the same directory.
             let storage = Storage::new(store);
-            entry_task(u64::MAX / 2).compute_with_options(&SyncExecutor, &storage.options())?;
+            entry_task(u64::MAX / 2)
+                .compute_with_options(&SequentialExecutor, &storage.options())?;
             let temps_left = hidden_with(dir, ".brisk-tmp-")?;
             println!(
                 "{}",
@@ -194,7 +195,7 @@ fn verify(kind: &str, dir: &Path) -> anyhow::Result<()> {
                 next,
                 None,
                 &zarr_opts(7),
-                &SyncExecutor,
+                &SequentialExecutor,
             )?;
             let stages_left = hidden_with(dir, ".brisk-stage-")?;
             println!(
@@ -358,9 +359,9 @@ fn mutate(budget: u64) -> anyhow::Result<()> {
         ),
     ];
     let src = Array::<f32>::random_normal(&[64, 64], &[32, 32], 11, 0.0, 1.0)?;
-    let want = src.compute_with(&SyncExecutor)?;
+    let want = src.compute_with(&SequentialExecutor)?;
     for (name, opts) in &zarrs {
-        to_zarr(&src, &zstore, name, None, opts, &SyncExecutor)?;
+        to_zarr(&src, &zstore, name, None, opts, &SequentialExecutor)?;
     }
     let chunk_bytes: u64 = zarrs
         .iter()
@@ -393,7 +394,7 @@ fn mutate(budget: u64) -> anyhow::Result<()> {
             std::fs::write(&chunk, &bad)?;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 match from_zarr_with::<f32>(&zstore, name, brisk::zarr::IoOptions::new())
-                    .and_then(|x| Ok(x.compute_with(&SyncExecutor)?))
+                    .and_then(|x| Ok(x.compute_with(&SequentialExecutor)?))
                 {
                     Ok(got) => Ok(got == want),
                     Err(_) => Err(()),

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use brisk_checkpoint::{DirStore, Encoder, Encrypter, Serializer, Storage};
-use brisk_exec::SyncExecutor;
+use brisk_exec::SequentialExecutor;
 use brisk_graph::{Delayed, Graph, SaveSpec, TaskSpec, Value};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ndarray::Array1;
@@ -35,14 +35,14 @@ fn load_hit(c: &mut Criterion) {
     let all = small_tasks();
     let opts = storage.options();
     // Fill the store once.
-    all.compute_with_options(&SyncExecutor, &opts)
+    all.compute_with_options(&SequentialExecutor, &opts)
         .expect("the first compute");
     let mut g = c.benchmark_group("load_hit");
     g.throughput(Throughput::Elements(TASKS as u64));
     g.bench_function("dir", |b| {
         b.iter(|| {
             let v = all
-                .compute_with_options(&SyncExecutor, &opts)
+                .compute_with_options(&SequentialExecutor, &opts)
                 .expect("a loaded compute");
             black_box(v)
         });

@@ -4,14 +4,14 @@
 //!
 //! ```
 //! use brisk_checkpoint::{MemoryStore, Storage};
-//! use brisk_exec::{Compute, SyncExecutor};
+//! use brisk_exec::{Compute, SequentialExecutor};
 //! use brisk_graph::TaskSpec;
 //!
 //! let storage = Storage::new(MemoryStore::new());
 //! let double = TaskSpec::new("double").pure();
 //! let x = double.call(|x: i64| 2 * x, (21,)).checkpointed();
 //! assert!(!storage.contains(&x).unwrap());
-//! assert_eq!(x.compute_with_options(&SyncExecutor, &storage.options()).unwrap(), 42);
+//! assert_eq!(x.compute_with_options(&SequentialExecutor, &storage.options()).unwrap(), 42);
 //! assert!(storage.contains(&x).unwrap()); // the next compute loads it instead of running it
 //! ```
 //!

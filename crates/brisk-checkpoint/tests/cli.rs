@@ -5,7 +5,7 @@
 use std::process::Command;
 
 use brisk_checkpoint::{Storage, from_url};
-use brisk_exec::SyncExecutor;
+use brisk_exec::SequentialExecutor;
 use brisk_graph::TaskSpec;
 
 fn cli(args: &[&str]) -> (bool, String) {
@@ -34,7 +34,7 @@ fn fill(url: &str) -> Vec<String> {
                     (i,),
                 )
                 .checkpointed();
-            d.compute_with_options(&SyncExecutor, &storage.options())
+            d.compute_with_options(&SequentialExecutor, &storage.options())
                 .unwrap();
             d.storage_key()
         })

@@ -770,6 +770,6 @@ fn make_backend(address: &str) -> Result<Arc<dyn Executor>, BoxError> {
     Ok(Arc::new(SlurmExecutor::from_address(address)?))
 }
 
-brisk_graph::__private::inventory::submit! {
+inventory::submit! {
     brisk_exec::HandlerBackend::new("slurm", make_backend)
 }

@@ -59,24 +59,25 @@ impl<T> FutState<T> {
     }
 }
 
-/// The result of work submitted to a [`Handler`](crate::Handler), available once it ran.
+/// The result of work submitted to a [`Handler`](crate::Handler), available once it ran (Dask's
+/// `Future`; named so it does not shadow [`std::future::Future`]).
 ///
-/// Wait for one with [`Future::wait`], for many in input order with
+/// Wait for one with [`TaskFuture::wait`], for many in input order with
 /// [`gather`](crate::Handler::gather), or as they finish with [`AsCompleted`].
-pub struct Future<T> {
+pub struct TaskFuture<T> {
     state: Arc<FutState<T>>,
 }
 
-impl<T> fmt::Debug for Future<T> {
+impl<T> fmt::Debug for TaskFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Future")
+        f.debug_struct("TaskFuture")
             .field("index", &self.state.index)
             .field("done", &self.is_done())
             .finish()
     }
 }
 
-impl<T> Future<T> {
+impl<T> TaskFuture<T> {
     pub(crate) fn new(state: Arc<FutState<T>>) -> Self {
         Self { state }
     }
@@ -152,7 +153,7 @@ impl<T> Future<T> {
 /// assert_eq!(total, 0 + 2 + 4 + 6 + 100);
 /// ```
 pub struct AsCompleted<T> {
-    futures: Vec<Option<Future<T>>>,
+    futures: Vec<Option<TaskFuture<T>>>,
     pending: usize,
     tx: Sender<usize>,
     rx: Receiver<usize>,
@@ -169,7 +170,7 @@ impl<T> fmt::Debug for AsCompleted<T> {
 
 impl<T> AsCompleted<T> {
     /// Watches `futures`.
-    pub fn new(futures: impl IntoIterator<Item = Future<T>>) -> Self {
+    pub fn new(futures: impl IntoIterator<Item = TaskFuture<T>>) -> Self {
         let (tx, rx) = channel();
         let mut s = Self {
             futures: Vec::new(),
@@ -184,7 +185,7 @@ impl<T> AsCompleted<T> {
     }
 
     /// Adds a future; returns its id.
-    pub fn push(&mut self, future: Future<T>) -> usize {
+    pub fn push(&mut self, future: TaskFuture<T>) -> usize {
         let id = self.futures.len();
         future.watch(self.tx.clone(), id);
         self.futures.push(Some(future));

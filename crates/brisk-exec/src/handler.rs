@@ -7,9 +7,9 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use brisk_graph::{AnyDelayed, BoxError, ComputeOptions, Computed, Delayed, Executor};
 
-use crate::futures::{FutState, Future};
+use crate::futures::{FutState, TaskFuture};
 use crate::pool::Job;
-use crate::sync::SyncExecutor;
+use crate::sequential::SequentialExecutor;
 use crate::task::panic_message;
 use crate::threaded::ThreadedExecutor;
 
@@ -103,6 +103,12 @@ pub enum HandlerError {
 
 /// A backend for [`Handler::new`] registered by another crate (`brisk-cluster` registers
 /// `slurm`): `make` turns the whole address into an executor for graphs.
+///
+/// Register one at link time with the [`inventory`](https://docs.rs/inventory) crate:
+///
+/// ```ignore
+/// inventory::submit! { brisk_exec::HandlerBackend::new("myscheme", make_my_executor) }
+/// ```
 #[derive(Debug)]
 pub struct HandlerBackend {
     scheme: &'static str,
@@ -120,10 +126,10 @@ impl HandlerBackend {
     }
 }
 
-brisk_graph::__private::inventory::collect!(HandlerBackend);
+inventory::collect!(HandlerBackend);
 
 fn registered_schemes() -> String {
-    brisk_graph::__private::inventory::iter::<HandlerBackend>
+    inventory::iter::<HandlerBackend>
         .into_iter()
         .map(|b| format!(", `{}://…`", b.scheme))
         .collect()
@@ -282,7 +288,7 @@ impl Handler {
                     Backend::Threads(ThreadedExecutor::new(n).map_err(HandlerError::Start)?)
                 }
                 Some((scheme, _)) => {
-                    let Some(b) = brisk_graph::__private::inventory::iter::<HandlerBackend>
+                    let Some(b) = inventory::iter::<HandlerBackend>
                         .into_iter()
                         .find(|b| b.scheme == scheme)
                     else {
@@ -351,7 +357,7 @@ impl Handler {
     pub fn executor(&self) -> &dyn Executor {
         match &self.backend {
             Backend::Threads(e) => e,
-            Backend::Sync => &SyncExecutor,
+            Backend::Sync => &SequentialExecutor,
             Backend::External(e) => e.as_ref(),
         }
     }
@@ -365,7 +371,7 @@ impl Handler {
     }
 
     /// Starts `f` and returns its future. `index` labels errors.
-    fn spawn<T, F>(&self, index: Option<usize>, f: F) -> Future<T>
+    fn spawn<T, F>(&self, index: Option<usize>, f: F) -> TaskFuture<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T, BoxError> + Send + 'static,
@@ -403,14 +409,14 @@ impl Handler {
                 }))]);
             }
         }
-        Future::new(state)
+        TaskFuture::new(state)
     }
 
     /// Runs `f` (now on the caller's thread for `sync`, else on a worker).
     ///
     /// # Errors
     /// [`HandlerError::Closed`] after [`close`](Handler::close).
-    pub fn submit<T, F>(&self, f: F) -> Result<Future<T>, HandlerError>
+    pub fn submit<T, F>(&self, f: F) -> Result<TaskFuture<T>, HandlerError>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -424,7 +430,7 @@ impl Handler {
     ///
     /// # Errors
     /// [`HandlerError::Closed`] after [`close`](Handler::close).
-    pub fn try_submit<T, E, F>(&self, f: F) -> Result<Future<T>, HandlerError>
+    pub fn try_submit<T, E, F>(&self, f: F) -> Result<TaskFuture<T>, HandlerError>
     where
         T: Send + 'static,
         E: Into<BoxError>,
@@ -442,7 +448,7 @@ impl Handler {
         &self,
         f: F,
         items: impl IntoIterator<Item = I>,
-    ) -> Result<Vec<Future<T>>, HandlerError>
+    ) -> Result<Vec<TaskFuture<T>>, HandlerError>
     where
         I: Send + 'static,
         T: Send + 'static,
@@ -459,7 +465,7 @@ impl Handler {
         &self,
         f: F,
         items: impl IntoIterator<Item = I>,
-    ) -> Result<Vec<Future<T>>, HandlerError>
+    ) -> Result<Vec<TaskFuture<T>>, HandlerError>
     where
         I: Send + 'static,
         T: Send + 'static,
@@ -486,7 +492,7 @@ impl Handler {
     ///
     /// # Errors
     /// The first failing item's error, naming its index.
-    pub fn gather<T>(&self, futures: Vec<Future<T>>) -> Result<Vec<T>, HandlerError> {
+    pub fn gather<T>(&self, futures: Vec<TaskFuture<T>>) -> Result<Vec<T>, HandlerError> {
         let mut out = Vec::with_capacity(futures.len());
         let mut it = futures.into_iter();
         while let Some(f) = it.next() {
@@ -505,8 +511,8 @@ impl Handler {
 
     /// Waits for every future and returns each one's result, in input order.
     #[must_use]
-    pub fn gather_results<T>(&self, futures: Vec<Future<T>>) -> Vec<Result<T, HandlerError>> {
-        futures.into_iter().map(Future::wait).collect()
+    pub fn gather_results<T>(&self, futures: Vec<TaskFuture<T>>) -> Vec<Result<T, HandlerError>> {
+        futures.into_iter().map(TaskFuture::wait).collect()
     }
 
     /// Applies `f` to every item of a possibly huge or unbounded-length iterator, a batch at a
@@ -593,7 +599,7 @@ impl Handler {
         f: F,
         items: impl IntoIterator<Item = I>,
         batch_size: impl Into<Option<usize>>,
-        mut each: impl FnMut(Vec<Future<T>>) -> Result<(), HandlerError>,
+        mut each: impl FnMut(Vec<TaskFuture<T>>) -> Result<(), HandlerError>,
     ) -> Result<(), HandlerError>
     where
         I: Send + 'static,

@@ -2,7 +2,7 @@
 //!
 //! - [`ThreadedExecutor`]: a work-stealing pool over `crossbeam-deque`, one worker per core by
 //!   default; what `compute()` uses.
-//! - [`SyncExecutor`]: everything on the calling thread in the graph's static order (the
+//! - [`SequentialExecutor`]: everything on the calling thread in the graph's static order (the
 //!   debugging executor: breakpoints and prints work as in plain code).
 //!
 //! Both give identical results for every graph, call the same hooks and follow the same
@@ -13,41 +13,40 @@
 //! `submit`, `map`, `gather`, [`AsCompleted`] and `batched_map` over lazy iterators.
 //!
 //! ```
-//! use brisk_exec::{Compute, SyncExecutor};
+//! use brisk_exec::{Compute, SequentialExecutor};
 //! use brisk_graph::{Delayed, TaskSpec, lit};
 //!
 //! let square = TaskSpec::new("square").pure();
 //! let parts: Delayed<Vec<i64>> = (1..=4).map(|i| square.call(|x: i64| x * x, (lit(i),))).collect();
 //! let total = TaskSpec::new("sum").pure().call(|v: Vec<i64>| v.iter().sum::<i64>(), (parts,));
 //! assert_eq!(total.compute().unwrap(), 1 + 4 + 9 + 16);
-//! assert_eq!(total.compute_with(&SyncExecutor).unwrap(), 30);
+//! assert_eq!(total.compute_with(&SequentialExecutor).unwrap(), 30);
 //! ```
 #![forbid(unsafe_code)]
 
 mod futures;
-mod guard;
 mod handler;
 mod pool;
+mod sequential;
 pub mod source;
-mod sync;
 mod task;
 mod threaded;
 
 pub use brisk_graph::{ComputeOptions, Error, FailurePolicy, Result};
-pub use futures::{AsCompleted, Future};
+pub use futures::{AsCompleted, TaskFuture};
 pub use handler::{BATCH_ITEMS_PER_WORKER, Handler, HandlerBackend, HandlerError};
-pub use sync::SyncExecutor;
+pub use sequential::SequentialExecutor;
 pub use threaded::{ThreadedExecutor, available_workers};
 
 use brisk_graph::{AnyDelayed, Computed, Delayed, Executor};
 
 /// The executor `compute()` uses: the process-wide [`ThreadedExecutor`] (one worker per
-/// core), or the [`SyncExecutor`] if the operating system refuses to start its threads.
+/// core), or the [`SequentialExecutor`] if the operating system refuses to start its threads.
 #[must_use]
 pub fn default_executor() -> &'static dyn Executor {
     match ThreadedExecutor::global() {
         Ok(e) => e,
-        Err(_) => &SyncExecutor,
+        Err(_) => &SequentialExecutor,
     }
 }
 

@@ -1,6 +1,6 @@
 //! Running one node: cache loads, retries, panics, hooks and saves — the same on every executor.
 
-use crate::guard::Guards;
+use brisk_graph::ComputeResources;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -79,7 +79,7 @@ impl<'a> Attempt<'a> {
 pub(crate) fn run_node(
     graph: &Graph,
     ctx: &RunContext,
-    guards: &Guards,
+    guards: &ComputeResources,
     id: usize,
     deps: Vec<Value>,
     worker: usize,

@@ -9,10 +9,10 @@ use brisk_graph::{
     Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
 };
 
-use crate::guard::Guards;
 use crate::pool::{Job, Pool, WorkerCtx};
-use crate::sync::SyncExecutor;
+use crate::sequential::SequentialExecutor;
 use crate::task::run_node;
+use brisk_graph::ComputeResources;
 
 /// Runs graphs on a pool of worker threads (one per core by default) with work stealing.
 ///
@@ -27,9 +27,9 @@ use crate::task::run_node;
 /// - Panics in tasks become errors; the workers survive them.
 /// - The workers are reused across computes and shared by concurrent computes. A compute
 ///   started *from inside a task* on the same pool runs on the calling worker's thread (as the
-///   [`SyncExecutor`] would), so nested computes never deadlock waiting for busy workers.
+///   [`SequentialExecutor`] would), so nested computes never deadlock waiting for busy workers.
 ///
-/// Results are identical to the [`SyncExecutor`]'s for every graph.
+/// Results are identical to the [`SequentialExecutor`]'s for every graph.
 ///
 /// ```
 /// use brisk_exec::ThreadedExecutor;
@@ -98,7 +98,7 @@ pub fn available_workers() -> usize {
 impl Executor for ThreadedExecutor {
     fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
         if self.pool.is_current() {
-            return SyncExecutor.execute(graph, ctx);
+            return SequentialExecutor.execute(graph, ctx);
         }
         let result = crate::task::call_hooks(ctx, "on_start", |h| h.on_start(graph))
             .and_then(|()| self.run(graph, ctx));
@@ -135,7 +135,7 @@ pub(crate) struct RunState {
     done: Mutex<bool>,
     done_cv: Condvar,
     t0: Instant,
-    guards: Guards,
+    guards: ComputeResources,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -179,7 +179,7 @@ impl ThreadedExecutor {
             done: Mutex::new(false),
             done_cv: Condvar::new(),
             t0: Instant::now(),
-            guards: Guards::new(graph),
+            guards: ComputeResources::new(graph),
         });
         let roots: Vec<u32> = graph
             .order()

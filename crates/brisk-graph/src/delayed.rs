@@ -7,9 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::key::{Key, Name};
-use crate::node::{
-    Annotations, BoxError, ErasedFn, Input, Meta, NodeInner, Op, Resource, SaveSpec, Value,
-};
+use crate::node::{Annotations, BoxError, ErasedFn, Input, Meta, NodeInner, Op, SaveSpec, Value};
+use crate::resource::Resource;
 use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
 
 /// A lazy value of type `T`: a handle to a node of a task graph and, through it, to everything

@@ -9,7 +9,8 @@ use crate::delayed::AnyDelayed;
 use crate::error::{CacheAction, Error};
 use crate::exec::{Cache, Checkpoint};
 use crate::key::Key;
-use crate::node::{Annotations, BoxError, Input, Meta, NodeInner, Op, Resource, SaveSpec, Value};
+use crate::node::{Annotations, BoxError, Input, Meta, NodeInner, Op, SaveSpec, Value};
+use crate::resource::{RequiredResource, Resource};
 
 /// Hash-map hasher for tokens, which are already uniformly distributed.
 #[derive(Default)]
@@ -259,24 +260,6 @@ impl std::fmt::Debug for NodeView<'_> {
             .field("id", &self.id)
             .field("key", self.key())
             .field("name", &self.name())
-            .finish()
-    }
-}
-
-/// A resource required by some nodes of a graph.
-#[derive(Clone)]
-pub struct RequiredResource {
-    /// The resource.
-    pub resource: Arc<dyn Resource>,
-    /// Ids of the nodes that need it, in id order.
-    pub nodes: Vec<usize>,
-}
-
-impl std::fmt::Debug for RequiredResource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RequiredResource")
-            .field("resource", &self.resource.name())
-            .field("nodes", &self.nodes)
             .finish()
     }
 }

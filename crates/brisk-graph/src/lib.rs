@@ -26,7 +26,7 @@
 //! Running a graph is an [`Executor`]'s job (`brisk-exec` has a sequential and a threaded
 //! one); this crate spawns no threads and does no I/O. It defines where the other crates meet:
 //! [`Executor`], [`Hooks`] (profiling, progress), [`Cache`] (checkpoints) and [`Resource`]
-//! (files opened once per compute).
+//! (files opened once per compute, through [`ComputeResources`]).
 #![forbid(unsafe_code)]
 
 mod delayed;
@@ -34,9 +34,9 @@ mod error;
 mod exec;
 mod graph;
 mod key;
-pub mod lease;
 mod node;
 pub mod registry;
+mod resource;
 mod size;
 mod token;
 
@@ -51,9 +51,10 @@ pub use exec::{
     Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
     RunContext, RunOutput, TaskEnd, TaskStatus, persist_all,
 };
-pub use graph::{Arg, DotOptions, Graph, NodeView, RequiredResource};
+pub use graph::{Arg, DotOptions, Graph, NodeView};
 pub use key::{Key, Name, ParseKeyError};
-pub use node::{Annotations, BoxError, Resource, SaveSpec, Value};
+pub use node::{Annotations, BoxError, SaveSpec, Value};
+pub use resource::{ComputeResources, RequiredResource, Resource};
 pub use size::{SizeOf, size_of_value};
 pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError, serde_token};
 

@@ -5,6 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::key::{Key, Name};
+use crate::resource::Resource;
 use crate::token::TokenizeError;
 
 /// A type-erased task result, shared between the executor and the tasks that consume it.
@@ -63,28 +64,6 @@ impl Annotations {
             priority: self.priority.max(other.priority),
         }
     }
-}
-
-/// A resource a task needs to be open while it runs (a file, a device handle, a connection).
-///
-/// Identity is the `Arc` pointer: two requirements are the same resource when they point to the
-/// same object. `brisk-graph` only records which tasks need which resources; opening each once
-/// per compute and leaving it as it was found is `brisk-guard`'s job.
-pub trait Resource: Send + Sync + 'static {
-    /// A short human-readable name used in errors (e.g. the file path).
-    fn name(&self) -> String;
-    /// Opens the resource.
-    ///
-    /// # Errors
-    /// Whatever prevented opening it.
-    fn open(&self) -> Result<(), BoxError>;
-    /// Closes the resource.
-    ///
-    /// # Errors
-    /// Whatever prevented closing it.
-    fn close(&self) -> Result<(), BoxError>;
-    /// Whether the resource is open now.
-    fn is_open(&self) -> bool;
 }
 
 /// How a checkpointed task's result converts to and from serde's data model.

@@ -28,7 +28,7 @@ use brisk_graph::{BoxError, Resource};
 /// let byte = TaskSpec::new("byte")
 ///     .try_call(move |at: u64| f.read_exact_at(at, 1).map(|b| b[0]), (2u64,))
 ///     .requiring(file.clone());
-/// assert_eq!(byte.compute_with(&brisk_exec::SyncExecutor)?, 3);
+/// assert_eq!(byte.compute_with(&brisk_exec::SequentialExecutor)?, 3);
 /// assert_eq!((file.opens(), file.closes(), file.is_open()), (1, 1, false));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```

@@ -7,7 +7,7 @@ pub use brisk_graph::{
 
 #[cfg(feature = "exec")]
 pub use brisk_exec::{
-    Compute, SyncExecutor, compute_all,
+    Compute, SequentialExecutor, compute_all,
     source::{Source, SourceOptions},
 };
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use brisk_array::{Array, ArrayError, Axes};
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{ComputeOptions, Executor, Graph, Hooks, TaskEnd};
 use ndarray::{ArrayD, Axis, IxDyn, Slice, array, s};
 use proptest::prelude::*;
@@ -50,7 +50,7 @@ fn broadcasting_follows_numpy_rules() {
     let a = Array::from_ndarray(&m, &[4, 3]).unwrap();
     let r = Array::from_ndarray(&row, &[2]).unwrap(); // other chunks: rechunked to match
     let c = Array::from_ndarray(&col, &[3, 1]).unwrap();
-    let got = (&(&a + &r) * &c).compute_with(&SyncExecutor).unwrap();
+    let got = (&(&a + &r) * &c).compute_with(&SequentialExecutor).unwrap();
     let want = (&(&m + &row) * &col).into_dyn();
     assert!(close(&got, &want));
 }
@@ -64,13 +64,13 @@ fn shape_mismatches_are_errors_at_compute_not_panics() {
         bad.build_error(),
         Some(ArrayError::ShapeMismatch { .. })
     ));
-    let err = bad.compute_with(&SyncExecutor).unwrap_err();
+    let err = bad.compute_with(&SequentialExecutor).unwrap_err();
     assert!(
         err.to_string().contains("[4, 3]") && err.to_string().contains("[4, 2]"),
         "{err}"
     );
     assert!(matches!(
-        a.sum(5).compute_with(&SyncExecutor),
+        a.sum(5).compute_with(&SequentialExecutor),
         Err(ArrayError::AxisOutOfRange { axis: 5, .. })
     ));
 }
@@ -182,7 +182,7 @@ fn slicing_with_steps_matches_ndarray() {
         let got = a
             .slice(&[s0, s1])
             .unwrap()
-            .compute_with(&SyncExecutor)
+            .compute_with(&SequentialExecutor)
             .unwrap();
         let want = x.slice(s![s0, s1]).to_owned().into_dyn();
         assert_eq!(got, want, "{s0:?} {s1:?}");
@@ -496,7 +496,7 @@ proptest! {
     ) {
         let x = sample(&[rows, cols]);
         let a = Array::from_ndarray(&x, &[cr, cc]).unwrap();
-        let e = SyncExecutor;
+        let e = SequentialExecutor;
         let y = (&a * &a + 1.0).sum(ax).compute_with(&e).unwrap();
         prop_assert!(close(&y, &x.mapv(|v| v * v + 1.0).sum_axis(Axis(ax))));
         prop_assert_eq!(a.rechunk(&[cc, cr]).unwrap().compute_with(&e).unwrap(), x.clone());

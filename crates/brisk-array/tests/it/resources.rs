@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use brisk_array::{Array, ChunkGrid};
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{BoxError, Delayed, Resource, TaskSpec};
 use ndarray::{ArrayD, IxDyn};
 
@@ -89,7 +89,7 @@ fn derived_arrays_keep_the_guard_and_building_opens_nothing() {
     }
     r.log.lock().unwrap().clear();
     assert!(
-        m.compute_with(&SyncExecutor)
+        m.compute_with(&SequentialExecutor)
             .unwrap()
             .iter()
             .all(|&v| v == 4.0)
@@ -157,7 +157,7 @@ fn the_same_chunks_bound_to_two_resources_need_both() {
     let a = plain.requiring(Arc::clone(&ra) as Arc<dyn Resource>);
     let b = plain.requiring(Arc::clone(&rb) as Arc<dyn Resource>);
     for e in [
-        Box::new(SyncExecutor) as Box<dyn brisk_graph::Executor>,
+        Box::new(SequentialExecutor) as Box<dyn brisk_graph::Executor>,
         Box::new(ThreadedExecutor::new(2).unwrap()),
     ] {
         for derived in [&a + &b, (&a * 2.0) - &b, &b + &a] {

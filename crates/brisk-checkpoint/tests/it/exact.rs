@@ -8,7 +8,7 @@ use std::sync::Arc;
 use brisk_checkpoint::{
     CheckpointError, Compressor, Encoder, Encrypter, MemoryStore, Serializer, Stage, Storage, Store,
 };
-use brisk_exec::SyncExecutor;
+use brisk_exec::SequentialExecutor;
 use brisk_graph::{TaskSpec, chain};
 use proptest::prelude::*;
 
@@ -28,7 +28,7 @@ fn non_finite_floats_are_refused_by_json_and_kept_exactly_by_messagepack() {
     let storage = Storage::new(store.clone());
     let x = checkpointed("nan", vec![1.0, f64::NAN, f64::INFINITY, -0.0]);
     let err = x
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap_err();
     let text = chain(&err);
     assert!(
@@ -42,10 +42,10 @@ fn non_finite_floats_are_refused_by_json_and_kept_exactly_by_messagepack() {
 
     let mp =
         Storage::new(store.clone()).encoder(Encoder::new().serializer(Serializer::MessagePack));
-    x.compute_with_options(&SyncExecutor, &mp.options())
+    x.compute_with_options(&SequentialExecutor, &mp.options())
         .unwrap();
     let loaded = x
-        .compute_with_options(&SyncExecutor, &mp.options())
+        .compute_with_options(&SequentialExecutor, &mp.options())
         .unwrap();
     let bits = |v: &[f64]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&loaded), bits(&[1.0, f64::NAN, f64::INFINITY, -0.0]));
@@ -61,7 +61,7 @@ fn nested_options_that_collapse_are_refused_by_every_serde_format() {
             checkpointed("some-none-2", Some(None::<i64>)),
         ] {
             let err = x
-                .compute_with_options(&SyncExecutor, &storage.options())
+                .compute_with_options(&SequentialExecutor, &storage.options())
                 .unwrap_err();
             assert!(
                 chain(&err).contains("would not load back identically"),
@@ -71,7 +71,7 @@ fn nested_options_that_collapse_are_refused_by_every_serde_format() {
         }
         let unit = checkpointed("some-unit", Some(()));
         assert!(
-            unit.compute_with_options(&SyncExecutor, &storage.options())
+            unit.compute_with_options(&SequentialExecutor, &storage.options())
                 .is_err(),
             "{s:?}: Some(()) stored"
         );
@@ -99,13 +99,13 @@ fn an_empty_chain_keeps_saves_in_memory() {
         )
         .checkpointed();
     assert_eq!(
-        x.compute_with_options(&SyncExecutor, &storage.options())
+        x.compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         42
     );
     assert!(storage.contains(&x).unwrap(), "the save went nowhere");
     assert_eq!(
-        x.compute_with_options(&SyncExecutor, &storage.options())
+        x.compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         42
     );
@@ -121,7 +121,7 @@ fn every_scope_decodes_with_its_own_encoder() {
             .encrypter(Encrypter::from_key([3; 32])),
     );
     let x = checkpointed("mixed", BTreeMap::from([(1i64, 2.5f64), (2, -1.0)]));
-    x.compute_with_options(&SyncExecutor, &outer.options())
+    x.compute_with_options(&SequentialExecutor, &outer.options())
         .unwrap();
     // A nested JSON scope in front of the encrypted MessagePack one: the outer entry loads.
     let inner_store = MemoryStore::new();
@@ -129,13 +129,13 @@ fn every_scope_decodes_with_its_own_encoder() {
         .encoder(Encoder::new().compressor(Compressor::Zstd { level: 1 }))
         .nested_in(&outer);
     let loaded = x
-        .compute_with_options(&SyncExecutor, &nested.options())
+        .compute_with_options(&SequentialExecutor, &nested.options())
         .unwrap();
     assert_eq!(loaded, BTreeMap::from([(1i64, 2.5f64), (2, -1.0)]));
     assert!(inner_store.list("").unwrap().is_empty());
     // A new value nested saves with the inner encoder, readable through the inner scope.
     let y = checkpointed("inner-only", vec![1u8, 2, 3]);
-    y.compute_with_options(&SyncExecutor, &nested.options())
+    y.compute_with_options(&SequentialExecutor, &nested.options())
         .unwrap();
     let bytes = inner_store.get(&y.storage_key()).unwrap().unwrap();
     assert_eq!(
@@ -222,11 +222,11 @@ proptest! {
             let store = MemoryStore::new();
             let storage = Storage::new(store.clone()).encoder(enc.clone());
             let x = checkpointed("hard", v.clone());
-            match x.compute_with_options(&SyncExecutor, &storage.options()) {
+            match x.compute_with_options(&SequentialExecutor, &storage.options()) {
                 Ok(first) => {
                     prop_assert!(same(&first, &v));
                     let loaded = x
-                        .compute_with_options(&SyncExecutor, &storage.options())
+                        .compute_with_options(&SequentialExecutor, &storage.options())
                         .unwrap();
                     prop_assert!(same(&loaded, &v), "{enc:?}: {loaded:?} != {v:?}");
                 }
@@ -275,14 +275,14 @@ fn representable_values_are_stored_by_every_encoder() {
     for enc in encoders() {
         let storage = Storage::new(MemoryStore::new()).encoder(enc.clone());
         let x = checkpointed("representable", v.clone());
-        let r = x.compute_with_options(&SyncExecutor, &storage.options());
+        let r = x.compute_with_options(&SequentialExecutor, &storage.options());
         assert!(
             r.is_ok(),
             "{enc:?}: {}",
             r.err().map(|e| chain(&e)).unwrap_or_default()
         );
         let loaded = x
-            .compute_with_options(&SyncExecutor, &storage.options())
+            .compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap();
         assert!(same(&loaded, &v), "{enc:?}");
     }

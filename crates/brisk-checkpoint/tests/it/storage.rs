@@ -8,7 +8,7 @@ use brisk_checkpoint::{
     CheckpointError, CorruptPolicy, DirStore, Encoder, MemoryStore, Mode, SaveWith, Serializer,
     Storage, Store,
 };
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{Delayed, TaskSpec};
 
 use brisk_graph::chain;
@@ -75,10 +75,10 @@ fn stored_results_are_loaded_and_their_upstream_never_runs() {
     let p = Pipeline::new();
     let (b, c) = p.build(4, false);
     // Without the storage nothing is saved (it is attached per compute, never global).
-    assert_eq!(c.compute_with(&SyncExecutor).unwrap(), 41);
+    assert_eq!(c.compute_with(&SequentialExecutor).unwrap(), 41);
     assert!(!storage.contains(&b).unwrap());
     assert_eq!(
-        c.compute_with_options(&SyncExecutor, &storage.options())
+        c.compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         41
     );
@@ -99,7 +99,7 @@ fn stored_results_are_loaded_and_their_upstream_never_runs() {
     let s2 = Storage::new(store.clone());
     p2.build(1, false)
         .1
-        .compute_with_options(&SyncExecutor, &s2.options())
+        .compute_with_options(&SequentialExecutor, &s2.options())
         .unwrap();
     let keys = store.list("").unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -111,14 +111,17 @@ fn load_only_writes_nothing() {
     let store = MemoryStore::new();
     let p = Pipeline::new();
     let (b, c) = p.build(2, false);
-    c.compute_with_options(&SyncExecutor, &Storage::load_only(store.clone()).options())
-        .unwrap();
+    c.compute_with_options(
+        &SequentialExecutor,
+        &Storage::load_only(store.clone()).options(),
+    )
+    .unwrap();
     assert!(store.list("").unwrap().is_empty());
     // But it loads what is there.
-    c.compute_with_options(&SyncExecutor, &Storage::new(store.clone()).options())
+    c.compute_with_options(&SequentialExecutor, &Storage::new(store.clone()).options())
         .unwrap();
     assert_eq!(p.runs(), (2, 2));
-    c.compute_with_options(&SyncExecutor, &Storage::load_only(store).options())
+    c.compute_with_options(&SequentialExecutor, &Storage::load_only(store).options())
         .unwrap();
     assert_eq!(p.runs(), (2, 2));
     let _ = b;
@@ -137,7 +140,7 @@ fn where_things_go(make: impl Fn(&MemoryStore, &MemoryStore) -> Storage) -> (Str
         .unwrap();
     let storage = make(&a, &b);
     let loaded = stored
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap();
     let fresh = TaskSpec::new("w")
         .pure()
@@ -145,7 +148,7 @@ fn where_things_go(make: impl Fn(&MemoryStore, &MemoryStore) -> Storage) -> (Str
         .call(|| 5i64, ())
         .checkpointed();
     fresh
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap();
     let fkey = fresh.storage_key();
     let saved_to = match (a.contains(&fkey).unwrap(), b.contains(&fkey).unwrap()) {
@@ -223,11 +226,11 @@ fn chained_and_nested_priorities_follow_the_documented_table() {
         .captures_covered_by_args()
         .call(|| 3i64, ())
         .checkpointed();
-    v.compute_with_options(&SyncExecutor, &Storage::new(outer.clone()).options())
+    v.compute_with_options(&SequentialExecutor, &Storage::new(outer.clone()).options())
         .unwrap();
     let nested = Storage::new(inner.clone()).nested_in(&Storage::new(outer));
     assert_eq!(
-        v.compute_with_options(&SyncExecutor, &nested.options())
+        v.compute_with_options(&SequentialExecutor, &nested.options())
             .unwrap(),
         3
     );
@@ -246,7 +249,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
         .checkpointed();
     assert!(
         failing
-            .compute_with_options(&SyncExecutor, &storage.options())
+            .compute_with_options(&SequentialExecutor, &storage.options())
             .is_err()
     );
     assert!(store.list("").unwrap().is_empty());
@@ -258,7 +261,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
         .call(|| 1i64, ())
         .save_with(Encoder::new().serializer(Serializer::Npy));
     let err = bad
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap_err();
     let msg = chain(&err);
     assert!(
@@ -285,7 +288,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
     for garbage in [&b""[..], b"garbage", b"\x28\xb5\x2f\xfd\x00"] {
         store.put(&key, garbage).unwrap();
         let err = v
-            .compute_with_options(&SyncExecutor, &storage.options())
+            .compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap_err();
         let msg = chain(&err);
         assert!(
@@ -302,13 +305,13 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
     // Opt-in: recompute and overwrite.
     let healing = Storage::new(store.clone()).policy(CorruptPolicy::RecomputeOnCorrupt);
     assert_eq!(
-        v.compute_with_options(&SyncExecutor, &healing.options())
+        v.compute_with_options(&SequentialExecutor, &healing.options())
             .unwrap(),
         7
     );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(
-        v.compute_with_options(&SyncExecutor, &storage.options())
+        v.compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         7
     );
@@ -327,7 +330,7 @@ fn failures_store_nothing_and_corrupt_entries_are_never_wrong_values() {
         .put(&s.storage_key(), &zstd::bulk::compress(b"42", 3).unwrap())
         .unwrap();
     let err = s
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap_err();
     assert!(chain(&err).contains("serializer (json)"), "{}", chain(&err));
 }
@@ -387,7 +390,7 @@ fn concurrent_computes_run_a_missing_key_once() {
                         )
                         .checkpointed();
                     barrier.wait();
-                    v.compute_with_options(&SyncExecutor, &storage.options())
+                    v.compute_with_options(&SequentialExecutor, &storage.options())
                         .unwrap()
                 })
             })
@@ -424,7 +427,7 @@ fn a_failed_flight_lets_the_waiters_run_it() {
                             (),
                         )
                         .checkpointed();
-                    v.compute_with_options(&SyncExecutor, &storage.options())
+                    v.compute_with_options(&SequentialExecutor, &storage.options())
                         .is_ok()
                 })
             })
@@ -467,7 +470,7 @@ fn custom_keys_name_the_stored_entries() {
     let storage = Storage::new(store.clone());
     assert_eq!(
         double(21)
-            .compute_with_options(&SyncExecutor, &storage.options())
+            .compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         42
     );
@@ -477,11 +480,11 @@ fn custom_keys_name_the_stored_entries() {
     let second = read_with(String::from("a.tif"), 4);
     assert_eq!(first.storage_key(), second.storage_key());
     first
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap();
     assert_eq!(
         second
-            .compute_with_options(&SyncExecutor, &storage.options())
+            .compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         "a.tif via 3"
     );
@@ -507,7 +510,7 @@ fn per_task_encoders_and_literals() {
         )
         .save_with(Encoder::new().serializer(Serializer::Json).no_compressor());
     readable
-        .compute_with_options(&SyncExecutor, &storage.options())
+        .compute_with_options(&SequentialExecutor, &storage.options())
         .unwrap();
     assert_eq!(
         crate::codec::payload(&store.get(&readable.storage_key()).unwrap().unwrap()),
@@ -521,7 +524,7 @@ fn per_task_encoders_and_literals() {
         .call(|a: i64, b: i64| a + b, (lit, 1))
         .checkpointed();
     assert_eq!(
-        sum.compute_with_options(&SyncExecutor, &storage.options())
+        sum.compute_with_options(&SequentialExecutor, &storage.options())
             .unwrap(),
         6
     );

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{BoxError, Delayed, Executor, Resource, ResourceAction, TaskSpec, chain};
 
 /// A resource that logs every event and can be told to fail.
@@ -91,7 +91,7 @@ fn chunks(r: &Arc<Logged>, n: u64, fail_at: Option<u64>) -> Delayed<u64> {
 
 fn executors() -> Vec<Box<dyn Executor>> {
     vec![
-        Box::new(SyncExecutor),
+        Box::new(SequentialExecutor),
         Box::new(ThreadedExecutor::new(4).unwrap()),
     ]
 }
@@ -230,7 +230,7 @@ fn concurrent_computes_share_one_opening() {
                         if t == 0 {
                             x.compute_with(exec).unwrap()
                         } else {
-                            x.compute_with(&SyncExecutor).unwrap()
+                            x.compute_with(&SequentialExecutor).unwrap()
                         }
                     })
                 })
@@ -283,7 +283,7 @@ fn a_nested_compute_does_not_reopen() {
             .call(
                 move |k: u64| -> u64 {
                     // A task that computes another value over the same resource.
-                    let v = inner.compute_with(&SyncExecutor).unwrap();
+                    let v = inner.compute_with(&SequentialExecutor).unwrap();
                     v + r2.read(k).unwrap()
                 },
                 (1u64,),

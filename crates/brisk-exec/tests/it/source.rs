@@ -7,7 +7,7 @@ use std::time::Duration;
 use brisk_exec::source::{
     FailedInput, Order, Policy, Source, SourceError, SourceOptions, Status, TryPushError,
 };
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{ComputeOptions, Executor, Graph, Hooks, TaskEnd, TaskStatus};
 
 /// A file-like descriptor.
@@ -224,7 +224,7 @@ fn picky(f: File) -> Result<f64, std::io::Error> {
 #[test]
 fn tolerate_returns_the_result_and_an_exact_report() {
     for exec in [
-        Box::new(SyncExecutor) as Box<dyn Executor>,
+        Box::new(SequentialExecutor) as Box<dyn Executor>,
         Box::new(ThreadedExecutor::new(2).unwrap()),
     ] {
         let (source, feed) = Source::<File>::counted("files", 16, 9);
@@ -319,7 +319,7 @@ fn fail_fast_aborts_and_names_the_descriptor() {
     feed.seal().unwrap();
     let err = source
         .map("read", |f: File| f.events)
-        .run(&SyncExecutor, &SourceOptions::new())
+        .run(&SequentialExecutor, &SourceOptions::new())
         .unwrap_err();
     assert!(matches!(err, SourceError::InputFailed { .. }));
     assert!(err.to_string().contains("part-002.npy") && err.to_string().contains("404"));
@@ -363,7 +363,7 @@ fn sealing_short_of_the_announced_count() {
         feed.seal().unwrap();
         source
             .map("read", |f: File| f.events)
-            .run(&SyncExecutor, &SourceOptions::new().policy(policy))
+            .run(&SequentialExecutor, &SourceOptions::new().policy(policy))
     };
     match run(Policy::FailFast).unwrap_err() {
         SourceError::Missing {
@@ -385,7 +385,7 @@ fn producer_mistakes_are_errors_not_partial_results() {
     feed.seal().unwrap();
     let err = source
         .map("read", |f: File| f.events)
-        .run(&SyncExecutor, &SourceOptions::new().tolerate())
+        .run(&SequentialExecutor, &SourceOptions::new().tolerate())
         .unwrap_err();
     assert!(
         matches!(
@@ -405,7 +405,7 @@ fn producer_mistakes_are_errors_not_partial_results() {
     drop(feed);
     let err = source
         .map("read", |f: File| f.events)
-        .run(&SyncExecutor, &SourceOptions::new().tolerate())
+        .run(&SequentialExecutor, &SourceOptions::new().tolerate())
         .unwrap_err();
     assert!(
         matches!(err, SourceError::Unsealed { received: 1, .. }),
@@ -446,7 +446,7 @@ fn duplicates_run_once() {
     feed.seal().unwrap();
     let out = source
         .map("read", |f: File| f.events)
-        .run(&SyncExecutor, &SourceOptions::new())
+        .run(&SequentialExecutor, &SourceOptions::new())
         .unwrap();
     assert_eq!(out.results.len(), 2);
     assert_eq!(out.report.received, 2);

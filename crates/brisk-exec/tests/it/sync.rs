@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use brisk_exec::{SyncExecutor, compute_all};
+use brisk_exec::{SequentialExecutor, compute_all};
 use brisk_graph::{
     BoxError, Cache, CancelToken, Checkpoint, ComputeOptions, Delayed, Error, Graph, Hooks,
     TaskEnd, TaskSpec, TaskStatus, Value, delayed, lit, pure,
@@ -65,7 +65,10 @@ fn hooks_see_every_task_in_order() {
     let s = pure("sum", |v: Vec<f64>| v.iter().sum::<f64>(), (&x,));
     let rec = Arc::new(Recorder::default());
     let out = s
-        .compute_with_options(&SyncExecutor, &ComputeOptions::new().hook(rec.clone()))
+        .compute_with_options(
+            &SequentialExecutor,
+            &ComputeOptions::new().hook(rec.clone()),
+        )
         .unwrap();
     assert_eq!(out, 4.0);
     let events = rec.events.lock().unwrap().clone();
@@ -120,7 +123,7 @@ fn intermediates_are_freed_after_their_last_consumer() {
             .collect();
     }
     assert_eq!(
-        level[0].compute_with(&SyncExecutor).unwrap(),
+        level[0].compute_with(&SequentialExecutor).unwrap(),
         256 * (1 << 16)
     );
     assert_eq!(LIVE.load(Ordering::SeqCst), 0);
@@ -138,7 +141,7 @@ fn a_task_error_names_key_task_and_cause() {
         .captures_covered_by_args()
         .try_call(|s: String| s.parse::<i64>(), (String::from("x1"),));
     let out = pure("inc", |v: i64| v + 1, (&bad,));
-    let err = out.compute_with(&SyncExecutor).unwrap_err();
+    let err = out.compute_with(&SequentialExecutor).unwrap_err();
     match &err {
         Error::Task {
             key,
@@ -160,7 +163,7 @@ fn a_task_error_names_key_task_and_cause() {
 #[test]
 fn panics_become_errors_and_later_computes_work() {
     let boom = pure("boom", |v: i64| -> i64 { panic!("bad value {v}") }, (7,));
-    let err = boom.compute_with(&SyncExecutor).unwrap_err();
+    let err = boom.compute_with(&SequentialExecutor).unwrap_err();
     match err {
         Error::Panic { key, name, message } => {
             assert_eq!(&key, boom.key());
@@ -171,7 +174,7 @@ fn panics_become_errors_and_later_computes_work() {
     }
     assert_eq!(
         pure("ok", |v: i64| v, (1,))
-            .compute_with(&SyncExecutor)
+            .compute_with(&SequentialExecutor)
             .unwrap(),
         1
     );
@@ -198,7 +201,7 @@ fn fail_fast_stops_at_the_first_error() {
     let mut all = vec![bad];
     all.extend(later);
     let c: Delayed<Vec<i64>> = all.into_iter().collect();
-    assert!(c.compute_with(&SyncExecutor).is_err());
+    assert!(c.compute_with(&SequentialExecutor).is_err());
     assert_eq!(
         ran.load(Ordering::SeqCst),
         0,
@@ -217,7 +220,7 @@ fn keep_going_returns_what_could_be_computed_and_a_report() {
     let after_after = pure("after2", |v: i64| v + 1, (&after_bad,));
     let out = ComputeOptions::new()
         .keep_going()
-        .run(&SyncExecutor, [good.erase(), after_after.erase()])
+        .run(&SequentialExecutor, [good.erase(), after_after.erase()])
         .unwrap();
     assert_eq!(out.get(&good).unwrap(), 42);
     let missing = out.get(&after_after).unwrap_err();
@@ -258,7 +261,7 @@ fn retries_rerun_a_failing_task() {
         },
         (5,),
     );
-    assert_eq!(flaky.compute_with(&SyncExecutor).unwrap(), 5);
+    assert_eq!(flaky.compute_with(&SequentialExecutor).unwrap(), 5);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 
     let calls = Arc::new(AtomicUsize::new(0));
@@ -270,7 +273,7 @@ fn retries_rerun_a_failing_task() {
         },
         (),
     );
-    match hopeless.compute_with(&SyncExecutor).unwrap_err() {
+    match hopeless.compute_with(&SequentialExecutor).unwrap_err() {
         Error::Task { attempts, .. } => assert_eq!(attempts, 2),
         other => panic!("unexpected {other:?}"),
     }
@@ -300,7 +303,10 @@ fn cancelled_computes_start_nothing_more() {
         (&first,),
     );
     let err = second
-        .compute_with_options(&SyncExecutor, &ComputeOptions::new().cancel_token(token))
+        .compute_with_options(
+            &SequentialExecutor,
+            &ComputeOptions::new().cancel_token(token),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Cancelled));
     assert_eq!(ran.load(Ordering::SeqCst), 0);
@@ -392,13 +398,17 @@ fn checkpointed_tasks_are_saved_then_loaded_and_upstream_skipped() {
     let cache = Arc::new(MemCache::default());
     let opts = ComputeOptions::new().cache(cache.clone());
     assert_eq!(
-        build().compute_with_options(&SyncExecutor, &opts).unwrap(),
+        build()
+            .compute_with_options(&SequentialExecutor, &opts)
+            .unwrap(),
         82
     );
     assert_eq!(cache.saves.load(Ordering::SeqCst), 1);
     assert_eq!(expensive_runs.load(Ordering::SeqCst), 1);
     assert_eq!(
-        build().compute_with_options(&SyncExecutor, &opts).unwrap(),
+        build()
+            .compute_with_options(&SequentialExecutor, &opts)
+            .unwrap(),
         82
     );
     assert_eq!(cache.loads.load(Ordering::SeqCst), 1);
@@ -408,7 +418,7 @@ fn checkpointed_tasks_are_saved_then_loaded_and_upstream_skipped() {
         "upstream of a stored checkpoint never runs"
     );
     // Without the cache, everything runs again.
-    assert_eq!(build().compute_with(&SyncExecutor).unwrap(), 82);
+    assert_eq!(build().compute_with(&SequentialExecutor).unwrap(), 82);
     assert_eq!(expensive_runs.load(Ordering::SeqCst), 2);
 }
 
@@ -425,7 +435,7 @@ fn invalid_nodes_fail_with_a_tokenize_error() {
         .pure()
         .captures_covered_by_args()
         .call(|_x: Fails| 1, (Fails,));
-    let err = d.compute_with(&SyncExecutor).unwrap_err();
+    let err = d.compute_with(&SequentialExecutor).unwrap_err();
     assert!(matches!(err, Error::Tokenize { .. }), "{err:?}");
     assert!(brisk_graph::chain(&err).contains("cannot serialize Fails"));
 }
@@ -479,7 +489,7 @@ proptest! {
         }
         let target = out % n;
         let rec = Arc::new(Recorder::default());
-        let got = nodes[target].compute_with_options(&SyncExecutor, &ComputeOptions::new().hook(rec.clone())).unwrap();
+        let got = nodes[target].compute_with_options(&SequentialExecutor, &ComputeOptions::new().hook(rec.clone())).unwrap();
         let mut memo = HashMap::new();
         let mut visits = 0;
         prop_assert_eq!(got, naive(target, &edges, &mut memo, &mut visits));

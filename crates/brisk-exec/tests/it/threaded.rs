@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{
     CancelToken, ComputeOptions, Delayed, Error, Executor, Graph, Hooks, TaskEnd, TaskSpec,
     delayed, lit, pure,
@@ -50,7 +50,7 @@ proptest! {
     ) {
         let nodes = random_dag(n, &edges);
         let outputs: Vec<_> = outs.iter().map(|&o| nodes[o % n].erase()).collect();
-        let a = ComputeOptions::new().run(&SyncExecutor, outputs.clone()).unwrap();
+        let a = ComputeOptions::new().run(&SequentialExecutor, outputs.clone()).unwrap();
         let b = ComputeOptions::new().run(&exec(threads), outputs).unwrap();
         for &o in &outs {
             prop_assert_eq!(a.get(&nodes[o % n]).unwrap(), b.get(&nodes[o % n]).unwrap());
@@ -93,7 +93,7 @@ fn every_task_runs_once_after_its_dependencies() {
     let hook = Arc::new(OrderCheck::default());
     let opts = ComputeOptions::new().hook(hook.clone());
     let out = nodes[299].compute_with_options(&exec(4), &opts).unwrap();
-    assert_eq!(out, nodes[299].compute_with(&SyncExecutor).unwrap());
+    assert_eq!(out, nodes[299].compute_with(&SequentialExecutor).unwrap());
     let g = Graph::new([&nodes[299]]);
     assert_eq!(hook.starts.load(Ordering::SeqCst), g.len());
     assert_eq!(hook.violations.load(Ordering::SeqCst), 0);
@@ -366,7 +366,7 @@ fn hooks_see_the_same_tasks_as_on_the_sync_executor() {
             .unwrap();
         h.0.lock().unwrap().clone()
     };
-    assert_eq!(run(&SyncExecutor), run(&exec(3)));
+    assert_eq!(run(&SequentialExecutor), run(&exec(3)));
 }
 
 #[test]
@@ -388,7 +388,7 @@ fn compute_hands_over_the_result_without_copying_it() {
         },
         (&big,),
     );
-    for ex in [&exec(2) as &dyn Executor, &SyncExecutor] {
+    for ex in [&exec(2) as &dyn Executor, &SequentialExecutor] {
         let out = bigger.compute_with(ex).unwrap();
         assert_eq!(out.0.len(), (1 << 20) + 1);
     }
@@ -402,7 +402,7 @@ fn compute_hands_over_the_result_without_copying_it() {
 #[test]
 fn an_output_listed_twice_can_be_taken_twice() {
     let a = pure("x", |v: u64| vec![v; 3], (5u64,));
-    for ex in [&exec(2) as &dyn Executor, &SyncExecutor] {
+    for ex in [&exec(2) as &dyn Executor, &SequentialExecutor] {
         let mut c = ComputeOptions::new()
             .run(ex, [a.erase(), a.erase()])
             .unwrap();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{Delayed, Resource, TaskSpec};
 use brisk_guard::{FileResource, HandlePool};
 
@@ -51,7 +51,9 @@ fn a_file_is_opened_once_per_compute_and_left_as_found() {
     // Open before: used, left open.
     file.open().unwrap();
     assert_eq!(
-        reads(&file, 100, true).compute_with(&SyncExecutor).unwrap(),
+        reads(&file, 100, true)
+            .compute_with(&SequentialExecutor)
+            .unwrap(),
         expected
     );
     assert_eq!((file.opens(), file.closes()), (2, 1));

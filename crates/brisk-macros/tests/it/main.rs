@@ -378,13 +378,13 @@ fn a_task_key_covers_the_helpers_it_declares() {
     assert_eq!(v1::offset(2), 4);
     assert_eq!(
         v1::calibrated(2)
-            .compute_with(&brisk_exec::SyncExecutor)
+            .compute_with(&brisk_exec::SequentialExecutor)
             .unwrap(),
         7
     );
     assert_eq!(
         v2::shifted(2)
-            .compute_with(&brisk_exec::SyncExecutor)
+            .compute_with(&brisk_exec::SequentialExecutor)
             .unwrap(),
         6
     );

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{ComputeOptions, Delayed, TaskSpec};
 use brisk_profile::{CacheProfiler, SizeOf};
 use ndarray::ArrayD;
@@ -55,7 +55,7 @@ fn follows_bytes_held_and_frees_everything_at_the_end() {
         let got = if threaded {
             d.compute_with_options(&ThreadedExecutor::new(2).unwrap(), &opts)
         } else {
-            d.compute_with_options(&SyncExecutor, &opts)
+            d.compute_with_options(&SequentialExecutor, &opts)
         }
         .unwrap();
         assert_eq!(got, 8 << 20);
@@ -89,7 +89,7 @@ fn intermediates_are_freed_when_their_consumer_ran() {
     let c = TaskSpec::new("c").call(|v: Vec<f64>| v.iter().sum::<f64>(), (b,));
     let p = Arc::new(CacheProfiler::new());
     let opts = ComputeOptions::new().hook(p.clone());
-    assert!((c.compute_with_options(&SyncExecutor, &opts).unwrap() - 1000.0).abs() < 1e-9);
+    assert!((c.compute_with_options(&SequentialExecutor, &opts).unwrap() - 1000.0).abs() < 1e-9);
     let lives = p.lifetimes();
     let find = |n: &str| lives.iter().find(|l| l.name.as_str() == n).unwrap().clone();
     let (la, lb, lc) = (find("a"), find("b"), find("c"));
@@ -118,7 +118,7 @@ fn unknown_types_are_listed_and_registered_types_measured() {
     let d = TaskSpec::new("blob").call(|n: usize| Blob { data: vec![7; n] }, (4096usize,));
     let plain = Arc::new(CacheProfiler::new());
     let opts = ComputeOptions::new().hook(plain.clone());
-    let got = d.compute_with_options(&SyncExecutor, &opts).unwrap();
+    let got = d.compute_with_options(&SequentialExecutor, &opts).unwrap();
     assert_eq!(got.data.len(), 4096);
     let unsized_types = plain.unsized_types();
     assert_eq!(unsized_types.len(), 1, "{unsized_types:?}");
@@ -127,7 +127,7 @@ fn unknown_types_are_listed_and_registered_types_measured() {
 
     let known = Arc::new(CacheProfiler::new().with_size_of::<Blob>());
     let opts = ComputeOptions::new().hook(known.clone());
-    d.compute_with_options(&SyncExecutor, &opts).unwrap();
+    d.compute_with_options(&SequentialExecutor, &opts).unwrap();
     assert!(known.unsized_types().is_empty());
     assert_eq!(known.peak_bytes(), (VEC_HEADER + 4096) as u64);
 }

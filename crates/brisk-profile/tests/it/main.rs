@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{ComputeOptions, Delayed, Executor, TaskSpec};
 use brisk_profile::{Outcome, Profiler};
 
@@ -29,7 +29,7 @@ fn sleepy() -> Delayed<u64> {
 #[test]
 fn every_task_is_recorded_on_every_executor() {
     let execs: Vec<(Box<dyn Executor>, usize)> = vec![
-        (Box::new(SyncExecutor), 1),
+        (Box::new(SequentialExecutor), 1),
         (Box::new(ThreadedExecutor::new(2).unwrap()), 2),
     ];
     for (e, workers) in execs {
@@ -110,7 +110,7 @@ fn failures_and_retries_are_recorded() {
         (),
     );
     flaky
-        .compute_with_options(&SyncExecutor, &ComputeOptions::new().hook(p.clone()))
+        .compute_with_options(&SequentialExecutor, &ComputeOptions::new().hook(p.clone()))
         .unwrap();
     let r = p.records();
     assert_eq!(r.len(), 2);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_graph::{ComputeOptions, Delayed, Executor, TaskSpec};
 use brisk_profile::ResourceProfiler;
 
@@ -60,7 +60,9 @@ fn sees_memory_a_task_holds() {
         },
         (256usize,),
     );
-    let got = hold.compute_with_options(&SyncExecutor, &opts).unwrap();
+    let got = hold
+        .compute_with_options(&SequentialExecutor, &opts)
+        .unwrap();
     assert_eq!(got, 256 * MIB as u64);
     let samples = r.samples();
     let first = samples.first().unwrap().rss_bytes;
@@ -94,7 +96,7 @@ fn manual_start_and_stop_nest() {
 fn works_on_the_sync_executor_too() {
     let r = Arc::new(ResourceProfiler::every(Duration::from_millis(10)));
     let opts = ComputeOptions::new().hook(r.clone());
-    let e: &dyn Executor = &SyncExecutor;
+    let e: &dyn Executor = &SequentialExecutor;
     spin(60).compute_with_options(e, &opts).unwrap();
     assert!(r.samples().len() >= 2);
 }

@@ -58,7 +58,7 @@ fn a_killed_writer_never_leaves_a_torn_chunk() {
         let x = from_zarr::<u32>(&store, "x").unwrap();
         for (i, block) in x.blocks().unwrap().iter().enumerate() {
             let b = block
-                .compute_with(&brisk_exec::SyncExecutor)
+                .compute_with(&brisk_exec::SequentialExecutor)
                 .unwrap_or_else(|e| {
                     panic!(
                         "round {round}: chunk {i} does not decode: {}",

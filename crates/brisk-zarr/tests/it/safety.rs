@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use brisk_array::Array;
-use brisk_exec::{SyncExecutor, ThreadedExecutor};
+use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_zarr::{
     ArrayOptions, Compressor, Store, ZarrError, create_array, from_zarr, open_array, to_zarr,
 };
@@ -42,7 +42,15 @@ fn paths_that_leave_the_store_are_refused_before_anything_is_touched() {
     let t = tempfile::tempdir().unwrap();
     let victim = Store::directory(t.path().join("victim")).unwrap();
     let a = Array::<f32>::full(&[8, 8], &[4, 4], 1.0).unwrap();
-    to_zarr(&a, &victim, "/", None, &ArrayOptions::new(), &SyncExecutor).unwrap();
+    to_zarr(
+        &a,
+        &victim,
+        "/",
+        None,
+        &ArrayOptions::new(),
+        &SequentialExecutor,
+    )
+    .unwrap();
     let outer = Store::directory(t.path().join("h")).unwrap();
     to_zarr(
         &a,
@@ -50,7 +58,7 @@ fn paths_that_leave_the_store_are_refused_before_anything_is_touched() {
         "in/arr",
         None,
         &ArrayOptions::new(),
-        &SyncExecutor,
+        &SequentialExecutor,
     )
     .unwrap();
     let store = Store::directory(t.path().join("h/in")).unwrap();
@@ -139,7 +147,7 @@ fn check_whole(store: &Store, round: u64, fresh: bool) -> Option<u32> {
         Err(e) => panic!("round {round}: the array does not open: {e}"),
         Ok(x) => x,
     };
-    let v = x.compute_with(&SyncExecutor).unwrap_or_else(|e| {
+    let v = x.compute_with(&SequentialExecutor).unwrap_or_else(|e| {
         panic!("round {round}: the array does not read: {e}");
     });
     let first = v.iter().next().copied().unwrap();
@@ -186,7 +194,7 @@ fn interrupted_writes_never_open_as_complete_and_never_lose_the_old_array() {
         // The next writer leaves no staging tree of the dead one behind.
         let a = Array::<u32>::full(&SHAPE, &CHUNKS, 7).unwrap();
         let opts = ArrayOptions::new().overwrite();
-        to_zarr(&a, &store, "x", None, &opts, &SyncExecutor).unwrap();
+        to_zarr(&a, &store, "x", None, &opts, &SequentialExecutor).unwrap();
         assert_eq!(check_whole(&store, round, false), Some(7));
         let hidden: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -213,7 +221,7 @@ fn a_failed_overwrite_leaves_the_old_array() {
         "g/x",
         None,
         &ArrayOptions::new(),
-        &SyncExecutor,
+        &SequentialExecutor,
     )
     .unwrap();
     // A new array whose sixth block fails to compute.
@@ -239,11 +247,11 @@ fn a_failed_overwrite_leaves_the_old_array() {
         "g/x",
         None,
         &ArrayOptions::new().overwrite(),
-        &SyncExecutor,
+        &SequentialExecutor,
     );
     assert!(matches!(r, Err(ZarrError::Compute { .. })), "{r:?}");
     let x = from_zarr::<f64>(&store, "g/x").unwrap();
-    let v = x.compute_with(&SyncExecutor).unwrap();
+    let v = x.compute_with(&SequentialExecutor).unwrap();
     assert!(v.iter().all(|&v| v == 3.0), "the old array changed");
     let hidden: Vec<_> = std::fs::read_dir(dir.path().join("g"))
         .unwrap()
@@ -258,8 +266,16 @@ fn a_corrupted_chunk_of_a_default_array_is_an_error_never_a_wrong_value() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::directory(dir.path()).unwrap();
     let a = Array::<f32>::random_normal(&[64, 64], &[32, 32], 7, 0.0, 1.0).unwrap();
-    let want = a.compute_with(&SyncExecutor).unwrap();
-    to_zarr(&a, &store, "x", None, &ArrayOptions::new(), &SyncExecutor).unwrap();
+    let want = a.compute_with(&SequentialExecutor).unwrap();
+    to_zarr(
+        &a,
+        &store,
+        "x",
+        None,
+        &ArrayOptions::new(),
+        &SequentialExecutor,
+    )
+    .unwrap();
     let chunk = dir.path().join("x/c/1/0");
     let good = std::fs::read(&chunk).unwrap();
     let (mut errors, mut wrong) = (0, 0);
@@ -270,7 +286,7 @@ fn a_corrupted_chunk_of_a_default_array_is_an_error_never_a_wrong_value() {
         for fused in [true, false] {
             let io = brisk_zarr::IoOptions::new().fused(fused);
             match brisk_zarr::from_zarr_with::<f32>(&store, "x", io)
-                .and_then(|x| Ok(x.compute_with(&SyncExecutor)?))
+                .and_then(|x| Ok(x.compute_with(&SequentialExecutor)?))
             {
                 Ok(got) if got == want => {} // a flip in a byte the decoder ignores
                 Ok(_) => wrong += 1,

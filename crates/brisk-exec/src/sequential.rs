@@ -7,8 +7,8 @@ use brisk_graph::{
     Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
 };
 
-use crate::guard::Guards;
 use crate::task::run_node;
+use brisk_graph::ComputeResources;
 
 /// Runs a graph on the calling thread in its static order (like Dask's `scheduler="sync"`):
 /// breakpoints, prints and stack traces work as in ordinary code.
@@ -18,23 +18,23 @@ use crate::task::run_node;
 /// under [`FailurePolicy::KeepGoing`], runs everything that does not depend on a failure.
 ///
 /// ```
-/// use brisk_exec::SyncExecutor;
+/// use brisk_exec::SequentialExecutor;
 /// use brisk_graph::{lit, pure};
 ///
 /// let x = pure("double", |v: i64| 2 * v, (lit(21),));
-/// assert_eq!(x.compute_with(&SyncExecutor).unwrap(), 42);
+/// assert_eq!(x.compute_with(&SequentialExecutor).unwrap(), 42);
 ///
 /// let bad = pure("boom", |v: i64| -> i64 { panic!("no {v}") }, (1,));
-/// let err = bad.compute_with(&SyncExecutor).unwrap_err();
+/// let err = bad.compute_with(&SequentialExecutor).unwrap_err();
 /// assert!(err.to_string().contains("boom"));
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SyncExecutor;
+pub struct SequentialExecutor;
 
-impl Executor for SyncExecutor {
+impl Executor for SequentialExecutor {
     fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
         let started = crate::task::call_hooks(ctx, "on_start", |h| h.on_start(graph));
-        let guards = Guards::new(graph);
+        let guards = ComputeResources::new(graph);
         // Task hooks run on this thread: one that panics stops the compute with an error,
         // and the resources opened so far are still closed.
         let result = started
@@ -56,7 +56,7 @@ impl Executor for SyncExecutor {
 
 const NONE: u32 = u32::MAX;
 
-fn run(graph: &Graph, ctx: &RunContext, guards: &Guards) -> Result<RunOutput, Error> {
+fn run(graph: &Graph, ctx: &RunContext, guards: &ComputeResources) -> Result<RunOutput, Error> {
     let t0 = Instant::now();
     let n = graph.len();
     let mut values: Vec<Option<Value>> = vec![None; n];
