@@ -31,7 +31,7 @@ use brisk::profile::{
     CacheProfiler, GraphvizError, Profiler, ProgressBar, Report, ResourceProfiler, duration_fill,
     svg,
 };
-use brisk::zarr::{ArrayOptions, IoOptions, Store, create_array, from_zarr, write_tasks};
+use brisk::zarr::{ArrayOptions, IoOptions, ZarrStore, create_array, from_zarr, write_tasks};
 use clap::Parser;
 
 struct Args {
@@ -88,7 +88,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&a.out)
         .with_context(|| format!("creating the output directory {}", a.out.display()))?;
     let exec = ThreadedExecutor::new(a.workers)?;
-    let store = Store::directory(a.out.join("data.zarr"))?;
+    let store = ZarrStore::directory(a.out.join("data.zarr"))?;
 
     let tasks = Arc::new(Profiler::new());
     let resources = Arc::new(ResourceProfiler::every(Duration::from_millis(20)));

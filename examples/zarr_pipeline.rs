@@ -17,7 +17,7 @@ use anyhow::{Context, bail};
 use brisk::array::Array;
 use brisk::exec::ThreadedExecutor;
 use brisk::zarr::serde_json::{self, json};
-use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr, open_array, to_zarr};
+use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr, open_array, to_zarr};
 use clap::Parser;
 
 struct Args {
@@ -124,7 +124,7 @@ fn main() -> anyhow::Result<()> {
         a.workers,
         a.dir.display()
     );
-    let store = Store::directory(&a.dir)?;
+    let store = ZarrStore::directory(&a.dir)?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let opts = ArrayOptions::new()
         .compressor(Compressor::Zstd {

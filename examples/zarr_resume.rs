@@ -22,7 +22,7 @@ use brisk::checkpoint::{DirStore, Storage};
 use brisk::exec::ThreadedExecutor;
 use brisk::profile::{Outcome, Profiler};
 use brisk::zarr::{
-    ArrayOptions, IoOptions, Store, from_zarr_with, open_array, to_zarr, write_tasks,
+    ArrayOptions, IoOptions, ZarrStore, from_zarr_with, open_array, to_zarr, write_tasks,
 };
 use clap::Parser;
 use ndarray::{ArrayD, IxDyn};
@@ -46,7 +46,7 @@ struct Cli {
 }
 
 /// The analysis: per column, the mean of `x² + x³` and the largest `|x|`, checkpointed.
-fn analysis(store: &Store) -> anyhow::Result<(Array<f64>, Array<f32>)> {
+fn analysis(store: &ZarrStore) -> anyhow::Result<(Array<f64>, Array<f32>)> {
     let x = from_zarr_with::<f32>(store, "obs", IoOptions::new().pinned(true))?;
     let moment = (x.powi(2) + x.powi(3))
         .astype::<f64>()
@@ -59,7 +59,7 @@ fn analysis(store: &Store) -> anyhow::Result<(Array<f64>, Array<f32>)> {
 /// One run of the analysis: its results, and how many tasks ran and were loaded.
 fn run(
     label: &str,
-    store: &Store,
+    store: &ZarrStore,
     storage: &Storage,
     exec: &ThreadedExecutor,
 ) -> anyhow::Result<(ArrayD<f64>, ArrayD<f32>, usize, usize)> {
@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
     let exec = ThreadedExecutor::new(brisk::exec::available_workers())?;
-    let store = Store::directory(dir.join("data.zarr"))?;
+    let store = ZarrStore::directory(dir.join("data.zarr"))?;
     let storage = Storage::new(DirStore::new(dir.join("checkpoints"))?);
 
     let x = Array::<f32>::random_normal(&shape, &chunks, 7, 0.0, 1.0)?;

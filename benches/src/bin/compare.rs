@@ -363,10 +363,10 @@ fn run_zarr(
     checksum: bool,
 ) -> anyhow::Result<f64> {
     use brisk::array::Array;
-    use brisk::zarr::{ArrayOptions, Compressor, Store, from_zarr_with, to_zarr};
+    use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr_with, to_zarr};
     let chunks = parse_chunking(chunking)?;
     let shape = SHAPE;
-    let store = Store::directory(dir.join(format!("brisk-{chunking}.zarr")))?;
+    let store = ZarrStore::directory(dir.join(format!("brisk-{chunking}.zarr")))?;
     let t = Instant::now();
     match phase {
         "write" => {

@@ -25,7 +25,7 @@ use brisk::array::Array;
 use brisk::checkpoint::{Compressor, DirStore, Encoder, Encrypter, Serializer, Storage, Store};
 use brisk::exec::{SequentialExecutor, ThreadedExecutor};
 use brisk::graph::{Delayed, SaveSpec, TaskSpec, Value};
-use brisk::zarr::{ArrayOptions, Store as ZarrStore, ZarrError, from_zarr_with, to_zarr};
+use brisk::zarr::{ArrayOptions, ZarrError, ZarrStore, from_zarr_with, to_zarr};
 use ndarray::ArrayD;
 use serde_json::json;
 

@@ -14,8 +14,8 @@ use anyhow::{Context, bail, ensure};
 use brisk::array::{Array, Element};
 use brisk::exec::ThreadedExecutor;
 use brisk::zarr::{
-    ArrayOptions, BloscShuffle, Compressor, Store, ZarrElement, ZarrFormat, from_zarr, open_array,
-    to_zarr,
+    ArrayOptions, BloscShuffle, Compressor, ZarrElement, ZarrFormat, ZarrStore, from_zarr,
+    open_array, to_zarr,
 };
 use ndarray::{ArrayD, IxDyn};
 use serde_json::{Value, json};
@@ -92,7 +92,7 @@ fn write_case<T: ZarrElement>(
         opts = opts.crc32c();
     }
     let data = Array::from_ndarray(&expected::<T>(&shape, dtype), &[7; 8][..shape.len()])?;
-    let store = Store::directory(root.join(name))?;
+    let store = ZarrStore::directory(root.join(name))?;
     to_zarr(&data, &store, "/", Some(&chunks), &opts, exec)?;
     println!("wrote {name}");
     Ok(())
@@ -104,7 +104,7 @@ fn check_case<T: ZarrElement + PartialEq>(
     exec: &ThreadedExecutor,
 ) -> anyhow::Result<()> {
     let Case { name, shape, dtype } = Case::parse(case)?;
-    let store = Store::directory(root.join(name))?;
+    let store = ZarrStore::directory(root.join(name))?;
     let z = open_array(&store, "/")?;
     ensure!(z.is_v2() == (case["format"] == 2), "format");
     let dims: Vec<String> = (0..shape.len()).map(|k| format!("d{k}")).collect();

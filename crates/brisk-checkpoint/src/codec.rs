@@ -363,7 +363,7 @@ impl Encrypter {
     }
 
     /// Encrypts `buf[12..]` in place: `buf[..12]` becomes the nonce and the tag is appended.
-    fn seal(&self, buf: &mut Vec<u8>, key: &str) -> Result<(), String> {
+    fn seal(&self, buf: &mut Vec<u8>, key: &str) -> Result<(), BoxError> {
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(|e| format!("no randomness: {e}"))?;
         let (head, body) = buf.split_at_mut(12);
@@ -371,7 +371,7 @@ impl Encrypter {
         let tag = self
             .cipher
             .encrypt_inout_detached(&nonce.into(), key.as_bytes(), body.into())
-            .map_err(|e| e.to_string())?;
+            .map_err(BoxError::from)?;
         buf.extend_from_slice(&tag);
         Ok(())
     }
@@ -551,10 +551,10 @@ impl Encoder {
     /// # Errors
     /// [`CheckpointError::Encode`] naming the key and the failing stage.
     pub fn encode(&self, spec: &SaveSpec, value: &Value, key: &str) -> Result<Vec<u8>> {
-        let fail = |stage: Stage, message: String| CheckpointError::Encode {
+        let fail = |stage: Stage, source: BoxError| CheckpointError::Encode {
             key: crate::error::shown(key),
             stage,
-            message,
+            source,
         };
         let ser_stage = self.ser_stage();
         let mut bytes = if self.pre.is_empty() {
@@ -564,7 +564,7 @@ impl Encoder {
             let typed = spec.serializable(value).ok_or_else(|| {
                 fail(
                     ser_stage.clone(),
-                    format!("the value is not a {}", spec.type_name()),
+                    format!("the value is not a {}", spec.type_name()).into(),
                 )
             })?;
             let mut v = serde_json::to_value(typed).map_err(|e| {
@@ -573,7 +573,7 @@ impl Encoder {
                         index: 0,
                         name: self.pre[0].name().to_owned(),
                     },
-                    format!("the value has no serde_json form: {e}"),
+                    format!("the value has no serde_json form: {e}").into(),
                 )
             })?;
             for (index, p) in self.pre.iter().enumerate() {
@@ -581,7 +581,7 @@ impl Encoder {
                     index,
                     name: p.name().to_owned(),
                 };
-                v = p.encode(v).map_err(|e| fail(stage, e.to_string()))?;
+                v = p.encode(v).map_err(|e| fail(stage, e.into()))?;
             }
             self.serialize_json_value(&v)
                 .map_err(|m| fail(ser_stage.clone(), m))?
@@ -595,14 +595,14 @@ impl Encoder {
                     stage: "compressor",
                     name: c.name().to_owned(),
                 };
-                fail(stage, e.to_string())
+                fail(stage, e.into())
             })?;
             if reserve > 0 {
                 bytes.splice(0..0, [0u8; 12]);
             }
         } else if let Some(Compressor::Zstd { level }) = self.compressor {
             bytes = zstd_compress(level, &bytes, reserve)
-                .map_err(|e| fail(Stage::Compressor("zstd"), e.to_string()))?;
+                .map_err(|e| fail(Stage::Compressor("zstd"), e.into()))?;
         } else if reserve > 0 {
             bytes.splice(0..0, [0u8; 12]);
         }
@@ -616,7 +616,7 @@ impl Encoder {
                     stage: "encrypter",
                     name: e.name().to_owned(),
                 };
-                fail(stage, err.to_string())
+                fail(stage, err.into())
             })?;
         }
         if self.needs_digest() {
@@ -648,11 +648,12 @@ impl Encoder {
         let refuse = |why: String| CheckpointError::Encode {
             key: crate::error::shown(key),
             stage: stage.clone(),
-            message: format!(
+            source: format!(
                 "the value would not load back identically through the {stage}: {why}; \
                  nothing was stored. {}",
                 self.lossy_hint()
-            ),
+            )
+            .into(),
         };
         let back = self
             .decode(spec, &bytes, key)
@@ -700,10 +701,10 @@ impl Encoder {
     /// [`CheckpointError::Authentication`] when decryption fails; [`CheckpointError::Decode`]
     /// naming the key and the stage that rejected the entry. Never a wrong value.
     pub fn decode(&self, spec: &SaveSpec, bytes: &[u8], key: &str) -> Result<Value> {
-        let fail = |stage: Stage, message: String| CheckpointError::Decode {
+        let fail = |stage: Stage, source: BoxError| CheckpointError::Decode {
             key: crate::error::shown(key),
             stage,
-            message,
+            source,
         };
         let ser_stage = self.ser_stage();
         if matches!(self.compressor, Some(Compressor::Zstd { .. }))
@@ -720,7 +721,7 @@ impl Encoder {
                     } else {
                         ser_stage
                     },
-                    m,
+                    m.into(),
                 )
             });
         }
@@ -735,7 +736,7 @@ impl Encoder {
         v = self.undo_pre_encoders(v, key)?;
         let mut de = <dyn erased_serde::Deserializer<'_>>::erase(v);
         spec.deserialize(&mut de)
-            .map_err(|e| fail(Stage::Value, e.to_string()))
+            .map_err(|e| fail(Stage::Value, e.into()))
     }
 
     /// The serialized bytes inside an entry: its integrity header checked (entries with
@@ -749,7 +750,7 @@ impl Encoder {
                     stage: "compressor",
                     name: c.name().to_owned(),
                 },
-                message: e.to_string(),
+                source: e.into(),
             })?;
             return Ok(Cow::Owned(out));
         }
@@ -757,7 +758,7 @@ impl Encoder {
             let out = zstd_decompress(&data).map_err(|m| CheckpointError::Decode {
                 key: crate::error::shown(key),
                 stage: Stage::Compressor("zstd"),
-                message: m,
+                source: m,
             })?;
             return Ok(Cow::Owned(out));
         }
@@ -774,7 +775,7 @@ impl Encoder {
                 .map_err(|m| CheckpointError::Decode {
                     key: crate::error::shown(key),
                     stage: Stage::Integrity,
-                    message: m,
+                    source: m,
                 })?;
         }
         if let Some(enc) = &self.encrypter {
@@ -800,7 +801,7 @@ impl Encoder {
                     index,
                     name: p.name().to_owned(),
                 },
-                message: e.to_string(),
+                source: e.into(),
             })?;
         }
         Ok(v)
@@ -814,10 +815,10 @@ impl Encoder {
     /// # Errors
     /// As [`decode`](Encoder::decode): the stage that rejected the entry.
     pub fn decode_untyped(&self, bytes: &[u8], key: &str) -> Result<serde_json::Value> {
-        let fail = |stage: Stage, message: String| CheckpointError::Decode {
+        let fail = |stage: Stage, source: BoxError| CheckpointError::Decode {
             key: crate::error::shown(key),
             stage,
-            message,
+            source,
         };
         let data = self.open_layers(bytes, key)?;
         let ser_stage = self.ser_stage();
@@ -839,13 +840,13 @@ impl Encoder {
         Ok(v)
     }
 
-    fn serialize(&self, spec: &SaveSpec, value: &Value) -> Result<Vec<u8>, String> {
+    fn serialize(&self, spec: &SaveSpec, value: &Value) -> Result<Vec<u8>, BoxError> {
         let typed = || {
             spec.serializable(value)
                 .ok_or_else(|| format!("the value is not a {}", spec.type_name()))
         };
         if let Some(f) = &self.custom_serializer {
-            return f.serialize(typed()?).map_err(|e| e.to_string());
+            return f.serialize(typed()?).map_err(BoxError::from);
         }
         match self.serializer {
             None => value.downcast_ref::<Vec<u8>>().cloned().ok_or_else(|| {
@@ -853,6 +854,7 @@ impl Encoder {
                     "without a serializer the result must be a Vec<u8>, not {}",
                     spec.type_name()
                 )
+                .into()
             }),
             Some(s @ (Serializer::Json | Serializer::Yaml | Serializer::MessagePack)) => {
                 write_serde(s, typed()?)
@@ -866,9 +868,9 @@ impl Encoder {
         }
     }
 
-    fn serialize_json_value(&self, v: &serde_json::Value) -> Result<Vec<u8>, String> {
+    fn serialize_json_value(&self, v: &serde_json::Value) -> Result<Vec<u8>, BoxError> {
         if let Some(f) = &self.custom_serializer {
-            return f.serialize(v).map_err(|e| e.to_string());
+            return f.serialize(v).map_err(BoxError::from);
         }
         match self.serializer {
             Some(s @ (Serializer::Json | Serializer::Yaml | Serializer::MessagePack)) => {
@@ -880,22 +882,22 @@ impl Encoder {
         }
     }
 
-    fn deserialize_json_value(&self, data: &[u8]) -> Result<serde_json::Value, String> {
+    fn deserialize_json_value(&self, data: &[u8]) -> Result<serde_json::Value, BoxError> {
         if let Some(f) = &self.custom_serializer {
             let v = f
                 .deserialize(data, &mut |de| {
                     erased_serde::deserialize::<serde_json::Value>(de).map(|v| Arc::new(v) as Value)
                 })
-                .map_err(|e| e.to_string())?;
+                .map_err(BoxError::from)?;
             return v
                 .downcast::<serde_json::Value>()
                 .map(Arc::unwrap_or_clone)
-                .map_err(|_| "the serializer returned another type".to_owned());
+                .map_err(|_| "the serializer returned another type".into());
         }
         match self.serializer {
-            Some(Serializer::Json) => serde_json::from_slice(data).map_err(|e| e.to_string()),
-            Some(Serializer::Yaml) => yaml_serde::from_slice(data).map_err(|e| e.to_string()),
-            Some(Serializer::MessagePack) => rmp_serde::from_slice(data).map_err(|e| e.to_string()),
+            Some(Serializer::Json) => serde_json::from_slice(data).map_err(BoxError::from),
+            Some(Serializer::Yaml) => yaml_serde::from_slice(data).map_err(BoxError::from),
+            Some(Serializer::MessagePack) => rmp_serde::from_slice(data).map_err(BoxError::from),
             Some(Serializer::Npy) | None => {
                 Err("pre-encoders need a serde serializer (JSON, YAML or MessagePack)".into())
             }
@@ -903,16 +905,16 @@ impl Encoder {
     }
 
     fn deserialize(&self, spec: &SaveSpec, data: &[u8], stage: &Stage, key: &str) -> Result<Value> {
-        let fail = |stage: Stage, message: String| CheckpointError::Decode {
+        let fail = |stage: Stage, source: BoxError| CheckpointError::Decode {
             key: crate::error::shown(key),
             stage,
-            message,
+            source,
         };
-        let de_err = |e: erased_serde::Error| fail(stage.clone(), e.to_string());
+        let de_err = |e: erased_serde::Error| fail(stage.clone(), e.into());
         if let Some(f) = &self.custom_serializer {
             return f
                 .deserialize(data, &mut |de| spec.deserialize(de))
-                .map_err(|e| fail(stage.clone(), e.to_string()));
+                .map_err(|e| fail(stage.clone(), e.into()));
         }
         match self.serializer {
             None => {
@@ -921,7 +923,7 @@ impl Encoder {
                 } else {
                     Err(fail(
                         Stage::Value,
-                        format!("raw bytes cannot become a {}", spec.type_name()),
+                        format!("raw bytes cannot become a {}", spec.type_name()).into(),
                     ))
                 }
             }
@@ -930,7 +932,7 @@ impl Encoder {
                 let v = spec
                     .deserialize(&mut <dyn erased_serde::Deserializer<'_>>::erase(&mut de))
                     .map_err(de_err)?;
-                de.end().map_err(|e| fail(stage.clone(), e.to_string()))?;
+                de.end().map_err(|e| fail(stage.clone(), e.into()))?;
                 Ok(v)
             }
             Some(Serializer::Yaml) => {
@@ -957,13 +959,13 @@ impl Encoder {
 }
 
 /// A value in one of the serde formats.
-fn write_serde<T: serde::Serialize + ?Sized>(s: Serializer, v: &T) -> Result<Vec<u8>, String> {
+fn write_serde<T: serde::Serialize + ?Sized>(s: Serializer, v: &T) -> Result<Vec<u8>, BoxError> {
     match s {
-        Serializer::Json => serde_json::to_vec(v).map_err(|e| e.to_string()),
+        Serializer::Json => serde_json::to_vec(v).map_err(BoxError::from),
         Serializer::Yaml => yaml_serde::to_string(v)
             .map(String::into_bytes)
-            .map_err(|e| e.to_string()),
-        Serializer::MessagePack => rmp_serde::to_vec_named(v).map_err(|e| e.to_string()),
+            .map_err(BoxError::from),
+        Serializer::MessagePack => rmp_serde::to_vec_named(v).map_err(BoxError::from),
         Serializer::Npy => Err("npy is not a serde format".into()),
     }
 }
@@ -973,7 +975,7 @@ fn write_serde<T: serde::Serialize + ?Sized>(s: Serializer, v: &T) -> Result<Vec
 const DIGEST_MAGIC: &[u8; 6] = b"BRISK\x01";
 
 /// The payload of an entry that carries a CRC-32 header, checked.
-fn check_digest(data: &[u8]) -> Result<&[u8], String> {
+fn check_digest(data: &[u8]) -> Result<&[u8], BoxError> {
     let Some(rest) = data.strip_prefix(DIGEST_MAGIC.as_slice()) else {
         return Err(
             "no integrity header (`BRISK\\x01` + CRC-32): not an entry of this format".into(),
@@ -986,7 +988,8 @@ fn check_digest(data: &[u8]) -> Result<&[u8], String> {
     if want != got {
         return Err(format!(
             "CRC-32 mismatch (stored {want:08x}, computed {got:08x}): the entry is corrupted"
-        ));
+        )
+        .into());
     }
     Ok(payload)
 }
@@ -1007,7 +1010,7 @@ fn zstd_compress(level: i32, data: &[u8], reserve: usize) -> std::io::Result<Vec
 /// frame declares is never trusted for an allocation: the output grows with the data the
 /// frame really holds (at most what the machine's zstd decoder produces), and must then be
 /// exactly the declared size.
-pub(crate) fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+pub(crate) fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, BoxError> {
     use std::io::Read as _;
     let declared =
         zstd::zstd_safe::get_frame_content_size(data).map_err(|_| "not a zstd frame".to_owned())?;
@@ -1016,25 +1019,26 @@ pub(crate) fn zstd_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
         .saturating_mul(64)
         .saturating_add(1 << 20);
     let reserve = declared.map_or(0, |n| n.min(plausible));
-    let mut out = Vec::with_capacity(usize::try_from(reserve).map_err(|e| e.to_string())?);
-    let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(usize::try_from(reserve).map_err(BoxError::from)?);
+    let decoder = zstd::stream::read::Decoder::with_buffer(data).map_err(BoxError::from)?;
     match declared {
         Some(n) => {
             decoder
                 .take(n.saturating_add(1))
                 .read_to_end(&mut out)
-                .map_err(|e| e.to_string())?;
+                .map_err(BoxError::from)?;
             if out.len() as u64 != n {
                 return Err(format!(
                     "the frame declares {n} bytes but holds {}{}",
                     out.len(),
                     if out.len() as u64 > n { " or more" } else { "" }
-                ));
+                )
+                .into());
             }
         }
         None => {
             let mut decoder = decoder;
-            decoder.read_to_end(&mut out).map_err(|e| e.to_string())?;
+            decoder.read_to_end(&mut out).map_err(BoxError::from)?;
         }
     }
     Ok(out)

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use brisk_store::BoxError;
+
 /// A stage of the encoder chain, named in encode and decode errors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -57,25 +59,27 @@ pub enum CheckpointError {
     #[error(transparent)]
     Store(#[from] brisk_store::StoreError),
     /// A value could not be encoded: nothing was stored.
-    #[error("encoding `{key}` failed at the {stage}: {message}")]
+    #[error("encoding `{key}` failed at the {stage}: {source}")]
     Encode {
         /// The storage key.
         key: String,
         /// The stage that failed.
         stage: Stage,
-        /// Why.
-        message: String,
+        /// Why: the stage's own error (serde's, zstd's, I/O, …), kept typed.
+        #[source]
+        source: BoxError,
     },
     /// A stored entry could not be decoded (garbage, truncated, another format, …). The entry
     /// is left in place.
-    #[error("decoding `{key}` failed at the {stage}: {message}")]
+    #[error("decoding `{key}` failed at the {stage}: {source}")]
     Decode {
         /// The storage key.
         key: String,
         /// The stage that rejected the entry.
         stage: Stage,
-        /// Why.
-        message: String,
+        /// Why: the stage's own error (serde's, zstd's, I/O, …), kept typed.
+        #[source]
+        source: BoxError,
     },
     /// Decryption failed: wrong key or passphrase, a modified entry, or an entry copied from
     /// another key.

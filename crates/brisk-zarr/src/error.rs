@@ -1,16 +1,19 @@
 //! Errors of Zarr I/O.
 
+use brisk_graph::BoxError;
+
 /// Why a Zarr operation failed. Every variant names the store location or array path.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ZarrError {
     /// The store could not be read or written.
-    #[error("store `{location}`: {message}")]
+    #[error("store `{location}`: {source}")]
     Store {
         /// Where the store is.
         location: String,
-        /// What went wrong.
-        message: String,
+        /// The backend's error (an [`std::io::Error`], zarrs' `StorageError`, …).
+        #[source]
+        source: BoxError,
     },
     /// The storage layer refused a path or failed (the backend's error is the source): a
     /// path with `..`, NUL or an absolute segment is refused before anything is touched.
@@ -71,12 +74,27 @@ pub enum ZarrError {
     #[error("{0}")]
     Changed(Box<ChunkChanged>),
     /// zarrs rejected the metadata or an operation.
-    #[error("zarr array `{path}`: {message}")]
+    #[error("zarr array `{path}`: {source}")]
     Zarr {
         /// The array's path.
         path: String,
-        /// zarrs' message.
-        message: String,
+        /// zarrs' error (metadata or codec), kept typed so it can be downcast.
+        #[source]
+        source: BoxError,
+    },
+    /// Reading or writing one chunk failed (inside a compute this is the failing task's
+    /// error; find it with `brisk_graph::Error::find`-style downcasting of the task source).
+    #[error("{action} chunk {chunk:?} of `{path}`: {source}")]
+    Chunk {
+        /// `reading` or `writing`.
+        action: &'static str,
+        /// The array's path.
+        path: String,
+        /// The chunk's (or shard's) grid indices.
+        chunk: Vec<u64>,
+        /// Why: the store's error, a codec's, or a size mismatch naming the chunk's key.
+        #[source]
+        source: BoxError,
     },
     /// Building or computing the lazy array failed.
     #[error(transparent)]
@@ -113,4 +131,21 @@ pub struct ChunkChanged {
     pub pinned: Option<String>,
     /// Its version now (`None`: absent).
     pub now: Option<String>,
+}
+
+impl ZarrError {
+    /// A [`ZarrError::Chunk`].
+    pub(crate) fn chunk(
+        action: &'static str,
+        path: &str,
+        chunk: &[u64],
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Chunk {
+            action,
+            path: path.to_owned(),
+            chunk: chunk.to_vec(),
+            source: source.into(),
+        }
+    }
 }

@@ -16,7 +16,7 @@ use crate::meta::{
     ArrayOptions, FastCodec, WriteCodec, ZarrElement, array_metadata, fast_codec, stored_dtype,
     write_codec,
 };
-use crate::store::{ReadVersion, Removal, Store};
+use crate::store::{ReadVersion, Removal, ZarrStore};
 
 type Storage = dyn ReadableWritableListableStorageTraits;
 
@@ -90,9 +90,9 @@ impl IoOptions {
     /// ```
     /// use brisk_array::{Array, Axes};
     /// use brisk_exec::ThreadedExecutor;
-    /// use brisk_zarr::{ArrayOptions, IoOptions, Store, from_zarr_with, to_zarr};
+    /// use brisk_zarr::{ArrayOptions, IoOptions, ZarrStore, from_zarr_with, to_zarr};
     ///
-    /// let store = Store::memory();
+    /// let store = ZarrStore::memory();
     /// let exec = ThreadedExecutor::new(2).unwrap();
     /// let x = Array::<f32>::random_normal(&[100, 60], &[50, 60], 1, 0.0, 1.0).unwrap();
     /// to_zarr(&x, &store, "x", None, &ArrayOptions::new(), &exec).unwrap();
@@ -118,7 +118,7 @@ impl IoOptions {
 /// An opened Zarr array: its location, shape, storage chunking and metadata.
 #[derive(Clone)]
 pub struct ZarrArray {
-    store: Store,
+    store: ZarrStore,
     path: String,
     inner: Arc<ZArray<Storage>>,
 }
@@ -144,21 +144,21 @@ fn metadata_options() -> ArrayMetadataOptions {
 /// that every codec is an object (`{"name": "crc32c"}`): zarrs writes a codec without
 /// configuration as a bare string, which zarr-python refuses ("Expected dict"). Zarr v2
 /// metadata is zarrs' own.
-fn store_metadata(store: &Store, inner: &ZArray<Storage>) -> Result<(), ZarrError> {
+fn store_metadata(store: &ZarrStore, inner: &ZArray<Storage>) -> Result<(), ZarrError> {
     match inner.metadata_opt(&metadata_options()) {
         ArrayMetadata::V3(meta) => {
-            let mut json = serde_json::to_value(&meta).map_err(|e| store.error(&e))?;
+            let mut json = serde_json::to_value(&meta).map_err(|e| store.error(e))?;
             codecs_as_objects(&mut json);
             let key = node_key(store, inner.path().as_str(), "zarr.json")?;
-            let bytes = serde_json::to_vec_pretty(&json).map_err(|e| store.error(&e))?;
+            let bytes = serde_json::to_vec_pretty(&json).map_err(|e| store.error(e))?;
             store
                 .storage()
                 .set(&key, bytes.into())
-                .map_err(|e| store.error(&e))
+                .map_err(|e| store.error(e))
         }
         ArrayMetadata::V2(_) => inner
             .store_metadata_opt(&metadata_options())
-            .map_err(|e| store.error(&e)),
+            .map_err(|e| store.error(e)),
     }
 }
 
@@ -206,14 +206,14 @@ fn norm_path(path: &str) -> Result<String, ZarrError> {
 }
 
 /// The key of the file `name` (`zarr.json`, `.zarray`, …) of the node at `path`.
-fn node_key(store: &Store, path: &str, name: &str) -> Result<StoreKey, ZarrError> {
+fn node_key(store: &ZarrStore, path: &str, name: &str) -> Result<StoreKey, ZarrError> {
     let rel = path.trim_matches('/');
     let key = if rel.is_empty() {
         name.to_owned()
     } else {
         format!("{rel}/{name}")
     };
-    StoreKey::new(key).map_err(|e| store.error(&e))
+    StoreKey::new(key).map_err(|e| store.error(e))
 }
 
 /// What is at a node path.
@@ -227,7 +227,7 @@ enum NodeState {
     Remains,
 }
 
-fn node_state(store: &Store, path: &str) -> Result<NodeState, ZarrError> {
+fn node_state(store: &ZarrStore, path: &str) -> Result<NodeState, ZarrError> {
     if node_exists(store, path)? {
         return Ok(NodeState::Node);
     }
@@ -236,12 +236,12 @@ fn node_state(store: &Store, path: &str) -> Result<NodeState, ZarrError> {
         Some(dir) => match std::fs::read_dir(&dir) {
             Ok(mut entries) => entries.next().is_some(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(store.error(&e)),
+            Err(e) => return Err(store.error(e)),
         },
         None => !store
             .storage()
             .list_prefix(&prefix)
-            .map_err(|e| store.error(&e))?
+            .map_err(|e| store.error(e))?
             .is_empty(),
     };
     Ok(if any {
@@ -252,10 +252,10 @@ fn node_state(store: &Store, path: &str) -> Result<NodeState, ZarrError> {
 }
 
 impl ZarrArray {
-    fn zerr(&self, e: &dyn std::fmt::Display) -> ZarrError {
+    fn zerr(&self, e: impl Into<BoxError>) -> ZarrError {
         ZarrError::Zarr {
             path: self.path.clone(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -267,7 +267,7 @@ impl ZarrArray {
 
     /// The store.
     #[must_use]
-    pub fn store(&self) -> &Store {
+    pub fn store(&self) -> &ZarrStore {
         &self.store
     }
 
@@ -335,8 +335,7 @@ impl ZarrArray {
     /// # Errors
     /// [`ZarrError::Store`] when the metadata cannot be written.
     pub fn set_attributes(&mut self, attributes: Map<String, Value>) -> Result<(), ZarrError> {
-        let mut inner =
-            ZArray::open(self.store.storage(), &self.path).map_err(|e| self.zerr(&e))?;
+        let mut inner = ZArray::open(self.store.storage(), &self.path).map_err(|e| self.zerr(e))?;
         *inner.attributes_mut() = attributes;
         store_metadata(&self.store, &inner)?;
         self.inner = Arc::new(inner);
@@ -351,7 +350,7 @@ impl ZarrArray {
         self.check_type::<T>()?;
         self.inner
             .retrieve_chunk_opt::<ArrayD<T>>(indices, &IoOptions::default().codec())
-            .map_err(|e| self.zerr(&e))
+            .map_err(|e| self.zerr(e))
     }
 
     fn check_type<T: ZarrElement>(&self) -> Result<(), ZarrError> {
@@ -373,7 +372,7 @@ impl ZarrArray {
 /// [`ZarrError::AlreadyExists`] unless `opts.overwrite`; [`ZarrError::BadOptions`];
 /// [`ZarrError::Store`].
 pub fn create_array<T: ZarrElement>(
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
     shape: &[usize],
     chunks: &[usize],
@@ -395,7 +394,7 @@ pub fn create_array<T: ZarrElement>(
     }
     let inner = ZArray::new_with_metadata(storage, &path, meta).map_err(|e| ZarrError::Zarr {
         path: path.clone(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     store_metadata(store, &inner)?;
     Ok(ZarrArray {
@@ -426,14 +425,14 @@ fn checked_metadata<T: ZarrElement>(
 fn remove_on(
     executor: &dyn Executor,
     dir: &std::path::Path,
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
 ) -> Result<(), ZarrError> {
     let ways = executor.parallelism();
     if ways < 2 {
         return Ok(());
     }
-    let removal = Arc::new(Removal::plan(dir, ways).map_err(|e| store.error(&e))?);
+    let removal = Arc::new(Removal::plan(dir, ways).map_err(|e| store.error(e))?);
     if removal.items.len() < 2 {
         return Ok(());
     }
@@ -464,13 +463,13 @@ fn remove_on(
         })
 }
 
-fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {
+fn node_exists(store: &ZarrStore, path: &str) -> Result<bool, ZarrError> {
     let storage = store.storage();
     for name in ["zarr.json", ".zarray", ".zgroup"] {
         let key = node_key(store, path, name)?;
         if storage
             .size_key(&key)
-            .map_err(|e| store.error(&e))?
+            .map_err(|e| store.error(e))?
             .is_some()
         {
             return Ok(true);
@@ -483,7 +482,7 @@ fn node_exists(store: &Store, path: &str) -> Result<bool, ZarrError> {
 ///
 /// # Errors
 /// [`ZarrError::NotFound`], [`ZarrError::Zarr`].
-pub fn open_array(store: &Store, path: &str) -> Result<ZarrArray, ZarrError> {
+pub fn open_array(store: &ZarrStore, path: &str) -> Result<ZarrArray, ZarrError> {
     let path = norm_path(path)?;
     if !node_exists(store, &path)? {
         return Err(ZarrError::NotFound {
@@ -493,7 +492,7 @@ pub fn open_array(store: &Store, path: &str) -> Result<ZarrArray, ZarrError> {
     }
     let inner = ZArray::open(store.storage(), &path).map_err(|e| ZarrError::Zarr {
         path: path.clone(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     Ok(ZarrArray {
         store: store.clone(),
@@ -511,7 +510,7 @@ pub fn open_array(store: &Store, path: &str) -> Result<ZarrArray, ZarrError> {
 ///
 /// # Errors
 /// [`ZarrError::NotFound`], [`ZarrError::WrongType`] naming the path and both types.
-pub fn from_zarr<T: ZarrElement>(store: &Store, path: &str) -> Result<Array<T>, ZarrError> {
+pub fn from_zarr<T: ZarrElement>(store: &ZarrStore, path: &str) -> Result<Array<T>, ZarrError> {
     from_zarr_with(store, path, IoOptions::default())
 }
 
@@ -520,7 +519,7 @@ pub fn from_zarr<T: ZarrElement>(store: &Store, path: &str) -> Result<Array<T>, 
 /// # Errors
 /// As [`from_zarr`].
 pub fn from_zarr_with<T: ZarrElement>(
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
     io: IoOptions,
 ) -> Result<Array<T>, ZarrError> {
@@ -603,7 +602,7 @@ fn chunk_versions(za: &ZarrArray, grid: &ChunkGrid) -> Result<Vec<Option<String>
     let prefix = za.store.node_prefix(&za.path)?;
     za.store
         .versions(&prefix, &keys)
-        .map_err(|e| za.store.error(&e))
+        .map_err(|e| za.store.error(e))
 }
 
 /// What reading the chunks of one array needs.
@@ -627,8 +626,8 @@ impl ReadPlan {
         (idx, off, shape, whole)
     }
 
-    fn fail(&self, idx: &[u64], e: &dyn std::fmt::Display) -> BoxError {
-        format!("reading chunk {idx:?} of `{}`: {e}", self.za.path).into()
+    fn fail(&self, idx: &[u64], e: impl Into<BoxError>) -> BoxError {
+        Box::new(ZarrError::chunk("reading", &self.za.path, idx, e))
     }
 
     /// With pinned reads, what checks after reading block `i` that its chunk is still the
@@ -665,21 +664,21 @@ impl ReadPlan {
         if whole
             && let Some(codec) = self.fast
             && let Some((a, read)) =
-                read_fast::<T>(za, &idx, &self.unit, codec).map_err(|e| self.fail(&idx, &e))?
+                read_fast::<T>(za, &idx, &self.unit, codec).map_err(|e| self.fail(&idx, e))?
         {
             Ok((a, Some(read)))
         } else if whole {
             za.inner
                 .retrieve_chunk_opt::<ArrayD<T>>(&idx, &self.io.codec())
                 .map(|a| (a, None))
-                .map_err(|e| self.fail(&idx, &e))
+                .map_err(|e| self.fail(&idx, e))
         } else {
             // An edge chunk: only the part inside the array.
             let start: Vec<u64> = off.iter().map(|&o| o as u64).collect();
             za.inner
                 .retrieve_array_subset_opt::<ArrayD<T>>(&region(&start, &shape), &self.io.codec())
                 .map(|a| (a, None))
-                .map_err(|e| self.fail(&idx, &e))
+                .map_err(|e| self.fail(&idx, e))
         }
     }
 
@@ -710,7 +709,7 @@ impl ReadPlan {
                 .za
                 .store
                 .open_read(&key)
-                .map_err(|e| self.fail(&idx, &e))?
+                .map_err(|e| self.fail(&idx, e))?
             {
                 let bytes = self.unit.iter().product::<usize>() * std::mem::size_of::<T>();
                 let unit = Box::new(ChunkStream::new(
@@ -739,10 +738,10 @@ type VersionedStream<T> = (Box<dyn BlockStream<T>>, Option<ReadVersion>);
 /// A chunk's version when its array was opened with pinned reads, checked after the chunk
 /// was read: against the version of the bytes read when Brisk read them (the open file, the
 /// object the GET returned, the bytes in memory), else against the store's version now.
-/// The store's versions never come back to an earlier one (see [`Store::version`]), so an
+/// The store's versions never come back to an earlier one (see [`ZarrStore::version`]), so an
 /// equal version means the bytes read were the pinned ones.
 struct Pin {
-    store: Store,
+    store: ZarrStore,
     path: String,
     chunk: Vec<u64>,
     key: StoreKey,
@@ -751,12 +750,15 @@ struct Pin {
 
 impl Pin {
     fn check(&self, read: Option<&ReadVersion>) -> Result<(), BoxError> {
-        let failed = |e: &dyn std::fmt::Display| -> BoxError {
-            format!("reading chunk {:?} of `{}`: {e}", self.chunk, self.path).into()
+        let failed = |e: BoxError| -> BoxError {
+            Box::new(ZarrError::chunk("reading", &self.path, &self.chunk, e))
         };
         let now = match read {
-            Some(r) => Some(r.now().map_err(|e| failed(&e))?),
-            None => self.store.version(&self.key).map_err(|e| failed(&e))?,
+            Some(r) => Some(r.now().map_err(|e| failed(e.into()))?),
+            None => self
+                .store
+                .version(&self.key)
+                .map_err(|e| failed(e.into()))?,
         };
         if now == self.pinned {
             return Ok(());
@@ -1159,7 +1161,7 @@ fn read_fast<T: ZarrElement>(
     idx: &[u64],
     unit: &[usize],
     codec: FastCodec,
-) -> Result<Option<(ArrayD<T>, ReadVersion)>, String> {
+) -> Result<Option<(ArrayD<T>, ReadVersion)>, BoxError> {
     let key = za.inner.chunk_key(idx);
     let n: usize = unit.iter().product();
     let mut out = vec![T::default(); n];
@@ -1168,12 +1170,8 @@ fn read_fast<T: ZarrElement>(
     };
     let want = bytes.len();
     let mut buf = take_buffer();
-    let found = (|| -> Result<Option<ReadVersion>, String> {
-        let Some(read) = za
-            .store
-            .read_into(&key, &mut buf)
-            .map_err(|e| e.to_string())?
-        else {
+    let found = (|| -> Result<Option<ReadVersion>, BoxError> {
+        let Some(read) = za.store.read_into(&key, &mut buf)? else {
             return Ok(None);
         };
         let got = match codec {
@@ -1190,7 +1188,7 @@ fn read_fast<T: ZarrElement>(
                 .map_err(|e| format!("zstd frame of chunk `{key}`: {e}"))?,
         };
         if got != want {
-            return Err(format!("chunk `{key}` decodes to {got} bytes, not {want}"));
+            return Err(format!("chunk `{key}` decodes to {got} bytes, not {want}").into());
         }
         Ok(Some(read))
     })();
@@ -1200,7 +1198,7 @@ fn read_fast<T: ZarrElement>(
     };
     ArrayD::from_shape_vec(ndarray::IxDyn(unit), out)
         .map(|a| Some((a, read)))
-        .map_err(|e| e.to_string())
+        .map_err(BoxError::from)
 }
 
 /// What a write did.
@@ -1290,10 +1288,10 @@ pub fn write_tasks<T: ZarrElement>(
             let desc = src.descriptor();
             spec.call_dyn(
                 move |values: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
-                    let fail = |e: &dyn std::fmt::Display| -> BoxError {
-                        format!("writing chunk {idx:?} of `{}`: {e}", za.path).into()
+                    let fail = |e: BoxError| -> BoxError {
+                        Box::new(ZarrError::chunk("writing", &za.path, &idx, e))
                     };
-                    let mut reader = src.open(values).map_err(|e| fail(&e))?;
+                    let mut reader = src.open(values).map_err(|e| fail(e.into()))?;
                     let whole = src.shape() == unit.as_slice();
                     if let Some((codec, fill)) = fast {
                         // Encoded as it is computed, straight into the store; an edge block
@@ -1307,21 +1305,21 @@ pub fn write_tasks<T: ZarrElement>(
                             write_stream(&za, &idx, &mut padded, total, codec)
                         }
                         .and_then(|()| reader.finish())
-                        .map_err(|e| fail(&e))
+                        .map_err(|e| fail(e.into()))
                     } else if whole {
-                        let block = reader.into_array().map_err(|e| fail(&e))?;
+                        let block = reader.into_array().map_err(|e| fail(e.into()))?;
                         za.inner
                             .store_chunk_opt(&idx, &block, &io.codec())
-                            .map_err(|e| fail(&e))
+                            .map_err(|e| fail(e.into()))
                     } else {
                         // An edge unit: the part inside the array, written whole by this task.
-                        let block = reader.into_array().map_err(|e| fail(&e))?;
+                        let block = reader.into_array().map_err(|e| fail(e.into()))?;
                         let start: Vec<u64> =
                             idx.iter().zip(&unit).map(|(&i, &u)| i * u as u64).collect();
                         let subset = region(&start, block.shape());
                         za.inner
                             .store_array_subset_opt(&subset, &block, &io.codec())
-                            .map_err(|e| fail(&e))
+                            .map_err(|e| fail(e.into()))
                     }
                 },
                 &inputs,
@@ -1466,7 +1464,7 @@ fn write_stream<T: ZarrElement>(
 /// touched); creation errors; [`ZarrError::Compute`] naming the failing chunk.
 pub fn to_zarr<T: ZarrElement>(
     array: &Array<T>,
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
     chunks: Option<&[usize]>,
     opts: &ArrayOptions,
@@ -1504,7 +1502,7 @@ pub fn to_zarr<T: ZarrElement>(
     let inner =
         ZArray::new_with_metadata(store.storage(), &path, meta).map_err(|e| ZarrError::Zarr {
             path: path.clone(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
     let target = ZarrArray {
         store: store.clone(),
@@ -1540,20 +1538,20 @@ fn write_all<T: ZarrElement>(
 /// store, as zarr-python does), so no chunk of the old array survives outside the new one's
 /// grid. A directory tree is removed with tasks on `executor` when there is one.
 fn remove_node(
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
     executor: Option<&dyn Executor>,
 ) -> Result<(), ZarrError> {
     let storage = store.storage();
     for name in ["zarr.json", ".zarray", ".zgroup", ".zattrs"] {
         let key = node_key(store, path, name)?;
-        storage.erase(&key).map_err(|e| store.error(&e))?;
+        storage.erase(&key).map_err(|e| store.error(e))?;
     }
     let prefix = store.node_prefix(path)?;
     if let (Some(executor), Some(dir)) = (executor, store.dir_of(&prefix)) {
         remove_on(executor, &dir, store, path)?;
     }
-    storage.erase_prefix(&prefix).map_err(|e| store.error(&e))
+    storage.erase_prefix(&prefix).map_err(|e| store.error(e))
 }
 
 /// [`to_zarr`] on a directory store, below its root: the array is written whole into a hidden
@@ -1562,7 +1560,7 @@ fn remove_node(
 /// array as it was.
 fn to_zarr_staged<T: ZarrElement>(
     array: &Array<T>,
-    store: &Store,
+    store: &ZarrStore,
     root: &std::path::Path,
     rel: &str,
     meta: ArrayMetadata,
@@ -1593,7 +1591,7 @@ fn to_zarr_staged<T: ZarrElement>(
     let inner = ZArray::new_with_metadata(store.storage(), &stage_path, meta).map_err(|e| {
         ZarrError::Zarr {
             path: format!("/{rel}"),
-            message: e.to_string(),
+            source: e.into(),
         }
     })?;
     let stage = ZarrArray {
@@ -1652,7 +1650,7 @@ fn to_zarr_staged<T: ZarrElement>(
 /// # Errors
 /// [`ZarrError::Store`], [`ZarrError::Zarr`].
 pub fn create_group(
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
     v2: bool,
     attributes: Map<String, Value>,
@@ -1669,17 +1667,17 @@ pub fn create_group(
         zarrs::group::Group::new_with_metadata(store.storage(), &path, meta).map_err(|e| {
             ZarrError::Zarr {
                 path: path.clone(),
-                message: e.to_string(),
+                source: e.into(),
             }
         })?;
-    group.store_metadata().map_err(|e| store.error(&e))
+    group.store_metadata().map_err(|e| store.error(e))
 }
 
 /// The attributes of the group or array at `path`.
 ///
 /// # Errors
 /// [`ZarrError::NotFound`], [`ZarrError::Zarr`].
-pub fn node_attributes(store: &Store, path: &str) -> Result<Map<String, Value>, ZarrError> {
+pub fn node_attributes(store: &ZarrStore, path: &str) -> Result<Map<String, Value>, ZarrError> {
     let path = norm_path(path)?;
     if !node_exists(store, &path)? {
         return Err(ZarrError::NotFound {
@@ -1689,7 +1687,7 @@ pub fn node_attributes(store: &Store, path: &str) -> Result<Map<String, Value>, 
     }
     let node = zarrs::node::Node::open(&store.storage(), &path).map_err(|e| ZarrError::Zarr {
         path: path.clone(),
-        message: e.to_string(),
+        source: e.into(),
     })?;
     let json = serde_json::to_value(node.metadata()).unwrap_or(Value::Null);
     Ok(json

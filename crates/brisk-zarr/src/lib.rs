@@ -19,9 +19,9 @@
 //!
 //! ```
 //! use brisk_array::Array;
-//! use brisk_zarr::{ArrayOptions, Store, create_array, from_zarr, open_array};
+//! use brisk_zarr::{ArrayOptions, ZarrStore, create_array, from_zarr, open_array};
 //!
-//! let store = Store::memory();
+//! let store = ZarrStore::memory();
 //! let opts = ArrayOptions::new().attribute("history", "made in a doctest".into());
 //! let z = create_array::<f32>(&store, "/data", &[100, 80], &[50, 40], &opts).unwrap();
 //! assert_eq!(z.unit_shape(), vec![50, 40]);
@@ -44,7 +44,7 @@ pub use io::{
     node_attributes, open_array, to_zarr, write_tasks,
 };
 pub use meta::{ArrayOptions, BloscShuffle, Compressor, ZarrElement, ZarrFormat};
-pub use store::Store;
+pub use store::ZarrStore;
 
 /// The JSON crate attributes are written with (`brisk_zarr::serde_json::json!`), so users need
 /// no direct dependency of their own.

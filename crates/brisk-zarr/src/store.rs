@@ -25,13 +25,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 ///
 /// | constructor | URL | writes |
 /// |---|---|---|
-/// | [`Store::directory`] | a path or `file://…` | write to a temporary file, then rename: a crash leaves every chunk old or new, never torn |
-/// | [`Store::memory`] | `memory://` | in the process, for tests and scratch |
-/// | [`Store::object_store`], [`Store::object_memory`], [`Store::object_local`] | `objmem://`, `objfile://…` | one `put` per chunk (atomic) |
+/// | [`ZarrStore::directory`] | a path or `file://…` | write to a temporary file, then rename: a crash leaves every chunk old or new, never torn |
+/// | [`ZarrStore::memory`] | `memory://` | in the process, for tests and scratch |
+/// | [`ZarrStore::object_store`], [`ZarrStore::object_memory`], [`ZarrStore::object_local`] | `objmem://`, `objfile://…` | one `put` per chunk (atomic) |
 ///
 /// Cloning shares the store.
 #[derive(Clone)]
-pub struct Store {
+pub struct ZarrStore {
     inner: ReadableWritableListableStorage,
     /// The directory backend, read directly into reused buffers.
     dir: Option<Arc<AtomicDir>>,
@@ -41,15 +41,15 @@ pub struct Store {
     location: String,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for ZarrStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("ZarrStore")
             .field("location", &self.location)
             .finish()
     }
 }
 
-impl Store {
+impl ZarrStore {
     /// The directory holding `prefix`, when this is a directory store.
     pub(crate) fn dir_of(&self, prefix: &StorePrefix) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.fs.prefix_to_fs_path(prefix))
@@ -81,12 +81,12 @@ impl Store {
     ///
     /// Each chunk is written to a temporary sibling and renamed into place, so a crashed
     /// process leaves every chunk old or new, never torn. Files are not `fsync`ed (as with
-    /// zarr-python); use [`Store::directory_durable`] to survive power loss too.
+    /// zarr-python); use [`ZarrStore::directory_durable`] to survive power loss too.
     pub fn directory(path: impl AsRef<Path>) -> Result<Self, ZarrError> {
         Self::directory_opts(path.as_ref(), false)
     }
 
-    /// [`Store::directory`] that also `fsync`s each chunk before its rename and the
+    /// [`ZarrStore::directory`] that also `fsync`s each chunk before its rename and the
     /// directory after it: a write that returned survives a power loss. Much slower on
     /// many small chunks.
     ///
@@ -108,7 +108,7 @@ impl Store {
         std::fs::create_dir_all(path).map_err(err)?;
         let fs = FilesystemStore::new(path).map_err(|e| ZarrError::Store {
             location: path.display().to_string(),
-            message: e.to_string(),
+            source: e.into(),
         })?;
         let dir = Arc::new(AtomicDir {
             fs,
@@ -149,7 +149,7 @@ impl Store {
     /// so a crash never leaves a torn chunk. `label` names the store in errors.
     ///
     /// Calls are driven to completion on the calling thread (no async runtime and no extra
-    /// threads), so the backend must not need Tokio; use `Store::cloud` (features `s3`,
+    /// threads), so the backend must not need Tokio; use `ZarrStore::cloud` (features `s3`,
     /// `azure`, `gcs`) for the cloud services.
     pub fn object_store(
         store: Arc<dyn object_store::ObjectStore>,
@@ -221,13 +221,13 @@ impl Store {
     /// [`ZarrError::Store`] when the directory cannot be created.
     pub fn object_local(path: impl AsRef<Path>) -> Result<Self, ZarrError> {
         let path = path.as_ref();
-        let err = |e: &dyn std::fmt::Display| ZarrError::Store {
+        let err = |e: BoxError| ZarrError::Store {
             location: path.display().to_string(),
-            message: e.to_string(),
+            source: e,
         };
-        std::fs::create_dir_all(path).map_err(|e| err(&e))?;
-        let fs =
-            object_store::local::LocalFileSystem::new_with_prefix(path).map_err(|e| err(&e))?;
+        std::fs::create_dir_all(path).map_err(|e| err(e.into()))?;
+        let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
+            .map_err(|e| err(e.into()))?;
         Ok(Self::object_store(
             Arc::new(fs),
             format!("objfile://{}", path.display()),
@@ -246,7 +246,7 @@ impl Store {
     /// [`ZarrError::Store`] when the store cannot be listed.
     pub fn size_of(&self, path: &str) -> Result<u64, ZarrError> {
         let prefix = self.node_prefix(brisk_store::validate_path(path)?)?;
-        self.inner.size_prefix(&prefix).map_err(|e| self.error(&e))
+        self.inner.size_prefix(&prefix).map_err(|e| self.error(e))
     }
 
     /// The prefix of every key below the node at `path` (the whole store for the root).
@@ -255,7 +255,7 @@ impl Store {
         if rel.is_empty() {
             Ok(StorePrefix::root())
         } else {
-            StorePrefix::new(format!("{rel}/")).map_err(|e| self.error(&e))
+            StorePrefix::new(format!("{rel}/")).map_err(|e| self.error(e))
         }
     }
 
@@ -358,17 +358,19 @@ impl Store {
         } else {
             self.inner.erase(key)
         };
-        stored.map_err(|e| format!("writing `{key}`: {e}").into())
+        stored.map_err(|e| {
+            brisk_store::StoreError::backend(&self.location, "put", key.as_str(), e).into()
+        })
     }
 
     pub(crate) fn storage(&self) -> ReadableWritableListableStorage {
         Arc::clone(&self.inner)
     }
 
-    pub(crate) fn error(&self, e: &dyn std::fmt::Display) -> ZarrError {
+    pub(crate) fn error(&self, e: impl Into<BoxError>) -> ZarrError {
         ZarrError::Store {
             location: self.location.clone(),
-            message: e.to_string(),
+            source: e.into(),
         }
     }
 
@@ -401,7 +403,7 @@ impl Store {
         Ok(self.inner.get(key)?.map(|bytes| content_version(&bytes)))
     }
 
-    /// The versions of `keys`, all under `prefix` (see [`Store::version`]): an object store
+    /// The versions of `keys`, all under `prefix` (see [`ZarrStore::version`]): an object store
     /// is listed once rather than asked once per key.
     ///
     /// # Errors
@@ -439,7 +441,7 @@ fn read_error(key: &StoreKey, e: &dyn std::fmt::Display) -> StorageError {
 /// A stored value being read.
 pub(crate) type ValueReader = Box<dyn std::io::Read + Send>;
 
-/// What tells the version of the bytes a read returned (see [`Store::version`]).
+/// What tells the version of the bytes a read returned (see [`ZarrStore::version`]).
 pub(crate) enum ReadVersion {
     /// The file that was read: asked with `fstat`, so the answer is about the file whose
     /// bytes were read, whatever the path now names.

@@ -12,7 +12,7 @@ use brisk::checkpoint::{DirStore, Storage};
 use brisk::exec::ThreadedExecutor;
 use brisk::graph::{Graph, Hooks, TaskEnd, TaskStatus};
 use brisk::zarr::{
-    ArrayOptions, IoOptions, Store, from_zarr_with, open_array, to_zarr, write_tasks,
+    ArrayOptions, IoOptions, ZarrStore, from_zarr_with, open_array, to_zarr, write_tasks,
 };
 use ndarray::{ArrayD, IxDyn};
 
@@ -34,7 +34,7 @@ impl Hooks for Counts {
 }
 
 /// `(x² + x³).mean(0)` of the array at `/x`, checkpointed: the result, tasks run, loaded.
-fn mean(store: &Store, storage: &Storage, io: IoOptions) -> (ArrayD<f64>, usize, usize) {
+fn mean(store: &ZarrStore, storage: &Storage, io: IoOptions) -> (ArrayD<f64>, usize, usize) {
     let x = from_zarr_with::<f64>(store, "/x", io).unwrap();
     let m = (x.powi(2) + x.powi(3)).mean(0).checkpointed().unwrap();
     let counts = Arc::new(Counts::default());
@@ -60,7 +60,7 @@ fn expected(x: &ArrayD<f64>) -> ArrayD<f64> {
 #[test]
 fn a_checkpoint_of_a_pinned_read_is_found_until_a_chunk_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path().join("data.zarr")).unwrap();
+    let store = ZarrStore::directory(dir.path().join("data.zarr")).unwrap();
     let storage = Storage::new(DirStore::new(dir.path().join("checkpoints")).unwrap());
     let exec = ThreadedExecutor::new(2).unwrap();
     let mut x = ArrayD::from_shape_fn(IxDyn(&[8, 6]), |i| (i[0] * 6 + i[1]) as f64);

@@ -6,7 +6,8 @@ use std::time::Duration;
 use brisk_array::Array;
 use brisk_exec::ThreadedExecutor;
 use brisk_zarr::{
-    ArrayOptions, Compressor, IoOptions, Store, create_array, from_zarr, open_array, write_tasks,
+    ArrayOptions, Compressor, IoOptions, ZarrStore, create_array, from_zarr, open_array,
+    write_tasks,
 };
 
 const SHAPE: [usize; 2] = [2048, 1024];
@@ -18,7 +19,7 @@ const CHUNKS: [usize; 2] = [256, 1024];
 #[ignore = "run as a child process by a_killed_writer_never_leaves_a_torn_chunk"]
 fn child_rewrites_forever() {
     let dir = std::env::var("BRISK_CRASH_DIR").expect("set by the parent test");
-    let store = Store::directory(&dir).unwrap();
+    let store = ZarrStore::directory(&dir).unwrap();
     let target = open_array(&store, "x").unwrap();
     let exec = ThreadedExecutor::new(2).unwrap();
     for k in 1u32.. {
@@ -33,7 +34,7 @@ fn child_rewrites_forever() {
 #[test]
 fn a_killed_writer_never_leaves_a_torn_chunk() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     // Uncompressed 1 MiB chunks: a partially written file would not decode.
     let opts = ArrayOptions::new().compressor(Compressor::None);
     create_array::<u32>(&store, "x", &SHAPE, &CHUNKS, &opts).unwrap();

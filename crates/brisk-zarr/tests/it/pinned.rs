@@ -5,7 +5,7 @@ use brisk_array::{Array, Axes};
 use brisk_exec::ThreadedExecutor;
 use brisk_graph::Key;
 use brisk_zarr::{
-    ArrayOptions, IoOptions, Store, ZarrError, from_zarr_with, open_array, to_zarr, write_tasks,
+    ArrayOptions, IoOptions, ZarrError, ZarrStore, from_zarr_with, open_array, to_zarr, write_tasks,
 };
 use ndarray::{ArrayD, IxDyn};
 
@@ -18,7 +18,7 @@ fn pinned() -> IoOptions {
 }
 
 /// A 4 × 6 array of 2 × 3 chunks (four chunks) at `/x`.
-fn stored(store: &Store) -> ArrayD<f64> {
+fn stored(store: &ZarrStore) -> ArrayD<f64> {
     let x = ArrayD::from_shape_fn(IxDyn(&[4, 6]), |i| (i[0] * 6 + i[1]) as f64);
     let a = Array::from_ndarray(&x, &[2, 3]).unwrap();
     to_zarr(
@@ -34,7 +34,7 @@ fn stored(store: &Store) -> ArrayD<f64> {
 }
 
 /// Rewrites chunk [1, 1] (rows 2..4, columns 3..6) with `v`.
-fn rewrite_last_chunk(store: &Store, v: f64) {
+fn rewrite_last_chunk(store: &ZarrStore, v: f64) {
     let target = open_array(store, "/x").unwrap();
     let block = Array::from_ndarray(&ArrayD::from_elem(IxDyn(&[2, 3]), v), &[2, 3]).unwrap();
     write_tasks(&block, &target, &[2, 3], IoOptions::new())
@@ -43,7 +43,7 @@ fn rewrite_last_chunk(store: &Store, v: f64) {
         .unwrap();
 }
 
-fn keys(store: &Store, io: IoOptions) -> (Vec<Key>, Key) {
+fn keys(store: &ZarrStore, io: IoOptions) -> (Vec<Key>, Key) {
     let a = from_zarr_with::<f64>(store, "/x", io).unwrap();
     let blocks = a
         .blocks()
@@ -55,20 +55,20 @@ fn keys(store: &Store, io: IoOptions) -> (Vec<Key>, Key) {
     (blocks, total)
 }
 
-fn stores() -> Vec<(Store, tempfile::TempDir)> {
+fn stores() -> Vec<(ZarrStore, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let obj = tempfile::tempdir().unwrap();
     vec![
-        (Store::directory(dir.path()).unwrap(), dir),
-        (Store::memory(), tempfile::tempdir().unwrap()),
-        (Store::object_memory(), tempfile::tempdir().unwrap()),
-        (Store::object_local(obj.path()).unwrap(), obj),
+        (ZarrStore::directory(dir.path()).unwrap(), dir),
+        (ZarrStore::memory(), tempfile::tempdir().unwrap()),
+        (ZarrStore::object_memory(), tempfile::tempdir().unwrap()),
+        (ZarrStore::object_local(obj.path()).unwrap(), obj),
     ]
 }
 
 /// The contract of pinned reads, on one store (also run on S3, Azure and GCS emulators by
 /// the cloud round trips).
-pub(crate) fn pinned_contract(store: &Store) {
+pub(crate) fn pinned_contract(store: &ZarrStore) {
     keys_stay_while_the_data_does_and_change_with_a_chunk(store);
     a_chunk_that_changes_after_opening_fails_the_read_that_sees_it(store);
     a_chunk_replaced_while_it_is_streamed_is_never_mixed(store);
@@ -81,7 +81,7 @@ fn pinned_reads_keep_their_contract_on_every_local_store() {
     }
 }
 
-fn keys_stay_while_the_data_does_and_change_with_a_chunk(store: &Store) {
+fn keys_stay_while_the_data_does_and_change_with_a_chunk(store: &ZarrStore) {
     let at = store.location().to_owned();
     stored(store);
     let (first, first_total) = keys(store, pinned());
@@ -138,7 +138,7 @@ fn zarr_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a ZarrEr
     None
 }
 
-fn a_chunk_that_changes_after_opening_fails_the_read_that_sees_it(store: &Store) {
+fn a_chunk_that_changes_after_opening_fails_the_read_that_sees_it(store: &ZarrStore) {
     let at = store.location().to_owned();
     stored(store);
     // Read whole in chunk tasks, and streamed inside a fused consumer.
@@ -180,7 +180,7 @@ fn a_chunk_that_changes_after_opening_fails_the_read_that_sees_it(store: &Store)
 /// A chunk replaced while a consumer streams it: the stream either finishes with the pinned
 /// values (it kept reading the bytes it opened) or fails with `Changed` — never new values
 /// under the pinned key, nor a mix.
-fn a_chunk_replaced_while_it_is_streamed_is_never_mixed(store: &Store) {
+fn a_chunk_replaced_while_it_is_streamed_is_never_mixed(store: &ZarrStore) {
     let at = store.location().to_owned();
     let x = stored(store);
     let a = from_zarr_with::<f64>(store, "/x", pinned()).unwrap();
@@ -205,7 +205,7 @@ fn a_chunk_replaced_while_it_is_streamed_is_never_mixed(store: &Store) {
 #[test]
 fn a_chunk_written_where_there_was_none_is_a_change_too() {
     let dir = tempfile::tempdir().unwrap();
-    let store = &Store::directory(dir.path()).unwrap();
+    let store = &ZarrStore::directory(dir.path()).unwrap();
     // All zeros with fill value 0: no chunk is stored.
     let zeros = Array::<f64>::zeros(&[4, 6], &[2, 3]).unwrap();
     to_zarr(&zeros, store, "/x", None, &ArrayOptions::new(), &exec()).unwrap();

@@ -3,8 +3,9 @@
 use brisk_array::{Array, Axes};
 use brisk_exec::ThreadedExecutor;
 use brisk_zarr::{
-    ArrayOptions, BloscShuffle, Compressor, IoOptions, Store, ZarrError, ZarrFormat, create_array,
-    create_group, from_zarr, from_zarr_with, node_attributes, open_array, to_zarr, write_tasks,
+    ArrayOptions, BloscShuffle, Compressor, IoOptions, ZarrError, ZarrFormat, ZarrStore,
+    create_array, create_group, from_zarr, from_zarr_with, node_attributes, open_array, to_zarr,
+    write_tasks,
 };
 use ndarray::{ArrayD, IxDyn};
 use serde_json::json;
@@ -25,7 +26,7 @@ fn data<T: brisk_array::Element>(shape: &[usize]) -> ArrayD<T> {
 }
 
 fn roundtrip<T: brisk_zarr::ZarrElement + PartialEq>(
-    store: &Store,
+    store: &ZarrStore,
     path: &str,
     opts: &ArrayOptions,
 ) {
@@ -62,10 +63,10 @@ fn every_format_codec_and_type_round_trips() {
     let dir = tempfile::tempdir().unwrap();
     let odir = tempfile::tempdir().unwrap();
     let stores = [
-        Store::memory(),
-        Store::directory(dir.path()).unwrap(),
-        Store::object_memory(),
-        Store::object_local(odir.path()).unwrap(),
+        ZarrStore::memory(),
+        ZarrStore::directory(dir.path()).unwrap(),
+        ZarrStore::object_memory(),
+        ZarrStore::object_local(odir.path()).unwrap(),
     ];
     for store in stores {
         let codecs = [
@@ -102,7 +103,7 @@ fn every_format_codec_and_type_round_trips() {
 
 #[test]
 fn sharded_arrays_are_written_one_shard_per_task() {
-    let store = Store::memory();
+    let store = ZarrStore::memory();
     let x = data::<f32>(&[64, 40]);
     let a = Array::from_ndarray(&x, &[7, 9]).unwrap(); // misaligned chunks: rechunked to shards
     let opts = ArrayOptions::new().shards(vec![32, 20]);
@@ -120,7 +121,7 @@ fn sharded_arrays_are_written_one_shard_per_task() {
 
 #[test]
 fn attributes_dimension_names_and_groups() {
-    let store = Store::memory();
+    let store = ZarrStore::memory();
     for (format, path) in [(ZarrFormat::V3, "g3/a"), (ZarrFormat::V2, "g2/a")] {
         create_group(
             &store,
@@ -152,7 +153,7 @@ fn attributes_dimension_names_and_groups() {
 
 #[test]
 fn wrong_element_types_and_missing_arrays_are_typed_errors() {
-    let store = Store::memory();
+    let store = ZarrStore::memory();
     create_array::<f32>(&store, "x", &[4], &[2], &ArrayOptions::new()).unwrap();
     match from_zarr::<i32>(&store, "x").unwrap_err() {
         ZarrError::WrongType {
@@ -189,18 +190,18 @@ fn wrong_element_types_and_missing_arrays_are_typed_errors() {
     ));
     #[cfg(not(feature = "s3"))]
     assert!(matches!(
-        Store::from_url("s3://bucket/x"),
+        ZarrStore::from_url("s3://bucket/x"),
         Err(ZarrError::UnsupportedUrl { .. })
     ));
     assert!(matches!(
-        Store::from_url("ftp://host/x"),
+        ZarrStore::from_url("ftp://host/x"),
         Err(ZarrError::UnsupportedUrl { .. })
     ));
 }
 
 #[test]
 fn region_writes_must_own_whole_storage_units() {
-    let store = Store::memory();
+    let store = ZarrStore::memory();
     let z = create_array::<u16>(&store, "r", &[10, 10], &[4, 5], &ArrayOptions::new()).unwrap();
     let part = Array::from_ndarray(&data::<u16>(&[4, 5]), &[2, 5]).unwrap();
     // Starting inside a chunk would make two writers share it: refused.
@@ -242,7 +243,7 @@ fn region_writes_must_own_whole_storage_units() {
 #[test]
 fn empty_chunks_are_not_stored_and_writes_leave_no_temporary_files() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let zeros = Array::<f32>::zeros(&[400, 300], &[100, 300]).unwrap();
     to_zarr(&zeros, &store, "zeros", None, &ArrayOptions::new(), &exec()).unwrap();
     let size = store.size_of("zeros").unwrap();
@@ -292,7 +293,7 @@ fn empty_chunks_are_not_stored_and_writes_leave_no_temporary_files() {
 
 #[test]
 fn attributes_are_exactly_what_the_user_gave() {
-    let store = Store::memory();
+    let store = ZarrStore::memory();
     let opts = ArrayOptions::new().attribute("a", json!(1));
     let mut z = create_array::<f32>(&store, "x", &[2], &[2], &opts).unwrap();
     assert_eq!(
@@ -315,8 +316,8 @@ fn object_store_backends_share_the_store_semantics() {
     let odir = tempfile::tempdir().unwrap();
     let url = format!("objfile://{}", odir.path().display());
     for store in [
-        Store::from_url("objmem://").unwrap(),
-        Store::from_url(&url).unwrap(),
+        ZarrStore::from_url("objmem://").unwrap(),
+        ZarrStore::from_url(&url).unwrap(),
     ] {
         let x = data::<f64>(&[30, 20]);
         let a = Array::from_ndarray(&x, &[10, 20]).unwrap();
@@ -343,8 +344,8 @@ fn object_store_backends_share_the_store_semantics() {
     }
     // Unsharded zstd chunks: written and read back streamed, also into a reduction.
     for store in [
-        Store::from_url("objmem://").unwrap(),
-        Store::from_url(&url).unwrap(),
+        ZarrStore::from_url("objmem://").unwrap(),
+        ZarrStore::from_url(&url).unwrap(),
     ] {
         let x = data::<f32>(&[30, 20]);
         let a = Array::from_ndarray(&x, &[10, 20]).unwrap();
@@ -360,7 +361,7 @@ fn object_store_backends_share_the_store_semantics() {
         );
     }
     // A file written through the local object store is a plain Zarr directory.
-    let back = from_zarr::<f64>(&Store::directory(odir.path()).unwrap(), "grp/arr").unwrap();
+    let back = from_zarr::<f64>(&ZarrStore::directory(odir.path()).unwrap(), "grp/arr").unwrap();
     assert_eq!(back.compute_with(&exec()).unwrap(), data::<f64>(&[30, 20]));
 }
 
@@ -374,7 +375,7 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
         (ZarrFormat::V2, Compressor::None, "1.0"),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::directory(dir.path()).unwrap();
+        let store = ZarrStore::directory(dir.path()).unwrap();
         let x = data::<f64>(&[20, 10]);
         let opts = ArrayOptions::new()
             .format(format)
@@ -440,7 +441,7 @@ fn damaged_chunks_are_errors_naming_the_chunk_never_wrong_values() {
 fn cloud_round_trips(var: &str) {
     let url = std::env::var(var)
         .unwrap_or_else(|_| panic!("{var} is not set: run this test with `cargo xtask cloud`"));
-    let store = Store::from_url(&format!("{url}/zarr")).unwrap();
+    let store = ZarrStore::from_url(&format!("{url}/zarr")).unwrap();
     roundtrip::<f32>(&store, "a", &ArrayOptions::new().overwrite());
     roundtrip::<i16>(
         &store,
@@ -452,7 +453,7 @@ fn cloud_round_trips(var: &str) {
         "sharded",
         &ArrayOptions::new().shards(vec![32, 20]).overwrite(),
     );
-    let again = Store::cloud(&format!("{url}/zarr")).unwrap();
+    let again = ZarrStore::cloud(&format!("{url}/zarr")).unwrap();
     assert!(again.size_of("a").unwrap() > 0);
     // Pinned reads: versions from the service's listing and `HEAD` (e-tags, generations).
     crate::pinned::pinned_contract(&store);
@@ -509,7 +510,7 @@ fn streamed_blocks_are_written_and_read_without_materializing_and_match_memory()
     .enumerate()
     {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::directory(dir.path()).unwrap();
+        let store = ZarrStore::directory(dir.path()).unwrap();
         let opts = ArrayOptions::new()
             .format(format)
             .compressor(compressor.clone());
@@ -555,7 +556,7 @@ impl brisk_array::BlockStream<u32> for Failing {
 fn a_stream_failing_mid_chunk_leaves_the_stored_chunk_as_it_was() {
     let e = exec();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let old = Array::<u32>::full(&[200, 100], &[100, 100], 4).unwrap();
     let (target, _) = to_zarr(&old, &store, "x", None, &ArrayOptions::new(), &e).unwrap();
     let grid = brisk_array::ChunkGrid::regular(&[200, 100], &[100, 100]).unwrap();
@@ -596,7 +597,7 @@ fn overwriting_an_array_in_the_same_store_recreates_its_directories() {
     // elsewhere.
     let e = exec();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let opts = ArrayOptions::new().overwrite();
     for round in 0..3u32 {
         let a = Array::<u32>::full(&[60, 40], &[20, 20], round + 1).unwrap();
@@ -629,7 +630,7 @@ fn overwriting_an_array_removes_all_of_it_and_nothing_else() {
     // link inside the array is removed without following it.
     let e = exec();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path().join("s")).unwrap();
+    let store = ZarrStore::directory(dir.path().join("s")).unwrap();
     let old = Array::<u16>::full(&[400, 400], &[10, 10], 3).unwrap();
     let opts = ArrayOptions::new().overwrite();
     to_zarr(&old, &store, "x", None, &opts, &e).unwrap();
@@ -672,7 +673,7 @@ fn an_overwrite_with_bad_options_keeps_the_old_array() {
     // never the loss of the array it meant to replace.
     let e = exec();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let a = Array::<i32>::full(&[40, 40], &[10, 10], 7).unwrap();
     let opts = ArrayOptions::new().overwrite();
     to_zarr(&a, &store, "x", None, &opts, &e).unwrap();
@@ -719,7 +720,7 @@ fn a_chunk_stored_as_concatenated_zstd_frames_reads_on_every_path() {
     // one-call path and the streamed one must agree (and a skippable frame is ignored).
     let e = exec();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let x = data::<f64>(&[20, 10]);
     let a = Array::from_ndarray(&x, &[10, 10]).unwrap();
     to_zarr(&a, &store, "a", None, &ArrayOptions::new(), &e).unwrap();
@@ -756,7 +757,7 @@ fn edge_chunks_are_streamed_cropped_and_padded_in_any_rank() {
         (ZarrFormat::V2, Compressor::default()),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::directory(dir.path()).unwrap();
+        let store = ZarrStore::directory(dir.path()).unwrap();
         let opts = ArrayOptions::new()
             .format(format)
             .compressor(compressor.clone())
@@ -808,7 +809,7 @@ fn edge_chunks_are_streamed_cropped_and_padded_in_any_rank() {
     }
     // An edge unit whose in-bounds part is all fill is not stored.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let mut y = x.clone();
     y.slice_mut(ndarray::s![4.., .., ..]).fill(0);
     to_zarr(

@@ -9,7 +9,7 @@ use std::time::Duration;
 use brisk_array::Array;
 use brisk_exec::{SequentialExecutor, ThreadedExecutor};
 use brisk_zarr::{
-    ArrayOptions, Compressor, Store, ZarrError, create_array, from_zarr, open_array, to_zarr,
+    ArrayOptions, Compressor, ZarrError, ZarrStore, create_array, from_zarr, open_array, to_zarr,
 };
 
 /// Every file under `dir`, with its bytes.
@@ -40,7 +40,7 @@ fn bad_path(r: Result<impl std::fmt::Debug, ZarrError>) {
 #[test]
 fn paths_that_leave_the_store_are_refused_before_anything_is_touched() {
     let t = tempfile::tempdir().unwrap();
-    let victim = Store::directory(t.path().join("victim")).unwrap();
+    let victim = ZarrStore::directory(t.path().join("victim")).unwrap();
     let a = Array::<f32>::full(&[8, 8], &[4, 4], 1.0).unwrap();
     to_zarr(
         &a,
@@ -51,7 +51,7 @@ fn paths_that_leave_the_store_are_refused_before_anything_is_touched() {
         &SequentialExecutor,
     )
     .unwrap();
-    let outer = Store::directory(t.path().join("h")).unwrap();
+    let outer = ZarrStore::directory(t.path().join("h")).unwrap();
     to_zarr(
         &a,
         &outer,
@@ -61,7 +61,7 @@ fn paths_that_leave_the_store_are_refused_before_anything_is_touched() {
         &SequentialExecutor,
     )
     .unwrap();
-    let store = Store::directory(t.path().join("h/in")).unwrap();
+    let store = ZarrStore::directory(t.path().join("h/in")).unwrap();
     let before = files(t.path());
     assert!(before.len() > 8, "{} files", before.len());
 
@@ -104,7 +104,7 @@ fn hostile_metadata_and_absurd_chunk_counts_are_errors_not_aborts() {
         "fill_value": 0.0, "codecs": [{"name": "bytes", "configuration": {"endian": "little"}}]
     });
     std::fs::write(t.path().join("big/zarr.json"), meta.to_string()).unwrap();
-    let store = Store::directory(t.path()).unwrap();
+    let store = ZarrStore::directory(t.path()).unwrap();
     let err = from_zarr::<f32>(&store, "big").unwrap_err();
     assert!(err.to_string().contains("blocks"), "{err}");
     // One chunk of 2^40 elements.
@@ -131,7 +131,7 @@ const CHUNKS: [usize; 2] = [128, 1024];
 #[ignore = "run as a child process by interrupted_writes_never_open_as_complete"]
 fn child_writes_x_forever() {
     let dir = std::env::var("BRISK_SAFETY_DIR").expect("set by the parent test");
-    let store = Store::directory(&dir).unwrap();
+    let store = ZarrStore::directory(&dir).unwrap();
     let exec = ThreadedExecutor::new(2).unwrap();
     let opts = ArrayOptions::new().compressor(Compressor::None).overwrite();
     for k in 1u32.. {
@@ -141,7 +141,7 @@ fn child_writes_x_forever() {
 }
 
 /// `x` opens and holds one write whole, or does not open at all (only when `fresh`).
-fn check_whole(store: &Store, round: u64, fresh: bool) -> Option<u32> {
+fn check_whole(store: &ZarrStore, round: u64, fresh: bool) -> Option<u32> {
     let x = match from_zarr::<u32>(store, "x") {
         Err(ZarrError::NotFound { .. }) if fresh => return None,
         Err(e) => panic!("round {round}: the array does not open: {e}"),
@@ -186,7 +186,7 @@ fn interrupted_writes_never_open_as_complete_and_never_lose_the_old_array() {
         std::thread::sleep(Duration::from_millis(15 * round * round));
         child.kill().unwrap();
         child.wait().unwrap();
-        let store = Store::directory(dir.path()).unwrap();
+        let store = ZarrStore::directory(dir.path()).unwrap();
         match check_whole(&store, round, true) {
             Some(_) => opened += 1,
             None => lost += 1,
@@ -213,7 +213,7 @@ fn interrupted_writes_never_open_as_complete_and_never_lose_the_old_array() {
 #[test]
 fn a_failed_overwrite_leaves_the_old_array() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let old = Array::<f64>::full(&[16, 16], &[4, 4], 3.0).unwrap();
     to_zarr(
         &old,
@@ -264,7 +264,7 @@ fn a_failed_overwrite_leaves_the_old_array() {
 #[test]
 fn a_corrupted_chunk_of_a_default_array_is_an_error_never_a_wrong_value() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::directory(dir.path()).unwrap();
+    let store = ZarrStore::directory(dir.path()).unwrap();
     let a = Array::<f32>::random_normal(&[64, 64], &[32, 32], 7, 0.0, 1.0).unwrap();
     let want = a.compute_with(&SequentialExecutor).unwrap();
     to_zarr(
