@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use crate::cache::{Cache, Checkpoint};
 use crate::delayed::AnyDelayed;
 use crate::error::{CacheAction, Error};
-use crate::exec::{Cache, Checkpoint};
 use crate::key::Key;
 use crate::node::{Annotations, BoxError, Input, Meta, NodeInner, Op, SaveSpec, Value};
 use crate::resource::{RequiredResource, Resource};

@@ -29,10 +29,13 @@
 //! (files opened once per compute, through [`ComputeResources`]).
 #![forbid(unsafe_code)]
 
+mod cache;
+mod compute;
 mod delayed;
 mod error;
-mod exec;
+mod executor;
 mod graph;
+mod hooks;
 mod key;
 mod node;
 pub mod registry;
@@ -40,6 +43,8 @@ mod resource;
 mod size;
 mod token;
 
+pub use cache::{Cache, Checkpoint};
+pub use compute::{ComputeOptions, Computed, persist_all};
 pub use delayed::{
     AnyDelayed, Args, Delayed, IntoArg, IntoArgs, Split, TaskFn, TaskSpec, delayed, lit,
     lit_opaque, pure,
@@ -47,11 +52,9 @@ pub use delayed::{
 pub use error::{
     CacheAction, Error, Failure, Report, ResourceAction, Result, Skipped, chain, panic_message,
 };
-pub use exec::{
-    Cache, CancelToken, Checkpoint, ComputeOptions, Computed, Executor, FailurePolicy, Hooks,
-    RunContext, RunOutput, TaskEnd, TaskStatus, persist_all,
-};
+pub use executor::{CancelToken, Executor, FailurePolicy, RunContext, RunOutput};
 pub use graph::{Arg, DotOptions, Graph, NodeView};
+pub use hooks::{Hooks, TaskEnd, TaskStatus};
 pub use key::{Key, Name, ParseKeyError};
 pub use node::{Annotations, BoxError, SaveSpec, Value};
 pub use resource::{ComputeResources, RequiredResource, Resource};
