@@ -155,7 +155,7 @@ fn azure_store_conforms() {
     cloud_store_conforms("BRISK_TEST_AZURE_URL");
 }
 
-/// Against the GCS XML API emulator `benches/cloud/gcs_xml_emulator.py`.
+/// Against the GCS XML API emulator `xtask/cloud/gcs_xml_emulator.py`.
 #[cfg(feature = "gcs")]
 #[test]
 #[ignore = "needs the cloud emulators: cargo xtask cloud"]

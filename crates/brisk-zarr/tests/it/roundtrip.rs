@@ -475,7 +475,7 @@ fn azure_round_trips() {
     cloud_round_trips("BRISK_TEST_AZURE_URL");
 }
 
-/// Through the GCS XML API emulator `benches/cloud/gcs_xml_emulator.py`.
+/// Through the GCS XML API emulator `xtask/cloud/gcs_xml_emulator.py`.
 #[cfg(feature = "gcs")]
 #[test]
 #[ignore = "needs the cloud emulators: cargo xtask cloud"]
