@@ -49,6 +49,7 @@ pub(crate) fn ci(fail_fast: bool) -> Result<()> {
             c
         }),
         Step::Fn("layers".into(), layers),
+        Step::Cmd("loom model of the pool's sleep/wake".into(), loom_command()),
     ];
     for krate in workspace_crates()? {
         steps.push(Step::Cmd(

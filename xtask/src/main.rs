@@ -3,6 +3,7 @@
 //! ```text
 //! cargo xtask ci [--fail-fast]   every check CI runs; reports all failing steps at the end
 //! cargo xtask layers             the layering rules of ARCHITECTURE.md, checked from cargo metadata
+//! cargo xtask loom               loom model checks of the pool's sleep/wake protocol (--cfg loom)
 //! cargo xtask bench              all criterion benchmarks
 //! cargo xtask interop            Zarr arrays both ways between Brisk and zarr-python, checkpoint
 //!                                entries decoded by Python (own virtualenvs)
@@ -34,6 +35,7 @@ mod cloud;
 mod cluster;
 mod interop;
 mod layers;
+mod loom;
 mod report;
 mod services;
 mod soak;
@@ -44,6 +46,7 @@ use cloud::*;
 use cluster::*;
 use interop::*;
 use layers::*;
+use loom::*;
 use report::*;
 use services::*;
 
@@ -67,6 +70,7 @@ pub(crate) fn run() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(args.iter().any(|a| a == "--fail-fast")),
         Some("layers") => layers(),
+        Some("loom") => loom(),
         Some("bench") if args.iter().any(|a| a == "--compare-dask") => {
             let value = |flag: &str| -> Result<Option<&String>> {
                 match args.iter().position(|a| a == flag) {
@@ -129,7 +133,7 @@ pub(crate) fn run() -> Result<()> {
     }
 }
 
-pub(crate) const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
+pub(crate) const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | loom | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
 
 pub(crate) fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

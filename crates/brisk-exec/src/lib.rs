@@ -28,6 +28,7 @@ mod futures;
 mod handler;
 mod pool;
 mod sequential;
+mod sleep;
 pub mod source;
 mod task;
 mod threaded;

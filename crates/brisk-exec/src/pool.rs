@@ -6,13 +6,14 @@
 //! injector; idle workers steal from the injector, then from each other, then sleep.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::sleep::{Sleep, Wake};
 use crate::task::panic_message;
 
 use crate::threaded::RunState;
@@ -61,35 +62,18 @@ pub(crate) struct Shared {
     high: Injector<Job>,
     low: Injector<Job>,
     stealers: Vec<Stealer<Job>>,
-    sleepers: AtomicUsize,
-    epoch: Mutex<u64>,
-    wake: Condvar,
+    sleep: Sleep,
     shutdown: AtomicBool,
 }
 
 impl Shared {
     /// Wakes one sleeping worker, if any (call after making work visible).
     fn notify(&self) {
-        self.wake_sleepers(false);
+        self.sleep.notify(false);
     }
 
     fn notify_all(&self) {
-        self.wake_sleepers(true);
-    }
-
-    /// Wakes one or all sleepers. Pairs with the announce-then-recheck in `worker_loop`: the
-    /// work is visible before `sleepers` is read (SeqCst fences on both sides).
-    fn wake_sleepers(&self, all: bool) {
-        fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) > 0 {
-            let mut e = self.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-            *e = e.wrapping_add(1);
-            if all {
-                self.wake.notify_all();
-            } else {
-                self.wake.notify_one();
-            }
-        }
+        self.sleep.notify(true);
     }
 
     fn find_work(&self, index: usize, local: &Worker<Job>) -> Option<Job> {
@@ -144,9 +128,7 @@ impl Pool {
             high: Injector::new(),
             low: Injector::new(),
             stealers: locals.iter().map(Worker::stealer).collect(),
-            sleepers: AtomicUsize::new(0),
-            epoch: Mutex::new(0),
-            wake: Condvar::new(),
+            sleep: Sleep::new(),
             shutdown: AtomicBool::new(false),
         });
         let mut handles = Vec::with_capacity(n);
@@ -189,17 +171,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.notify_all();
-        {
-            // Wake sleepers that raced with the store above.
-            let mut e = self
-                .shared
-                .epoch
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            *e = e.wrapping_add(1);
-            self.shared.wake.notify_all();
-        }
+        self.shared.sleep.wake_all();
         for h in self.handles.drain(..) {
             let _ = h.join();
         }
@@ -218,30 +190,15 @@ fn worker_loop(shared: &Arc<Shared>, index: usize, local: &Worker<Job>) {
             run(job, &ctx);
             continue;
         }
-        // Sleep protocol: announce, re-check, then wait for an epoch change. A pusher makes its
-        // job visible before reading `sleepers` (SeqCst fences on both sides), so either it
-        // sees this sleeper and notifies under the lock, or the re-check finds its job.
-        let mut epoch = shared.epoch.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.sleepers.fetch_add(1, Ordering::SeqCst);
-        fence(Ordering::SeqCst);
-        if let Some(job) = shared.find_work(index, local) {
-            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
-            drop(epoch);
-            run(job, &ctx);
-            continue;
+        // Announce, re-check, then wait (see `sleep.rs`, model-checked with loom).
+        match shared.sleep.sleep(
+            || shared.find_work(index, local),
+            || shared.shutdown.load(Ordering::SeqCst),
+        ) {
+            Wake::Found(job) => run(job, &ctx),
+            Wake::Woken => {}
+            Wake::Stop => return,
         }
-        if shared.shutdown.load(Ordering::SeqCst) {
-            shared.sleepers.fetch_sub(1, Ordering::SeqCst);
-            return;
-        }
-        let seen = *epoch;
-        while *epoch == seen {
-            epoch = shared
-                .wake
-                .wait(epoch)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-        shared.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
