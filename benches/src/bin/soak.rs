@@ -46,7 +46,7 @@ fn entry_task(k: u64) -> Delayed<Vec<f64>> {
 /// The save spec of a checkpointed `T` (taken from a real node).
 fn spec_of<T: Send + Sync + 'static>(d: &Delayed<T>) -> anyhow::Result<SaveSpec> {
     let g = brisk::graph::Graph::new([d]);
-    let node = g.node(g.outputs()[0] as usize);
+    let node = g.node(g.outputs()[0]);
     node.save_spec()
         .copied()
         .context("a checkpointed node has a save spec")

@@ -56,7 +56,7 @@ fn spec_of_array() -> SaveSpec {
         .call(|| Array1::<f64>::zeros(1), ())
         .checkpointed();
     let g = Graph::new([&d]);
-    *g.node(g.outputs()[0] as usize)
+    *g.node(g.outputs()[0])
         .save_spec()
         .expect("a checkpointed node")
 }
@@ -67,7 +67,7 @@ fn spec_of_bytes() -> SaveSpec {
         .call(Vec::<u8>::new, ())
         .checkpointed();
     let g = Graph::new([&d]);
-    *g.node(g.outputs()[0] as usize)
+    *g.node(g.outputs()[0])
         .save_spec()
         .expect("a checkpointed node")
 }

@@ -136,7 +136,7 @@ impl SerdeFormat for Serializer {
         Serializer::name(*self)
     }
     fn serialize(&self, value: &dyn erased_serde::Serialize) -> Result<Vec<u8>, BoxError> {
-        Ok(write_serde(*self, value)?)
+        write_serde(*self, value)
     }
     fn deserialize(
         &self,
@@ -183,7 +183,7 @@ impl Compress for Compressor {
         Ok(zstd_compress(level, data, 0)?)
     }
     fn decompress(&self, data: &[u8]) -> Result<Vec<u8>, BoxError> {
-        Ok(zstd_decompress(data)?)
+        zstd_decompress(data)
     }
     fn detects_corruption(&self) -> bool {
         true
@@ -581,7 +581,7 @@ impl Encoder {
                     index,
                     name: p.name().to_owned(),
                 };
-                v = p.encode(v).map_err(|e| fail(stage, e.into()))?;
+                v = p.encode(v).map_err(|e| fail(stage, e))?;
             }
             self.serialize_json_value(&v)
                 .map_err(|m| fail(ser_stage.clone(), m))?
@@ -595,7 +595,7 @@ impl Encoder {
                     stage: "compressor",
                     name: c.name().to_owned(),
                 };
-                fail(stage, e.into())
+                fail(stage, e)
             })?;
             if reserve > 0 {
                 bytes.splice(0..0, [0u8; 12]);
@@ -616,7 +616,7 @@ impl Encoder {
                     stage: "encrypter",
                     name: e.name().to_owned(),
                 };
-                fail(stage, err.into())
+                fail(stage, err)
             })?;
         }
         if self.needs_digest() {
@@ -721,7 +721,7 @@ impl Encoder {
                     } else {
                         ser_stage
                     },
-                    m.into(),
+                    m,
                 )
             });
         }
@@ -750,7 +750,7 @@ impl Encoder {
                     stage: "compressor",
                     name: c.name().to_owned(),
                 },
-                source: e.into(),
+                source: e,
             })?;
             return Ok(Cow::Owned(out));
         }
@@ -801,7 +801,7 @@ impl Encoder {
                     index,
                     name: p.name().to_owned(),
                 },
-                source: e.into(),
+                source: e,
             })?;
         }
         Ok(v)
@@ -846,7 +846,7 @@ impl Encoder {
                 .ok_or_else(|| format!("the value is not a {}", spec.type_name()))
         };
         if let Some(f) = &self.custom_serializer {
-            return f.serialize(typed()?).map_err(BoxError::from);
+            return f.serialize(typed()?);
         }
         match self.serializer {
             None => value.downcast_ref::<Vec<u8>>().cloned().ok_or_else(|| {
@@ -870,7 +870,7 @@ impl Encoder {
 
     fn serialize_json_value(&self, v: &serde_json::Value) -> Result<Vec<u8>, BoxError> {
         if let Some(f) = &self.custom_serializer {
-            return f.serialize(v).map_err(BoxError::from);
+            return f.serialize(v);
         }
         match self.serializer {
             Some(s @ (Serializer::Json | Serializer::Yaml | Serializer::MessagePack)) => {
@@ -884,11 +884,9 @@ impl Encoder {
 
     fn deserialize_json_value(&self, data: &[u8]) -> Result<serde_json::Value, BoxError> {
         if let Some(f) = &self.custom_serializer {
-            let v = f
-                .deserialize(data, &mut |de| {
-                    erased_serde::deserialize::<serde_json::Value>(de).map(|v| Arc::new(v) as Value)
-                })
-                .map_err(BoxError::from)?;
+            let v = f.deserialize(data, &mut |de| {
+                erased_serde::deserialize::<serde_json::Value>(de).map(|v| Arc::new(v) as Value)
+            })?;
             return v
                 .downcast::<serde_json::Value>()
                 .map(Arc::unwrap_or_clone)
@@ -914,7 +912,7 @@ impl Encoder {
         if let Some(f) = &self.custom_serializer {
             return f
                 .deserialize(data, &mut |de| spec.deserialize(de))
-                .map_err(|e| fail(stage.clone(), e.into()));
+                .map_err(|e| fail(stage.clone(), e));
         }
         match self.serializer {
             None => {

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use brisk_graph::registry::{self, Invoker};
-use brisk_graph::{Arg, Graph, Key, SaveSpec, Tokenize, Value};
+use brisk_graph::{Arg, Graph, Key, NodeId, SaveSpec, Tokenize, Value};
 use serde::{Deserialize, Serialize};
 
 use crate::ClusterError;
@@ -77,14 +77,14 @@ pub(crate) struct Plan {
     /// Per stage, its units.
     pub(crate) stages: Vec<Vec<UnitSpec>>,
     /// Per stage, the graph ids of its task nodes.
-    pub(crate) stage_nodes: Vec<Vec<usize>>,
+    pub(crate) stage_nodes: Vec<Vec<NodeId>>,
     pub(crate) uploads: Vec<Upload>,
     /// Per task node id: its invoker (for decoding outputs).
-    pub(crate) invokers: HashMap<usize, Invoker>,
+    pub(crate) invokers: HashMap<NodeId, Invoker>,
     /// Per value store key, the (stage, unit index) that produces it (task nodes only).
     pub(crate) producer: HashMap<String, (usize, usize)>,
     /// Per loaded node id (a checkpoint hit): its value, loaded by the driver.
-    pub(crate) loaded: HashMap<usize, Value>,
+    pub(crate) loaded: HashMap<NodeId, Value>,
 }
 
 /// Plans `graph`: every task node must be a registered serde task; literal nodes, nodes
@@ -93,12 +93,12 @@ pub(crate) struct Plan {
 pub(crate) fn plan(
     graph: &Graph,
     units_per_stage: usize,
-    loaded: HashMap<usize, Value>,
+    loaded: HashMap<NodeId, Value>,
 ) -> Result<Plan, ClusterError> {
     let outputs: Vec<String> = graph
         .outputs()
         .iter()
-        .map(|&o| graph.key(o as usize).to_string())
+        .map(|&o| graph.key(o).to_string())
         .collect();
     let run = outputs
         .token()
@@ -112,10 +112,9 @@ pub(crate) fn plan(
     let mut depth = vec![0usize; n];
     let mut invokers = HashMap::new();
     let mut uploads: Vec<Upload> = Vec::new();
-    let mut uploaded: HashSet<usize> = HashSet::new();
-    let mut by_stage: Vec<Vec<usize>> = Vec::new();
+    let mut uploaded: HashSet<NodeId> = HashSet::new();
+    let mut by_stage: Vec<Vec<NodeId>> = Vec::new();
     for &id in graph.order() {
-        let id = id as usize;
         let node = graph.node(id);
         if node.is_literal() || node.is_loaded() {
             // Uploaded by the tasks that read it, or handed back as it is when an output.
@@ -158,7 +157,7 @@ pub(crate) fn plan(
                             });
                         }
                     } else {
-                        d = d.max(depth[dep] + 1);
+                        d = d.max(depth[dep.index()] + 1);
                     }
                 }
                 Arg::Const { value, .. } => uploads.push(Upload {
@@ -169,7 +168,7 @@ pub(crate) fn plan(
                 _ => return Err(not_remote("an argument kind this backend does not know")),
             }
         }
-        depth[id] = d;
+        depth[id.index()] = d;
         if by_stage.len() <= d {
             by_stage.resize(d + 1, Vec::new());
         }

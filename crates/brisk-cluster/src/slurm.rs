@@ -11,7 +11,7 @@ use std::time::Instant;
 use brisk_checkpoint::Encoder;
 use brisk_graph::{
     Arg, BoxError, CacheAction, CancelToken, Error, Executor, Failure, FailurePolicy, Graph, Key,
-    Report, RunContext, RunOutput, Skipped, Value,
+    NodeId, Report, RunContext, RunOutput, Skipped, Value,
 };
 use brisk_store::{Store, from_url};
 
@@ -481,7 +481,6 @@ impl SlurmExecutor {
     ) -> Result<Result<Vec<Option<Value>>, usize>, ClusterError> {
         let mut values = Vec::new();
         for &o in graph.outputs() {
-            let o = o as usize;
             let node = graph.node(o);
             if progress.blocked.contains_key(&o) {
                 values.push(None); // failed or blocked (keep going): in the report
@@ -515,7 +514,7 @@ impl SlurmExecutor {
         graph: &Graph,
         plan: &Plan,
         encoder: &Encoder,
-        id: usize,
+        id: NodeId,
     ) -> Result<Result<Value, usize>, ClusterError> {
         let key = graph.key(id);
         let invoker = plan.invokers.get(&id).ok_or_else(|| ClusterError::Format {
@@ -573,7 +572,7 @@ impl SlurmExecutor {
             };
             ctx.save_checkpoint(node, &value)?;
             progress.saved.insert(id);
-            if graph.outputs().contains(&(id as u32)) {
+            if graph.outputs().contains(&id) {
                 progress.outputs.insert(id, value);
             }
         }
@@ -608,7 +607,6 @@ impl SlurmExecutor {
             report.failed.push(f);
         }
         for &id in graph.order() {
-            let id = id as usize;
             if blocked.contains_key(&id) {
                 continue;
             }
@@ -680,13 +678,13 @@ impl Executor for SlurmExecutor {
 #[derive(Default)]
 struct Progress {
     /// Checkpointed results already saved to the compute's cache.
-    saved: HashSet<usize>,
+    saved: HashSet<NodeId>,
     /// The values of outputs among them, decoded to be saved: not read a second time.
-    outputs: HashMap<usize, Value>,
+    outputs: HashMap<NodeId, Value>,
     /// Keep going: what failed and what it blocked.
     report: Report,
     /// Keep going: graph ids that will have no value, with the failed key each waits on.
-    blocked: HashMap<usize, Key>,
+    blocked: HashMap<NodeId, Key>,
     /// Keep going: units over for this compute ((stage, index): failed, or left empty).
     settled: HashSet<(usize, usize)>,
 }
@@ -730,8 +728,8 @@ fn parse_failures(bytes: &[u8], entry: &str, log: &str) -> Result<Vec<Failure>, 
 }
 
 /// The values of the nodes the graph loads from the compute's checkpoint cache, by graph id.
-fn load_checkpoints(graph: &Graph, ctx: &RunContext) -> Result<HashMap<usize, Value>, Error> {
-    (0..graph.len())
+fn load_checkpoints(graph: &Graph, ctx: &RunContext) -> Result<HashMap<NodeId, Value>, Error> {
+    NodeId::all(graph.len())
         .filter(|&id| graph.node(id).is_loaded())
         .map(|id| Ok((id, ctx.load_checkpoint(graph.node(id))?)))
         .collect()

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use brisk_graph::NodeId;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -21,7 +22,7 @@ use crate::threaded::RunState;
 /// A unit of work.
 pub(crate) enum Job {
     /// Node `id` of a graph compute.
-    Task(Arc<RunState>, u32),
+    Task(Arc<RunState>, NodeId),
     /// A closure (futures API); receives the worker index.
     Call(Box<dyn FnOnce(usize) + Send>),
 }
@@ -223,9 +224,9 @@ fn find_with_spin(shared: &Shared, index: usize, local: &Worker<Job>) -> Option<
 fn run(job: Job, ctx: &WorkerCtx<'_>) {
     match job {
         Job::Task(state, id) => {
-            let r = catch_unwind(AssertUnwindSafe(|| state.run_task(id as usize, ctx)));
+            let r = catch_unwind(AssertUnwindSafe(|| state.run_task(id, ctx)));
             if let Err(payload) = r {
-                state.abort_job(id as usize, panic_message(payload.as_ref()));
+                state.abort_job(id, panic_message(payload.as_ref()));
             }
         }
         Job::Call(f) => {

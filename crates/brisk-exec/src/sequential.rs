@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use brisk_graph::{
-    Error, Executor, Failure, FailurePolicy, Graph, Report, RunContext, RunOutput, Skipped, Value,
+    Error, Executor, Failure, FailurePolicy, Graph, NodeId, Report, RunContext, RunOutput, Skipped,
+    Value,
 };
 
 use crate::task::run_node;
@@ -54,38 +55,36 @@ impl Executor for SequentialExecutor {
     }
 }
 
-const NONE: u32 = u32::MAX;
-
 fn run(graph: &Graph, ctx: &RunContext, guards: &ComputeResources) -> Result<RunOutput, Error> {
     let t0 = Instant::now();
     let n = graph.len();
     let mut values: Vec<Option<Value>> = vec![None; n];
-    let mut pending: Vec<u32> = (0..n).map(|i| graph.dependents(i).len() as u32).collect();
+    let mut pending: Vec<u32> = NodeId::all(n)
+        .map(|i| graph.dependents(i).len() as u32)
+        .collect();
     let mut is_output = vec![false; n];
     for &o in graph.outputs() {
-        is_output[o as usize] = true;
+        is_output[o.index()] = true;
     }
-    // Keep-going bookkeeping: for each node, the failed node that blocks it (NONE if none).
+    // Keep-going bookkeeping: for each node, the failed node that blocks it.
     let keep_going = ctx.policy == FailurePolicy::KeepGoing;
-    let mut blocked_by: Vec<u32> = if keep_going {
-        vec![NONE; n]
+    let mut blocked_by: Vec<Option<NodeId>> = if keep_going {
+        vec![None; n]
     } else {
         Vec::new()
     };
     let mut report = Report::default();
 
     for &id in graph.order() {
-        let id = id as usize;
         if ctx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
         let deps = graph.dependencies(id);
-        if keep_going && let Some(&d) = deps.iter().find(|&&d| blocked_by[d as usize] != NONE) {
-            let cause = blocked_by[d as usize];
-            blocked_by[id] = cause;
+        if keep_going && let Some(cause) = deps.iter().find_map(|&d| blocked_by[d.index()]) {
+            blocked_by[id.index()] = Some(cause);
             report.skipped.push(Skipped::new(
                 graph.key(id).clone(),
-                graph.key(cause as usize).clone(),
+                graph.key(cause).clone(),
             ));
             release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
             guards.after(id);
@@ -93,17 +92,16 @@ fn run(graph: &Graph, ctx: &RunContext, guards: &ComputeResources) -> Result<Run
         }
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {
-            let d = d as usize;
-            let v = values[d]
+            let v = values[d.index()]
                 .as_ref()
                 .expect("dependencies run before dependents in the static order");
             inputs.push(Arc::clone(v));
         }
         release_deps(graph, ctx, id, &mut values, &mut pending, &is_output);
         match run_node(graph, ctx, guards, id, inputs, 0, t0) {
-            Ok(v) => values[id] = Some(v),
+            Ok(v) => values[id.index()] = Some(v),
             Err(e) if keep_going => {
-                blocked_by[id] = id as u32;
+                blocked_by[id.index()] = Some(id);
                 let node = graph.node(id);
                 report
                     .failed
@@ -115,7 +113,7 @@ fn run(graph: &Graph, ctx: &RunContext, guards: &ComputeResources) -> Result<Run
     let outputs = graph
         .outputs()
         .iter()
-        .map(|&o| values[o as usize].clone())
+        .map(|&o| values[o.index()].clone())
         .collect();
     Ok(RunOutput::new(outputs, report))
 }
@@ -124,15 +122,15 @@ fn run(graph: &Graph, ctx: &RunContext, guards: &ComputeResources) -> Result<Run
 fn release_deps(
     graph: &Graph,
     ctx: &RunContext,
-    id: usize,
+    id: NodeId,
     values: &mut [Option<Value>],
     pending: &mut [u32],
     is_output: &[bool],
 ) {
     for &d in graph.dependencies(id) {
-        let d = d as usize;
-        pending[d] -= 1;
-        if pending[d] == 0 && !is_output[d] && values[d].take().is_some() {
+        let i = d.index();
+        pending[i] -= 1;
+        if pending[i] == 0 && !is_output[i] && values[i].take().is_some() {
             for h in ctx.hooks.iter() {
                 h.on_release(graph, d);
             }

@@ -4,14 +4,16 @@ use brisk_graph::ComputeResources;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use brisk_graph::{CacheAction, Checkpoint, Error, Graph, RunContext, TaskEnd, TaskStatus, Value};
+use brisk_graph::{
+    CacheAction, Checkpoint, Error, Graph, NodeId, RunContext, TaskEnd, TaskStatus, Value,
+};
 
 /// Calls the hooks around one attempt of a task. Reads the clock only when hooks are attached,
 /// so an executor without hooks pays nothing for them.
 struct Attempt<'a> {
     graph: &'a Graph,
     ctx: &'a RunContext,
-    id: usize,
+    id: NodeId,
     worker: usize,
     t0: Instant,
     start: Option<Instant>,
@@ -22,7 +24,7 @@ impl<'a> Attempt<'a> {
     fn begin(
         graph: &'a Graph,
         ctx: &'a RunContext,
-        id: usize,
+        id: NodeId,
         worker: usize,
         t0: Instant,
         number: u32,
@@ -80,7 +82,7 @@ pub(crate) fn run_node(
     graph: &Graph,
     ctx: &RunContext,
     guards: &ComputeResources,
-    id: usize,
+    id: NodeId,
     deps: Vec<Value>,
     worker: usize,
     t0: Instant,
@@ -100,7 +102,7 @@ pub(crate) fn run_node(
 fn run_unguarded(
     graph: &Graph,
     ctx: &RunContext,
-    id: usize,
+    id: NodeId,
     deps: Vec<Value>,
     worker: usize,
     t0: Instant,
@@ -152,7 +154,7 @@ fn run_unguarded(
 fn run_attempts(
     graph: &Graph,
     ctx: &RunContext,
-    id: usize,
+    id: NodeId,
     deps: Vec<Value>,
     worker: usize,
     t0: Instant,

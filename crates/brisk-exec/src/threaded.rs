@@ -12,7 +12,7 @@ use brisk_graph::{
 use crate::pool::{Job, Pool, WorkerCtx};
 use crate::sequential::SequentialExecutor;
 use crate::task::run_node;
-use brisk_graph::ComputeResources;
+use brisk_graph::{ComputeResources, NodeId};
 
 /// Runs graphs on a pool of worker threads (one per core by default) with work stealing.
 ///
@@ -153,16 +153,16 @@ impl ThreadedExecutor {
         let keep_going = ctx.policy == FailurePolicy::KeepGoing;
         let mut is_output = vec![false; n];
         for &o in graph.outputs() {
-            is_output[o as usize] = true;
+            is_output[o.index()] = true;
         }
         let state = Arc::new(RunState {
             graph: Arc::clone(graph),
             ctx: ctx.clone(),
             keep_going,
-            pending_deps: (0..n)
+            pending_deps: NodeId::all(n)
                 .map(|i| AtomicU32::new(graph.dependencies(i).len() as u32))
                 .collect(),
-            remaining_users: (0..n)
+            remaining_users: NodeId::all(n)
                 .map(|i| AtomicU32::new(graph.dependents(i).len() as u32))
                 .collect(),
             is_output: is_output.into_boxed_slice(),
@@ -181,11 +181,11 @@ impl ThreadedExecutor {
             t0: Instant::now(),
             guards: ComputeResources::new(graph),
         });
-        let roots: Vec<u32> = graph
+        let roots: Vec<NodeId> = graph
             .order()
             .iter()
             .copied()
-            .filter(|&id| graph.dependencies(id as usize).is_empty())
+            .filter(|&id| graph.dependencies(id).is_empty())
             .collect();
         state.in_flight.fetch_add(roots.len(), Ordering::SeqCst);
         self.pool.inject(
@@ -214,14 +214,14 @@ impl ThreadedExecutor {
         // Move the outputs out of their slots (a worker may still hold the state for a moment,
         // and a clone left behind would make the caller copy the value). An output listed
         // twice gets the value taken for its first listing.
-        let mut first: HashMap<u32, usize> = HashMap::new();
+        let mut first: HashMap<NodeId, usize> = HashMap::new();
         let mut outputs: Vec<Option<Value>> = Vec::with_capacity(graph.outputs().len());
         for (i, &o) in graph.outputs().iter().enumerate() {
             let v = match first.get(&o) {
                 Some(&j) => outputs[j].clone(),
                 None => {
                     first.insert(o, i);
-                    lock(&state.values[o as usize]).take()
+                    lock(&state.values[o.index()]).take()
                 }
             };
             outputs.push(v);
@@ -233,7 +233,7 @@ impl ThreadedExecutor {
 
 impl RunState {
     /// Runs node `id` on a worker (or skips it if the compute stopped).
-    pub(crate) fn run_task(self: &Arc<Self>, id: usize, w: &WorkerCtx<'_>) {
+    pub(crate) fn run_task(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) {
         if !self.stop.load(Ordering::Acquire) && self.ctx.cancel.is_cancelled() {
             self.fail(Error::Cancelled);
         }
@@ -246,13 +246,13 @@ impl RunState {
         if self.keep_going {
             let cause = deps
                 .iter()
-                .map(|&d| self.blocked_by[d as usize].load(Ordering::Acquire))
+                .map(|&d| self.blocked_by[d.index()].load(Ordering::Acquire))
                 .find(|&c| c != NONE);
             if let Some(cause) = cause {
-                self.blocked_by[id].store(cause, Ordering::Release);
+                self.blocked_by[id.index()].store(cause, Ordering::Release);
                 lock(&self.report).skipped.push(Skipped::new(
                     graph.key(id).clone(),
-                    graph.key(cause as usize).clone(),
+                    graph.key(NodeId::from_index(cause as usize)).clone(),
                 ));
                 self.release(id);
                 self.guards.after(id);
@@ -263,7 +263,7 @@ impl RunState {
         }
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {
-            let v = lock(&self.values[d as usize])
+            let v = lock(&self.values[d.index()])
                 .clone()
                 .expect("a task runs only after all its dependencies stored their values");
             inputs.push(v);
@@ -271,11 +271,11 @@ impl RunState {
         self.release(id);
         match run_node(graph, &self.ctx, &self.guards, id, inputs, w.index, self.t0) {
             Ok(v) => {
-                *lock(&self.values[id]) = Some(v);
+                *lock(&self.values[id.index()]) = Some(v);
                 self.complete(id, w);
             }
             Err(e) if self.keep_going => {
-                self.blocked_by[id].store(id as u32, Ordering::Release);
+                self.blocked_by[id.index()].store(id.index() as u32, Ordering::Release);
                 let node = graph.node(id);
                 lock(&self.report).failed.push(Failure::new(
                     node.key().clone(),
@@ -290,12 +290,12 @@ impl RunState {
     }
 
     /// Counts one consumer of each dependency of `id` as done; frees values nobody needs.
-    fn release(&self, id: usize) {
+    fn release(&self, id: NodeId) {
         for &d in self.graph.dependencies(id) {
-            let d = d as usize;
-            if self.remaining_users[d].fetch_sub(1, Ordering::AcqRel) == 1
-                && !self.is_output[d]
-                && lock(&self.values[d]).take().is_some()
+            let i = d.index();
+            if self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1
+                && !self.is_output[i]
+                && lock(&self.values[i]).take().is_some()
             {
                 for h in self.ctx.hooks.iter() {
                     h.on_release(&self.graph, d);
@@ -305,13 +305,13 @@ impl RunState {
     }
 
     /// Marks `id` finished: queues the dependents whose last dependency it was.
-    fn complete(self: &Arc<Self>, id: usize, w: &WorkerCtx<'_>) {
+    fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) {
         let graph = &*self.graph;
         let dependents = graph.dependents(id);
-        let mut ready: Vec<u32> = Vec::new();
+        let mut ready: Vec<NodeId> = Vec::new();
         // Reverse id order: the deque is LIFO, so the earliest dependent runs first.
         for &dd in dependents.iter().rev() {
-            if self.pending_deps[dd as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+            if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
                 ready.push(dd);
             }
         }
@@ -321,7 +321,7 @@ impl RunState {
         self.in_flight.fetch_add(ready.len(), Ordering::AcqRel);
         let mut normal = Vec::with_capacity(ready.len());
         for dd in ready {
-            let p = graph.node(dd as usize).annotations().priority;
+            let p = graph.node(dd).annotations().priority;
             if p == 0 {
                 normal.push(Job::Task(Arc::clone(self), dd));
             } else {
@@ -350,7 +350,7 @@ impl RunState {
 
     /// A bug in the executor made a job panic outside the task body: fail the compute
     /// instead of hanging it.
-    pub(crate) fn abort_job(&self, id: usize, message: String) {
+    pub(crate) fn abort_job(&self, id: NodeId, message: String) {
         let node = self.graph.node(id);
         self.fail(Error::Panic {
             key: node.key().clone(),

@@ -92,7 +92,7 @@ impl ComputeOptions {
         let keys = graph
             .outputs()
             .iter()
-            .map(|&id| graph.key(id as usize).clone())
+            .map(|&id| graph.key(id).clone())
             .collect();
         Ok(Computed {
             keys,

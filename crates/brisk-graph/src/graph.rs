@@ -56,6 +56,49 @@ fn tok(key: &Key) -> u64x2 {
     u64x2(u64::from_le_bytes(lo), u64::from_le_bytes(hi))
 }
 
+/// A node's id in its [`Graph`]: `0..graph.len()`, dependencies before dependents.
+///
+/// Ids are only meaningful for the graph that gave them out.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub struct NodeId(u32);
+
+impl NodeId {
+    /// The id as an index (`0..graph.len()`), for tables an executor or hook keeps per node.
+    #[must_use]
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    /// The id of the node at `index` (the inverse of [`index`](Self::index)), for executors
+    /// that keep ids in their own tables.
+    ///
+    /// # Panics
+    /// If `index` is not below `u32::MAX` (no graph holds that many nodes).
+    #[must_use]
+    #[inline]
+    pub fn from_index(index: usize) -> Self {
+        Self(u32::try_from(index).expect("a graph holds fewer than 2^32 nodes"))
+    }
+
+    /// All ids of a graph with `len` nodes, in id order.
+    pub fn all(len: usize) -> impl ExactSizeIterator<Item = NodeId> + DoubleEndedIterator {
+        (0..len).map(Self::from_index)
+    }
+}
+
+impl From<NodeId> for usize {
+    fn from(id: NodeId) -> usize {
+        id.index()
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
 /// Marks an argument slot that holds a constant rather than a dependency.
 const CONST_ARG: u32 = u32::MAX;
 
@@ -84,14 +127,14 @@ pub struct Graph {
     /// Nodes whose result is loaded from the cache (their inputs were culled).
     loaded: Vec<bool>,
     dep_start: Vec<u32>,
-    deps: Vec<u32>,
+    deps: Vec<NodeId>,
     dependent_start: Vec<u32>,
-    dependents: Vec<u32>,
+    dependents: Vec<NodeId>,
     /// Per node, per input: the position in the node's distinct dependencies, or `CONST_ARG`.
     arg_start: Vec<u32>,
     args: Vec<u32>,
-    outputs: Vec<u32>,
-    order: Vec<u32>,
+    outputs: Vec<NodeId>,
+    order: Vec<NodeId>,
     position: Vec<u32>,
     index: TokenMap,
     /// Metadata merged from several nodes that share a key (rare).
@@ -111,40 +154,40 @@ impl std::fmt::Debug for Graph {
 #[derive(Clone, Copy)]
 pub struct NodeView<'g> {
     graph: &'g Graph,
-    id: usize,
+    id: NodeId,
 }
 
 impl<'g> NodeView<'g> {
     /// The node's id in its graph.
     #[must_use]
-    pub fn id(&self) -> usize {
+    pub fn id(&self) -> NodeId {
         self.id
     }
     /// The node's key.
     #[must_use]
     pub fn key(&self) -> &'g Key {
-        &self.graph.nodes[self.id].key
+        &self.graph.nodes[self.id.index()].key
     }
     /// The task's name.
     #[must_use]
     pub fn name(&self) -> &'g str {
-        self.graph.nodes[self.id].name.as_str()
+        self.graph.nodes[self.id.index()].name.as_str()
     }
     /// The task's name as a cheaply cloned [`Name`](crate::Name) (for recording it per task).
     #[must_use]
     pub fn name_ref(&self) -> &'g crate::Name {
-        &self.graph.nodes[self.id].name
+        &self.graph.nodes[self.id.index()].name
     }
     /// The Rust type of the node's result.
     #[must_use]
     pub fn output_type(&self) -> &'static str {
-        self.graph.nodes[self.id].output_type
+        self.graph.nodes[self.id.index()].output_type
     }
     fn meta(&self) -> &'g Meta {
         self.graph
             .merged
-            .get(&(self.id as u32))
-            .unwrap_or(&self.graph.nodes[self.id].meta)
+            .get(&(self.id.0))
+            .unwrap_or(&self.graph.nodes[self.id.index()].meta)
     }
     /// Retries and priority.
     #[must_use]
@@ -174,13 +217,13 @@ impl<'g> NodeView<'g> {
     /// Whether the result is loaded from the cache instead of computed.
     #[must_use]
     pub fn is_loaded(&self) -> bool {
-        self.graph.loaded[self.id]
+        self.graph.loaded[self.id.index()]
     }
     /// The error that made the node invalid when it was built (its arguments could not be
     /// tokenized); running it fails with [`Error::Tokenize`].
     #[must_use]
     pub fn build_error(&self) -> Option<&'g crate::TokenizeError> {
-        match &self.graph.nodes[self.id].op {
+        match &self.graph.nodes[self.id.index()].op {
             Op::Invalid(e) => Some(e),
             _ => None,
         }
@@ -189,7 +232,7 @@ impl<'g> NodeView<'g> {
     /// Whether the node is a constant.
     #[must_use]
     pub fn is_literal(&self) -> bool {
-        matches!(self.graph.nodes[self.id].op, Op::Literal(..))
+        matches!(self.graph.nodes[self.id.index()].op, Op::Literal(..))
     }
 
     /// The node's arguments in order: another node's result (by graph id) or a constant
@@ -198,13 +241,13 @@ impl<'g> NodeView<'g> {
     /// and constants. This is what a backend ships to run the node in another process.
     #[must_use]
     pub fn args(&self) -> Vec<Arg<'g>> {
-        let node = &self.graph.nodes[self.id];
-        if self.graph.loaded[self.id] || !matches!(node.op, Op::Task(_)) {
+        let node = &self.graph.nodes[self.id.index()];
+        if self.graph.loaded[self.id.index()] || !matches!(node.op, Op::Task(_)) {
             return Vec::new();
         }
-        let slots = &self.graph.args
-            [self.graph.arg_start[self.id] as usize..self.graph.arg_start[self.id + 1] as usize];
-        let deps = self.graph.deps_of(self.id);
+        let slots = &self.graph.args[self.graph.arg_start[self.id.index()] as usize
+            ..self.graph.arg_start[self.id.index() + 1] as usize];
+        let deps = self.graph.deps_of(self.id.index());
         slots
             .iter()
             .zip(&node.inputs)
@@ -213,7 +256,7 @@ impl<'g> NodeView<'g> {
                     value: v,
                     serde: sh.as_deref().map(|x| x as &dyn erased_serde::Serialize),
                 },
-                _ => Arg::Node(deps[s as usize] as usize),
+                _ => Arg::Node(deps[s as usize]),
             })
             .collect()
     }
@@ -221,7 +264,7 @@ impl<'g> NodeView<'g> {
     /// A constant node's value and its serde view (when it has one).
     #[must_use]
     pub fn literal(&self) -> Option<(&'g Value, Option<&'g dyn erased_serde::Serialize>)> {
-        match &self.graph.nodes[self.id].op {
+        match &self.graph.nodes[self.id.index()].op {
             Op::Literal(v, sh) => {
                 Some((v, sh.as_deref().map(|x| x as &dyn erased_serde::Serialize)))
             }
@@ -235,7 +278,7 @@ impl<'g> NodeView<'g> {
 #[non_exhaustive]
 pub enum Arg<'g> {
     /// The result of the node with this graph id.
-    Node(usize),
+    Node(NodeId),
     /// A constant.
     Const {
         /// Its value.
@@ -390,7 +433,7 @@ impl Graph {
             }
         }
         for root in &roots {
-            g.outputs.push(g.index[&tok(&root.key)]);
+            g.outputs.push(NodeId(g.index[&tok(&root.key)]));
         }
         g.link_dependents();
         g.compute_order();
@@ -445,7 +488,7 @@ impl Graph {
                         let m = &mut mark[dep as usize];
                         if m.0 != id {
                             *m = (id, (self.deps.len() - first_dep) as u32);
-                            self.deps.push(dep);
+                            self.deps.push(NodeId(dep));
                         }
                         self.args.push(m.1);
                     }
@@ -464,18 +507,18 @@ impl Graph {
         let n = self.nodes.len();
         let mut count = vec![0u32; n + 1];
         for &d in &self.deps {
-            count[d as usize + 1] += 1;
+            count[d.index() + 1] += 1;
         }
         for i in 0..n {
             count[i + 1] += count[i];
         }
         self.dependent_start.clone_from(&count);
-        self.dependents = vec![0; self.deps.len()];
+        self.dependents = vec![NodeId(0); self.deps.len()];
         let mut fill = count;
         for node in 0..n {
             for &d in &self.deps[self.dep_start[node] as usize..self.dep_start[node + 1] as usize] {
-                let slot = &mut fill[d as usize];
-                self.dependents[*slot as usize] = node as u32;
+                let slot = &mut fill[d.index()];
+                self.dependents[*slot as usize] = NodeId::from_index(node);
                 *slot += 1;
             }
         }
@@ -490,14 +533,14 @@ impl Graph {
             height[i] = 1 + self
                 .deps_of(i)
                 .iter()
-                .map(|&d| height[d as usize])
+                .map(|&d| height[d.index()])
                 .max()
                 .unwrap_or(0);
         }
-        let tallest = |deps: &[u32]| -> usize {
+        let tallest = |deps: &[NodeId]| -> usize {
             let mut best = 0;
             for (p, &d) in deps.iter().enumerate() {
-                if height[d as usize] > height[deps[best] as usize] {
+                if height[d.index()] > height[deps[best].index()] {
                     best = p;
                 }
             }
@@ -506,17 +549,17 @@ impl Graph {
         let mut seen = vec![false; n];
         self.order = Vec::with_capacity(n);
         // (node, cursor): cursor 0 = the tallest dependency, k >= 1 = dependency k - 1.
-        let mut stack: Vec<(u32, usize, usize)> = Vec::new();
+        let mut stack: Vec<(NodeId, usize, usize)> = Vec::new();
         for oi in 0..self.outputs.len() {
             let root = self.outputs[oi];
-            if seen[root as usize] {
+            if seen[root.index()] {
                 continue;
             }
-            seen[root as usize] = true;
-            stack.push((root, 0, tallest(self.deps_of(root as usize))));
+            seen[root.index()] = true;
+            stack.push((root, 0, tallest(self.deps_of(root.index()))));
             while let Some(top) = stack.last_mut() {
                 let (node, cursor, tall) = *top;
-                let deps = self.deps_of(node as usize);
+                let deps = self.deps_of(node.index());
                 if cursor <= deps.len() {
                     top.1 += 1;
                     let pos = if cursor == 0 {
@@ -530,9 +573,9 @@ impl Graph {
                         cursor - 1
                     };
                     let child = deps[pos];
-                    if !seen[child as usize] {
-                        seen[child as usize] = true;
-                        let t = tallest(self.deps_of(child as usize));
+                    if !seen[child.index()] {
+                        seen[child.index()] = true;
+                        let t = tallest(self.deps_of(child.index()));
                         stack.push((child, 0, t));
                     }
                     continue;
@@ -543,11 +586,11 @@ impl Graph {
         }
         self.position = vec![0; n];
         for (p, &id) in self.order.iter().enumerate() {
-            self.position[id as usize] = p as u32;
+            self.position[id.index()] = p as u32;
         }
     }
 
-    fn deps_of(&self, id: usize) -> &[u32] {
+    fn deps_of(&self, id: usize) -> &[NodeId] {
         &self.deps[self.dep_start[id] as usize..self.dep_start[id + 1] as usize]
     }
 
@@ -574,24 +617,24 @@ impl Graph {
     /// # Panics
     /// If `id >= self.len()`.
     #[must_use]
-    pub fn node(&self, id: usize) -> NodeView<'_> {
-        assert!(id < self.nodes.len(), "node id {id} out of range");
+    pub fn node(&self, id: NodeId) -> NodeView<'_> {
+        assert!(id.index() < self.nodes.len(), "node id {id} out of range");
         NodeView { graph: self, id }
     }
 
     /// The key of node `id`.
     #[must_use]
-    pub fn key(&self, id: usize) -> &Key {
-        &self.nodes[id].key
+    pub fn key(&self, id: NodeId) -> &Key {
+        &self.nodes[id.index()].key
     }
 
     /// The id of the node with this key, if the graph has one.
     #[must_use]
-    pub fn id_of(&self, key: &Key) -> Option<usize> {
+    pub fn id_of(&self, key: &Key) -> Option<NodeId> {
         self.index
             .get(&tok(key))
-            .map(|&i| i as usize)
-            .filter(|&i| self.nodes[i].key == *key)
+            .map(|&i| NodeId(i))
+            .filter(|&i| self.nodes[i.index()].key == *key)
     }
 
     /// All keys, in id order.
@@ -601,13 +644,14 @@ impl Graph {
 
     /// Ids of the distinct dependencies of node `id`, in argument order.
     #[must_use]
-    pub fn dependencies(&self, id: usize) -> &[u32] {
-        self.deps_of(id)
+    pub fn dependencies(&self, id: NodeId) -> &[NodeId] {
+        self.deps_of(id.index())
     }
 
     /// Ids of the nodes that depend on node `id`.
     #[must_use]
-    pub fn dependents(&self, id: usize) -> &[u32] {
+    pub fn dependents(&self, id: NodeId) -> &[NodeId] {
+        let id = id.index();
         &self.dependents[self.dependent_start[id] as usize..self.dependent_start[id + 1] as usize]
     }
 
@@ -615,9 +659,9 @@ impl Graph {
     pub fn dependencies_of(&self, key: &Key) -> Option<impl Iterator<Item = &Key>> {
         let id = self.id_of(key)?;
         Some(
-            self.deps_of(id)
+            self.deps_of(id.index())
                 .iter()
-                .map(|&d| &self.nodes[d as usize].key),
+                .map(|&d| &self.nodes[d.index()].key),
         )
     }
 
@@ -627,26 +671,26 @@ impl Graph {
         Some(
             self.dependents(id)
                 .iter()
-                .map(|&d| &self.nodes[d as usize].key),
+                .map(|&d| &self.nodes[d.index()].key),
         )
     }
 
     /// Ids of the outputs, in the order they were given (repeated if given twice).
     #[must_use]
-    pub fn outputs(&self) -> &[u32] {
+    pub fn outputs(&self) -> &[NodeId] {
         &self.outputs
     }
 
     /// The static execution order: every node once, dependencies before dependents.
     #[must_use]
-    pub fn order(&self) -> &[u32] {
+    pub fn order(&self) -> &[NodeId] {
         &self.order
     }
 
     /// Position of node `id` in [`order`](Graph::order) (lower runs earlier).
     #[must_use]
-    pub fn position(&self, id: usize) -> usize {
-        self.position[id] as usize
+    pub fn position(&self, id: NodeId) -> usize {
+        self.position[id.index()] as usize
     }
 
     /// Every resource required by some node, each once (identity = `Arc` pointer), in order of
@@ -654,7 +698,7 @@ impl Graph {
     #[must_use]
     pub fn resources(&self) -> Vec<RequiredResource> {
         let mut out: Vec<RequiredResource> = Vec::new();
-        for id in 0..self.nodes.len() {
+        for id in NodeId::all(self.nodes.len()) {
             for r in self.node(id).resources() {
                 match out.iter_mut().find(|x| Arc::ptr_eq(&x.resource, r)) {
                     Some(x) => x.nodes.push(id),
@@ -678,7 +722,8 @@ impl Graph {
     /// The task's own error; an error if the node was built from arguments that could not be
     /// tokenized, if it is a node to be loaded from a cache, or if `deps` has the wrong length.
     /// Panics inside the task propagate; executors catch them.
-    pub fn run_task(&self, id: usize, deps: Vec<Value>) -> Result<Value, BoxError> {
+    pub fn run_task(&self, id: NodeId, deps: Vec<Value>) -> Result<Value, BoxError> {
+        let id = id.index();
         let node = &self.nodes[id];
         if self.loaded[id] {
             return Err(format!("task {} must be loaded from the cache, not run", node.key).into());
@@ -766,7 +811,7 @@ impl Graph {
         }
         for id in 0..self.nodes.len() {
             for &d in self.deps_of(id) {
-                let _ = writeln!(s, "  n{d} -> n{id};");
+                let _ = writeln!(s, "  n{} -> n{id};", d.index());
             }
         }
         s.push_str("}\n");

@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::graph::Graph;
+use crate::graph::{Graph, NodeId};
 use crate::node::Value;
 
 /// Observers of a compute. Every method has an empty default; executors call them from the
@@ -16,7 +16,7 @@ pub trait Hooks: Send + Sync {
         let _ = graph;
     }
     /// A task is about to run (or be loaded) on `worker`.
-    fn on_task_start(&self, graph: &Graph, id: usize, worker: usize) {
+    fn on_task_start(&self, graph: &Graph, id: NodeId, worker: usize) {
         let _ = (graph, id, worker);
     }
     /// A task finished (successfully or not).
@@ -24,7 +24,7 @@ pub trait Hooks: Send + Sync {
         let _ = (graph, event);
     }
     /// The executor dropped its reference to the result of `id` (its last consumer ran).
-    fn on_release(&self, graph: &Graph, id: usize) {
+    fn on_release(&self, graph: &Graph, id: NodeId) {
         let _ = (graph, id);
     }
     /// The compute finished; `error` is the error it returns, if any.
@@ -55,7 +55,7 @@ pub enum TaskStatus<'a> {
 #[non_exhaustive]
 pub struct TaskEnd<'a> {
     /// The node's id in the graph.
-    pub id: usize,
+    pub id: NodeId,
     /// The worker that ran it (0 on a sequential executor).
     pub worker: usize,
     /// When it started, relative to the start of the compute.
@@ -72,7 +72,7 @@ impl<'a> TaskEnd<'a> {
     /// A task-end event.
     #[must_use]
     pub fn new(
-        id: usize,
+        id: NodeId,
         worker: usize,
         start: Duration,
         duration: Duration,

@@ -19,7 +19,7 @@
 //! let total = pure("sum", |v: Vec<i64>| v.iter().sum::<i64>(), (parts.into_iter().collect::<brisk_graph::Delayed<Vec<i64>>>(),));
 //! let graph = Graph::new([&total]);
 //! assert_eq!(graph.len(), 4 + 4 + 1 + 1); // literals, squares, collect, sum
-//! assert_eq!(*graph.order().last().unwrap() as usize, graph.outputs()[0] as usize);
+//! assert_eq!(graph.order().last(), graph.outputs().first());
 //! println!("{}", graph.to_dot(&Default::default()));
 //! ```
 //!
@@ -53,7 +53,7 @@ pub use error::{
     CacheAction, Error, Failure, Report, ResourceAction, Result, Skipped, chain, panic_message,
 };
 pub use executor::{CancelToken, Executor, FailurePolicy, RunContext, RunOutput};
-pub use graph::{Arg, DotOptions, Graph, NodeView};
+pub use graph::{Arg, DotOptions, Graph, NodeId, NodeView};
 pub use hooks::{Hooks, TaskEnd, TaskStatus};
 pub use key::{Key, Name, ParseKeyError};
 pub use node::{Annotations, BoxError, SaveSpec, Value};

@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use crate::error::{Error, ResourceAction, catch_panic, chain};
-use crate::graph::Graph;
+use crate::graph::{Graph, NodeId};
 use crate::node::BoxError;
 
 /// A resource a task needs to be open while it runs (a file, a device handle, a connection).
@@ -50,7 +50,7 @@ pub struct RequiredResource {
     /// The resource.
     pub resource: Arc<dyn Resource>,
     /// Ids of the nodes that need it, in id order.
-    pub nodes: Vec<usize>,
+    pub nodes: Vec<NodeId>,
 }
 
 impl std::fmt::Debug for RequiredResource {
@@ -189,7 +189,7 @@ struct Slot {
 /// let x = pure("inc", |v: i64| v + 1, (lit(1),)).requiring(flag.clone());
 /// let graph = Graph::new([&x]);
 /// let resources = ComputeResources::new(&graph);
-/// let id = graph.outputs()[0] as usize;
+/// let id = graph.outputs()[0];
 /// resources.before(id)?;
 /// assert!(flag.is_open());
 /// resources.after(id);
@@ -215,7 +215,7 @@ impl ComputeResources {
             .enumerate()
             .map(|(i, r)| {
                 for &n in &r.nodes {
-                    by_node[n].push(i);
+                    by_node[n.index()].push(i);
                 }
                 Slot {
                     resource: r.resource,
@@ -230,8 +230,8 @@ impl ComputeResources {
         }
     }
 
-    fn needs(&self, id: usize) -> &[usize] {
-        self.by_node.get(id).map_or(&[], Vec::as_slice)
+    fn needs(&self, id: NodeId) -> &[usize] {
+        self.by_node.get(id.index()).map_or(&[], Vec::as_slice)
     }
 
     /// Before node `id` runs: leases what it needs (the first such node opens it).
@@ -239,7 +239,7 @@ impl ComputeResources {
     /// # Errors
     /// [`Error::Resource`] naming the resource when opening it failed (now or for an earlier
     /// task of this compute); the task must not run.
-    pub fn before(&self, id: usize) -> Result<(), Error> {
+    pub fn before(&self, id: NodeId) -> Result<(), Error> {
         for &i in self.needs(id) {
             let slot = &self.slots[i];
             let mut p = slot.phase.lock().unwrap_or_else(PoisonError::into_inner);
@@ -271,7 +271,7 @@ impl ComputeResources {
     }
 
     /// After node `id` finished (ran, failed or was skipped): the last one releases.
-    pub fn after(&self, id: usize) {
+    pub fn after(&self, id: NodeId) {
         for &i in self.needs(id) {
             let slot = &self.slots[i];
             let mut p = slot.phase.lock().unwrap_or_else(PoisonError::into_inner);

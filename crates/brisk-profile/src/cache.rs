@@ -7,7 +7,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use brisk_graph::{Error, Graph, Hooks, Key, Name, TaskEnd, TaskStatus};
+use brisk_graph::{Error, Graph, Hooks, Key, Name, NodeId, TaskEnd, TaskStatus};
 
 use crate::clock;
 
@@ -48,7 +48,7 @@ pub struct CachePoint {
 #[derive(Default)]
 struct Inner {
     /// Per (graph address, node id): index into `lifetimes`.
-    live: HashMap<(usize, usize), usize>,
+    live: HashMap<(usize, NodeId), usize>,
     lifetimes: Vec<Lifetime>,
     points: Vec<CachePoint>,
     held: u64,
@@ -200,7 +200,7 @@ impl Hooks for CacheProfiler {
         inner.points.push(CachePoint { time, bytes: held });
     }
 
-    fn on_release(&self, graph: &Graph, id: usize) {
+    fn on_release(&self, graph: &Graph, id: NodeId) {
         let time = clock::now();
         let mut inner = self.lock();
         if let Some(slot) = inner.live.remove(&(graph_id(graph), id)) {

@@ -496,7 +496,7 @@ impl<T: Element> Array<T> {
     /// let x = Array::<f64>::random_normal(&[100, 10], &[50, 10], 7, 0.0, 1.0).unwrap();
     /// let held = x.persist(&SequentialExecutor).unwrap();
     /// let graph = brisk_graph::Graph::new(held.blocks().unwrap().iter());
-    /// assert!((0..graph.len()).all(|i| graph.node(i).is_literal())); // nothing left to run
+    /// assert!(brisk_graph::NodeId::all(graph.len()).all(|i| graph.node(i).is_literal())); // nothing left to run
     /// assert_eq!(held.mean(0).compute_with(&SequentialExecutor).unwrap(),
     ///            x.mean(0).compute_with(&SequentialExecutor).unwrap());
     /// ```

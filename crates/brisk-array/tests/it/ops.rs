@@ -466,7 +466,7 @@ impl Hooks for Live {
             self.peak.fetch_max(n, Ordering::SeqCst);
         }
     }
-    fn on_release(&self, graph: &Graph, id: usize) {
+    fn on_release(&self, graph: &Graph, id: brisk_graph::NodeId) {
         if graph.node(id).name() == "random" {
             self.now.fetch_sub(1, Ordering::SeqCst);
         }
@@ -520,7 +520,9 @@ fn streamed_blocks_are_read_inside_their_consumers_with_the_same_values() {
         ys.mean(0).compute_with(&e).unwrap()
     );
     let g = Graph::new(m.blocks().unwrap().iter());
-    let names: Vec<String> = (0..g.len()).map(|i| g.node(i).name().to_string()).collect();
+    let names: Vec<String> = brisk_graph::NodeId::all(g.len())
+        .map(|i| g.node(i).name().to_string())
+        .collect();
     assert!(!names.iter().any(|n| n == "random"), "{names:?}");
     assert_eq!(names.iter().filter(|n| n.ends_with("-partial")).count(), 5);
     // Keys stay content-addressed: equal arrays give equal keys, other seeds other keys.
@@ -530,7 +532,7 @@ fn streamed_blocks_are_read_inside_their_consumers_with_the_same_values() {
     assert_eq!(key(&x), key(&again));
     assert_ne!(key(&x), key(&other));
     // Distinct blocks of one streamed leaf get distinct partial keys.
-    let partials: std::collections::HashSet<_> = (0..g.len())
+    let partials: std::collections::HashSet<_> = brisk_graph::NodeId::all(g.len())
         .filter(|&i| g.node(i).name().ends_with("-partial"))
         .map(|i| g.key(i).clone())
         .collect();

@@ -20,7 +20,7 @@ where
         .call(|| T::default(), ())
         .checkpointed();
     let g = brisk_graph::Graph::new([&d]);
-    *g.node(g.outputs()[0] as usize).save_spec().unwrap()
+    *g.node(g.outputs()[0]).save_spec().unwrap()
 }
 
 fn value<T: Send + Sync + 'static>(v: T) -> Value {
@@ -433,7 +433,7 @@ fn spec_of_array() -> SaveSpec {
         .call(|| ArrayD::<f64>::zeros(IxDyn(&[2])), ())
         .checkpointed();
     let g = brisk_graph::Graph::new([&d]);
-    *g.node(g.outputs()[0] as usize).save_spec().unwrap()
+    *g.node(g.outputs()[0]).save_spec().unwrap()
 }
 
 #[test]

@@ -245,7 +245,7 @@ fn a_refused_save_is_an_encode_error_naming_the_serializer() {
     let enc = Encoder::new();
     let x = checkpointed("nan2", vec![f64::NAN]);
     let g = brisk_graph::Graph::new([&x]);
-    let spec = *g.node(g.outputs()[0] as usize).save_spec().unwrap();
+    let spec = *g.node(g.outputs()[0]).save_spec().unwrap();
     let value: brisk_graph::Value = Arc::new(vec![f64::NAN]);
     let err = enc.encode_exact(&spec, &value, "k/nan").unwrap_err();
     assert!(

@@ -15,7 +15,7 @@ fn spec() -> SaveSpec {
         .call(|| vec![0.0f64], ())
         .checkpointed();
     let g = brisk_graph::Graph::new([&d]);
-    *g.node(g.outputs()[0] as usize).save_spec().unwrap()
+    *g.node(g.outputs()[0]).save_spec().unwrap()
 }
 
 fn value() -> Value {

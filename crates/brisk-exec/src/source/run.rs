@@ -200,7 +200,7 @@ pub(crate) fn run_partition(
         .graph
         .outputs()
         .iter()
-        .all(|&o| job.graph.node(o as usize).is_loaded());
+        .all(|&o| job.graph.node(o).is_loaded());
     let started = Instant::now();
     let mut attempts = 0;
     loop {

@@ -337,7 +337,7 @@ impl brisk_graph::Hooks for PanicIn {
     fn on_start(&self, _: &brisk_graph::Graph) {
         assert_ne!(self.0, "on_start", "hook broke");
     }
-    fn on_task_start(&self, _: &brisk_graph::Graph, _: usize, _: usize) {
+    fn on_task_start(&self, _: &brisk_graph::Graph, _: brisk_graph::NodeId, _: usize) {
         assert_ne!(self.0, "on_task_start", "hook broke");
     }
     fn on_finish(&self, _: &brisk_graph::Graph, _: Option<&brisk_graph::Error>) {

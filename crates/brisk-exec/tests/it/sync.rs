@@ -15,7 +15,7 @@ use proptest::prelude::*;
 #[derive(Default)]
 struct Recorder {
     events: Mutex<Vec<String>>,
-    started: Mutex<Vec<usize>>,
+    started: Mutex<Vec<brisk_graph::NodeId>>,
 }
 
 impl Hooks for Recorder {
@@ -25,7 +25,7 @@ impl Hooks for Recorder {
             .unwrap()
             .push(format!("start {}", graph.len()));
     }
-    fn on_task_start(&self, graph: &Graph, id: usize, _worker: usize) {
+    fn on_task_start(&self, graph: &Graph, id: brisk_graph::NodeId, _worker: usize) {
         self.started.lock().unwrap().push(id);
         self.events
             .lock()
@@ -45,7 +45,7 @@ impl Hooks for Recorder {
             e.result_size()
         ));
     }
-    fn on_release(&self, graph: &Graph, id: usize) {
+    fn on_release(&self, graph: &Graph, id: brisk_graph::NodeId) {
         self.events
             .lock()
             .unwrap()
@@ -503,9 +503,9 @@ proptest! {
         let mut seen = vec![false; g.len()];
         for &id in started.iter() {
             for &d in g.dependencies(id) {
-                prop_assert!(seen[d as usize]);
+                prop_assert!(seen[d.index()]);
             }
-            seen[id] = true;
+            seen[id.index()] = true;
         }
     }
 }

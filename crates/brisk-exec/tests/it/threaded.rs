@@ -70,15 +70,15 @@ impl Hooks for OrderCheck {
     fn on_start(&self, graph: &Graph) {
         *self.finished.lock().unwrap() = vec![false; graph.len()];
     }
-    fn on_task_start(&self, graph: &Graph, id: usize, _worker: usize) {
+    fn on_task_start(&self, graph: &Graph, id: brisk_graph::NodeId, _worker: usize) {
         self.starts.fetch_add(1, Ordering::SeqCst);
         let f = self.finished.lock().unwrap();
-        if graph.dependencies(id).iter().any(|&d| !f[d as usize]) {
+        if graph.dependencies(id).iter().any(|&d| !f[d.index()]) {
             self.violations.fetch_add(1, Ordering::SeqCst);
         }
     }
     fn on_task_end(&self, _graph: &Graph, e: &TaskEnd<'_>) {
-        self.finished.lock().unwrap()[e.id] = true;
+        self.finished.lock().unwrap()[e.id.index()] = true;
     }
 }
 

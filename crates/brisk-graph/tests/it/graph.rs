@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use brisk_graph::{
-    BoxError, Cache, Checkpoint, Delayed, DotOptions, Graph, Resource, TaskSpec, Value, delayed,
-    lit, pure,
+    BoxError, Cache, Checkpoint, Delayed, DotOptions, Graph, NodeId, Resource, TaskSpec, Value,
+    delayed, lit, pure,
 };
 use proptest::prelude::*;
 
@@ -23,13 +23,16 @@ fn assert_topological(g: &Graph) {
     assert_eq!(order.len(), g.len());
     let mut pos = vec![usize::MAX; g.len()];
     for (p, &id) in order.iter().enumerate() {
-        assert_eq!(pos[id as usize], usize::MAX, "node {id} appears twice");
-        pos[id as usize] = p;
+        assert_eq!(pos[id.index()], usize::MAX, "node {id} appears twice");
+        pos[id.index()] = p;
     }
-    for id in 0..g.len() {
+    for id in NodeId::all(g.len()) {
         for &d in g.dependencies(id) {
-            assert!(pos[d as usize] < pos[id], "dependency {d} after {id}");
-            assert!((d as usize) < id, "ids are topological");
+            assert!(
+                pos[d.index()] < pos[id.index()],
+                "dependency {d} after {id}"
+            );
+            assert!(d < id, "ids are topological");
         }
     }
 }
@@ -76,7 +79,7 @@ fn queries_by_key() {
     expected.sort();
     assert_eq!(dependents, expected);
     assert_eq!(g.outputs().len(), 2);
-    assert_eq!(g.key(g.outputs()[1] as usize), a.key());
+    assert_eq!(g.key(g.outputs()[1]), a.key());
     assert!(g.dependencies_of(lit(99i64).key()).is_none());
 }
 
@@ -91,11 +94,7 @@ fn order_starts_the_tallest_branch_first_and_finishes_branches() {
     let s = add(&shallow, &deep);
     let g = Graph::new([&s]);
     assert_topological(&g);
-    let names: Vec<&str> = g
-        .order()
-        .iter()
-        .map(|&i| g.node(i as usize).name())
-        .collect();
+    let names: Vec<&str> = g.order().iter().map(|&i| g.node(i).name()).collect();
     assert_eq!(
         names,
         ["lit", "inc", "inc", "inc", "inc", "inc", "shallow", "add"]
@@ -115,11 +114,13 @@ fn tree_reduction_order_combines_as_soon_as_possible() {
     assert_topological(&g);
     let mut alive = 0usize;
     let mut max_alive = 0usize;
-    let mut pending: Vec<usize> = (0..g.len()).map(|i| g.dependents(i).len()).collect();
+    let mut pending: Vec<usize> = NodeId::all(g.len())
+        .map(|i| g.dependents(i).len())
+        .collect();
     for &id in g.order() {
-        for &d in g.dependencies(id as usize) {
-            pending[d as usize] -= 1;
-            if pending[d as usize] == 0 {
+        for &d in g.dependencies(id) {
+            pending[d.index()] -= 1;
+            if pending[d.index()] == 0 {
                 alive -= 1;
             }
         }
@@ -137,7 +138,7 @@ fn long_chains_build_order_and_drop_without_recursion() {
     }
     let g = Graph::new([&v]);
     assert_eq!(g.len(), 200_001);
-    assert_eq!(*g.order().last().unwrap() as usize, g.outputs()[0] as usize);
+    assert_eq!(g.order().last(), g.outputs().first());
     drop(g);
     drop(v); // a recursive drop of 200k nested nodes would overflow the stack
 }
@@ -201,7 +202,10 @@ fn untokenizable_arguments_make_an_invalid_node() {
         "invalid nodes get unique keys, never a shared one"
     );
     let g = Graph::new([&a]);
-    let e = g.node(0).build_error().expect("invalid");
+    let e = g
+        .node(NodeId::from_index(0))
+        .build_error()
+        .expect("invalid");
     assert!(e.to_string().contains("no way"));
 }
 
@@ -333,17 +337,17 @@ proptest! {
         assert_topological(&g);
         // Every node is reachable from an output (culling keeps nothing else).
         let mut reach = vec![false; g.len()];
-        let mut stack: Vec<usize> = g.outputs().iter().map(|&o| o as usize).collect();
+        let mut stack: Vec<NodeId> = g.outputs().to_vec();
         while let Some(i) = stack.pop() {
-            if !std::mem::replace(&mut reach[i], true) {
-                stack.extend(g.dependencies(i).iter().map(|&d| d as usize));
+            if !std::mem::replace(&mut reach[i.index()], true) {
+                stack.extend(g.dependencies(i));
             }
         }
         prop_assert!(reach.iter().all(|&r| r));
         // Dependents are the exact inverse of dependencies.
-        for i in 0..g.len() {
+        for i in NodeId::all(g.len()) {
             for &d in g.dependencies(i) {
-                prop_assert!(g.dependents(d as usize).contains(&(i as u32)));
+                prop_assert!(g.dependents(d).contains(&i));
             }
         }
     }
@@ -413,7 +417,7 @@ fn excluded_arguments_and_custom_hashers_shape_keys() {
 /// The build error of a value's node (empty if none).
 fn build_error<T>(d: &Delayed<T>) -> String {
     let g = Graph::new([d]);
-    let id = g.outputs()[0] as usize;
+    let id = g.outputs()[0];
     g.node(id)
         .build_error()
         .map(ToString::to_string)
@@ -431,7 +435,9 @@ fn node_args_expose_dependencies_and_shippable_constants() {
         (a.clone(), "abc".to_owned(), a.clone(), handle),
     );
     let g = Graph::new([&f]);
-    let id = (0..g.len()).find(|&i| g.node(i).name() == "f").unwrap();
+    let id = NodeId::all(g.len())
+        .find(|&i| g.node(i).name() == "f")
+        .unwrap();
     let args = g.node(id).args();
     assert_eq!(args.len(), 4);
     let lit_id = g.id_of(a.key()).unwrap();
@@ -449,7 +455,7 @@ fn node_args_expose_dependencies_and_shippable_constants() {
     let (v, serde) = g.node(lit_id).literal().unwrap();
     assert_eq!(v.downcast_ref::<u32>(), Some(&5));
     assert_eq!(serde_json::to_string(serde.unwrap()).unwrap(), "5");
-    let op_id = (0..g.len())
+    let op_id = NodeId::all(g.len())
         .find(|&i| g.node(i).name() == "opaque")
         .unwrap();
     assert!(g.node(op_id).literal().unwrap().1.is_none());
@@ -477,14 +483,23 @@ fn a_pure_task_never_hides_captured_state_from_its_key() {
         .pure()
         .call(move |x: i64| x * factor, (2i64,));
     let g = Graph::new([&hidden]);
-    let err = g.node(0).build_error().unwrap().to_string();
+    let err = g
+        .node(NodeId::from_index(0))
+        .build_error()
+        .unwrap()
+        .to_string();
     assert!(err.contains("captures 8 bytes"), "{err}");
     // The parameter as an argument: keyed, so two factors give two keys.
     let spec = TaskSpec::new("scale").pure();
     let three = spec.call(|x: i64, f: i64| x * f, (2i64, 3i64));
     let four = spec.call(|x: i64, f: i64| x * f, (2i64, 4i64));
     assert_ne!(three.key(), four.key());
-    let ok = |d: &brisk_graph::Delayed<_>| Graph::new([d]).node(0).build_error().is_none();
+    let ok = |d: &brisk_graph::Delayed<_>| {
+        Graph::new([d])
+            .node(NodeId::from_index(0))
+            .build_error()
+            .is_none()
+    };
     assert!(ok(&three));
     // A function item, and a capture the arguments are declared to determine.
     fn double(x: i64) -> i64 {
@@ -496,7 +511,12 @@ fn a_pure_task_never_hides_captured_state_from_its_key() {
         .pure()
         .captures_covered_by_args()
         .call(move |_: u8| label.clone(), (0u8,));
-    assert!(Graph::new([&covered]).node(0).build_error().is_none());
+    assert!(
+        Graph::new([&covered])
+            .node(NodeId::from_index(0))
+            .build_error()
+            .is_none()
+    );
     // Impure tasks may capture anything: their keys are unique.
     let impure = TaskSpec::new("scale").call(move |x: i64| x * factor, (2i64,));
     assert!(ok(&impure));

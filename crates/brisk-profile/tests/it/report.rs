@@ -123,10 +123,10 @@ fn dot_is_coloured_by_measured_duration() {
     let graph = Graph::new([&slow]);
     let fill = duration_fill(&graph, &p);
     let color_of = |name: &str| {
-        let id = (0..graph.len())
+        let id = brisk_graph::NodeId::all(graph.len())
             .find(|&i| graph.node(i).name() == name)
             .unwrap();
-        fill[id].clone().unwrap()
+        fill[id.index()].clone().unwrap()
     };
     assert_eq!(color_of("slow"), "#bd0026");
     let fast_color = color_of("fast");

@@ -104,7 +104,7 @@ pub fn write_tasks<T: ZarrElement>(
                     let fail = |e: BoxError| -> BoxError {
                         Box::new(ZarrError::chunk("writing", &za.path, &idx, e))
                     };
-                    let mut reader = src.open(values).map_err(|e| fail(e.into()))?;
+                    let mut reader = src.open(values).map_err(&fail)?;
                     let whole = src.shape() == unit.as_slice();
                     if let Some((codec, fill)) = fast {
                         // Encoded as it is computed, straight into the store; an edge block
@@ -118,15 +118,15 @@ pub fn write_tasks<T: ZarrElement>(
                             write_stream(&za, &idx, &mut padded, total, codec)
                         }
                         .and_then(|()| reader.finish())
-                        .map_err(|e| fail(e.into()))
+                        .map_err(&fail)
                     } else if whole {
-                        let block = reader.into_array().map_err(|e| fail(e.into()))?;
+                        let block = reader.into_array().map_err(&fail)?;
                         za.inner
                             .store_chunk_opt(&idx, &block, &io.codec())
                             .map_err(|e| fail(e.into()))
                     } else {
                         // An edge unit: the part inside the array, written whole by this task.
-                        let block = reader.into_array().map_err(|e| fail(e.into()))?;
+                        let block = reader.into_array().map_err(&fail)?;
                         let start: Vec<u64> =
                             idx.iter().zip(&unit).map(|(&i, &u)| i * u as u64).collect();
                         let subset = region(&start, block.shape());
