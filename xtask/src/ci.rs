@@ -58,19 +58,11 @@ pub(crate) fn ci(fail_fast: bool) -> Result<()> {
         ));
     }
     for example in examples()? {
-        steps.push(Step::Cmd(
-            format!("example {example}"),
-            cargo(&[
-                "run",
-                "--release",
-                "--package",
-                "examples",
-                "--example",
-                &example,
-                "--",
-                "--quick",
-            ]),
-        ));
+        steps.push(Step::Cmd(format!("example {example}"), {
+            let mut c = crate::example(&example, &[]);
+            c.arg("--quick");
+            c
+        }));
     }
     steps.push(Step::Fn(
         "interop (zarr-python, Python decoders)".into(),

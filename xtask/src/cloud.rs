@@ -122,16 +122,8 @@ pub(crate) fn cloud() -> Result<()> {
         );
     run_ok(&mut tests)?;
     // The dynamic-source example with its poller watching an S3 prefix.
-    let mut example = cargo(&[
-        "run",
-        "--release",
-        "--package",
-        "examples",
-        "--features",
-        "s3",
-        "--example",
-        "dynamic_source",
-        "--",
+    let mut example = crate::example("dynamic_source", &["s3"]);
+    example.args([
         "--quick",
         "--store",
         "s3://brisk-test/dynamic",

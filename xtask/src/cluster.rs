@@ -18,18 +18,11 @@ pub(crate) fn cluster_example() -> Result<()> {
         prefix.replace(' ', "%20")
     );
     let run = |extra: &[&str]| -> Result<Vec<String>> {
-        let mut args = vec![
-            "run",
-            "--release",
-            "--package",
-            "examples",
-            "--example",
-            "cluster_map",
-            "--",
-            "--quick",
-        ];
-        args.extend_from_slice(extra);
-        let out = cargo(&args).output().context("running cluster_map")?;
+        let out = example("cluster_map", &[])
+            .arg("--quick")
+            .args(extra)
+            .output()
+            .context("running cluster_map")?;
         if !out.status.success() {
             bail!(
                 "cluster_map {extra:?} failed: {}",

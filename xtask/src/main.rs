@@ -149,6 +149,17 @@ pub(crate) fn cargo(args: &[&str]) -> Command {
     c
 }
 
+/// `cargo run --release --package examples [--features …] --example <name> --`: append the
+/// example's own arguments.
+pub(crate) fn example(name: &str, features: &[&str]) -> Command {
+    let mut c = cargo(&["run", "--release", "--package", "examples"]);
+    for f in features {
+        c.args(["--features", f]);
+    }
+    c.args(["--example", name, "--"]);
+    c
+}
+
 pub(crate) fn run_ok(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {

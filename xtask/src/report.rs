@@ -22,19 +22,7 @@ pub(crate) fn report_check() -> Result<()> {
             "Chromium not found at {chromium} (Debian: `apt-get install chromium`; or set CHROMIUM)"
         );
     }
-    run_ok(
-        cargo(&[
-            "run",
-            "--release",
-            "--package",
-            "examples",
-            "--example",
-            "profile_report",
-            "--",
-            "--out",
-        ])
-        .arg(&out),
-    )?;
+    run_ok(example("profile_report", &[]).arg("--out").arg(&out))?;
     let node_dir = out.join("node");
     npm_install("xtask/report-check/package.json", &node_dir)?;
     // The script resolves playwright-core from next to itself: copy it into the install.

@@ -324,15 +324,20 @@ where
         Ok(())
     }
 
-    fn arrived(&mut self, d: D, job_tx: &Sender<Job>) -> Result<(), SourceError> {
-        let id = self
-            .source
-            .partition_id(&d)
+    /// The partition id of descriptor `d`; a descriptor that cannot be tokenized is an
+    /// error naming it.
+    fn partition_id(&self, d: &D) -> Result<Key, SourceError> {
+        self.source
+            .partition_id(d)
             .map_err(|source| SourceError::Descriptor {
                 source_name: self.name().to_owned(),
                 descriptor: format!("{d:?}"),
                 source,
-            })?;
+            })
+    }
+
+    fn arrived(&mut self, d: D, job_tx: &Sender<Job>) -> Result<(), SourceError> {
+        let id = self.partition_id(&d)?;
         if !self.seen.insert(id.clone()) {
             self.duplicates += 1;
             return Ok(());
@@ -379,14 +384,7 @@ where
     fn failed_upstream(&mut self, input: FailedInput<D>, error: String) -> Result<(), SourceError> {
         let (id, descriptor, failed_id, shown) = match input {
             FailedInput::Descriptor(d) => {
-                let id =
-                    self.source
-                        .partition_id(&d)
-                        .map_err(|source| SourceError::Descriptor {
-                            source_name: self.name().to_owned(),
-                            descriptor: format!("{d:?}"),
-                            source,
-                        })?;
+                let id = self.partition_id(&d)?;
                 let shown = format!("{d:?}");
                 (id, Some(d), None, shown)
             }
