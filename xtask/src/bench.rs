@@ -75,7 +75,8 @@ pub(crate) fn compare_dask(opts: &CompareOptions) -> Result<()> {
     let zarr_rounds = rounds.unwrap_or(3);
     let header = format!(
         "Brisk vs Dask on this machine ({workers} workers, same run). Graph scenarios: \
-         build + compute of trivial tasks (Dask: dask.delayed, threaded scheduler). Futures \
+         build + compute of trivial tasks (Dask: the faster of dask.delayed and a low-level \
+         graph dict run with dask.threaded.get, named in brackets). Futures \
          scenarios: Brisk's Handler vs Python's concurrent.futures thread pool. Zarr scenarios: \
          8000x7500 float32, zstd level 3, Zarr v3 (Dask: dask.array + zarr-python); peak RSS \
          of each side's process in MiB (the largest of the rounds); limit: zstd level 3 on the \
@@ -230,6 +231,8 @@ impl Sides<'_> {
                 entry["dask_build_s"] = d["build_s"].clone();
                 entry["dask_run_s"] = d["run_s"].clone();
                 entry["dask_version"] = d["dask_version"].clone();
+                entry["dask_path"] = d["path"].clone();
+                entry["dask_paths"] = d["paths"].clone();
                 let dask_rss = max_rss(
                     runs.iter()
                         .map(|r| r.2.as_ref().and_then(|d| d["peak_rss_mib"].as_f64()))
@@ -252,9 +255,12 @@ impl Sides<'_> {
                     format!("{ds:.4}"),
                     format!("{ratio:.1}×{spread}"),
                     format!(
-                        "{:.4} / {:.4}",
+                        "{:.4} / {:.4}{}",
                         d["build_s"].as_f64().unwrap_or(0.0),
-                        d["run_s"].as_f64().unwrap_or(0.0)
+                        d["run_s"].as_f64().unwrap_or(0.0),
+                        d["path"]
+                            .as_str()
+                            .map_or_else(String::new, |p| format!(" ({p})"))
                     ),
                     rss_cell(dask_rss),
                 )
