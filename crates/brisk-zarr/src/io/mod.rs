@@ -19,11 +19,16 @@ use crate::error::ZarrError;
 use crate::meta::{ArrayOptions, ZarrElement, array_metadata, stored_dtype};
 use crate::store::{Removal, ZarrStore};
 
+mod dataset;
 mod decode;
 mod read;
 mod rows;
 mod write;
 
+pub use dataset::{
+    CfEncoding, Dataset, DatasetArray, OpenDataset, VariableInfo, open_dataset, to_zarr_dataset,
+};
+pub(crate) use read::from_opened;
 pub use read::{from_zarr, from_zarr_with};
 pub use write::{WriteSummary, to_zarr, write_tasks};
 // What the submodules share with each other.
@@ -506,6 +511,29 @@ pub fn open_array(store: &ZarrStore, path: &str) -> Result<ZarrArray, ZarrError>
         path: path.clone(),
         source: e.into(),
     })?;
+    Ok(ZarrArray {
+        store: store.clone(),
+        path,
+        inner: Arc::new(inner),
+    })
+}
+
+/// The array at `path` from metadata already read (a group's consolidated metadata): no
+/// read of its own.
+pub(crate) fn array_from_metadata(
+    store: &ZarrStore,
+    path: &str,
+    metadata: &Value,
+) -> Result<ZarrArray, ZarrError> {
+    let path = norm_path(path)?;
+    let zerr = |e: BoxError| ZarrError::Zarr {
+        path: path.clone(),
+        source: e,
+    };
+    let meta: ArrayMetadata =
+        serde_json::from_value(metadata.clone()).map_err(|e| zerr(e.into()))?;
+    let inner =
+        ZArray::new_with_metadata(store.storage(), &path, meta).map_err(|e| zerr(e.into()))?;
     Ok(ZarrArray {
         store: store.clone(),
         path,

@@ -35,7 +35,15 @@ pub fn from_zarr_with<T: ZarrElement>(
     path: &str,
     io: IoOptions,
 ) -> Result<Array<T>, ZarrError> {
-    let za = open_array(store, path)?;
+    from_opened(open_array(store, path)?, io)
+}
+
+/// A lazy array over the opened array `za` (whose metadata may come from a group's
+/// consolidated metadata, read once for every array of the group).
+pub(crate) fn from_opened<T: ZarrElement>(
+    za: ZarrArray,
+    io: IoOptions,
+) -> Result<Array<T>, ZarrError> {
     za.check_type::<T>()?;
     let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
     let pins = if io.pinned {

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod crash;
+mod dataset;
 mod pinned;
 mod roundtrip;
 mod safety;
