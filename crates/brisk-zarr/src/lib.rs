@@ -41,8 +41,8 @@ mod store;
 pub use error::{ChunkChanged, ZarrError};
 pub use io::{
     CfEncoding, Dataset, DatasetArray, IoOptions, OpenDataset, VariableInfo, WriteSummary,
-    ZarrArray, create_array, create_group, from_zarr, from_zarr_with, node_attributes, open_array,
-    open_dataset, to_zarr, to_zarr_dataset, write_tasks,
+    ZarrArray, consolidate_metadata, create_array, create_group, from_zarr, from_zarr_with,
+    node_attributes, open_array, open_dataset, to_zarr, to_zarr_dataset, write_tasks,
 };
 pub use meta::{ArrayOptions, BloscShuffle, Compressor, ZarrElement, ZarrFormat};
 pub use store::ZarrStore;

@@ -302,7 +302,8 @@ pub fn to_zarr_dataset(
             remove_node(store, &child(&path, &name), Some(executor))?;
         }
     }
-    write_group(store, &path, v2, &dataset.attributes, &written)?;
+    let names: Vec<String> = written.keys().cloned().collect();
+    write_group(store, &path, v2, &dataset.attributes, &names)?;
     Ok(written)
 }
 
@@ -322,10 +323,10 @@ fn write_group(
     path: &str,
     v2: bool,
     attributes: &Map<String, Value>,
-    arrays: &BTreeMap<String, WriteSummary>,
+    arrays: &[String],
 ) -> Result<(), ZarrError> {
     let mut metadata = Map::new();
-    for name in arrays.keys() {
+    for name in arrays {
         let p = child(path, name);
         if v2 {
             for file in [".zarray", ".zattrs"] {
@@ -365,6 +366,84 @@ fn write_group(
             }),
         )
     }
+}
+
+/// Writes the consolidated metadata of the group at `path` anew from the arrays it holds now
+/// (zarr-python's `consolidate_metadata`), keeping the group's attributes: one read then
+/// describes every array of the group. Brisk keeps it current by itself when it writes into
+/// a group that has it ([`to_zarr`], [`create_array`], [`ZarrArray::set_attributes`]).
+///
+/// # Errors
+/// [`ZarrError::NotFound`] when there is no group at `path`.
+pub fn consolidate_metadata(store: &ZarrStore, path: &str) -> Result<(), ZarrError> {
+    let path = norm_path(path)?;
+    let format = group_format(store, &path)?.ok_or_else(|| ZarrError::NotFound {
+        location: store.location().into(),
+        path: path.clone(),
+    })?;
+    let attributes = group_attributes(store, &path, format)?;
+    let names = child_arrays(store, &path)?;
+    write_group(store, &path, format == ZarrFormat::V2, &attributes, &names)
+}
+
+fn group_attributes(
+    store: &ZarrStore,
+    path: &str,
+    format: ZarrFormat,
+) -> Result<Map<String, Value>, ZarrError> {
+    let found = match format {
+        ZarrFormat::V3 => {
+            get_json(store, path, "zarr.json")?.and_then(|g| g.get("attributes").cloned())
+        }
+        ZarrFormat::V2 => get_json(store, path, ".zattrs")?,
+    };
+    Ok(found
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default())
+}
+
+/// Runs `write`, which changes the array at `path` (normalized), keeping the consolidated
+/// metadata of the group that holds it current: when that group has some, it is removed
+/// first (so an interrupted write never leaves metadata describing arrays that changed) and
+/// written again from the arrays as they are after the write, whether it succeeded or not.
+pub(crate) fn keeping_parent_consolidated<R>(
+    store: &ZarrStore,
+    path: &str,
+    write: impl FnOnce() -> Result<R, ZarrError>,
+) -> Result<R, ZarrError> {
+    let Some((parent, _)) = path.trim_end_matches('/').rsplit_once('/') else {
+        return write();
+    };
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let consolidated = match group_format(store, parent)? {
+        Some(ZarrFormat::V3) => {
+            let mut g = get_json(store, parent, "zarr.json")?.unwrap_or_default();
+            let had = g
+                .as_object_mut()
+                .and_then(|o| o.remove("consolidated_metadata"))
+                .is_some_and(|c| !c.is_null());
+            if had {
+                put_json(store, parent, "zarr.json", &g)?;
+            }
+            had
+        }
+        Some(ZarrFormat::V2) => {
+            let had = get_json(store, parent, ".zmetadata")?.is_some();
+            if had {
+                erase(store, parent, ".zmetadata")?;
+            }
+            had
+        }
+        None => false,
+    };
+    let result = write();
+    if consolidated {
+        let again = consolidate_metadata(store, parent);
+        if result.is_ok() {
+            again?;
+        }
+    }
+    result
 }
 
 /// The format of the group at `path`, `None` when there is no group there.

@@ -25,8 +25,10 @@ mod read;
 mod rows;
 mod write;
 
+use dataset::keeping_parent_consolidated;
 pub use dataset::{
-    CfEncoding, Dataset, DatasetArray, OpenDataset, VariableInfo, open_dataset, to_zarr_dataset,
+    CfEncoding, Dataset, DatasetArray, OpenDataset, VariableInfo, consolidate_metadata,
+    open_dataset, to_zarr_dataset,
 };
 pub(crate) use read::from_opened;
 pub use read::{from_zarr, from_zarr_with};
@@ -354,7 +356,9 @@ impl ZarrArray {
     pub fn set_attributes(&mut self, attributes: Map<String, Value>) -> Result<(), ZarrError> {
         let mut inner = ZArray::open(self.store.storage(), &self.path).map_err(|e| self.zerr(e))?;
         *inner.attributes_mut() = attributes;
-        store_metadata(&self.store, &inner)?;
+        keeping_parent_consolidated(&self.store, &self.path, || {
+            store_metadata(&self.store, &inner)
+        })?;
         self.inner = Arc::new(inner);
         Ok(())
     }
@@ -396,10 +400,21 @@ pub fn create_array<T: ZarrElement>(
     opts: &ArrayOptions,
 ) -> Result<ZarrArray, ZarrError> {
     let path = norm_path(path)?;
-    let storage = store.storage();
     // The new metadata is checked before anything old is removed: bad options never cost
     // the array they were meant to replace.
     let meta = checked_metadata::<T>(shape, chunks, opts)?;
+    keeping_parent_consolidated(store, &path, || {
+        create_array_at(store, path.clone(), meta, opts)
+    })
+}
+
+fn create_array_at(
+    store: &ZarrStore,
+    path: String,
+    meta: ArrayMetadata,
+    opts: &ArrayOptions,
+) -> Result<ZarrArray, ZarrError> {
+    let storage = store.storage();
     if node_exists(store, &path)? {
         if !opts.overwrite {
             return Err(ZarrError::AlreadyExists {
@@ -574,7 +589,11 @@ pub fn create_group(
 ) -> Result<(), ZarrError> {
     let path = norm_path(path)?;
     let json = if v2 {
-        serde_json::json!({"zarr_format": 2, "attributes": attributes})
+        // zarrs' v2 group metadata holds the attributes flattened beside `zarr_format`
+        // (they are stored in `.zattrs`).
+        let mut m = attributes;
+        m.insert("zarr_format".into(), serde_json::json!(2));
+        Value::Object(m)
     } else {
         serde_json::json!({"zarr_format": 3, "node_type": "group", "attributes": attributes})
     };
@@ -607,6 +626,12 @@ pub fn node_attributes(store: &ZarrStore, path: &str) -> Result<Map<String, Valu
         source: e.into(),
     })?;
     let json = serde_json::to_value(node.metadata()).unwrap_or(Value::Null);
+    if let zarrs::node::NodeMetadata::Group(zarrs::metadata::GroupMetadata::V2(g)) =
+        node.metadata()
+    {
+        // v2 group metadata holds its attributes flattened beside `zarr_format`.
+        return Ok(g.attributes.clone());
+    }
     Ok(json
         .get("attributes")
         .and_then(Value::as_object)

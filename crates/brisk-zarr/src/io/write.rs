@@ -284,6 +284,20 @@ pub fn to_zarr<T: ZarrElement>(
     executor: &dyn Executor,
 ) -> Result<(ZarrArray, WriteSummary), ZarrError> {
     let path = norm_path(path)?;
+    keeping_parent_consolidated(store, &path, || {
+        to_zarr_at(array, store, path.clone(), chunks, opts, executor)
+    })
+}
+
+/// [`to_zarr`] at the normalized `path`.
+fn to_zarr_at<T: ZarrElement>(
+    array: &Array<T>,
+    store: &ZarrStore,
+    path: String,
+    chunks: Option<&[usize]>,
+    opts: &ArrayOptions,
+    executor: &dyn Executor,
+) -> Result<(ZarrArray, WriteSummary), ZarrError> {
     let shape = array.shape();
     let chunks: Vec<usize> = match chunks {
         Some(c) => c.to_vec(),

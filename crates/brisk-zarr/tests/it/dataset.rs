@@ -4,7 +4,8 @@
 use brisk_array::Array;
 use brisk_exec::ThreadedExecutor;
 use brisk_zarr::{
-    ArrayOptions, Dataset, ZarrError, ZarrFormat, ZarrStore, open_dataset, to_zarr, to_zarr_dataset,
+    ArrayOptions, Dataset, ZarrError, ZarrFormat, ZarrStore, consolidate_metadata, create_array,
+    create_group, open_array, open_dataset, to_zarr, to_zarr_dataset,
 };
 use ndarray::ArrayD;
 use serde_json::{Map, Value, json};
@@ -255,4 +256,86 @@ fn an_array_where_a_dataset_goes_is_refused_or_replaced() {
     ));
     to_zarr_dataset(&ds, &store, "ds", &ArrayOptions::new().overwrite(), &exec()).unwrap();
     assert_eq!(open_dataset(&store, "ds").unwrap().dims()["t"], 3);
+}
+
+#[test]
+fn writing_into_a_consolidated_group_keeps_its_consolidated_metadata_current() {
+    for format in [ZarrFormat::V3, ZarrFormat::V2] {
+        for (store, _dir) in stores() {
+            let v = write(&store, "ds", format);
+            let opts = ArrayOptions::new()
+                .format(format)
+                .dimension_names(["time", "x"]);
+            // A new array in the group is listed at once …
+            to_zarr(&v.temperature, &store, "ds/copy", None, &opts, &exec()).unwrap();
+            let ds = open_dataset(&store, "ds").unwrap();
+            assert!(ds.is_consolidated());
+            assert_eq!(ds.variables()["copy"].shape, [6, 5]);
+            // … a replaced one with its new shape and type, never the stale ones …
+            let bigger = Array::<f64>::zeros(&[6, 2], &[6, 2]).unwrap();
+            let opts = opts.overwrite();
+            to_zarr(&bigger, &store, "ds/copy", None, &opts, &exec()).unwrap();
+            let ds = open_dataset(&store, "ds").unwrap();
+            assert_eq!(ds.variables()["copy"].shape, [6, 2]);
+            assert_eq!(ds.variables()["copy"].dtype, "float64");
+            assert_eq!(
+                ds.array::<f64>("copy")
+                    .unwrap()
+                    .compute_with(&exec())
+                    .unwrap()
+                    .len(),
+                12
+            );
+            // … and so are new attributes and arrays created without data.
+            let mut z = open_array(&store, "ds/copy").unwrap();
+            z.set_attributes(units("m")).unwrap();
+            create_array::<u8>(
+                &store,
+                "ds/empty",
+                &[2],
+                &[2],
+                &ArrayOptions::new().format(format),
+            )
+            .unwrap();
+            let ds = open_dataset(&store, "ds").unwrap();
+            assert!(ds.is_consolidated());
+            assert_eq!(ds.variables()["copy"].attributes["units"], json!("m"));
+            assert_eq!(ds.variables()["empty"].shape, [2]);
+            assert_eq!(ds.attributes()["title"], json!("brisk dataset"));
+        }
+    }
+}
+
+#[test]
+fn consolidate_metadata_describes_a_group_written_array_by_array() {
+    for format in [ZarrFormat::V3, ZarrFormat::V2] {
+        let store = ZarrStore::memory();
+        let mut attrs = Map::new();
+        attrs.insert("source".into(), json!("by hand"));
+        create_group(&store, "g", format == ZarrFormat::V2, attrs).unwrap();
+        let v = vars();
+        let opts = ArrayOptions::new().format(format);
+        to_zarr(
+            &v.time,
+            &store,
+            "g/time",
+            None,
+            &opts.clone().dimension_names(["time"]),
+            &exec(),
+        )
+        .unwrap();
+        assert!(!open_dataset(&store, "g").unwrap().is_consolidated());
+        consolidate_metadata(&store, "g").unwrap();
+        let ds = open_dataset(&store, "g").unwrap();
+        assert!(ds.is_consolidated());
+        assert_eq!(ds.attributes()["source"], json!("by hand"));
+        assert_eq!(
+            ds.coords().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["time"]
+        );
+        assert!(matches!(
+            consolidate_metadata(&store, "nothing"),
+            Err(ZarrError::NotFound { .. })
+        ));
+    }
 }
