@@ -31,7 +31,10 @@ use brisk::profile::{
     CacheProfiler, GraphvizError, Profiler, ProgressBar, Report, ResourceProfiler, duration_fill,
     svg,
 };
-use brisk::zarr::{ArrayOptions, IoOptions, ZarrStore, create_array, from_zarr, write_tasks};
+use brisk::zarr::{
+    ArrayOptions, IoOptions, ZarrStore, consolidate_metadata, create_array, create_group,
+    from_zarr, write_tasks,
+};
 use clap::Parser;
 
 struct Args {
@@ -102,14 +105,24 @@ fn main() -> anyhow::Result<()> {
 
     // 1. Random normal(2000, 1000) data, one write task per chunk.
     let x = Array::<f32>::random_normal(&a.shape, &a.chunks, 42, 2000.0, 1000.0)?;
+    // The store is a dataset xarray opens (`xr.open_zarr`): a group with the array `data`
+    // over the dimensions `time` and `x`, and consolidated metadata.
+    let title = [(
+        "title".to_owned(),
+        brisk::zarr::serde_json::json!("profiled pipeline"),
+    )];
+    create_group(&store, "", false, title.into_iter().collect())?;
     let target = create_array::<f32>(
         &store,
         "data",
         &a.shape,
         &a.chunks,
-        &ArrayOptions::new().overwrite(),
+        &ArrayOptions::new()
+            .dimension_names(["time", "x"])
+            .overwrite(),
     )?;
     write_tasks(&x, &target, &[0, 0], IoOptions::default())?.compute_with_options(&exec, &opts)?;
+    consolidate_metadata(&store, "")?;
 
     // 2. Read it back lazily and reduce: one fused task per chunk, then a tree of combines.
     let x = from_zarr::<f32>(&store, "data")?;

@@ -2,6 +2,10 @@
 //! write it to Zarr with attributes, write an all-zeros array and see how small it is, copy an
 //! array chunk by chunk, open one lazily and compute `(x**2 + x**3).mean(axis=0)`.
 //!
+//! The store is an xarray dataset: `xr.open_zarr(DIR)` shows `data`, `zeros` and `copy` over
+//! the dimensions `time` and `x` with their coordinates, and the group's attributes
+//! (consolidated metadata, kept current as the later arrays are written).
+//!
 //! ```text
 //! cargo run --release -p examples --example zarr_pipeline -- [--shape 8000,7500]
 //!     [--chunks 2000,7500] [--dir DIR] [--level 3] [--workers N] [--quick]
@@ -17,7 +21,10 @@ use anyhow::{Context, bail};
 use brisk::array::Array;
 use brisk::exec::ThreadedExecutor;
 use brisk::zarr::serde_json::{self, json};
-use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr, open_array, to_zarr};
+use brisk::zarr::{
+    ArrayOptions, Compressor, Dataset, ZarrStore, from_zarr, open_array, open_dataset, to_zarr,
+    to_zarr_dataset,
+};
 use clap::Parser;
 
 struct Args {
@@ -137,10 +144,22 @@ fn main() -> anyhow::Result<()> {
         .attribute("timestamp", json!(now))
         .overwrite();
 
-    // 1. Random normal(2000, 1000) data, written in parallel, one task per chunk.
+    // 1. Random normal(2000, 1000) data, written in parallel, one task per chunk, as the
+    //    variable `data` of a dataset with coordinates `time` and `x`.
     let x = Array::<f32>::random_normal(&a.shape, &a.chunks, 42, 2000.0, 1000.0)?;
+    let time = Array::from_fn("time", &a.shape[..1], &a.shape[..1], |off, shp| {
+        ndarray::ArrayD::from_shape_fn(shp, |i| (off[0] + i[0]) as f64)
+    })?;
+    let xs = Array::from_fn("x", &a.shape[1..], &a.shape[1..], |off, shp| {
+        ndarray::ArrayD::from_shape_fn(shp, |i| (off[0] + i[0]) as f64)
+    })?;
+    let dataset = Dataset::new()
+        .coord("time", &time)
+        .coord("x", &xs)
+        .variable("data", ["time", "x"], &x)
+        .attribute("title", json!("seed 003: dask + zarr, in Brisk"));
     let t = Instant::now();
-    to_zarr(&x, &store, "data", Some(&a.chunks), &opts, &exec)?;
+    to_zarr_dataset(&dataset, &store, "", &opts, &exec)?;
     report("write random data", t, bytes);
     println!("  on disk: {:.1} MB", store.size_of("data")? as f64 / 1e6);
     let z = open_array(&store, "data")?;
@@ -179,6 +198,19 @@ fn main() -> anyhow::Result<()> {
     if (mean / expected - 1.0).abs() > 0.05 {
         bail!("mean of the result {mean:.4e} is far from the expected {expected:.4e}");
     }
+    println!("mean of the result: {mean:.17e}");
+    let ds = open_dataset(&store, "")?;
+    let names: Vec<&str> = ds.variables().keys().map(String::as_str).collect();
+    if names != ["copy", "data", "time", "x", "zeros"] || !ds.is_consolidated() {
+        bail!(
+            "the store's dataset holds {names:?} (consolidated: {})",
+            ds.is_consolidated()
+        );
+    }
+    println!(
+        "dataset: {names:?}, dims {:?} (xr.open_zarr opens it)",
+        ds.dims()
+    );
     if let Some(p) = peak_rss_mib() {
         println!("peak resident memory: {p:.0} MiB");
     }

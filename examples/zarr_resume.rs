@@ -22,7 +22,8 @@ use brisk::checkpoint::{DirStore, Storage};
 use brisk::exec::ThreadedExecutor;
 use brisk::profile::{Outcome, Profiler};
 use brisk::zarr::{
-    ArrayOptions, IoOptions, ZarrStore, from_zarr_with, open_array, to_zarr, write_tasks,
+    ArrayOptions, IoOptions, ZarrStore, consolidate_metadata, create_group, from_zarr_with,
+    open_array, to_zarr, write_tasks,
 };
 use clap::Parser;
 use ndarray::{ArrayD, IxDyn};
@@ -109,7 +110,11 @@ fn main() -> anyhow::Result<()> {
     let storage = Storage::new(DirStore::new(dir.join("checkpoints"))?);
 
     let x = Array::<f32>::random_normal(&shape, &chunks, 7, 0.0, 1.0)?;
-    to_zarr(&x, &store, "obs", None, &ArrayOptions::new(), &exec)?;
+    // A dataset xarray opens (`xr.open_zarr`): a group with `obs` over `time` and `x`.
+    create_group(&store, "", false, brisk::zarr::serde_json::Map::new())?;
+    let opts = ArrayOptions::new().dimension_names(["time", "x"]);
+    to_zarr(&x, &store, "obs", None, &opts, &exec)?;
+    consolidate_metadata(&store, "")?;
     let columns = shape[1].div_ceil(chunks[1]);
     println!(
         "{}×{} f32 in {}×{} chunks; the analysis has {columns} result blocks per output",

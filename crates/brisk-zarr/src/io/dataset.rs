@@ -291,6 +291,16 @@ pub fn to_zarr_dataset(
     for e in &dataset.entries {
         let mut opts = options.clone().dimension_names(e.dims.iter().cloned());
         opts.attributes.extend(e.attributes.clone());
+        if v2 && opts.fill_value.is_none() {
+            // xarray reads a v2 array's fill value as its `_FillValue` and masks it (a 0 in
+            // the data would read as NaN): a variable without a `_FillValue` has none.
+            opts.fill_value = Some(
+                e.attributes
+                    .get("_FillValue")
+                    .cloned()
+                    .unwrap_or(Value::Null),
+            );
+        }
         opts.overwrite = true;
         let summary = e
             .array

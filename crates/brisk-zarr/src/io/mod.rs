@@ -626,8 +626,7 @@ pub fn node_attributes(store: &ZarrStore, path: &str) -> Result<Map<String, Valu
         source: e.into(),
     })?;
     let json = serde_json::to_value(node.metadata()).unwrap_or(Value::Null);
-    if let zarrs::node::NodeMetadata::Group(zarrs::metadata::GroupMetadata::V2(g)) =
-        node.metadata()
+    if let zarrs::node::NodeMetadata::Group(zarrs::metadata::GroupMetadata::V2(g)) = node.metadata()
     {
         // v2 group metadata holds its attributes flattened beside `zarr_format`.
         return Ok(g.attributes.clone());

@@ -77,6 +77,8 @@ fn check(store: &ZarrStore, path: &str, v: &Vars, consolidated: bool) {
     assert_eq!(data, ["mask", "temperature"]);
     let t = &ds.variables()["temperature"];
     assert_eq!(t.dims, ["time", "x"]);
+    // No fill value xarray would mask (v2 reads the array's fill value as `_FillValue`).
+    assert_eq!(t.encoding.fill_value, None);
     assert_eq!(t.dtype, "float32");
     assert_eq!(t.encoding.units.as_deref(), Some("K"));
     assert!(!t.attributes.contains_key("_ARRAY_DIMENSIONS"));
