@@ -458,14 +458,22 @@ pub(crate) fn keeping_parent_consolidated<R>(
 
 /// The format of the group at `path`, `None` when there is no group there.
 fn group_format(store: &ZarrStore, path: &str) -> Result<Option<ZarrFormat>, ZarrError> {
+    Ok(group_metadata(store, path)?.map(|(f, _)| f))
+}
+
+/// The format of the group at `path` and, for v3, its `zarr.json` (read once); `None` when
+/// there is no group there.
+fn group_metadata(
+    store: &ZarrStore,
+    path: &str,
+) -> Result<Option<(ZarrFormat, Option<Value>)>, ZarrError> {
     if let Some(m) = get_json(store, path, "zarr.json")? {
-        return Ok(
-            (m.get("node_type").and_then(Value::as_str) == Some("group")).then_some(ZarrFormat::V3),
-        );
+        let group = m.get("node_type").and_then(Value::as_str) == Some("group");
+        return Ok(group.then_some((ZarrFormat::V3, Some(m))));
     }
     let key = node_key(store, path, ".zgroup")?;
     let found = store.storage().get(&key).map_err(|e| store.error(e))?;
-    Ok(found.map(|_| ZarrFormat::V2))
+    Ok(found.map(|_| (ZarrFormat::V2, None)))
 }
 
 /// The names of the arrays directly below the group at `path`, from a listing.
@@ -606,7 +614,9 @@ pub struct OpenDataset {
     variables: BTreeMap<String, VariableInfo>,
 }
 
-/// Opens the group at `path` as a dataset (what `xr.open_zarr` would show).
+/// Opens the group at `path` as a dataset (what `xr.open_zarr` would show). With consolidated
+/// metadata this is one read (v3: the group's `zarr.json`; v2: `.zgroup` and `.zmetadata`),
+/// and the variables' arrays open from it without reading their own metadata.
 ///
 /// # Errors
 /// [`ZarrError::NotFound`] when there is no group at `path`; [`ZarrError::Zarr`] for
@@ -617,10 +627,10 @@ pub fn open_dataset(store: &ZarrStore, path: &str) -> Result<OpenDataset, ZarrEr
         location: store.location().into(),
         path: path.clone(),
     };
-    let format = group_format(store, &path)?.ok_or_else(not_found)?;
+    let (format, v3_group) = group_metadata(store, &path)?.ok_or_else(not_found)?;
     let (attributes, consolidated) = match format {
         ZarrFormat::V3 => {
-            let g = get_json(store, &path, "zarr.json")?.ok_or_else(not_found)?;
+            let g = v3_group.ok_or_else(not_found)?;
             let attrs = g
                 .get("attributes")
                 .and_then(Value::as_object)
