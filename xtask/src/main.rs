@@ -19,6 +19,9 @@
 //!                                writers of checkpoints and Zarr arrays killed with SIGKILL
 //!                                (N per kind, default 100) and verified; M stored entries and
 //!                                chunks mutated and read back (default 100 000)
+//! cargo xtask bench --peers [--quick] [--rounds R] [--only 1000x1000]
+//!                                Brisk's Zarr read + mean against dask, dask with the zarrs
+//!                                codec pipeline and tensorstore: target/bench/peers.{json,md}
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/] [--rounds R]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -36,6 +39,7 @@ mod cluster;
 mod interop;
 mod layers;
 mod loom;
+mod peers;
 mod report;
 mod services;
 mod soak;
@@ -47,6 +51,7 @@ use cluster::*;
 use interop::*;
 use layers::*;
 use loom::*;
+use peers::*;
 use report::*;
 use services::*;
 
@@ -71,6 +76,22 @@ pub(crate) fn run() -> Result<()> {
         Some("ci") => ci(args.iter().any(|a| a == "--fail-fast")),
         Some("layers") => layers(),
         Some("loom") => loom(),
+        Some("bench") if args.iter().any(|a| a == "--peers") => {
+            let value = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+            };
+            let rounds = value("--rounds")
+                .map(|v| v.parse::<usize>().context("--rounds takes a whole number"))
+                .transpose()?
+                .unwrap_or(3);
+            compare_peers(
+                args.iter().any(|a| a == "--quick"),
+                rounds,
+                value("--only").map(String::as_str),
+            )
+        }
         Some("bench") if args.iter().any(|a| a == "--compare-dask") => {
             let value = |flag: &str| -> Result<Option<&String>> {
                 match args.iter().position(|a| a == flag) {
@@ -133,7 +154,7 @@ pub(crate) fn run() -> Result<()> {
     }
 }
 
-pub(crate) const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | loom | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
+pub(crate) const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | loom | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--peers [--quick] [--rounds R] [--only CHUNKS]] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
 
 pub(crate) fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -65,11 +65,14 @@ fn main() -> anyhow::Result<()> {
         // One executor for every repetition, as an application keeps its pool.
         let exec = ThreadedExecutor::new(workers)?;
         let mut secs = f64::INFINITY;
+        let mut result_mean = None;
         for _ in 0..repeat.max(1) {
             let io = brisk::zarr::IoOptions::new()
                 .codec_threads(codec_threads)
                 .pinned(pinned);
-            secs = secs.min(run_zarr(shape, n, &exec, &dir, io, checksum)?);
+            let (s, m) = run_zarr(shape, n, &exec, &dir, io, checksum)?;
+            secs = secs.min(s);
+            result_mean = m;
         }
         // Peak RSS of the timed phase, before the limit measurement holds the whole array.
         let rss = peak_rss_mib();
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
                 "limit_zstd_s": limit.zstd_s,
                 "limit_pass_s": limit.pass_s,
                 "compressed_mib": limit.compressed_mib,
+                "mean": result_mean,
             })
         );
         return Ok(());
@@ -361,7 +365,7 @@ fn run_zarr(
     dir: &std::path::Path,
     io: brisk::zarr::IoOptions,
     checksum: bool,
-) -> anyhow::Result<f64> {
+) -> anyhow::Result<(f64, Option<f64>)> {
     use brisk::array::Array;
     use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr_with, to_zarr};
     let chunks = parse_chunking(chunking)?;
@@ -384,8 +388,11 @@ fn run_zarr(
             if m.len() != shape[1] {
                 bail!("wrong result length {}", m.len());
             }
+            let secs = t.elapsed().as_secs_f64();
+            let mean = m.iter().sum::<f64>() / m.len() as f64;
+            return Ok((secs, Some(mean)));
         }
         other => bail!("unknown zarr phase `{other}`"),
     }
-    Ok(t.elapsed().as_secs_f64())
+    Ok((t.elapsed().as_secs_f64(), None))
 }
