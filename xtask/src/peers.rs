@@ -57,7 +57,8 @@ pub(crate) fn compare_peers(quick: bool, rounds: usize, only: Option<&str>) -> R
          interleaved rounds, each side's fastest; ratio = peer / Brisk (per-round range in \
          brackets). dask: dask.array + zarr-python; dask-zarrs: the same with the zarrs codec \
          pipeline; tensorstore: zarr3 driver, chunk-aligned parallel reads, numpy \
-         x*x + x*x*x. Limit: zstd decoding of the same chunks on all workers + one pass.\n\n\
+         x*x + x*x*x on cache-sized slabs. Every side: best of 2 repetitions in one process \
+         per round, imports and pools set up outside the timing. Limit: zstd decoding of the same chunks on all workers + one pass.\n\n\
          | chunks | Brisk (s) | limit (s) | Brisk / limit | peer | peer (s) | ratio | peer RSS MiB |\n\
          |---|---:|---:|---:|---|---:|---:|---:|\n"
     );
