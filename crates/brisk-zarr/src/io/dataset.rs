@@ -280,7 +280,7 @@ pub fn to_zarr_dataset(
             Vec::new()
         }
         _ => {
-            let old = child_arrays(store, &path)?;
+            let old: Vec<String> = child_arrays(store, &path)?.into_keys().collect();
             for (file, _) in GROUP_FILES {
                 erase(store, &path, file)?;
             }
@@ -312,8 +312,13 @@ pub fn to_zarr_dataset(
             remove_node(store, &child(&path, &name), Some(executor))?;
         }
     }
-    let names: Vec<String> = written.keys().cloned().collect();
-    write_group(store, &path, v2, &dataset.attributes, &names)?;
+    let mut arrays = BTreeMap::new();
+    for name in written.keys() {
+        if let Some(meta) = ArrayMeta::read(store, &child(&path, name))? {
+            arrays.insert(name.clone(), meta);
+        }
+    }
+    write_group(store, &path, v2, &dataset.attributes, &arrays)?;
     Ok(written)
 }
 
@@ -333,19 +338,20 @@ fn write_group(
     path: &str,
     v2: bool,
     attributes: &Map<String, Value>,
-    arrays: &[String],
+    arrays: &BTreeMap<String, ArrayMeta>,
 ) -> Result<(), ZarrError> {
     let mut metadata = Map::new();
-    for name in arrays {
-        let p = child(path, name);
-        if v2 {
-            for file in [".zarray", ".zattrs"] {
-                if let Some(m) = get_json(store, &p, file)? {
-                    metadata.insert(format!("{name}/{file}"), m);
+    for (name, meta) in arrays {
+        match meta {
+            ArrayMeta::V3(m) => {
+                metadata.insert(name.clone(), m.clone());
+            }
+            ArrayMeta::V2 { zarray, zattrs } => {
+                metadata.insert(format!("{name}/.zarray"), zarray.clone());
+                if let Some(a) = zattrs {
+                    metadata.insert(format!("{name}/.zattrs"), a.clone());
                 }
             }
-        } else if let Some(m) = get_json(store, &p, "zarr.json")? {
-            metadata.insert(name.clone(), m);
         }
     }
     if v2 {
@@ -392,8 +398,8 @@ pub fn consolidate_metadata(store: &ZarrStore, path: &str) -> Result<(), ZarrErr
         path: path.clone(),
     })?;
     let attributes = group_attributes(store, &path, format)?;
-    let names = child_arrays(store, &path)?;
-    write_group(store, &path, format == ZarrFormat::V2, &attributes, &names)
+    let arrays = child_arrays(store, &path)?;
+    write_group(store, &path, format == ZarrFormat::V2, &attributes, &arrays)
 }
 
 fn group_attributes(
@@ -425,9 +431,9 @@ pub(crate) fn keeping_parent_consolidated<R>(
         return write();
     };
     let parent = if parent.is_empty() { "/" } else { parent };
-    let consolidated = match group_format(store, parent)? {
-        Some(ZarrFormat::V3) => {
-            let mut g = get_json(store, parent, "zarr.json")?.unwrap_or_default();
+    let consolidated = match group_metadata(store, parent)? {
+        Some((ZarrFormat::V3, g)) => {
+            let mut g = g.unwrap_or_default();
             let had = g
                 .as_object_mut()
                 .and_then(|o| o.remove("consolidated_metadata"))
@@ -437,7 +443,7 @@ pub(crate) fn keeping_parent_consolidated<R>(
             }
             had
         }
-        Some(ZarrFormat::V2) => {
+        Some((ZarrFormat::V2, _)) => {
             let had = get_json(store, parent, ".zmetadata")?.is_some();
             if had {
                 erase(store, parent, ".zmetadata")?;
@@ -476,8 +482,46 @@ fn group_metadata(
     Ok(found.map(|_| (ZarrFormat::V2, None)))
 }
 
-/// The names of the arrays directly below the group at `path`, from a listing.
-fn child_arrays(store: &ZarrStore, path: &str) -> Result<Vec<String>, ZarrError> {
+/// An array's metadata as stored, read once: v3 `zarr.json`, or v2 `.zarray` and `.zattrs`.
+enum ArrayMeta {
+    V3(Value),
+    V2 {
+        zarray: Value,
+        zattrs: Option<Value>,
+    },
+}
+
+impl ArrayMeta {
+    /// The metadata of the array at `path`, `None` when there is no array there.
+    fn read(store: &ZarrStore, path: &str) -> Result<Option<Self>, ZarrError> {
+        if let Some(m) = get_json(store, path, "zarr.json")? {
+            let array = m.get("node_type").and_then(Value::as_str) == Some("array");
+            return Ok(array.then_some(Self::V3(m)));
+        }
+        let Some(zarray) = get_json(store, path, ".zarray")? else {
+            return Ok(None);
+        };
+        let zattrs = get_json(store, path, ".zattrs")?;
+        Ok(Some(Self::V2 { zarray, zattrs }))
+    }
+
+    /// One JSON object with the attributes under `attributes` (v2: `.zarray` with
+    /// `.zattrs` folded in), as [`variable_info`] reads it.
+    fn merged(self) -> Value {
+        match self {
+            Self::V3(m) => m,
+            Self::V2 { mut zarray, zattrs } => {
+                if let Some(o) = zarray.as_object_mut() {
+                    o.insert("attributes".into(), zattrs.unwrap_or_else(|| json!({})));
+                }
+                zarray
+            }
+        }
+    }
+}
+
+/// The arrays directly below the group at `path`, from a listing, with their metadata.
+fn child_arrays(store: &ZarrStore, path: &str) -> Result<BTreeMap<String, ArrayMeta>, ZarrError> {
     let rel = path.trim_matches('/');
     let prefix = if rel.is_empty() {
         StorePrefix::root()
@@ -488,7 +532,7 @@ fn child_arrays(store: &ZarrStore, path: &str) -> Result<Vec<String>, ZarrError>
         .storage()
         .list_dir(&prefix)
         .map_err(|e| store.error(e))?;
-    let mut out = Vec::new();
+    let mut out = BTreeMap::new();
     for p in listed.prefixes() {
         let name = p
             .as_str()
@@ -500,15 +544,10 @@ fn child_arrays(store: &ZarrStore, path: &str) -> Result<Vec<String>, ZarrError>
         if name.is_empty() || name.starts_with('.') {
             continue; // Brisk's own staging names, hidden files
         }
-        let c = child(path, &name);
-        if get_json(store, &c, ".zarray")?.is_some()
-            || get_json(store, &c, "zarr.json")?
-                .is_some_and(|m| m.get("node_type").and_then(Value::as_str) == Some("array"))
-        {
-            out.push(name);
+        if let Some(meta) = ArrayMeta::read(store, &child(path, &name))? {
+            out.insert(name, meta);
         }
     }
-    out.sort();
     Ok(out)
 }
 
@@ -667,15 +706,11 @@ pub fn open_dataset(store: &ZarrStore, path: &str) -> Result<OpenDataset, ZarrEr
                     if let Some(name) = k.strip_suffix("/.zarray")
                         && !name.contains('/')
                     {
-                        let mut a = v.clone();
-                        let at = m
-                            .get(&format!("{name}/.zattrs"))
-                            .cloned()
-                            .unwrap_or(json!({}));
-                        if let Some(o) = a.as_object_mut() {
-                            o.insert("attributes".into(), at);
-                        }
-                        arrays.insert(name.to_owned(), a);
+                        let meta = ArrayMeta::V2 {
+                            zarray: v.clone(),
+                            zattrs: m.get(&format!("{name}/.zattrs")).cloned(),
+                        };
+                        arrays.insert(name.to_owned(), meta.merged());
                     }
                 }
                 arrays
@@ -686,20 +721,10 @@ pub fn open_dataset(store: &ZarrStore, path: &str) -> Result<OpenDataset, ZarrEr
     let is_consolidated = consolidated.is_some();
     let arrays: BTreeMap<String, Value> = match consolidated {
         Some(c) => c,
-        None => {
-            let mut out = BTreeMap::new();
-            for name in child_arrays(store, &path)? {
-                let za = open_array(store, &child(&path, &name))?;
-                let mut meta = za.metadata_json();
-                if format == ZarrFormat::V2
-                    && let Some(o) = meta.as_object_mut()
-                {
-                    o.insert("attributes".into(), Value::Object(za.attributes()));
-                }
-                out.insert(name, meta);
-            }
-            out
-        }
+        None => child_arrays(store, &path)?
+            .into_iter()
+            .map(|(name, meta)| (name, meta.merged()))
+            .collect(),
     };
     let mut variables = BTreeMap::new();
     for (name, meta) in arrays {
