@@ -36,9 +36,7 @@ pub(crate) fn cloud() -> Result<()> {
             .context("starting moto_server")?,
     );
     let az_data = PathBuf::from("target/cloud/azurite-data");
-    if az_data.exists() {
-        std::fs::remove_dir_all(&az_data)?;
-    }
+    remove_dir_if_present(&az_data)?;
     let az_log = std::fs::File::create("target/cloud/azurite.log")?;
     let _azurite = KillOnDrop(
         Command::new(az_dir.join("node_modules/.bin/azurite-blob"))
@@ -130,9 +128,7 @@ pub(crate) fn cloud() -> Result<()> {
         "--checkpoints",
         "target/cloud/dynamic-checkpoints",
     ]);
-    if Path::new("target/cloud/dynamic-checkpoints").exists() {
-        std::fs::remove_dir_all("target/cloud/dynamic-checkpoints")?;
-    }
+    remove_dir_if_present(Path::new("target/cloud/dynamic-checkpoints"))?;
     example
         .env("AWS_ENDPOINT_URL", &s3_endpoint)
         .env("AWS_ALLOW_HTTP", "true")

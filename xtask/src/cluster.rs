@@ -8,9 +8,7 @@ use crate::*;
 /// `.ci/run` started (`BRISK_SLURM_PREFIX` reaches it) and checks both print the same results.
 pub(crate) fn cluster_example() -> Result<()> {
     let store = std::fs::canonicalize("target")?.join("cluster-example-store");
-    if store.exists() {
-        std::fs::remove_dir_all(&store)?;
-    }
+    remove_dir_if_present(&store)?;
     let prefix = std::env::var("BRISK_SLURM_PREFIX").unwrap_or_default();
     let address = format!(
         "slurm://?store={}&prefix={}&poll_ms=100&time=00:05:00",

@@ -13,12 +13,8 @@ use crate::*;
 fn datasets(python: &Path, root: &Path) -> Result<()> {
     build_bench_bin("dataset_interop")?;
     let (ours, theirs) = (root.join("brisk-datasets"), root.join("xarray-datasets"));
-    for d in [&ours, &theirs] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-        std::fs::create_dir_all(d)?;
-    }
+    fresh_dir(&ours)?;
+    fresh_dir(&theirs)?;
     println!("==> Brisk writes datasets (v3, v2), xarray opens them");
     run_ok(
         Command::new("target/release/dataset_interop")
@@ -98,12 +94,8 @@ pub(crate) fn interop() -> Result<()> {
     build_bench_bin("zarr_interop")?;
     let root = PathBuf::from("target/interop");
     let (ours, theirs) = (root.join("brisk"), root.join("python"));
-    for d in [&ours, &theirs] {
-        if d.exists() {
-            std::fs::remove_dir_all(d)?;
-        }
-        std::fs::create_dir_all(d)?;
-    }
+    fresh_dir(&ours)?;
+    fresh_dir(&theirs)?;
     println!("==> Brisk writes, zarr-python reads");
     run_ok(
         Command::new("target/release/zarr_interop")
@@ -135,9 +127,7 @@ pub(crate) fn interop() -> Result<()> {
     let python = venv("interop-checkpoint", "benches/checkpoint/requirements.txt")?;
     build_bench_bin("checkpoint_interop")?;
     let dir = root.join("checkpoint");
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
+    remove_dir_if_present(&dir)?;
     run_ok(Command::new("target/release/checkpoint_interop").arg(&dir))?;
     run_ok(
         Command::new(&python)

@@ -181,6 +181,20 @@ pub(crate) fn example(name: &str, features: &[&str]) -> Command {
     c
 }
 
+/// Removes `dir` and everything in it, if it exists.
+pub(crate) fn remove_dir_if_present(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// An empty directory `dir` (whatever was there is removed).
+pub(crate) fn fresh_dir(dir: &Path) -> Result<()> {
+    remove_dir_if_present(dir)?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))
+}
+
 pub(crate) fn run_ok(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::{build_bench_bin, run_ok};
+use crate::{build_bench_bin, fresh_dir, run_ok};
 
 /// What to run: kill trials per kind and mutations in all.
 pub(crate) struct SoakOptions {
@@ -31,10 +31,7 @@ pub(crate) fn soak(opts: &SoakOptions) -> Result<()> {
         let mut sums = serde_json::Map::new();
         for trial in 0..opts.kills {
             let dir = root.join(format!("{kind}-{trial}"));
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
-            }
-            std::fs::create_dir_all(&dir)?;
+            fresh_dir(&dir)?;
             if kind == "zarr-overwrite" {
                 // The array the child overwrites, complete before it starts.
                 run_ok(Command::new(bin).args(["verify", "zarr-fresh"]).arg(&dir))
