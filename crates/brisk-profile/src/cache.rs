@@ -176,8 +176,10 @@ impl Hooks for CacheProfiler {
             Some(f) => f(&**value),
             None => brisk_graph::size_of_value(value),
         };
-        let time = clock::now();
+        // The clock is read under the lock, so points are pushed in time order even when
+        // workers report concurrently.
         let mut inner = self.lock();
+        let time = clock::now();
         if size.is_none() {
             *inner.unsized_types.entry(node.output_type()).or_insert(0) += 1;
         }
@@ -201,8 +203,8 @@ impl Hooks for CacheProfiler {
     }
 
     fn on_release(&self, graph: &Graph, id: NodeId) {
-        let time = clock::now();
         let mut inner = self.lock();
+        let time = clock::now();
         if let Some(slot) = inner.live.remove(&(graph_id(graph), id)) {
             Self::free(&mut inner, slot, time);
         }
@@ -210,9 +212,9 @@ impl Hooks for CacheProfiler {
 
     fn on_finish(&self, graph: &Graph, error: Option<&Error>) {
         let _ = error;
-        let time = clock::now();
         let g = graph_id(graph);
         let mut inner = self.lock();
+        let time = clock::now();
         let slots: Vec<usize> = inner
             .live
             .iter()
