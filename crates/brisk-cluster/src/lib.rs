@@ -60,7 +60,7 @@ mod worker;
 use std::fmt;
 
 pub use options::SlurmOptions;
-pub use slurm::SlurmExecutor;
+pub use slurm::{RunStats, SlurmExecutor};
 pub use worker::{init, run_unit};
 
 /// What went wrong in the cluster backend (carried inside `brisk_graph::Error::Executor` or

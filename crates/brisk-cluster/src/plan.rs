@@ -33,6 +33,39 @@ impl Layout {
     pub(crate) fn error(&self, unit: &str) -> String {
         format!("{}/errors/{unit}.json", self.base())
     }
+    pub(crate) fn events(&self, unit: &str) -> String {
+        format!("{}/events/{unit}.json", self.base())
+    }
+}
+
+/// What a unit ran, where and when (read by the driver for its hooks, then removed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct UnitEvents {
+    /// The Slurm node (or host) the unit ran on.
+    pub(crate) node: String,
+    pub(crate) events: Vec<TaskEvent>,
+}
+
+/// One task run (the last attempt) on a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct TaskEvent {
+    /// The node's key (text form).
+    pub(crate) key: String,
+    /// The worker thread's name.
+    pub(crate) thread: String,
+    /// Start and end, in nanoseconds since the Unix epoch (the node's clock).
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    /// Which attempt (1 = first).
+    pub(crate) attempt: u32,
+    /// Whether it produced a result.
+    pub(crate) ok: bool,
+    /// The result's size in the worker's memory, when known.
+    pub(crate) size: Option<usize>,
+    /// Bytes of inputs read from the data plane.
+    pub(crate) read: u64,
+    /// Bytes of the encoded result written to the data plane.
+    pub(crate) stored: u64,
 }
 
 /// The name of unit `index` of `stage`.

@@ -5,17 +5,18 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use brisk_checkpoint::Encoder;
 use brisk_graph::{
     Arg, BoxError, CacheAction, CancelToken, Error, Executor, Failure, FailurePolicy, Graph, Key,
-    NodeId, Report, RunContext, RunOutput, Skipped, Value,
+    NodeId, Report, RunContext, RunOutput, Skipped, TaskEnd, TaskStatus, Value,
 };
 use brisk_store::{Store, from_url};
 
-use crate::plan::{Layout, Plan, UnitSpec, plan};
+use crate::plan::{Layout, Plan, UnitEvents, UnitSpec, plan};
 use crate::{ClusterError, RemoteTaskError, SlurmOptions};
 
 /// Runs graphs on Slurm (see the crate docs). Every task node must be a registered
@@ -32,6 +33,37 @@ pub struct SlurmExecutor {
     options: SlurmOptions,
     store: Arc<dyn Store>,
     submissions: AtomicUsize,
+    /// The data plane bytes the driver wrote and read in the running compute.
+    uploaded: AtomicU64,
+    downloaded: AtomicU64,
+    last_run: Mutex<RunStats>,
+}
+
+/// What the last compute of a [`SlurmExecutor`] cost, as far as the driver and the workers'
+/// reports tell (units that left no report, such as killed ones, are not counted).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RunStats {
+    /// Job arrays submitted (`sbatch` calls).
+    pub jobs: usize,
+    /// Units that reported (job array tasks that ran to their end).
+    pub units: usize,
+    /// Tasks that ran on workers (last attempts).
+    pub tasks: usize,
+    /// Bytes the driver wrote into the data plane (constants, literals, loaded checkpoints)
+    /// and read from it (outputs, checkpointed results).
+    pub driver_bytes: u64,
+    /// Bytes the workers wrote into the data plane (encoded results) and read from it
+    /// (their tasks' inputs).
+    pub worker_bytes: u64,
+}
+
+impl RunStats {
+    /// Every byte that went through the data plane.
+    #[must_use]
+    pub fn data_plane_bytes(&self) -> u64 {
+        self.driver_bytes + self.worker_bytes
+    }
 }
 
 impl SlurmExecutor {
@@ -46,6 +78,9 @@ impl SlurmExecutor {
             options,
             store,
             submissions: AtomicUsize::new(0),
+            uploaded: AtomicU64::new(0),
+            downloaded: AtomicU64::new(0),
+            last_run: Mutex::new(RunStats::default()),
         };
         this.run(&["sbatch", "--version"], None)?;
         Ok(this)
@@ -70,6 +105,17 @@ impl SlurmExecutor {
     #[must_use]
     pub fn submissions(&self) -> usize {
         self.submissions.load(Ordering::Relaxed)
+    }
+
+    /// What the last compute cost: jobs, units, tasks and data plane bytes (see
+    /// [`RunStats`]).
+    #[must_use]
+    pub fn last_run(&self) -> RunStats {
+        *self.last_run.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, RunStats> {
+        self.last_run.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn log_dir(&self) -> PathBuf {
@@ -195,6 +241,7 @@ impl SlurmExecutor {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.run(&args, Some(&script))?;
         self.submissions.fetch_add(1, Ordering::Relaxed);
+        self.stats().jobs += 1;
         let job = out.trim().split(';').next().unwrap_or_default().to_owned();
         if job.is_empty() || !job.chars().all(|c| c.is_ascii_digit()) {
             return Err(ClusterError::Slurm {
@@ -284,6 +331,8 @@ impl SlurmExecutor {
             if !self.store.contains(&u.store_key)? {
                 let bytes = encoder.encode(&u.spec, &u.value, &u.store_key)?;
                 self.store.put(&u.store_key, &bytes)?;
+                self.uploaded
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             }
         }
         for stage in &plan.stages {
@@ -329,7 +378,12 @@ impl SlurmExecutor {
     fn drive(&self, graph: &Graph, plan: &mut Plan, ctx: &RunContext) -> Result<RunOutput, Error> {
         let encoder = Encoder::new();
         let keep_going = ctx.policy == FailurePolicy::KeepGoing;
-        let mut progress = Progress::default();
+        let mut progress = Progress {
+            started: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            ..Progress::default()
+        };
         // The next stage's job, queued behind the running one (`chain_stages`).
         let mut ahead: Option<Submitted<'_>> = None;
         let exec_err = |e: ClusterError| Error::Executor(Box::new(e));
@@ -429,6 +483,8 @@ impl SlurmExecutor {
             if !self.wait(plan, &mut sub, &ctx.cancel).map_err(exec_err)? {
                 return Err(Error::Cancelled);
             }
+            self.report_events(graph, plan, stage, &pending, ctx, &mut progress)
+                .map_err(exec_err)?;
             let (job, log) = (&sub.job, &sub.log);
             let mut failures = Vec::new();
             for &i in &pending {
@@ -525,6 +581,8 @@ impl SlurmExecutor {
         let Some(bytes) = self.store.get(&entry)? else {
             return Ok(Err(self.invalidate(plan, &entry)?));
         };
+        self.downloaded
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         match encoder.decode(invoker.output(), &bytes, &entry) {
             Ok(v) => Ok(Ok(v)),
             Err(_) => {
@@ -641,6 +699,80 @@ impl SlurmExecutor {
         Ok(())
     }
 
+    /// Hands what the units of `stage` that just ran report (task, node and thread, start,
+    /// end, result size) to the compute's hooks, as tasks that ran elsewhere
+    /// ([`TaskStatus::Remote`], at `"<node>/<thread>"`), and counts their data plane bytes.
+    /// Each report is read once and removed (a unit that runs again writes a new one).
+    fn report_events(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        stage: usize,
+        pending: &[usize],
+        ctx: &RunContext,
+        progress: &mut Progress,
+    ) -> Result<(), ClusterError> {
+        for &i in pending {
+            let entry = plan.layout.events(&plan.stages[stage][i].unit);
+            let Some(bytes) = self.store.get(&entry)? else {
+                continue; // killed before it reported, or a run older than reports
+            };
+            self.store.delete(&entry)?;
+            let events: UnitEvents =
+                serde_json::from_slice(&bytes).map_err(|e| ClusterError::Format {
+                    what: entry.clone(),
+                    message: e.to_string(),
+                })?;
+            {
+                let mut stats = self.stats();
+                stats.units += 1;
+                stats.tasks += events.events.len();
+                stats.worker_bytes += events.events.iter().map(|e| e.read + e.stored).sum::<u64>();
+            }
+            if ctx.hooks.is_empty() {
+                continue;
+            }
+            if progress.ids.is_empty() {
+                progress.ids = plan
+                    .stage_nodes
+                    .iter()
+                    .flatten()
+                    .map(|&id| (graph.key(id).to_string(), id))
+                    .collect();
+            }
+            for e in &events.events {
+                let Some(&id) = progress.ids.get(&e.key) else {
+                    continue;
+                };
+                let location = format!("{}/{}", events.node, e.thread);
+                let next = progress.lanes.len();
+                let worker = *progress.lanes.entry(location.clone()).or_insert(next);
+                // On the compute's time axis; a node clock behind the driver's clamps to 0.
+                let start = Duration::from_nanos(e.start.saturating_sub(progress.started));
+                let duration = Duration::from_nanos(e.end.saturating_sub(e.start));
+                let failed;
+                let status = if e.ok {
+                    TaskStatus::Remote { size: e.size }
+                } else {
+                    failed = Error::Task {
+                        key: graph.key(id).clone(),
+                        name: graph.node(id).name().to_owned(),
+                        attempts: e.attempt,
+                        source: "failed on a cluster worker (see the compute's error)".into(),
+                    };
+                    TaskStatus::Failed(&failed)
+                };
+                let end =
+                    TaskEnd::new(id, worker, start, duration, e.attempt, status).at(&location);
+                for h in ctx.hooks.iter() {
+                    h.on_task_start(graph, id, worker);
+                    h.on_task_end(graph, &end);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn invalidate(&self, plan: &Plan, key: &str) -> Result<usize, ClusterError> {
         let &(s, u) = plan.producer.get(key).ok_or_else(|| ClusterError::Format {
             what: key.to_owned(),
@@ -654,6 +786,9 @@ impl SlurmExecutor {
 
 impl Executor for SlurmExecutor {
     fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
+        *self.stats() = RunStats::default();
+        self.uploaded.store(0, Ordering::Relaxed);
+        self.downloaded.store(0, Ordering::Relaxed);
         for h in ctx.hooks.iter() {
             h.on_start(graph);
         }
@@ -663,6 +798,8 @@ impl Executor for SlurmExecutor {
                     .map_err(|e| Error::Executor(Box::new(e)))
             })
             .and_then(|mut p| self.drive(graph, &mut p, ctx));
+        self.stats().driver_bytes =
+            self.uploaded.load(Ordering::Relaxed) + self.downloaded.load(Ordering::Relaxed);
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());
         }
@@ -687,6 +824,12 @@ struct Progress {
     blocked: HashMap<NodeId, Key>,
     /// Keep going: units over for this compute ((stage, index): failed, or left empty).
     settled: HashSet<(usize, usize)>,
+    /// When the compute started, in nanoseconds since the Unix epoch.
+    started: u64,
+    /// The hooks' worker index of each remote `"<node>/<thread>"`.
+    lanes: HashMap<String, usize>,
+    /// Task nodes by key text (built at the first report).
+    ids: HashMap<String, NodeId>,
 }
 
 /// The task failures in a unit's error report (`{"failures": [{key, task, error}, …]}`), as

@@ -8,7 +8,7 @@ use brisk_graph::registry;
 use brisk_store::{Store, from_url};
 
 use crate::ClusterError;
-use crate::plan::{Layout, NodeSpec, UnitSpec};
+use crate::plan::{Layout, NodeSpec, TaskEvent, UnitEvents, UnitSpec};
 
 /// Exit code of a worker whose unit hit a task error (written to the store; not retried).
 pub(crate) const EXIT_TASK_ERROR: i32 = 3;
@@ -93,13 +93,19 @@ pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterEr
             message: e.to_string(),
         })?;
     let mut failed: Vec<serde_json::Value> = Vec::new();
+    let mut events = UnitEvents {
+        node: node_name(),
+        events: Vec::new(),
+    };
     for (node, result) in spec.nodes.iter().zip(handler.gather_results(futures)) {
         match result {
-            Ok(None) => {}
-            Ok(Some(f)) => {
-                failed.push(serde_json::json!({
-                    "key": node.key, "task": node.task, "error": f.error, "attempts": f.attempts
-                }));
+            Ok(NodeRun { failure, event }) => {
+                events.events.extend(event);
+                if let Some(f) = failure {
+                    failed.push(serde_json::json!({
+                        "key": node.key, "task": node.task, "error": f.error, "attempts": f.attempts
+                    }));
+                }
             }
             Err(e) => {
                 return Err(ClusterError::Format {
@@ -108,6 +114,15 @@ pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterEr
                 });
             }
         }
+    }
+    // What ran where and when, for the driver's hooks (profiler, progress bar); written
+    // before the marker or the error report the driver waits for.
+    if !events.events.is_empty() {
+        let bytes = serde_json::to_vec(&events).map_err(|e| ClusterError::Format {
+            what: format!("the task events of unit {unit}"),
+            message: e.to_string(),
+        })?;
+        store.put(&layout.events(&name), &bytes)?;
     }
     if !failed.is_empty() {
         // Every failed task of the unit (the others' results are stored), in unit order.
@@ -135,19 +150,46 @@ fn parse_unit(unit: &str) -> Result<(String, String), ClusterError> {
     }
 }
 
+/// The Slurm node this worker runs on (`SLURMD_NODENAME`), else the host name.
+fn node_name() -> String {
+    std::env::var("SLURMD_NODENAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "worker".to_owned())
+}
+
+/// Nanoseconds since the Unix epoch (0 for a clock set before 1970).
+fn unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// A task that failed on its last attempt.
 struct TaskFailure {
     error: String,
     attempts: u32,
 }
 
-/// Runs one node: `Ok(None)` when its result is stored, `Ok(Some(failure))` when the task
-/// failed (a deterministic error, or a panic) on every attempt, `Err` when the store or the
-/// inputs failed.
-fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<TaskFailure>, ClusterError> {
+/// How one node went: its failure on the last attempt, if it failed, and what ran (none when
+/// an earlier attempt of the unit had stored the result already).
+#[derive(Default)]
+struct NodeRun {
+    failure: Option<TaskFailure>,
+    event: Option<TaskEvent>,
+}
+
+/// Runs one node: its result stored, or the failure of its last attempt (a deterministic
+/// error, or a panic); `Err` when the store or the inputs failed.
+fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<NodeRun, ClusterError> {
     let encoder = Encoder::new();
     if store.contains(&node.output)? {
-        return Ok(None); // a previous, interrupted attempt got this far
+        return Ok(NodeRun::default()); // a previous, interrupted attempt got this far
     }
     let not_remote = |reason: &str| ClusterError::NotRemote {
         key: node.key.clone(),
@@ -166,11 +208,13 @@ fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<TaskFailur
     }
     let mut args = Vec::with_capacity(node.args.len());
     let mut corrupt = Vec::new();
+    let mut read = 0u64;
     for (spec, key) in invoker.params().iter().zip(&node.args) {
         let bytes = store.get(key)?.ok_or_else(|| ClusterError::Format {
             what: format!("input {key} of {}", node.key),
             message: "missing from the store".into(),
         })?;
+        read += bytes.len() as u64;
         match encoder.decode(spec, &bytes, key) {
             Ok(v) => args.push(v),
             Err(e) => {
@@ -193,21 +237,43 @@ fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<Option<TaskFailur
     // As on local threads: a failed task (a panic is an error: the invoker catches it) runs
     // again up to its `retries` annotation.
     let mut attempt = 1;
+    let thread = std::thread::current().name().unwrap_or("thread").to_owned();
     loop {
+        let start = unix_nanos();
         let result = invoker
             .call(args.clone())
             .map_err(|e| brisk_graph::chain(e.as_ref()));
+        let end = unix_nanos();
+        let mut event = TaskEvent {
+            key: node.key.clone(),
+            thread: thread.clone(),
+            start,
+            end,
+            attempt,
+            ok: result.is_ok(),
+            size: None,
+            read,
+            stored: 0,
+        };
         match result {
             Ok(value) => {
                 let bytes = encoder.encode(invoker.output(), &value, &node.output)?;
                 store.put(&node.output, &bytes)?;
-                return Ok(None);
+                event.size = brisk_graph::size_of_value(&value);
+                event.stored = bytes.len() as u64;
+                return Ok(NodeRun {
+                    failure: None,
+                    event: Some(event),
+                });
             }
             Err(e) if attempt > node.retries => {
-                return Ok(Some(TaskFailure {
-                    error: e,
-                    attempts: attempt,
-                }));
+                return Ok(NodeRun {
+                    failure: Some(TaskFailure {
+                        error: e,
+                        attempts: attempt,
+                    }),
+                    event: Some(event),
+                });
             }
             Err(_) => attempt += 1,
         }

@@ -139,6 +139,59 @@ fn slurm_multi_stage_graph_matches_threads_and_a_rerun_does_no_work() {
 
 #[test]
 #[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
+fn slurm_profile_has_remote_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = slurm(&dir.path().display().to_string());
+    let profiler = Arc::new(brisk_profile::Profiler::new());
+    let bar = Arc::new(brisk_profile::ProgressBar::hidden());
+    let opts = ComputeOptions::new()
+        .hook(profiler.clone())
+        .hook(bar.clone());
+    let d = tree(20);
+    let local = run(&ThreadedExecutor::new(2).unwrap(), &d).unwrap();
+    assert_eq!(d.compute_with_options(&cluster, &opts).unwrap(), local);
+    // Every task the workers ran is on the driver's timeline, at its node and thread.
+    let records = profiler.records();
+    assert_eq!(records.len(), 11, "6 squares and 5 additions: {records:?}");
+    let node = "localhost/brisk-worker-";
+    for r in &records {
+        let at = r.location.as_deref().unwrap_or_default();
+        assert!(at.starts_with(node), "{} ran at {at:?}", r.key);
+        assert!(r.start <= r.end);
+    }
+    let squares = records
+        .iter()
+        .filter(|r| r.name.as_str().ends_with("square"));
+    assert_eq!(squares.count(), 6);
+    // Stages run one after the other: every addition starts after the squares it reads end.
+    let summary = profiler.summary();
+    assert!(summary.busy > std::time::Duration::ZERO);
+    assert!(summary.busy <= summary.wall.mul_f64(summary.workers as f64 + 0.01));
+    let html = brisk_profile::Report::new("slurm")
+        .tasks(&profiler)
+        .to_html();
+    assert!(
+        html.contains(node),
+        "the report has a row per node and thread"
+    );
+    let trace = profiler.chrome_trace();
+    assert!(trace.contains(node));
+    // The progress bar counted the remote tasks as they were reported.
+    assert_eq!(bar.done(), 11);
+    // The cost of the run: a job array per stage, every task reported, small data plane.
+    let stats = cluster.last_run();
+    assert!(stats.jobs >= 3, "{stats:?}");
+    assert_eq!(stats.tasks, 11, "{stats:?}");
+    assert!(stats.units >= 3, "{stats:?}");
+    assert!(
+        stats.worker_bytes > 0 && stats.driver_bytes > 0,
+        "{stats:?}"
+    );
+    assert!(stats.data_plane_bytes() < 64 * 1024, "{stats:?}");
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_runs_with_an_object_store_data_plane() {
     let dir = tempfile::tempdir().unwrap();
     let store = format!("objfile://{}", dir.path().display());

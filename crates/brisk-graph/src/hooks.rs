@@ -49,6 +49,13 @@ pub enum TaskStatus<'a> {
     Loaded(&'a Value),
     /// The task failed (this attempt; it may be retried).
     Failed(&'a Error),
+    /// The task ran in another process (a cluster worker), which kept its result in the
+    /// data plane; this process only learns that it finished, where ([`TaskEnd::location`])
+    /// and how big its result was there (`None` when its type has no known size).
+    Remote {
+        /// The result's size in bytes in the worker's memory.
+        size: Option<usize>,
+    },
 }
 
 /// A finished task, as reported to [`Hooks::on_task_end`].
@@ -66,6 +73,9 @@ pub struct TaskEnd<'a> {
     pub attempt: u32,
     /// How it ended.
     pub status: TaskStatus<'a>,
+    /// Where it ran when that was not this process (`"<node>/<thread>"` for a cluster
+    /// worker's thread); `None` for this process's own workers.
+    pub location: Option<&'a str>,
 }
 
 impl<'a> TaskEnd<'a> {
@@ -86,7 +96,16 @@ impl<'a> TaskEnd<'a> {
             duration,
             attempt,
             status,
+            location: None,
         }
+    }
+
+    /// The same event for a task that ran at `location` (another process; see
+    /// [`location`](Self::location)).
+    #[must_use]
+    pub fn at(mut self, location: &'a str) -> Self {
+        self.location = Some(location);
+        self
     }
 
     /// The result's size in bytes (computed on demand, see [`size_of_value`]): `None` for a
@@ -97,6 +116,7 @@ impl<'a> TaskEnd<'a> {
     pub fn result_size(&self) -> Option<usize> {
         match self.status {
             TaskStatus::Computed(v) | TaskStatus::Loaded(v) => crate::size_of_value(v),
+            TaskStatus::Remote { size } => size,
             TaskStatus::Failed(_) => None,
         }
     }

@@ -79,6 +79,9 @@ pub struct TaskRecord {
     pub name: Name,
     /// The worker that ran it.
     pub worker: usize,
+    /// Where it ran when not in this process (`"<node>/<thread>"` on a cluster; see
+    /// `brisk_graph::TaskEnd::location`); `None` for this process's workers.
+    pub location: Option<std::sync::Arc<str>>,
     /// When it started, on the profilers' common time axis (from the first profiler made
     /// in this process).
     pub start: Duration,
@@ -241,20 +244,18 @@ impl Profiler {
     pub fn chrome_trace(&self) -> String {
         let records = self.records();
         let mut events: Vec<serde_json::Value> = Vec::with_capacity(records.len() + 8);
-        let mut workers: Vec<usize> = records.iter().map(|r| r.worker).collect();
-        workers.sort_unstable();
-        workers.dedup();
-        for w in workers {
+        let lanes = Lanes::of(&records);
+        for (tid, label) in lanes.labels.iter().enumerate() {
             events.push(serde_json::json!({
-                "ph": "M", "pid": 1, "tid": w, "name": "thread_name",
-                "args": {"name": format!("worker {w}")}
+                "ph": "M", "pid": 1, "tid": tid, "name": "thread_name",
+                "args": {"name": label}
             }));
         }
         for r in &records {
             events.push(serde_json::json!({
                 "ph": "X",
                 "pid": 1,
-                "tid": r.worker,
+                "tid": lanes.of_record(r),
                 "name": r.name.as_str(),
                 "cat": match r.outcome {
                     Outcome::Computed => "computed",
@@ -267,6 +268,59 @@ impl Profiler {
             }));
         }
         serde_json::json!({"traceEvents": events, "displayTimeUnit": "ms"}).to_string()
+    }
+}
+
+/// The rows of a timeline: one per worker of this process (`worker N`), then one per remote
+/// node and thread (its location), in order of appearance.
+pub(crate) struct Lanes {
+    /// Per row, its label.
+    pub(crate) labels: Vec<String>,
+    index: std::collections::HashMap<(Option<std::sync::Arc<str>>, usize), usize>,
+}
+
+impl Lanes {
+    pub(crate) fn of(records: &[TaskRecord]) -> Self {
+        // Every local worker up to the highest seen (idle ones show as empty rows).
+        let local = records
+            .iter()
+            .filter(|r| r.location.is_none())
+            .map(|r| r.worker + 1)
+            .max()
+            .unwrap_or(0);
+        let mut keys: Vec<(Option<std::sync::Arc<str>>, usize)> = (0..local)
+            .map(|w| (None, w))
+            .chain(
+                records
+                    .iter()
+                    .filter_map(|r| r.location.clone().map(|l| (Some(l), 0))),
+            )
+            .collect();
+        // Local workers first by index, then remote locations by name.
+        keys.sort();
+        keys.dedup();
+        let labels = keys
+            .iter()
+            .map(|(loc, w)| {
+                loc.as_deref()
+                    .map_or_else(|| format!("worker {w}"), str::to_owned)
+            })
+            .collect();
+        let index = keys.into_iter().enumerate().map(|(i, k)| (k, i)).collect();
+        Self { labels, index }
+    }
+
+    /// The row of `r`.
+    pub(crate) fn of_record(&self, r: &TaskRecord) -> usize {
+        let k = (
+            r.location.clone(),
+            if r.location.is_some() { 0 } else { r.worker },
+        );
+        self.index.get(&k).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.labels.len().max(1)
     }
 }
 
@@ -300,7 +354,7 @@ impl Hooks for Profiler {
 
     fn on_task_end(&self, graph: &Graph, event: &TaskEnd<'_>) {
         let outcome = match event.status {
-            TaskStatus::Computed(_) => Outcome::Computed,
+            TaskStatus::Computed(_) | TaskStatus::Remote { .. } => Outcome::Computed,
             TaskStatus::Loaded(_) => Outcome::Loaded,
             _ => Outcome::Failed,
         };
@@ -312,6 +366,7 @@ impl Hooks for Profiler {
             key: node.key().clone(),
             name: node.name_ref().clone(),
             worker: event.worker,
+            location: event.location.map(std::sync::Arc::from),
             start: base + event.start,
             end: base + event.start + event.duration,
             attempt: event.attempt,

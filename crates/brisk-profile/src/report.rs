@@ -347,24 +347,25 @@ fn header(
 }
 
 fn gantt(out: &mut String, records: &[TaskRecord], axis: &Axis, colors: &Colors) {
-    let workers = records.iter().map(|r| r.worker + 1).max().unwrap_or(1);
+    let lanes = crate::Lanes::of(records);
     #[allow(clippy::cast_precision_loss, reason = "worker counts are small")]
-    let height = workers as f64 * LANE;
+    let height = lanes.len() as f64 * LANE;
     let total_h = height + 30.0;
     let _ = write!(
         out,
-        "<h2>Tasks per worker</h2><p class=\"hint\">One row per worker; each box is one task run, coloured by task name (legend below). Hover for details. Gaps are idle time.</p><svg width=\"{:.0}\" height=\"{total_h:.0}\" class=\"chart\">",
+        "<h2>Tasks per worker</h2><p class=\"hint\">One row per worker (per node and thread for tasks that ran on a cluster); each box is one task run, coloured by task name (legend below). Hover for details. Gaps are idle time.</p><svg width=\"{:.0}\" height=\"{total_h:.0}\" class=\"chart\">",
         LEFT + WIDTH + RIGHT
     );
     axis.ticks(out, 0.0, height);
-    for w in 0..workers {
+    for (w, label) in lanes.labels.iter().enumerate() {
         #[allow(clippy::cast_precision_loss, reason = "worker counts are small")]
         let y = w as f64 * LANE;
         let _ = write!(
             out,
-            r#"<text x="{:.0}" y="{:.1}" class="lane">worker {w}</text><rect x="{LEFT}" y="{y:.1}" width="{WIDTH}" height="{:.1}" class="lanebg"/>"#,
+            r#"<text x="{:.0}" y="{:.1}" class="lane">{}</text><rect x="{LEFT}" y="{y:.1}" width="{WIDTH}" height="{:.1}" class="lanebg"/>"#,
             LEFT - 8.0,
             y + LANE * 0.68,
+            esc(label),
             LANE - 2.0
         );
     }
@@ -375,13 +376,14 @@ fn gantt(out: &mut String, records: &[TaskRecord], axis: &Axis, colors: &Colors)
     for r in records {
         let x0 = axis.x(r.start);
         let x1 = axis.x(r.end);
+        let lane = lanes.of_record(r);
         #[allow(clippy::cast_precision_loss, reason = "worker counts are small")]
-        let y = r.worker as f64 * LANE + 1.0;
+        let y = lane as f64 * LANE + 1.0;
         if x1 - x0 < 1.0 {
             #[allow(clippy::cast_possible_truncation, reason = "a pixel column")]
             let col = x0.floor() as i64;
             let e = merged
-                .entry((r.worker, col))
+                .entry((lane, col))
                 .or_insert_with(|| (0, x0, x1, r.name.to_string()));
             e.0 += 1;
             e.1 = e.1.min(x0);
@@ -394,10 +396,10 @@ fn gantt(out: &mut String, records: &[TaskRecord], axis: &Axis, colors: &Colors)
             Outcome::Failed => "t failed",
         };
         let tip = format!(
-            "{} · {} · worker {} · start {:.4} s · {} · attempt {} · {}",
+            "{} · {} · {} · start {:.4} s · {} · attempt {} · {}",
             r.name.as_str(),
             r.key,
-            r.worker,
+            lanes.labels[lane],
             axis.seconds(r.start),
             fmt_duration(r.end.saturating_sub(r.start)),
             r.attempt,
@@ -416,10 +418,10 @@ fn gantt(out: &mut String, records: &[TaskRecord], axis: &Axis, colors: &Colors)
             esc(&tip)
         );
     }
-    for ((worker, _), (n, x0, x1, name)) in merged {
+    for ((lane, _), (n, x0, x1, name)) in merged {
         #[allow(clippy::cast_precision_loss, reason = "worker counts are small")]
-        let y = worker as f64 * LANE + 1.0;
-        let tip = format!("{n} short task(s) on worker {worker}, e.g. {name}");
+        let y = lane as f64 * LANE + 1.0;
+        let tip = format!("{n} short task(s) on {}, e.g. {name}", lanes.labels[lane]);
         let _ = write!(
             out,
             r#"<rect x="{x0:.2}" y="{y:.1}" width="{:.2}" height="{:.1}" fill="{}" class="t" data-tip="{}"/>"#,
