@@ -1,5 +1,7 @@
 //! How a source runs: [`SourceOptions`], [`Policy`], [`Order`].
 
+use std::time::Duration;
+
 use brisk_graph::ComputeOptions;
 
 /// What to do when a partition fails.
@@ -36,6 +38,8 @@ pub struct SourceOptions {
     pub(crate) retries: u32,
     pub(crate) order: Order,
     pub(crate) in_flight: Option<usize>,
+    pub(crate) batch: usize,
+    pub(crate) window: Duration,
     pub(crate) compute: ComputeOptions,
 }
 
@@ -54,6 +58,8 @@ impl SourceOptions {
             retries: 0,
             order: Order::Key,
             in_flight: None,
+            batch: 1,
+            window: Duration::ZERO,
             compute: ComputeOptions::new(),
         }
     }
@@ -85,6 +91,20 @@ impl SourceOptions {
     /// and the producer blocks when it is full.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = Some(n.max(1));
+        self
+    }
+
+    /// Runs partitions together, as one graph handed to the executor at once: a batch is
+    /// sent when it holds `max` partitions, when `window` has passed since its first one
+    /// arrived, or when the source is sealed. For executors with a cost per run — on Slurm a
+    /// run is a job array per stage, so a thousand small files would otherwise be a thousand
+    /// jobs. Each partition still succeeds, fails (under the [`Policy`], with its own error in
+    /// the report), is retried and is checkpointed on its own; [`in_flight`](Self::in_flight)
+    /// then counts batches. The default, `batch(1, Duration::ZERO)`, sends each partition as
+    /// it arrives.
+    pub fn batch(mut self, max: usize, window: Duration) -> Self {
+        self.batch = max.max(1);
+        self.window = window;
         self
     }
 

@@ -7,22 +7,27 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use brisk_graph::{
-    AnyDelayed, CancelToken, Error, Executor, Graph, Key, RunContext, Token, Tokenize,
+    AnyDelayed, Cache, CancelToken, Error, Executor, FailurePolicy, Graph, Key, RunContext, Token,
+    Tokenize, Value,
 };
 use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::*;
 
-/// A partition run handed to a runner thread.
+/// A run of one partition, or of a batch of them as one graph, handed to a runner thread.
 pub(crate) struct Job {
-    pub(crate) slot: usize,
+    /// The partitions' slots, in the order of the graph's outputs.
+    pub(crate) slots: Vec<usize>,
+    /// Their output values (to build a graph of the ones that run again).
+    pub(crate) outputs: Vec<AnyDelayed>,
     pub(crate) graph: Arc<Graph>,
 }
 
-/// A runner's answer.
+/// A runner's answer: one per partition of the job.
 pub(crate) struct Done {
     pub(crate) slot: usize,
-    pub(crate) result: Result<brisk_graph::RunOutput, Error>,
+    /// The partition's output value (`None`: the run gave none), or why it failed.
+    pub(crate) result: Result<Option<Value>, Error>,
     pub(crate) loaded: bool,
     pub(crate) attempts: u32,
     pub(crate) started: Instant,
@@ -117,7 +122,7 @@ where
             h.on_inputs_open(true);
         }
         let (job_tx, job_rx) = crossbeam_channel::unbounded::<Job>();
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Done>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<Vec<Done>>();
         let retries = options.retries;
 
         let (result, sealed) = std::thread::scope(|scope| {
@@ -128,7 +133,7 @@ where
                     .name(format!("brisk-source-{i}"))
                     .spawn_scoped(scope, move || {
                         for job in job_rx {
-                            let _ = done_tx.send(run_partition(executor, &ctx, job, retries));
+                            let _ = done_tx.send(run_job(executor, &ctx, job, retries));
                         }
                     });
                 if spawned.is_ok() {
@@ -151,6 +156,10 @@ where
                 build: &build,
                 ctx: &ctx,
                 policy: options.policy,
+                batch_max: options.batch,
+                window: options.window,
+                batch: Vec::new(),
+                batch_since: None,
                 slots: Vec::new(),
                 seen: HashSet::new(),
                 reports: Vec::new(),
@@ -169,12 +178,18 @@ where
             // Wait for partitions still running so nothing outlives the call.
             while state.running > 0 {
                 match done_rx.recv() {
-                    Ok(d) => {
+                    Ok(parts) => {
                         state.running -= 1;
-                        state.cancelled(d);
+                        for d in parts {
+                            state.cancelled(d);
+                        }
                     }
                     Err(_) => break,
                 }
+            }
+            // A batch never sent (the run stopped first) is cancelled too.
+            for (slot, _) in std::mem::take(&mut state.batch) {
+                state.cancelled_unsent(slot);
             }
             let sealed = state.sealed;
             (outcome.map(|()| state.finish()), sealed)
@@ -189,37 +204,155 @@ where
     }
 }
 
-/// Runs one partition's graph, retrying on task errors.
-pub(crate) fn run_partition(
+/// The graph of `outputs`, consulting `cache` when there is one.
+fn graph_of(outputs: &[AnyDelayed], cache: Option<&Arc<dyn Cache>>) -> Result<Graph, Error> {
+    match cache {
+        Some(c) => Graph::with_cache(outputs.iter().cloned(), c.as_ref()),
+        None => Ok(Graph::new(outputs.iter().cloned())),
+    }
+}
+
+/// A second copy of `error` (errors are not `Clone`): the same key and name, its text.
+fn copy_error(error: &Error) -> Error {
+    match error.key() {
+        Some(key) => Error::Incomplete {
+            key: key.clone(),
+            summary: brisk_graph::chain(error),
+        },
+        None => Error::Executor(brisk_graph::chain(error).into()),
+    }
+}
+
+/// Whether a partition that failed with `error` may run again.
+fn retryable(error: &Error) -> bool {
+    matches!(error, Error::Task { .. } | Error::Panic { .. })
+}
+
+/// Runs one job, retrying the partitions that failed with a task error up to `retries` times.
+/// A single partition runs under the compute's own failure policy (its first task error is
+/// its error); a batch runs with [`FailurePolicy::KeepGoing`], so one partition's failure does
+/// not stop the others, and each failed partition gets the failure that blocked its output.
+pub(crate) fn run_job(
     executor: &dyn Executor,
     ctx: &RunContext,
     job: Job,
     retries: u32,
-) -> Done {
-    let loaded = job
-        .graph
+) -> Vec<Done> {
+    let started = Instant::now();
+    let Job {
+        slots,
+        outputs,
+        graph,
+    } = job;
+    let loaded: Vec<bool> = graph
         .outputs()
         .iter()
-        .all(|&o| job.graph.node(o).is_loaded());
-    let started = Instant::now();
-    let mut attempts = 0;
+        .map(|&o| graph.node(o).is_loaded())
+        .collect();
+    let batch_ctx;
+    let run_ctx = if slots.len() == 1 {
+        ctx
+    } else {
+        batch_ctx = RunContext::new(
+            ctx.hooks.to_vec(),
+            ctx.cache.clone(),
+            FailurePolicy::KeepGoing,
+            ctx.cancel.clone(),
+        );
+        &batch_ctx
+    };
+    let mut results: Vec<Option<Result<Option<Value>, Error>>> =
+        (0..slots.len()).map(|_| None).collect();
+    let mut attempts = vec![0u32; slots.len()];
+    // The job's positions still to run, and their graph.
+    let mut todo: Vec<usize> = (0..slots.len()).collect();
+    let mut graph = graph;
     loop {
-        attempts += 1;
-        let result = executor.execute(&job.graph, ctx);
-        let retry = matches!(result, Err(Error::Task { .. } | Error::Panic { .. }))
-            && attempts <= retries
-            && !ctx.cancel.is_cancelled();
-        if !retry {
-            return Done {
-                slot: job.slot,
-                result,
-                loaded,
-                attempts,
-                started,
-                ended: Instant::now(),
-            };
+        for &k in &todo {
+            attempts[k] += 1;
         }
+        let mut again = Vec::new();
+        match executor.execute(&graph, run_ctx) {
+            Err(e) => {
+                // The run as a whole failed (a task under fail-fast, the executor, a cancel).
+                let retry = retryable(&e) && !ctx.cancel.is_cancelled();
+                let (more, done): (Vec<usize>, Vec<usize>) =
+                    todo.iter().partition(|&&k| retry && attempts[k] <= retries);
+                again = more;
+                for &k in done.iter().skip(1) {
+                    results[k] = Some(Err(copy_error(&e)));
+                }
+                if let Some(&k) = done.first() {
+                    results[k] = Some(Err(e));
+                }
+            }
+            Ok(out) => {
+                let mut failed: Vec<Option<brisk_graph::Failure>> =
+                    out.report.failed.into_iter().map(Some).collect();
+                let skipped = out.report.skipped;
+                for (n, (&k, value)) in todo.iter().zip(out.values).enumerate() {
+                    if value.is_some() {
+                        results[k] = Some(Ok(value));
+                        continue;
+                    }
+                    // The failure that blocked this output: its own, or the one it waited on.
+                    let key = graph.key(graph.outputs()[n]);
+                    let cause = skipped
+                        .iter()
+                        .find(|s| &s.key == key)
+                        .map_or(key, |s| &s.because);
+                    let error = match failed
+                        .iter()
+                        .position(|f| f.as_ref().is_some_and(|f| &f.key == cause))
+                    {
+                        Some(i) => failed[i].take().map(|f| f.error),
+                        None => None,
+                    };
+                    let error = error.unwrap_or_else(|| Error::Incomplete {
+                        key: key.clone(),
+                        summary: format!(
+                            "the partition's output has no value; it waited on {cause}, which \
+                             failed in this batch (reported with another partition)"
+                        ),
+                    });
+                    if retryable(&error) && attempts[k] <= retries && !ctx.cancel.is_cancelled() {
+                        again.push(k);
+                    } else {
+                        results[k] = Some(Err(error));
+                    }
+                }
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        let retry: Vec<AnyDelayed> = again.iter().map(|&k| outputs[k].clone()).collect();
+        match graph_of(&retry, ctx.cache.as_ref()) {
+            Ok(g) => graph = Arc::new(g),
+            Err(e) => {
+                for &k in &again {
+                    results[k] = Some(Err(copy_error(&e)));
+                }
+                break;
+            }
+        }
+        todo = again;
     }
+    let ended = Instant::now();
+    slots
+        .into_iter()
+        .zip(results)
+        .enumerate()
+        .map(|(k, (slot, result))| Done {
+            slot,
+            result: result
+                .unwrap_or_else(|| Err(Error::Executor("the partition was never run".into()))),
+            loaded: loaded[k],
+            attempts: attempts[k],
+            started,
+            ended,
+        })
+        .collect()
 }
 
 pub(crate) struct Drive<'a, D, T> {
@@ -227,6 +360,12 @@ pub(crate) struct Drive<'a, D, T> {
     pub(crate) build: &'a Build<D, T>,
     pub(crate) ctx: &'a RunContext,
     pub(crate) policy: Policy,
+    /// Batching ([`SourceOptions::batch`]): the most partitions per job, how long the first
+    /// one waits for others, the partitions waiting (slot, output) and since when.
+    pub(crate) batch_max: usize,
+    pub(crate) window: Duration,
+    pub(crate) batch: Vec<(usize, AnyDelayed)>,
+    pub(crate) batch_since: Option<Instant>,
     pub(crate) slots: Vec<Slot<D>>,
     /// Every partition id seen (pushed or failed upstream): later arrivals are duplicates.
     pub(crate) seen: HashSet<Key>,
@@ -251,12 +390,18 @@ where
         &mut self,
         in_flight: usize,
         job_tx: &Sender<Job>,
-        done_rx: &Receiver<Done>,
+        done_rx: &Receiver<Vec<Done>>,
         user_cancel: &CancelToken,
         sink: &mut dyn FnMut(&Key, T) -> Option<T>,
     ) -> Result<(), SourceError> {
         loop {
-            if self.sealed && self.running == 0 {
+            let due = self
+                .batch_since
+                .is_some_and(|t| self.sealed || t.elapsed() >= self.window);
+            if due {
+                self.flush(job_tx)?;
+            }
+            if self.sealed && self.running == 0 && self.batch.is_empty() {
                 return self.check_count();
             }
             if user_cancel.is_cancelled() {
@@ -269,19 +414,25 @@ where
             let done_idx = sel.recv(done_rx);
             let feed_idx =
                 (!self.sealed && self.running < in_flight).then(|| sel.recv(&self.source.rx));
-            // Wake up now and then to notice a cancelled token.
-            let op = match sel.select_timeout(Duration::from_millis(50)) {
+            // Wake up now and then to notice a cancelled token, and when a batch is due.
+            let mut wait = Duration::from_millis(50);
+            if let Some(t) = self.batch_since {
+                wait = wait.min(self.window.saturating_sub(t.elapsed()));
+            }
+            let op = match sel.select_timeout(wait) {
                 Ok(op) => op,
                 Err(_) => continue,
             };
             let i = op.index();
             if i == done_idx {
-                let Ok(done) = op.recv(done_rx) else {
+                let Ok(parts) = op.recv(done_rx) else {
                     // Every runner exited (cannot happen while we hold the job sender).
                     continue;
                 };
                 self.running -= 1;
-                self.finished(done, sink)?;
+                for done in parts {
+                    self.finished(done, sink)?;
+                }
             } else if Some(i) == feed_idx {
                 match op.recv(&self.source.rx) {
                     Ok(Event::Push(d)) => self.arrived(d, job_tx)?,
@@ -354,30 +505,53 @@ where
                 .map_or_else(|_| id.clone(), |o| o.key().clone()),
             arrival,
         });
-        let graph = match built {
-            Ok(out) => match &self.ctx.cache {
-                Some(c) => Graph::with_cache([AnyDelayed::from(&out)], c.as_ref()),
-                None => Ok(Graph::new([AnyDelayed::from(&out)])),
-            },
-            Err(source) => Err(Error::Task {
-                key: id.clone(),
-                name: format!("{}-build", self.name()),
-                attempts: 1,
-                source,
-            }),
-        };
-        match graph {
+        match built {
+            Ok(out) => {
+                self.batch.push((slot, AnyDelayed::from(&out)));
+                self.batch_since.get_or_insert_with(Instant::now);
+                if self.batch.len() >= self.batch_max {
+                    self.flush(job_tx)?;
+                }
+                Ok(())
+            }
+            Err(source) => {
+                let e = Error::Task {
+                    key: id.clone(),
+                    name: format!("{}-build", self.name()),
+                    attempts: 1,
+                    source,
+                };
+                self.record_failure(slot, e, 0, Duration::ZERO)
+            }
+        }
+    }
+
+    /// Sends the waiting partitions to a runner as one job.
+    fn flush(&mut self, job_tx: &Sender<Job>) -> Result<(), SourceError> {
+        self.batch_since = None;
+        let (slots, outputs): (Vec<usize>, Vec<AnyDelayed>) =
+            std::mem::take(&mut self.batch).into_iter().unzip();
+        if slots.is_empty() {
+            return Ok(());
+        }
+        match graph_of(&outputs, self.ctx.cache.as_ref()) {
             Ok(graph) => {
                 self.running += 1;
                 job_tx
                     .send(Job {
-                        slot,
+                        slots,
+                        outputs,
                         graph: Arc::new(graph),
                     })
                     .expect("runners live until the job sender is dropped");
                 Ok(())
             }
-            Err(e) => self.record_failure(slot, e, 0, Duration::ZERO),
+            Err(e) => {
+                for &slot in slots.iter().skip(1) {
+                    self.record_failure(slot, copy_error(&e), 0, Duration::ZERO)?;
+                }
+                self.record_failure(slots[0], e, 0, Duration::ZERO)
+            }
         }
     }
 
@@ -435,13 +609,9 @@ where
     ) -> Result<(), SourceError> {
         let duration = done.ended.saturating_duration_since(done.started);
         match done.result {
-            Ok(mut out) => {
+            Ok(value) => {
                 let slot = &self.slots[done.slot];
-                let value = out
-                    .values
-                    .pop()
-                    .flatten()
-                    .and_then(|v| v.downcast_ref::<T>().cloned());
+                let value = value.and_then(|v| v.downcast_ref::<T>().cloned());
                 let Some(value) = value else {
                     let e = Error::Incomplete {
                         key: slot.out.clone(),
@@ -502,6 +672,21 @@ where
             arrival: s.arrival,
         });
         Ok(())
+    }
+
+    /// A partition whose batch was never sent (the run stopped first).
+    fn cancelled_unsent(&mut self, slot: usize) {
+        let s = &self.slots[slot];
+        self.reports.push(PartitionReport {
+            id: s.id.clone(),
+            descriptor: Some(s.descriptor.clone()),
+            failed_id: None,
+            status: Status::Cancelled,
+            error: None,
+            attempts: 0,
+            duration: Duration::ZERO,
+            arrival: s.arrival,
+        });
     }
 
     /// A partition that ended after the run stopped.

@@ -466,3 +466,191 @@ fn partition_ids_are_stable_across_runs_and_processes() {
 }
 
 const PINNED_ID: &str = "files/d77c0537a5ec5220f63569bb44157be3";
+
+/// Counts the graphs an executor is given (one per job: a partition or a batch).
+struct Runs<E> {
+    inner: E,
+    runs: AtomicUsize,
+    outputs: Mutex<Vec<usize>>,
+}
+
+impl<E: Executor> Executor for Runs<E> {
+    fn execute(
+        &self,
+        graph: &Arc<Graph>,
+        ctx: &brisk_graph::RunContext,
+    ) -> Result<brisk_graph::RunOutput, brisk_graph::Error> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        self.outputs.lock().unwrap().push(graph.outputs().len());
+        self.inner.execute(graph, ctx)
+    }
+    fn parallelism(&self) -> usize {
+        self.inner.parallelism()
+    }
+}
+
+fn counted<E: Executor>(inner: E) -> Runs<E> {
+    Runs {
+        inner,
+        runs: AtomicUsize::new(0),
+        outputs: Mutex::new(Vec::new()),
+    }
+}
+
+#[test]
+fn batches_run_several_partitions_per_job_with_the_same_result() {
+    let order = shuffled(20, 3);
+    let reference = {
+        let (source, feed) = Source::<File>::new("files", 4);
+        let p = produce(order.clone(), feed);
+        let out = source
+            .map("read", |f: File| values(f).iter().sum::<f64>())
+            .run(&ThreadedExecutor::new(2).unwrap(), &SourceOptions::new())
+            .unwrap();
+        p.join().unwrap();
+        out
+    };
+    let exec = counted(ThreadedExecutor::new(2).unwrap());
+    let (source, feed) = Source::<File>::new("files", 32);
+    // Everything is pushed before the run starts: full batches of 6, then the rest at seal.
+    for &i in &order {
+        feed.push(file(i)).unwrap();
+    }
+    feed.seal().unwrap();
+    let out = source
+        .map("read", |f: File| values(f).iter().sum::<f64>())
+        .run(
+            &exec,
+            &SourceOptions::new().batch(6, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    assert_eq!(out.results, reference.results, "same partitions, same bits");
+    assert_eq!(out.report.succeeded(), 20);
+    assert_eq!(exec.runs.load(Ordering::SeqCst), 4, "6 + 6 + 6 + 2");
+    let mut sizes = exec.outputs.lock().unwrap().clone();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [2, 6, 6, 6]);
+}
+
+#[test]
+fn a_batch_waits_at_most_its_window() {
+    let exec = counted(ThreadedExecutor::new(2).unwrap());
+    let (source, feed) = Source::<File>::new("files", 8);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let producer = std::thread::spawn(move || {
+        feed.push(file(1)).unwrap();
+        feed.push(file(2)).unwrap();
+        // The first two run as one batch once the window has passed, long before the seal.
+        rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        feed.push(file(3)).unwrap();
+        feed.seal().unwrap();
+    });
+    struct Notify(Mutex<Option<std::sync::mpsc::Sender<()>>>);
+    impl Hooks for Notify {
+        fn on_finish(&self, _: &Graph, _: Option<&brisk_graph::Error>) {
+            if let Some(tx) = self.0.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let opts = SourceOptions::new()
+        .batch(100, Duration::from_millis(30))
+        .compute(ComputeOptions::new().hook(Arc::new(Notify(Mutex::new(Some(tx))))));
+    let out = source
+        .map("read", |f: File| f.events)
+        .run(&exec, &opts)
+        .unwrap();
+    producer.join().unwrap();
+    assert_eq!(out.report.succeeded(), 3);
+    assert_eq!(*exec.outputs.lock().unwrap(), [2, 1]);
+}
+
+#[test]
+fn a_failed_partition_in_a_batch_fails_alone_and_is_retried_alone() {
+    // Tolerate: the corrupt file fails with its own error; its batch-mates succeed.
+    let (source, feed) = Source::<File>::new("files", 16);
+    for i in 1..=6 {
+        feed.push(file(i)).unwrap();
+    }
+    feed.seal().unwrap();
+    let out = source
+        .try_map("read", picky)
+        .run(
+            &ThreadedExecutor::new(2).unwrap(),
+            &SourceOptions::new()
+                .tolerate()
+                .batch(6, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    assert_eq!(out.report.succeeded(), 5);
+    assert_eq!(out.report.failed(), 1);
+    let bad = out
+        .report
+        .partitions
+        .iter()
+        .find(|p| p.status == Status::Failed)
+        .unwrap();
+    assert_eq!(bad.descriptor.as_ref().unwrap().events, 3);
+    assert!(
+        bad.error
+            .as_deref()
+            .unwrap()
+            .contains("part-003.npy is corrupt")
+    );
+
+    // Fail fast names the failed partition, not its batch.
+    let (source, feed) = Source::<File>::new("files", 16);
+    for i in 1..=6 {
+        feed.push(file(i)).unwrap();
+    }
+    feed.seal().unwrap();
+    let err = source
+        .try_map("read", picky)
+        .run(
+            &ThreadedExecutor::new(2).unwrap(),
+            &SourceOptions::new().batch(6, Duration::from_secs(3600)),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("part-003.npy"), "{err}");
+
+    // Retries run the failed partition again, alone: the others ran once.
+    let tries = Arc::new(AtomicUsize::new(0));
+    let exec = counted(ThreadedExecutor::new(2).unwrap());
+    let (source, feed) = Source::<File>::new("files", 16);
+    for i in 1..=4 {
+        feed.push(file(i)).unwrap();
+    }
+    feed.seal().unwrap();
+    let out = source
+        .try_map_using(
+            "flaky",
+            Arc::clone(&tries),
+            |f: File, t: Arc<AtomicUsize>| {
+                if f.events == 2 && t.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Err(std::io::Error::other("transient"))
+                } else {
+                    Ok(f.events)
+                }
+            },
+        )
+        .run(
+            &exec,
+            &SourceOptions::new()
+                .retries(1)
+                .batch(4, Duration::from_secs(3600)),
+        )
+        .unwrap();
+    assert_eq!(out.report.succeeded(), 4);
+    let attempts: Vec<u32> = out.report.partitions.iter().map(|p| p.attempts).collect();
+    assert_eq!(
+        attempts.iter().filter(|&&a| a == 2).count(),
+        1,
+        "{attempts:?}"
+    );
+    assert_eq!(
+        attempts.iter().filter(|&&a| a == 1).count(),
+        3,
+        "{attempts:?}"
+    );
+    assert_eq!(*exec.outputs.lock().unwrap(), [4, 1]);
+}
