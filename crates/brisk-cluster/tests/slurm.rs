@@ -190,6 +190,103 @@ fn slurm_profile_has_remote_tasks() {
     assert!(stats.data_plane_bytes() < 64 * 1024, "{stats:?}");
 }
 
+/// One "file" of a dynamic source: every fifth is corrupt.
+#[task]
+fn read_file(i: u64) -> Result<u64, String> {
+    if i % 5 == 4 {
+        Err(format!("file {i} is corrupt"))
+    } else {
+        Ok(i * i + 1)
+    }
+}
+
+/// Runs a source of 14 files arriving in a shuffled order, 2 of them failing upstream and 3
+/// corrupt, on `exec`; the second batch is only pushed once the first partition finished.
+fn run_files(
+    exec: &dyn Executor,
+    options: brisk_exec::source::SourceOptions,
+) -> brisk_exec::source::SourceOutput<u64, u64> {
+    use brisk_exec::source::Source;
+    struct Finished(std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>);
+    impl brisk_graph::Hooks for Finished {
+        fn on_finish(&self, _: &brisk_graph::Graph, _: Option<&Error>) {
+            if let Some(tx) = self.0.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (source, feed) = Source::<u64>::counted("files", 16, 16);
+    let producer = std::thread::spawn(move || {
+        for i in [7, 2, 11, 0, 5, 13] {
+            feed.push(i).unwrap();
+        }
+        feed.fail(3, "the transform service lost it").unwrap();
+        // Work is submitted as inputs arrive, not at the seal.
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap();
+        for i in [1, 9, 12, 4, 6, 10, 8, 14] {
+            feed.push(i).unwrap();
+        }
+        feed.fail(15, "timed out").unwrap();
+        feed.seal().unwrap();
+    });
+    let hook = Arc::new(Finished(std::sync::Mutex::new(Some(tx))));
+    let options = options.tolerate().compute(ComputeOptions::new().hook(hook));
+    let out = source.then(|d| read_file(&d)).run(exec, &options).unwrap();
+    producer.join().unwrap();
+    out
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
+fn slurm_dynamic_source_matches_threads() {
+    use brisk_exec::source::{SourceOptions, Status};
+    let local = run_files(&ThreadedExecutor::new(2).unwrap(), SourceOptions::new());
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = slurm(&dir.path().display().to_string());
+    let batched = SourceOptions::new().batch(4, std::time::Duration::from_millis(300));
+    let remote = run_files(&cluster, batched);
+    assert_eq!(remote.results, local.results);
+    assert_eq!(remote.results.len(), 11);
+    let statuses =
+        |o: &brisk_exec::source::SourceOutput<u64, u64>| -> Vec<(Status, Option<String>)> {
+            o.report
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.status,
+                        p.error.clone().map(|e| {
+                            e.split(" (worker log")
+                                .next()
+                                .unwrap_or_default()
+                                .to_owned()
+                        }),
+                    )
+                })
+                .collect()
+        };
+    let (l, r) = (statuses(&local), statuses(&remote));
+    assert_eq!(l.len(), 16);
+    for ((ls, le), (rs, re)) in l.iter().zip(&r) {
+        assert_eq!(ls, rs);
+        assert_eq!(le.is_some(), re.is_some());
+        if let (Some(le), Some(re)) = (le, re) {
+            // The same task error, named the same way (Slurm adds the worker's log).
+            let inner = le.rsplit(": ").next().unwrap();
+            assert!(re.contains(inner), "threads: {le}; Slurm: {re}");
+        }
+    }
+    assert_eq!(remote.report.failed(), 5, "3 corrupt, 2 lost upstream");
+    // 14 partitions in batches of at most 4: far fewer job arrays than partitions.
+    assert!(
+        cluster.submissions() <= 8,
+        "{} job arrays for 14 partitions",
+        cluster.submissions()
+    );
+}
+
 #[test]
 #[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_runs_with_an_object_store_data_plane() {
