@@ -9,32 +9,80 @@
 //! first two thirds of the files, the second all of them; the second run loads what the first
 //! finished and reads only the new files (and the corrupt ones again).
 //!
+//! The per-file work is three `#[brisk::task]` functions, so the same program runs on local
+//! threads or — with `--slurm ADDRESS` — on Slurm: the poller stays in this process, and the
+//! files that arrived within half a second (at most 8) go to the cluster as one job array
+//! while later files are still being written. The output is the same on both.
+//!
 //! ```text
 //! cargo run --release -p examples --example dynamic_source -- [--files 36] [--corrupt 3]
 //!     [--store DIR | --store s3://bucket/prefix] [--checkpoints DIR] [--quick]
+//!     [--slurm 'slurm://?store=/shared/brisk&time=00:05:00']
 //! ```
 //! (`s3://` needs `--features s3` and the usual `AWS_*` variables; `cargo xtask cloud` runs it
 //! against moto_server on 127.0.0.1.)
 
 #![allow(clippy::print_stdout, reason = "an example reports to the terminal")]
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use brisk::checkpoint::{DirStore, Storage, Store, from_url};
-use brisk::exec::ThreadedExecutor;
+use brisk::exec::Handler;
 use brisk::exec::source::{Feed, Source, SourceOptions, SourceReport, Status};
+use brisk::graph::Delayed;
 use clap::Parser;
 use ndarray::Array1;
 use ndarray_npy::{ReadNpyExt, WriteNpyExt};
 use serde::{Deserialize, Serialize};
 
 /// What enters the graph: the file's key in the store. Its token is the partition id.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct EventFile {
     key: String,
+}
+
+/// The service's store, opened once per process (a cluster worker opens it itself).
+fn service_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    static OPEN: Mutex<Option<HashMap<String, Arc<dyn Store>>>> = Mutex::new(None);
+    let mut open = OPEN.lock().unwrap_or_else(PoisonError::into_inner);
+    let stores = open.get_or_insert_with(HashMap::new);
+    if let Some(s) = stores.get(url) {
+        return Ok(Arc::clone(s));
+    }
+    let s = from_url(url).with_context(|| format!("opening the store {url}"))?;
+    stores.insert(url.to_owned(), Arc::clone(&s));
+    Ok(s)
+}
+
+/// Reads one event file's jet momenta. The store's address is left out of the key (it does
+/// not change what a file holds).
+#[brisk::task(exclude(store))]
+fn read_jets(store: String, file: EventFile) -> anyhow::Result<Vec<f64>> {
+    let bytes = service_store(&store)?
+        .get(&file.key)?
+        .with_context(|| format!("{} vanished", file.key))?;
+    let pt = Array1::<f64>::read_npy(bytes.as_slice())
+        .with_context(|| format!("{} is not a float64 .npy array", file.key))?;
+    Ok(pt.to_vec())
+}
+
+/// The momenta above `threshold`, and how many jets there were.
+#[brisk::task]
+fn select(pt: Vec<f64>, threshold: f64) -> (Vec<f64>, u64) {
+    let n = pt.len() as u64;
+    (pt.into_iter().filter(|&v| v > threshold).collect(), n)
+}
+
+/// Their histogram.
+#[brisk::task]
+fn histogram(selected: (Vec<f64>, u64), threshold: f64) -> Histogram {
+    let (sel, n) = selected;
+    let mut h = Histogram::new(threshold).fill(&sel);
+    h.events = n;
+    h
 }
 
 /// Jet transverse momenta in GeV: 20 bins of 10 GeV from the threshold, plus overflow.
@@ -81,6 +129,7 @@ impl Histogram {
 }
 
 struct Args {
+    slurm: Option<String>,
     files: usize,
     corrupt: usize,
     store: String,
@@ -113,6 +162,10 @@ struct Cli {
     /// Fewer files
     #[arg(long)]
     quick: bool,
+    /// Run the per-file work on Slurm at this address (`slurm://?store=…`) instead of local
+    /// threads; the poller stays here
+    #[arg(long, value_name = "ADDRESS")]
+    slurm: Option<String>,
 }
 
 fn parse() -> anyhow::Result<Args> {
@@ -121,6 +174,7 @@ fn parse() -> anyhow::Result<Args> {
     // The scratch directory is removed at the end only when the user named no path.
     let scratch = (cli.store.is_none() && cli.checkpoints.is_none()).then(|| tmp.clone());
     let a = Args {
+        slurm: cli.slurm,
         files: cli.files.unwrap_or(if cli.quick { 12 } else { 36 }),
         corrupt: cli.corrupt,
         store: cli
@@ -241,8 +295,9 @@ fn poll(store: Arc<dyn Store>, feed: Feed<EventFile>, expected: usize, patience:
 /// What both runs share.
 struct Story {
     store: Arc<dyn Store>,
+    url: String,
     storage: Storage,
-    exec: ThreadedExecutor,
+    handler: Handler,
     corrupt: BTreeSet<usize>,
     failed: usize,
     threshold: f64,
@@ -256,59 +311,38 @@ fn run(
 ) -> anyhow::Result<(Histogram, SourceReport<EventFile>)> {
     let Story {
         store,
+        url,
         storage,
-        exec,
+        handler,
         corrupt,
         failed,
         threshold,
     } = story;
     let (failed, threshold) = (*failed, *threshold);
     let (source, feed) = Source::<EventFile>::counted("jets", 8, expected);
-    // Per file: read → select above threshold → histogram (checkpointed). The store handle is
-    // left out of the keys (it does not change what a file holds); the threshold is in them,
-    // so a run with another threshold never loads this one's histograms. A partition's key
-    // is its file's key and the threshold, on every run.
-    let pipeline = source
-        .try_map_using(
-            "read-jets",
-            Arc::clone(store),
-            |f: EventFile, reader: Arc<dyn Store>| -> anyhow::Result<Vec<f64>> {
-                let bytes = reader
-                    .get(&f.key)?
-                    .with_context(|| format!("{} vanished", f.key))?;
-                let pt = Array1::<f64>::read_npy(bytes.as_slice())
-                    .with_context(|| format!("{} is not a float64 .npy array", f.key))?;
-                Ok(pt.to_vec())
-            },
-        )
-        .map_with("select", threshold, |pt: Vec<f64>, threshold: f64| {
-            let n = pt.len() as u64;
-            (
-                pt.into_iter()
-                    .filter(|&v| v > threshold)
-                    .collect::<Vec<f64>>(),
-                n,
-            )
-        })
-        .map_with(
-            "histogram",
-            threshold,
-            |(sel, n): (Vec<f64>, u64), threshold: f64| {
-                let mut h = Histogram::new(threshold).fill(&sel);
-                h.events = n;
-                h
-            },
-        )
-        .then(|h| h.checkpointed());
-
+    // Per file: read → select above threshold → histogram (checkpointed). The store's
+    // address is left out of the keys (it does not change what a file holds); the threshold
+    // is in them, so a run with another threshold never loads this one's histograms. A
+    // partition's key is its file's key and the threshold, on every run and machine.
+    let url = url.clone();
+    let pipeline = source.then(move |file: Delayed<EventFile>| {
+        let pt = read_jets(url.clone(), file);
+        histogram(select(pt, threshold), threshold).checkpointed()
+    });
+    // On a cluster, the files that arrived within half a second (at most 8) run as one job
+    // array; on local threads each file runs as soon as it arrives.
+    let mut options = SourceOptions::new().tolerate().compute(storage.options());
+    if handler.address() != "threads" {
+        options = options.batch(8, Duration::from_millis(500));
+    }
     let std::thread::Result::Ok(result) = std::thread::scope(|s| {
         let svc_store = Arc::clone(store);
         let service = s.spawn(move || service(svc_store, new, corrupt, failed, 7));
         let poll_store = Arc::clone(store);
         s.spawn(move || poll(poll_store, feed, expected, Duration::from_secs(60)));
         let out = pipeline.fold(
-            exec,
-            &SourceOptions::new().tolerate().compute(storage.options()),
+            handler.executor(),
+            &options,
             Histogram::new(threshold),
             |acc, h| acc.add(&h),
         );
@@ -339,15 +373,17 @@ fn print_run(title: &str, h: &Histogram, r: &SourceReport<EventFile>, took: Dura
             || p.failed_id.clone().unwrap_or_default(),
             |d| d.key.clone(),
         );
-        println!(
-            "   ! {what}: {}",
-            p.error
-                .as_deref()
-                .unwrap_or_default()
-                .lines()
-                .next()
-                .unwrap_or_default()
-        );
+        // The cause as the task gave it (from the file's name on), without the executor's
+        // framing (a cluster adds the worker's log file).
+        let error = p.error.as_deref().unwrap_or_default();
+        let cause = error.find(what.as_str()).map_or(error, |i| &error[i..]);
+        let cause = cause.split(" (worker log").next().unwrap_or_default();
+        let cause = cause.lines().next().unwrap_or_default();
+        if cause.starts_with(what.as_str()) {
+            println!("   ! {cause}");
+        } else {
+            println!("   ! {what}: {cause}");
+        }
     }
     let selected: u64 = h.counts.iter().sum::<u64>() + h.overflow;
     println!("   {} jets read, {selected} above {} GeV", h.events, h.lo);
@@ -364,10 +400,12 @@ fn print_run(title: &str, h: &Histogram, r: &SourceReport<EventFile>, took: Dura
 }
 
 fn main() -> anyhow::Result<()> {
+    // Started by Slurm as a worker: run the unit and exit.
+    brisk::cluster::init();
     let a = parse()?;
-    let store = from_url(&a.store).with_context(|| format!("opening the store {}", a.store))?;
+    let store = service_store(&a.store)?;
     let storage = Storage::new(DirStore::new(&a.checkpoints)?);
-    let exec = ThreadedExecutor::new(brisk::exec::available_workers())?;
+    let handler = Handler::new(a.slurm.as_deref().unwrap_or("threads"))?;
     let mut rng = Rng(11);
     let mut corrupt = BTreeSet::new();
     while corrupt.len() < a.corrupt {
@@ -389,8 +427,9 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let story = Story {
         store,
+        url: a.store.clone(),
         storage,
-        exec,
+        handler,
         corrupt,
         failed,
         threshold: a.threshold,
