@@ -2,7 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use brisk_graph::registry::{self, Invoker};
+use brisk_graph::registry;
+use brisk_graph::remote::{Origin, wire_spec_named, wire_spec_of};
 use brisk_graph::{Arg, Graph, Key, NodeId, SaveSpec, Tokenize, Value};
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +81,10 @@ pub(crate) struct UnitSpec {
     pub(crate) run: String,
     pub(crate) unit: String,
     pub(crate) nodes: Vec<NodeSpec>,
+    /// How to rebuild the graph (`brisk_graph::remote::Origin`'s builder and parameters),
+    /// when the nodes are found by their place in it rather than as registered tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) origin: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,8 +93,14 @@ pub(crate) struct NodeSpec {
     pub(crate) key: String,
     /// The registered task name.
     pub(crate) task: String,
-    /// Store keys of the encoded arguments, in order.
+    /// Store keys of the encoded arguments, in order. For a node found by its `path`: one
+    /// per distinct dependency (in `Graph::dependencies` order), empty for a constant the
+    /// worker's own rebuilt graph holds.
     pub(crate) args: Vec<String>,
+    /// Where the node is in the rebuilt graph: the output's index, then at each step the
+    /// index among the current node's dependencies (`None` for a registered task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) path: Option<Vec<u32>>,
     /// Where the result goes.
     pub(crate) output: String,
     /// How many times the task is run again after it fails (its `retries` annotation).
@@ -112,8 +123,8 @@ pub(crate) struct Plan {
     /// Per stage, the graph ids of its task nodes.
     pub(crate) stage_nodes: Vec<Vec<NodeId>>,
     pub(crate) uploads: Vec<Upload>,
-    /// Per task node id: its invoker (for decoding outputs).
-    pub(crate) invokers: HashMap<NodeId, Invoker>,
+    /// Per task node id: how its result is encoded in the data plane.
+    pub(crate) codecs: HashMap<NodeId, SaveSpec>,
     /// Per value store key, the (stage, unit index) that produces it (task nodes only).
     pub(crate) producer: HashMap<String, (usize, usize)>,
     /// Per loaded node id (a checkpoint hit): its value, loaded by the driver.
@@ -127,23 +138,16 @@ pub(crate) fn plan(
     graph: &Graph,
     units_per_stage: usize,
     loaded: HashMap<NodeId, Value>,
+    origin: Option<&Origin>,
 ) -> Result<Plan, ClusterError> {
-    let outputs: Vec<String> = graph
-        .outputs()
-        .iter()
-        .map(|&o| graph.key(o).to_string())
-        .collect();
-    let run = outputs
-        .token()
-        .map(|t| t.to_string()[..16].to_owned())
-        .map_err(|e| ClusterError::Format {
-            what: "the run id".into(),
-            message: e.to_string(),
-        })?;
+    if let Some(origin) = origin {
+        return plan_rebuilt(graph, units_per_stage, loaded, origin);
+    }
+    let run = run_id(graph)?;
     let layout = Layout { run };
     let n = graph.len();
     let mut depth = vec![0usize; n];
-    let mut invokers = HashMap::new();
+    let mut codecs = HashMap::new();
     let mut uploads: Vec<Upload> = Vec::new();
     let mut uploaded: HashSet<NodeId> = HashSet::new();
     let mut by_stage: Vec<Vec<NodeId>> = Vec::new();
@@ -206,7 +210,7 @@ pub(crate) fn plan(
             by_stage.resize(d + 1, Vec::new());
         }
         by_stage[d].push(id);
-        invokers.insert(id, invoker);
+        codecs.insert(id, *invoker.output());
     }
     let mut stages = Vec::with_capacity(by_stage.len());
     let mut producer = HashMap::new();
@@ -234,6 +238,7 @@ pub(crate) fn plan(
                         key: node.key().to_string(),
                         task: node.name().to_owned(),
                         args,
+                        path: None,
                         output: layout.value(node.key()),
                         retries: node.annotations().retries,
                     }
@@ -243,6 +248,7 @@ pub(crate) fn plan(
                 run: layout.run.clone(),
                 unit: name,
                 nodes,
+                origin: None,
             });
         }
         stages.push(stage);
@@ -252,7 +258,175 @@ pub(crate) fn plan(
         stages,
         stage_nodes: by_stage,
         uploads,
-        invokers,
+        codecs,
+        producer,
+        loaded,
+    })
+}
+
+/// The run id of a graph: a hash of its output keys.
+fn run_id(graph: &Graph) -> Result<String, ClusterError> {
+    let outputs: Vec<String> = graph
+        .outputs()
+        .iter()
+        .map(|&o| graph.key(o).to_string())
+        .collect();
+    outputs
+        .token()
+        .map(|t| t.to_string()[..16].to_owned())
+        .map_err(|e| ClusterError::Format {
+            what: "the run id".into(),
+            message: e.to_string(),
+        })
+}
+
+/// Per node reachable from the outputs: its path (output index, then dependency indices).
+fn paths(graph: &Graph) -> HashMap<NodeId, Vec<u32>> {
+    let mut paths: HashMap<NodeId, Vec<u32>> = HashMap::new();
+    let mut queue = std::collections::VecDeque::new();
+    let index = |i: usize| u32::try_from(i).unwrap_or(u32::MAX);
+    for (i, &o) in graph.outputs().iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(e) = paths.entry(o) {
+            e.insert(vec![index(i)]);
+            queue.push_back(o);
+        }
+    }
+    while let Some(id) = queue.pop_front() {
+        let base = paths[&id].clone();
+        for (k, &dep) in graph.dependencies(id).iter().enumerate() {
+            if let std::collections::hash_map::Entry::Vacant(e) = paths.entry(dep) {
+                let mut p = base.clone();
+                p.push(index(k));
+                e.insert(p);
+                queue.push_back(dep);
+            }
+        }
+    }
+    paths
+}
+
+/// Plans a graph that workers rebuild from `origin`: every task node runs there by its place
+/// in the graph, so closures need not be registered; the values that cross between units
+/// must be of registered wire types (checked here, before anything is submitted).
+fn plan_rebuilt(
+    graph: &Graph,
+    units_per_stage: usize,
+    loaded: HashMap<NodeId, Value>,
+    origin: &Origin,
+) -> Result<Plan, ClusterError> {
+    let layout = Layout {
+        run: run_id(graph)?,
+    };
+    let paths = paths(graph);
+    let n = graph.len();
+    let mut depth = vec![0usize; n];
+    let mut codecs = HashMap::new();
+    let mut uploads: Vec<Upload> = Vec::new();
+    let mut uploaded: HashSet<NodeId> = HashSet::new();
+    let mut by_stage: Vec<Vec<NodeId>> = Vec::new();
+    for &id in graph.order() {
+        let node = graph.node(id);
+        if node.is_literal() || node.is_loaded() {
+            continue;
+        }
+        let not_remote = |reason: String| ClusterError::NotRemote {
+            key: node.key().to_string(),
+            name: node.name().to_owned(),
+            reason,
+        };
+        if !node.resources().is_empty() {
+            return Err(not_remote(
+                "it needs a resource held open by this process".to_owned(),
+            ));
+        }
+        let codec = wire_spec_named(node.output_type()).ok_or_else(|| {
+            not_remote(format!(
+                "its result type `{}` is not registered to travel between processes \
+                 (`brisk_graph::wire_types!`)",
+                node.output_type()
+            ))
+        })?;
+        codecs.insert(id, codec);
+        let mut d = 0;
+        for &dep in graph.dependencies(id) {
+            let dn = graph.node(dep);
+            if dn.is_loaded() {
+                if uploaded.insert(dep) {
+                    let value = loaded.get(&dep).ok_or_else(|| {
+                        not_remote("an input loaded from a checkpoint without a value".to_owned())
+                    })?;
+                    let spec = wire_spec_of(value).ok_or_else(|| {
+                        not_remote(format!(
+                            "its input {} (loaded from a checkpoint) is of a type not \
+                             registered to travel between processes",
+                            dn.key()
+                        ))
+                    })?;
+                    uploads.push(Upload {
+                        store_key: layout.value(dn.key()),
+                        spec,
+                        value: value.clone(),
+                    });
+                }
+            } else if !dn.is_literal() {
+                d = d.max(depth[dep.index()] + 1);
+            }
+        }
+        depth[id.index()] = d;
+        if by_stage.len() <= d {
+            by_stage.resize(d + 1, Vec::new());
+        }
+        by_stage[d].push(id);
+    }
+    let origin_pair = (origin.builder().to_owned(), origin.params().to_owned());
+    let mut stages = Vec::with_capacity(by_stage.len());
+    let mut producer = HashMap::new();
+    for (s, ids) in by_stage.iter().enumerate() {
+        let units = units_per_stage.clamp(1, ids.len().max(1));
+        let per = ids.len().div_ceil(units);
+        let mut stage = Vec::new();
+        for (u, chunk) in ids.chunks(per.max(1)).enumerate() {
+            let nodes = chunk
+                .iter()
+                .map(|&id| {
+                    let node = graph.node(id);
+                    let args = graph
+                        .dependencies(id)
+                        .iter()
+                        .map(|&dep| {
+                            if graph.node(dep).is_literal() {
+                                String::new()
+                            } else {
+                                layout.value(graph.key(dep))
+                            }
+                        })
+                        .collect();
+                    producer.insert(layout.value(node.key()), (s, u));
+                    NodeSpec {
+                        key: node.key().to_string(),
+                        task: node.name().to_owned(),
+                        args,
+                        path: paths.get(&id).cloned(),
+                        output: layout.value(node.key()),
+                        retries: node.annotations().retries,
+                    }
+                })
+                .collect();
+            stage.push(UnitSpec {
+                run: layout.run.clone(),
+                unit: unit_name(s, u),
+                nodes,
+                origin: Some(origin_pair.clone()),
+            });
+        }
+        stages.push(stage);
+    }
+    Ok(Plan {
+        layout,
+        stages,
+        stage_nodes: by_stage,
+        uploads,
+        codecs,
         producer,
         loaded,
     })

@@ -573,7 +573,7 @@ impl SlurmExecutor {
         id: NodeId,
     ) -> Result<Result<Value, usize>, ClusterError> {
         let key = graph.key(id);
-        let invoker = plan.invokers.get(&id).ok_or_else(|| ClusterError::Format {
+        let codec = plan.codecs.get(&id).ok_or_else(|| ClusterError::Format {
             what: key.to_string(),
             message: "a task without a plan".into(),
         })?;
@@ -583,7 +583,7 @@ impl SlurmExecutor {
         };
         self.downloaded
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        match encoder.decode(invoker.output(), &bytes, &entry) {
+        match encoder.decode(codec, &bytes, &entry) {
             Ok(v) => Ok(Ok(v)),
             Err(_) => {
                 self.store.delete(&entry)?;
@@ -794,8 +794,13 @@ impl Executor for SlurmExecutor {
         }
         let result = load_checkpoints(graph, ctx)
             .and_then(|loaded| {
-                plan(graph, self.options.units_per_stage, loaded)
-                    .map_err(|e| Error::Executor(Box::new(e)))
+                plan(
+                    graph,
+                    self.options.units_per_stage,
+                    loaded,
+                    ctx.origin.as_deref(),
+                )
+                .map_err(|e| Error::Executor(Box::new(e)))
             })
             .and_then(|mut p| self.drive(graph, &mut p, ctx));
         self.stats().driver_bytes =

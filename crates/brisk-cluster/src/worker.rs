@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use brisk_checkpoint::Encoder;
 use brisk_exec::Handler;
-use brisk_graph::registry;
+use brisk_graph::remote::{Origin, wire_spec_named, wire_spec_of};
+use brisk_graph::{Graph, NodeId, Value, registry};
 use brisk_store::{Store, from_url};
 
 use crate::ClusterError;
@@ -83,9 +84,16 @@ pub fn run_unit(store: &Arc<dyn Store>, unit: &str) -> Result<Outcome, ClusterEr
         message: e.to_string(),
     })?;
     let shared = Arc::clone(store);
+    let rebuilt = match &spec.origin {
+        Some((builder, params)) => Some(Arc::new(rebuild(builder, params, unit)?)),
+        None => None,
+    };
     let futures = handler
         .try_map(
-            move |node: NodeSpec| run_node(&shared, &node),
+            move |node: NodeSpec| match &rebuilt {
+                Some(graph) => run_rebuilt_node(&shared, graph, &node),
+                None => run_node(&shared, &node),
+            },
             spec.nodes.clone(),
         )
         .map_err(|e| ClusterError::Format {
@@ -147,6 +155,190 @@ fn parse_unit(unit: &str) -> Result<(String, String), ClusterError> {
             what: format!("unit `{unit}`"),
             message: "expected `<run>/<unit>`".into(),
         }),
+    }
+}
+
+/// The graph of `builder(params)`, built again in this process.
+fn rebuild(builder: &str, params: &str, unit: &str) -> Result<Graph, ClusterError> {
+    let outputs = Origin::new(builder, params)
+        .build()
+        .map_err(|e| ClusterError::Format {
+            what: format!("rebuilding the graph of unit {unit} with `{builder}`"),
+            message: brisk_graph::chain(e.as_ref()),
+        })?;
+    Ok(Graph::new(outputs))
+}
+
+/// The node at `path` in `graph` (output index, then dependency indices).
+fn locate(graph: &Graph, path: &[u32]) -> Option<NodeId> {
+    let (&root, rest) = path.split_first()?;
+    let mut id = *graph.outputs().get(usize::try_from(root).ok()?)?;
+    for &k in rest {
+        id = *graph.dependencies(id).get(usize::try_from(k).ok()?)?;
+    }
+    Some(id)
+}
+
+/// Reads and decodes the values of `id`'s dependencies: from the data plane, or — for
+/// constants — from the rebuilt graph itself. A corrupt entry is removed (its producer then
+/// runs again) and reported.
+fn rebuilt_inputs(
+    store: &Arc<dyn Store>,
+    graph: &Graph,
+    id: NodeId,
+    node: &NodeSpec,
+) -> Result<(Vec<Value>, u64), ClusterError> {
+    let encoder = Encoder::new();
+    let deps = graph.dependencies(id);
+    if deps.len() != node.args.len() {
+        return Err(ClusterError::Format {
+            what: format!("inputs of {}", node.key),
+            message: format!(
+                "the rebuilt task has {} inputs, the driver's {}",
+                deps.len(),
+                node.args.len()
+            ),
+        });
+    }
+    let mut values = Vec::with_capacity(deps.len());
+    let mut corrupt = Vec::new();
+    let mut read = 0u64;
+    for (&dep, key) in deps.iter().zip(&node.args) {
+        let dn = graph.node(dep);
+        if key.is_empty() {
+            let (value, _) = dn.literal().ok_or_else(|| ClusterError::Format {
+                what: format!("input {} of {}", dn.key(), node.key),
+                message: "the driver's constant is a task in the rebuilt graph".into(),
+            })?;
+            values.push(Arc::clone(value));
+            continue;
+        }
+        let spec = wire_spec_named(dn.output_type()).ok_or_else(|| ClusterError::Format {
+            what: format!("input {key} of {}", node.key),
+            message: format!("`{}` is not a registered wire type", dn.output_type()),
+        })?;
+        let bytes = store.get(key)?.ok_or_else(|| ClusterError::Format {
+            what: format!("input {key} of {}", node.key),
+            message: "missing from the store".into(),
+        })?;
+        read += bytes.len() as u64;
+        match encoder.decode(&spec, &bytes, key) {
+            Ok(v) => values.push(v),
+            Err(e) => {
+                store.delete(key)?;
+                corrupt.push(format!("{key}: {e}"));
+            }
+        }
+    }
+    if !corrupt.is_empty() {
+        return Err(ClusterError::Format {
+            what: format!("inputs of {}", node.key),
+            message: format!(
+                "corrupt, removed so the driver recomputes them: {}",
+                corrupt.join("; ")
+            ),
+        });
+    }
+    Ok((values, read))
+}
+
+/// Runs one node of a rebuilt graph (see `run_node`): found by its place, fed its inputs
+/// from the data plane, its result encoded as its registered wire type.
+fn run_rebuilt_node(
+    store: &Arc<dyn Store>,
+    graph: &Graph,
+    node: &NodeSpec,
+) -> Result<NodeRun, ClusterError> {
+    if store.contains(&node.output)? {
+        return Ok(NodeRun::default());
+    }
+    let failed = |error: String| NodeRun {
+        failure: Some(TaskFailure { error, attempts: 1 }),
+        event: None,
+    };
+    // A graph that does not rebuild the same is the program's fault, not the node's: it
+    // would fail again, so it is reported like a task error (not retried).
+    let Some(id) = node.path.as_deref().and_then(|p| locate(graph, p)) else {
+        return Ok(failed(format!(
+            "the rebuilt graph has no task at the place of {} (is its builder deterministic, \
+             and the worker the driver's program?)",
+            node.key
+        )));
+    };
+    let found = graph.node(id);
+    if found.name() != node.task {
+        return Ok(failed(format!(
+            "the rebuilt graph has task `{}` where the driver has `{}` ({})",
+            found.name(),
+            node.task,
+            node.key
+        )));
+    }
+    let (inputs, read) = rebuilt_inputs(store, graph, id, node)?;
+    let encoder = Encoder::new();
+    let thread = std::thread::current().name().unwrap_or("thread").to_owned();
+    let mut attempt = 1;
+    loop {
+        let start = unix_nanos();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            graph.run_task(id, inputs.clone())
+        }))
+        .unwrap_or_else(|panic| {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_owned());
+            Err(format!("the task panicked: {message}").into())
+        })
+        .map_err(|e| brisk_graph::chain(e.as_ref()));
+        let end = unix_nanos();
+        let mut event = TaskEvent {
+            key: node.key.clone(),
+            thread: thread.clone(),
+            start,
+            end,
+            attempt,
+            ok: result.is_ok(),
+            size: None,
+            read,
+            stored: 0,
+        };
+        match result {
+            Ok(value) => {
+                let Some(spec) = wire_spec_of(&value) else {
+                    event.ok = false;
+                    return Ok(NodeRun {
+                        failure: Some(TaskFailure {
+                            error: format!(
+                                "its result (`{}`) is not a registered wire type",
+                                found.output_type()
+                            ),
+                            attempts: attempt,
+                        }),
+                        event: Some(event),
+                    });
+                };
+                let bytes = encoder.encode(&spec, &value, &node.output)?;
+                store.put(&node.output, &bytes)?;
+                event.size = brisk_graph::size_of_value(&value);
+                event.stored = bytes.len() as u64;
+                return Ok(NodeRun {
+                    failure: None,
+                    event: Some(event),
+                });
+            }
+            Err(e) if attempt > node.retries => {
+                return Ok(NodeRun {
+                    failure: Some(TaskFailure {
+                        error: e,
+                        attempts: attempt,
+                    }),
+                    event: Some(event),
+                });
+            }
+            Err(_) => attempt += 1,
+        }
     }
 }
 

@@ -287,6 +287,87 @@ fn slurm_dynamic_source_matches_threads() {
     );
 }
 
+/// A graph of closures (not registered tasks) with impure leaves: `n` chunks of a sequence
+/// summed in a tree, built from its parameters alone.
+fn closure_tree(params: &str) -> Result<Vec<brisk_graph::AnyDelayed>, brisk_graph::BoxError> {
+    let n: u64 = params.parse()?;
+    let leaf = TaskSpec::new("chunk"); // impure: fresh keys in every process
+    let add = TaskSpec::new("sum2").pure();
+    let mut level: Vec<Delayed<Vec<f64>>> = (0..n)
+        .map(|i| {
+            leaf.call(
+                move |k: u64| (0..100).map(|j| (k * 100 + j) as f64).collect(),
+                (i,),
+            )
+        })
+        .collect();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|p| match p {
+                [a, b] => add.call(
+                    |a: Vec<f64>, b: Vec<f64>| vec![a.iter().sum::<f64>() + b.iter().sum::<f64>()],
+                    (a, b),
+                ),
+                [a] => a.clone(),
+                _ => unreachable!("chunks of two"),
+            })
+            .collect();
+    }
+    Ok(vec![level.pop().unwrap().erase()])
+}
+brisk_graph::graph_builder!("brisk_cluster_tests::closure_tree", closure_tree);
+
+#[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
+fn slurm_runs_closures_rebuilt_from_their_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = slurm(&dir.path().display().to_string());
+    let origin = brisk_graph::remote::Origin::new("brisk_cluster_tests::closure_tree", "7");
+    let outputs = origin.build().unwrap();
+    let value = |out: brisk_graph::Computed| -> Vec<f64> {
+        out.value(0)
+            .unwrap()
+            .downcast_ref::<Vec<f64>>()
+            .unwrap()
+            .clone()
+    };
+    let local = value(
+        ComputeOptions::new()
+            .run(&ThreadedExecutor::new(2).unwrap(), outputs.clone())
+            .unwrap(),
+    );
+    assert_eq!(local, vec![(0..700).map(f64::from).sum::<f64>()]);
+    // Without the origin the closures cannot go: the error names the task.
+    let err = ComputeOptions::new()
+        .run(&cluster, outputs.clone())
+        .unwrap_err();
+    assert!(
+        brisk_graph::chain(&err).contains("cannot run on the cluster"),
+        "{err}"
+    );
+    // With it, every worker rebuilds the graph and runs its nodes' own closures.
+    let remote = value(
+        ComputeOptions::new()
+            .origin(origin)
+            .run(&cluster, outputs.clone())
+            .unwrap(),
+    );
+    assert_eq!(remote, local);
+    assert_eq!(cluster.last_run().tasks, 7 + 6, "{:?}", cluster.last_run());
+    // A builder that does not rebuild the same graph is an error naming the task.
+    let wrong = ComputeOptions::new().origin(brisk_graph::remote::Origin::new(
+        "brisk_cluster_tests::closure_tree",
+        "3",
+    ));
+    // (a fresh data plane: the store says this graph's run is done).
+    let other = tempfile::tempdir().unwrap();
+    let err = wrong
+        .run(&slurm(&other.path().display().to_string()), outputs)
+        .unwrap_err();
+    assert!(brisk_graph::chain(&err).contains("rebuilt graph"), "{err}");
+}
+
 #[test]
 #[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_runs_with_an_object_store_data_plane() {

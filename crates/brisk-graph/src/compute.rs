@@ -21,6 +21,7 @@ pub struct ComputeOptions {
     cache: Option<Arc<dyn Cache>>,
     policy: FailurePolicy,
     cancel: CancelToken,
+    origin: Option<Arc<crate::remote::Origin>>,
 }
 
 impl fmt::Debug for ComputeOptions {
@@ -30,6 +31,7 @@ impl fmt::Debug for ComputeOptions {
             .field("cache", &self.cache.is_some())
             .field("policy", &self.policy)
             .field("cancel", &self.cancel)
+            .field("origin", &self.origin)
             .finish()
     }
 }
@@ -64,6 +66,20 @@ impl ComputeOptions {
         self
     }
 
+    /// Says how the computed graph was built, so that an executor running tasks in other
+    /// processes (a cluster) can rebuild it there; see [`remote`](crate::remote). Library
+    /// code sets it (brisk-array's `compute`, brisk-zarr's writes); local executors ignore it.
+    pub fn origin(mut self, origin: crate::remote::Origin) -> Self {
+        self.origin = Some(Arc::new(origin));
+        self
+    }
+
+    /// The origin set with [`origin`](Self::origin).
+    #[must_use]
+    pub fn origin_of(&self) -> Option<&crate::remote::Origin> {
+        self.origin.as_deref()
+    }
+
     /// The executor context these options describe.
     #[must_use]
     pub fn context(&self) -> RunContext {
@@ -73,6 +89,7 @@ impl ComputeOptions {
             self.policy,
             self.cancel.clone(),
         )
+        .with_origin(self.origin.clone())
     }
 
     /// Materializes the graph of `outputs` (consulting the cache) and runs it on `executor`.

@@ -104,6 +104,9 @@ pub struct RunContext {
     pub policy: FailurePolicy,
     /// Stops the compute when cancelled.
     pub cancel: CancelToken,
+    /// How the graph was built, when another process can rebuild it (see
+    /// [`remote`](crate::remote)): executors that run tasks in other processes use it.
+    pub origin: Option<Arc<crate::remote::Origin>>,
 }
 
 impl RunContext {
@@ -120,7 +123,15 @@ impl RunContext {
             cache,
             policy,
             cancel,
+            origin: None,
         }
+    }
+
+    /// The same context for a graph built as `origin` says.
+    #[must_use]
+    pub fn with_origin(mut self, origin: Option<Arc<crate::remote::Origin>>) -> Self {
+        self.origin = origin;
+        self
     }
 }
 

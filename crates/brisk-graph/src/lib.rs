@@ -39,6 +39,7 @@ mod hooks;
 mod key;
 mod node;
 pub mod registry;
+pub mod remote;
 mod resource;
 mod size;
 mod token;
