@@ -1,5 +1,7 @@
 //! Operations that move data between chunks: rechunk, slice, concatenate, stack, transpose.
 
+use std::sync::Arc;
+
 use brisk_graph::{AnyDelayed, BoxError, Delayed, TaskSpec, Tokenize, Value};
 use ndarray::{ArrayD, Axis, IxDyn, SliceInfoElem};
 
@@ -7,6 +9,7 @@ use crate::array::Array;
 use crate::element::Element;
 use crate::error::{ArrayError, Result};
 use crate::grid::ChunkGrid;
+use crate::recipe::Recipe;
 
 fn range_info(ranges: &[(usize, usize)]) -> Vec<SliceInfoElem> {
     let (offset, shape): (Vec<usize>, Vec<usize>) = ranges.iter().map(|&(a, b)| (a, b - a)).unzip();
@@ -46,6 +49,12 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// [`ArrayError::ShapeMismatch`] if `grid` has another shape; the build error.
     pub fn rechunk_to(&self, grid: ChunkGrid) -> Result<Self> {
+        let chunks = grid.chunks().to_vec();
+        let recipe = self.derived(|x| Recipe::Rechunk { chunks, x });
+        Ok(self.rechunk_to_grid(grid)?.described(recipe))
+    }
+
+    fn rechunk_to_grid(&self, grid: ChunkGrid) -> Result<Self> {
         self.check()?;
         if grid.shape() != self.shape() {
             return Err(ArrayError::ShapeMismatch {
@@ -133,6 +142,12 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// [`ArrayError::BadSlice`] for too many slices or a step that is not positive.
     pub fn slice(&self, slices: &[ndarray::Slice]) -> Result<Self> {
+        let parts = slices.iter().map(|s| (s.start, s.end, s.step)).collect();
+        let recipe = self.derived(|x| Recipe::Slice { slices: parts, x });
+        Ok(self.slice_unrecorded(slices)?.described(recipe))
+    }
+
+    fn slice_unrecorded(&self, slices: &[ndarray::Slice]) -> Result<Self> {
         self.check()?;
         let nd = self.ndim();
         if slices.len() > nd {
@@ -239,6 +254,14 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// [`ArrayError::BadData`] if `perm` is not a permutation of `0..ndim`.
     pub fn permute_axes(&self, perm: &[usize]) -> Result<Self> {
+        let recipe = self.derived(|x| Recipe::Permute {
+            perm: perm.to_vec(),
+            x,
+        });
+        Ok(self.permute_unrecorded(perm)?.described(recipe))
+    }
+
+    fn permute_unrecorded(&self, perm: &[usize]) -> Result<Self> {
         self.check()?;
         let nd = self.ndim();
         let mut seen = vec![false; nd];
@@ -302,6 +325,11 @@ impl<T: Element> Array<T> {
     /// [`ArrayError::ShapeMismatch`], [`ArrayError::AxisOutOfRange`], [`ArrayError::BadData`]
     /// for an empty list.
     pub fn concatenate(arrays: &[Self], axis: usize) -> Result<Self> {
+        let recipe = join_recipe(arrays, false, axis);
+        Ok(Self::concatenate_unrecorded(arrays, axis)?.described(recipe))
+    }
+
+    fn concatenate_unrecorded(arrays: &[Self], axis: usize) -> Result<Self> {
         let first = arrays
             .first()
             .ok_or_else(|| ArrayError::BadData("concatenate needs at least one array".into()))?;
@@ -366,6 +394,11 @@ impl<T: Element> Array<T> {
     /// # Errors
     /// As [`concatenate`](Array::concatenate).
     pub fn stack(arrays: &[Self], axis: usize) -> Result<Self> {
+        let recipe = join_recipe(arrays, true, axis);
+        Ok(Self::stack_unrecorded(arrays, axis)?.described(recipe))
+    }
+
+    fn stack_unrecorded(arrays: &[Self], axis: usize) -> Result<Self> {
         let first = arrays
             .first()
             .ok_or_else(|| ArrayError::BadData("stack needs at least one array".into()))?;
@@ -413,4 +446,13 @@ impl<T: Element> Array<T> {
             .collect::<Result<Vec<_>>>()?;
         Self::concatenate(&expanded, axis)
     }
+}
+
+/// The recipe of joining `arrays` (none unless every one has a recipe).
+fn join_recipe<T: Element>(arrays: &[Array<T>], stack: bool, axis: usize) -> Option<Arc<Recipe>> {
+    let xs = arrays
+        .iter()
+        .map(|a| a.recipe().cloned())
+        .collect::<Option<Vec<_>>>()?;
+    Some(Arc::new(Recipe::Join { stack, axis, xs }))
 }

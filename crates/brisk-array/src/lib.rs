@@ -31,6 +31,7 @@ mod expr;
 mod grid;
 mod layout;
 mod random;
+pub mod recipe;
 mod reduce;
 pub mod stream;
 
@@ -38,5 +39,12 @@ pub use array::{Array, DEFAULT_SPLIT_EVERY};
 pub use element::{DType, Element, Float, Number};
 pub use error::{ArrayError, Result};
 pub use grid::{ChunkGrid, MAX_BLOCK_ELEMENTS, MAX_BLOCKS};
+pub use recipe::{AnyArray, Recipe};
 pub use reduce::Axes;
 pub use stream::{BlockReader, BlockSource, BlockStream, Materialized, OpenStream};
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by [`source_builder!`]; not a public API.
+    pub use brisk_graph::__private::inventory;
+}

@@ -435,7 +435,20 @@ impl<T: Float> Array<T> {
             );
             Ok(Box::new(rows) as Box<dyn BlockStream<T>>)
         });
-        Self::from_blocks_streamed(grid, blocks, open)
+        let (normal, a, b) = match dist {
+            Dist::Uniform(a, b) => (false, a, b),
+            Dist::Normal(a, b) => (true, a, b),
+        };
+        let recipe = crate::recipe::Recipe::Random {
+            dtype: T::DTYPE,
+            shape: shape.to_vec(),
+            chunks: chunks.to_vec(),
+            seed,
+            normal,
+            a,
+            b,
+        };
+        Ok(Self::from_blocks_streamed(grid, blocks, open)?.with_recipe(recipe))
     }
 
     /// Uniform values in `[low, high)`, reproducible from `seed` whatever the chunking.

@@ -11,6 +11,7 @@ use crate::element::{Element, Number};
 use crate::error::{ArrayError, Result};
 use crate::expr::{Env, Expr, TILE};
 use crate::grid::ChunkGrid;
+use crate::recipe::{Recipe, ReduceFn};
 
 /// Which axes a reduction runs over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,9 +65,29 @@ pub(crate) trait Reducer<T: Element>: Send + Sync + 'static {
 }
 
 /// Partial results of one chunk: the kept axes' shape and one accumulator per output element.
+/// They cross between processes on a cluster (registered wire types below).
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Partial<A> {
     data: Vec<A>,
 }
+
+// Every accumulator a reducer uses: Sum and Mean over the three widened types, Var, and the
+// extremes and arg-extremes of every element type.
+brisk_graph::wire_types!(
+    Partial<f64>,
+    Partial<i64>,
+    Partial<u64>,
+    Partial<(f64, u64)>,
+    Partial<(i64, u64)>,
+    Partial<(u64, u64)>,
+    Partial<(u64, f64, f64)>,
+);
+macro_rules! extreme_partials {
+    ($($t:ty),+) => {
+        brisk_graph::wire_types!($(Partial<Option<$t>>, Partial<Option<($t, u64)>>),+);
+    };
+}
+extreme_partials!(bool, i8, i16, i32, i64, u8, u16, u32, u64, f32, f64);
 
 /// Per-chunk accumulation: evaluates the fused expression row by row.
 #[allow(clippy::too_many_arguments, reason = "one private call site")]
@@ -162,6 +183,15 @@ fn accumulate<T: Element, R: Reducer<T>>(
 }
 
 impl<T: Element> Array<T> {
+    /// The recipe of reduction `f` of this array over `axes`.
+    fn reduce_recipe(&self, f: ReduceFn, axes: &Axes) -> Option<Arc<Recipe>> {
+        let axes = match axes {
+            Axes::All => (0..self.ndim()).collect(),
+            Axes::Some(a) => a.clone(),
+        };
+        self.derived(|x| Recipe::Reduce { f, axes, x })
+    }
+
     /// Reduces with `r` over `axes`, as a tree of fan-in `split_every`.
     pub(crate) fn reduce<R: Reducer<T>>(&self, r: R, axes: Axes, arg: bool) -> Array<R::Out> {
         match self.try_reduce(r, axes, arg) {
@@ -508,12 +538,16 @@ impl<T: Number> Array<T> {
     /// Sum over `axes` (accumulated in `f64` for floats, wrapping `i64`/`u64` for integers).
     #[must_use]
     pub fn sum(&self, axes: impl Into<Axes>) -> Array<T> {
-        self.reduce(Sum, axes.into(), false)
+        let axes = axes.into();
+        let recipe = self.reduce_recipe(ReduceFn::Sum, &axes);
+        self.reduce(Sum, axes, false).described(recipe)
     }
     /// Mean over `axes`, accumulated in `f64` (also for `f32` input).
     #[must_use]
     pub fn mean(&self, axes: impl Into<Axes>) -> Array<f64> {
-        self.reduce(Mean, axes.into(), false)
+        let axes = axes.into();
+        let recipe = self.reduce_recipe(ReduceFn::Mean, &axes);
+        self.reduce(Mean, axes, false).described(recipe)
     }
     /// Population variance over `axes` (`ddof = 0`), numerically stable (Welford/Chan).
     #[must_use]
@@ -523,19 +557,25 @@ impl<T: Number> Array<T> {
     /// Variance with `ddof` delta degrees of freedom (1 for the sample variance).
     #[must_use]
     pub fn var_ddof(&self, axes: impl Into<Axes>, ddof: usize) -> Array<f64> {
-        self.reduce(Var { ddof, sqrt: false }, axes.into(), false)
+        let axes = axes.into();
+        let recipe = self.reduce_recipe(ReduceFn::Var(ddof), &axes);
+        self.reduce(Var { ddof, sqrt: false }, axes, false)
+            .described(recipe)
     }
     /// Population standard deviation over `axes`.
     #[must_use]
     pub fn std(&self, axes: impl Into<Axes>) -> Array<f64> {
+        let axes = axes.into();
+        let recipe = self.reduce_recipe(ReduceFn::Std, &axes);
         self.reduce(
             Var {
                 ddof: 0,
                 sqrt: true,
             },
-            axes.into(),
+            axes,
             false,
         )
+        .described(recipe)
     }
 }
 
@@ -543,12 +583,18 @@ impl<T: Element> Array<T> {
     /// Minimum over `axes` (NaN propagates; an empty selection is an error at compute).
     #[must_use]
     pub fn min(&self, axes: impl Into<Axes>) -> Array<T> {
-        self.reduce(Extreme { max: false }, axes.into(), false)
+        let axes = axes.into();
+        let recipe = self.reduce_recipe(ReduceFn::Min, &axes);
+        self.reduce(Extreme { max: false }, axes, false)
+            .described(recipe)
     }
     /// Maximum over `axes`.
     #[must_use]
     pub fn max(&self, axes: impl Into<Axes>) -> Array<T> {
-        self.reduce(Extreme { max: true }, axes.into(), false)
+        let axes = axes.into();
+        let recipe = self.reduce_recipe(ReduceFn::Max, &axes);
+        self.reduce(Extreme { max: true }, axes, false)
+            .described(recipe)
     }
     /// Index of the minimum along `axis`, or the flat index over the whole array for `None`
     /// (first occurrence wins).

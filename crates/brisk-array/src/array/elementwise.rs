@@ -11,6 +11,7 @@ use crate::element::{Element, Float, Number};
 use crate::error::{ArrayError, Result};
 use crate::expr::{Binary, Const, Unary};
 use crate::grid::ChunkGrid;
+use crate::recipe::{BinaryOp, Recipe, UnaryFn};
 
 use super::*;
 
@@ -59,6 +60,7 @@ impl<T: Element> Array<T> {
             own: None,
             error: self.error.clone(),
             split_every: self.split_every,
+            recipe: None,
         }
     }
 
@@ -166,7 +168,25 @@ impl<T: Element> Array<T> {
             own: None,
             error: None,
             split_every: self.split_every,
+            recipe: None,
         })
+    }
+
+    /// The recipe of elementwise `f` of this array.
+    pub(crate) fn unary_recipe(&self, f: UnaryFn) -> Option<Arc<Recipe>> {
+        self.derived(|x| Recipe::Unary { f, x })
+    }
+
+    /// The recipe of `self op v` (none for a value JSON cannot carry exactly, such as NaN).
+    pub(crate) fn scalar_recipe(&self, op: BinaryOp, v: T) -> Option<Arc<Recipe>> {
+        let v = serde_json::to_value(v).ok().filter(|v| !v.is_null())?;
+        self.unary_recipe(UnaryFn::Scalar(op, v))
+    }
+
+    /// The recipe of `self op other`.
+    pub(crate) fn binary_recipe(&self, op: BinaryOp, other: &Self) -> Option<Arc<Recipe>> {
+        let y = Box::new(other.recipe()?.clone());
+        self.derived(|x| Recipe::Binary { op, x, y })
     }
 
     /// A constant array expression broadcast against this one.
@@ -178,6 +198,7 @@ impl<T: Element> Array<T> {
             own: None,
             error: self.error.clone(),
             split_every: self.split_every,
+            recipe: None,
         }
     }
 
@@ -283,8 +304,9 @@ impl<T: Number> Array<T> {
     /// vectorize).
     #[must_use]
     pub fn powi(&self, n: i32) -> Self {
+        let recipe = self.unary_recipe(UnaryFn::Powi(n));
         let name = format!("powi:{n}");
-        match n {
+        let a = match n {
             0 => self.unary(name, |_: T| T::one()),
             1 => self.unary(name, |x: T| x),
             2 => self.unary(name, |x: T| x * x),
@@ -294,13 +316,15 @@ impl<T: Number> Array<T> {
                 y * y
             }),
             _ => self.unary(name, move |x: T| x.powi(n)),
-        }
+        };
+        a.described(recipe)
     }
 
     /// `|x|` elementwise.
     #[must_use]
     pub fn abs(&self) -> Self {
         self.unary("abs".into(), |x: T| x.abs())
+            .described(self.unary_recipe(UnaryFn::Abs))
     }
 }
 
@@ -308,31 +332,40 @@ impl<T: Float> Array<T> {
     /// `x^p` elementwise.
     #[must_use]
     pub fn powf(&self, p: T) -> Self {
+        let recipe = serde_json::to_value(p)
+            .ok()
+            .and_then(|v| v.as_f64())
+            .and_then(|p| self.unary_recipe(UnaryFn::Powf(p)));
         self.unary(format!("powf:{p:?}"), move |x: T| x.powf(p))
+            .described(recipe)
     }
     /// `√x` elementwise.
     #[must_use]
     pub fn sqrt(&self) -> Self {
         self.unary("sqrt".into(), |x: T| x.sqrt())
+            .described(self.unary_recipe(UnaryFn::Sqrt))
     }
     /// `e^x` elementwise.
     #[must_use]
     pub fn exp(&self) -> Self {
         self.unary("exp".into(), |x: T| x.exp())
+            .described(self.unary_recipe(UnaryFn::Exp))
     }
     /// `ln x` elementwise.
     #[must_use]
     pub fn ln(&self) -> Self {
         self.unary("ln".into(), |x: T| x.ln())
+            .described(self.unary_recipe(UnaryFn::Ln))
     }
 }
 
 macro_rules! binop {
-    ($tr:ident, $m:ident, $name:literal, $op:tt) => {
+    ($tr:ident, $m:ident, $name:literal, $op:tt, $rop:ident) => {
         impl<T: Number> std::ops::$tr<&Array<T>> for &Array<T> {
             type Output = Array<T>;
             fn $m(self, rhs: &Array<T>) -> Array<T> {
                 self.zip_with(rhs, $name, |a: T, b: T| a $op b)
+                    .described(self.binary_recipe(BinaryOp::$rop, rhs))
             }
         }
         impl<T: Number> std::ops::$tr<Array<T>> for Array<T> {
@@ -357,6 +390,7 @@ macro_rules! binop {
             type Output = Array<T>;
             fn $m(self, rhs: T) -> Array<T> {
                 self.unary(format!(concat!($name, "_scalar:{:?}"), rhs), move |a: T| a $op rhs)
+                    .described(self.scalar_recipe(BinaryOp::$rop, rhs))
             }
         }
         impl<T: Number> std::ops::$tr<T> for Array<T> {
@@ -367,7 +401,7 @@ macro_rules! binop {
         }
     };
 }
-binop!(Add, add, "add", +);
-binop!(Sub, sub, "sub", -);
-binop!(Mul, mul, "mul", *);
-binop!(Div, div, "div", /);
+binop!(Add, add, "add", +, Add);
+binop!(Sub, sub, "sub", -, Sub);
+binop!(Mul, mul, "mul", *, Mul);
+binop!(Div, div, "div", /, Div);

@@ -49,6 +49,9 @@ pub struct Array<T: Element> {
     /// An error made while building (e.g. a shape mismatch in `+`), returned by `compute`.
     pub(crate) error: Option<Arc<ArrayError>>,
     pub(crate) split_every: usize,
+    /// How this array was built, as data, when every step has a recipe (see
+    /// [`recipe`](crate::recipe)).
+    pub(crate) recipe: Option<Arc<crate::recipe::Recipe>>,
 }
 
 impl<T: Element> Array<T> {
@@ -83,9 +86,11 @@ impl<T: Element> Array<T> {
                     .collect(),
             )
         });
+        // A resource is this process's: the array no longer rebuilds elsewhere.
         Self {
             leaves: Arc::new(leaves),
             own,
+            recipe: None,
             ..self.clone()
         }
     }
@@ -100,6 +105,7 @@ impl<T: Element> Clone for Array<T> {
             own: self.own.clone(),
             error: self.error.clone(),
             split_every: self.split_every,
+            recipe: self.recipe.clone(),
         }
     }
 }
@@ -146,6 +152,7 @@ impl<T: Element> Array<T> {
             own: Some(Arc::new(blocks)),
             error: None,
             split_every: DEFAULT_SPLIT_EVERY,
+            recipe: None,
         })
     }
 
@@ -300,7 +307,17 @@ impl<T: Element> Array<T> {
                 )
             })
             .collect();
-        Self::from_blocks(grid, blocks)
+        let a = Self::from_blocks(grid, blocks)?;
+        // A value JSON cannot carry exactly (NaN, infinities) leaves the array without one.
+        Ok(match serde_json::to_value(value) {
+            Ok(v) if !v.is_null() => a.with_recipe(crate::recipe::Recipe::Full {
+                dtype: T::DTYPE,
+                shape: shape.to_vec(),
+                chunks: chunks.to_vec(),
+                value: v,
+            }),
+            _ => a,
+        })
     }
 
     /// The array's shape.
@@ -343,6 +360,7 @@ impl<T: Element> Array<T> {
     #[must_use]
     pub fn with_split_every(mut self, n: usize) -> Self {
         self.split_every = n.max(2);
+        self.recipe = self.derived(|x| crate::recipe::Recipe::SplitEvery { n, x });
         self
     }
 
@@ -368,6 +386,7 @@ impl<T: Element> Array<T> {
             own: None,
             error: Some(Arc::new(e)),
             split_every: self.split_every,
+            recipe: None,
         }
     }
 
@@ -568,6 +587,15 @@ impl<T: Element> Array<T> {
         options: &ComputeOptions,
     ) -> Result<ArrayD<T>> {
         let blocks = self.blocks()?;
+        // Tell the executor how to rebuild the graph elsewhere (a cluster), when it can be.
+        let with_origin;
+        let options = match (options.origin_of(), self.origin()) {
+            (None, Some(origin)) => {
+                with_origin = options.clone().origin(origin);
+                &with_origin
+            }
+            _ => options,
+        };
         let mut computed = options.run(executor, blocks.iter())?;
         let shape = self.shape();
         let mut out = ArrayD::<T>::default(IxDyn(&shape));

@@ -3,4 +3,5 @@
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on unexpected errors")]
 
 mod ops;
+mod recipe;
 mod resources;
