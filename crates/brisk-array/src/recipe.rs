@@ -55,6 +55,15 @@ pub enum Recipe {
         /// The value (JSON).
         value: serde_json::Value,
     },
+    /// `Array::arange`.
+    Arange {
+        /// Element type.
+        dtype: DType,
+        /// Length.
+        n: usize,
+        /// Chunk length.
+        chunk: usize,
+    },
     /// An array from a [`SourceBuilder`] registered by another crate.
     Source {
         /// The builder's name.
@@ -412,6 +421,7 @@ impl Recipe {
                 chunks,
                 value,
             } => full(*dtype, shape, chunks, value)?,
+            Self::Arange { dtype, n, chunk } => arange(*dtype, *n, *chunk)?,
             Self::Source {
                 name,
                 dtype,
@@ -538,6 +548,25 @@ fn full(
         DType::UInt64 => typed::<u64>(shape, chunks, value),
         DType::Float32 => typed::<f32>(shape, chunks, value),
         DType::Float64 => typed::<f64>(shape, chunks, value),
+    }
+}
+
+fn arange(dtype: DType, n: usize, chunk: usize) -> Result<AnyArray> {
+    fn typed<T: Typed + Number>(n: usize, chunk: usize) -> Result<AnyArray> {
+        Ok(T::wrap(Array::arange(n, chunk)?))
+    }
+    match dtype {
+        DType::Int8 => typed::<i8>(n, chunk),
+        DType::Int16 => typed::<i16>(n, chunk),
+        DType::Int32 => typed::<i32>(n, chunk),
+        DType::Int64 => typed::<i64>(n, chunk),
+        DType::UInt8 => typed::<u8>(n, chunk),
+        DType::UInt16 => typed::<u16>(n, chunk),
+        DType::UInt32 => typed::<u32>(n, chunk),
+        DType::UInt64 => typed::<u64>(n, chunk),
+        DType::Float32 => typed::<f32>(n, chunk),
+        DType::Float64 => typed::<f64>(n, chunk),
+        DType::Bool => Err(unsupported("arange of bool")),
     }
 }
 

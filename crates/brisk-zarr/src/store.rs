@@ -39,6 +39,8 @@ pub struct ZarrStore {
     /// for versions (`head`, `list`), which zarrs' storage traits do not expose.
     objects: Option<(Arc<dyn object_store::ObjectStore>, Driver)>,
     location: String,
+    /// How another process opens the same store ([`ZarrStore::url`]).
+    url: Option<String>,
 }
 
 impl std::fmt::Debug for ZarrStore {
@@ -71,6 +73,7 @@ impl ZarrStore {
             dir: None,
             objects: None,
             location: "memory://".into(),
+            url: None,
         }
     }
 
@@ -114,11 +117,17 @@ impl ZarrStore {
             fs,
             writer: AtomicWriter::new(durable),
         });
+        // A durable store reopened from its path would not be durable: no URL for it.
+        let url = (!durable)
+            .then(|| std::fs::canonicalize(path).ok())
+            .flatten()
+            .map(|p| p.display().to_string());
         Ok(Self {
             dir: Some(Arc::clone(&dir)),
             objects: None,
             inner: dir,
             location: path.display().to_string(),
+            url,
         })
     }
 
@@ -166,6 +175,7 @@ impl ZarrStore {
             dir: None,
             objects: Some((store, Driver(brisk_store::Driver::CallerThread))),
             location: label.into(),
+            url: None,
         }
     }
 
@@ -206,6 +216,7 @@ impl ZarrStore {
             dir: None,
             objects: Some((store, driver)),
             location: url.to_owned(),
+            url: Some(url.to_owned()),
         })
     }
 
@@ -228,16 +239,27 @@ impl ZarrStore {
         std::fs::create_dir_all(path).map_err(|e| err(e.into()))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(path)
             .map_err(|e| err(e.into()))?;
-        Ok(Self::object_store(
-            Arc::new(fs),
-            format!("objfile://{}", path.display()),
-        ))
+        let mut store = Self::object_store(Arc::new(fs), format!("objfile://{}", path.display()));
+        store.url = std::fs::canonicalize(path)
+            .ok()
+            .map(|p| format!("objfile://{}", p.display()));
+        Ok(store)
     }
 
     /// Where the store is (a path or `memory://`).
     #[must_use]
     pub fn location(&self) -> &str {
         &self.location
+    }
+
+    /// The URL another process (a cluster worker) opens this store with
+    /// ([`ZarrStore::from_url`]): the absolute path of a directory store, `objfile://…` of a
+    /// local object store, the URL of a cloud store. `None` for stores only this process can
+    /// see (`memory://`, `objmem://`, a custom `object_store`) and for durable directory
+    /// stores (a reopened one would not be durable).
+    #[must_use]
+    pub fn url(&self) -> Option<&str> {
+        self.url.as_deref()
     }
 
     /// Total size in bytes of the keys under `path` (e.g. an array's chunks and metadata).

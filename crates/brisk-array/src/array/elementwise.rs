@@ -284,6 +284,37 @@ impl<T: Element> Array<T> {
 }
 
 impl<T: Number> Array<T> {
+    /// `0, 1, …, n - 1` in chunks of `chunk` (as `numpy.arange(n)`; values past an integer
+    /// type's maximum saturate at it): coordinates, indices.
+    ///
+    /// # Errors
+    /// [`ArrayError::BadChunks`].
+    pub fn arange(n: usize, chunk: usize) -> Result<Self> {
+        let grid = ChunkGrid::regular(&[n], &[chunk])?;
+        let spec = TaskSpec::new("arange").pure();
+        let blocks = (0..grid.num_blocks())
+            .map(|i| {
+                let (off, len) = (grid.block_offset(&[i])[0], grid.block_shape(&[i])[0]);
+                spec.call(
+                    |off: usize, len: usize| {
+                        #[allow(clippy::cast_precision_loss, reason = "as numpy.arange in f64")]
+                        ArrayD::from_shape_fn(ndarray::IxDyn(&[len]), |ix| {
+                            T::from_f64((off + ix[0]) as f64)
+                        })
+                    },
+                    (off, len),
+                )
+            })
+            .collect();
+        Ok(
+            Array::from_blocks(grid, blocks)?.with_recipe(Recipe::Arange {
+                dtype: T::DTYPE,
+                n,
+                chunk,
+            }),
+        )
+    }
+
     /// An array of zeros.
     ///
     /// # Errors

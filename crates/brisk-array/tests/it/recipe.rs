@@ -137,3 +137,24 @@ fn a_recipe_naming_an_unknown_source_is_an_error_naming_it() {
         "{err}"
     );
 }
+
+#[test]
+fn arange_counts_from_zero_and_rebuilds() {
+    let a = Array::<f64>::arange(10, 4).unwrap();
+    assert_eq!(a.chunks(), &[vec![4, 4, 2]]);
+    let v = a.compute_with(&exec()).unwrap();
+    assert_eq!(
+        v.iter().copied().collect::<Vec<_>>(),
+        (0..10).map(f64::from).collect::<Vec<_>>()
+    );
+    let i = Array::<u8>::arange(300, 100)
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap();
+    assert_eq!(i[[299]], 255, "saturates at the type's maximum");
+    let again = rebuilt_f64(&(&a * 2.0));
+    assert_eq!(
+        again.compute_with(&exec()).unwrap(),
+        (&a * 2.0).compute_with(&exec()).unwrap()
+    );
+}

@@ -22,6 +22,7 @@ use crate::store::{Removal, ZarrStore};
 mod dataset;
 mod decode;
 mod read;
+mod remote;
 mod rows;
 mod write;
 

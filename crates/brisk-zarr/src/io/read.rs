@@ -44,13 +44,25 @@ pub(crate) fn from_opened<T: ZarrElement>(
     za: ZarrArray,
     io: IoOptions,
 ) -> Result<Array<T>, ZarrError> {
+    from_opened_pinned(za, io, None)
+}
+
+/// [`from_opened`] with the chunks' versions given (`pins`, when pinned): a cluster worker
+/// rebuilding a pinned read reads the versions the driver pinned, never newer ones. The
+/// array records how to be read again ([`super::remote`]) when its store has a URL.
+pub(crate) fn from_opened_pinned<T: ZarrElement>(
+    za: ZarrArray,
+    io: IoOptions,
+    pins: Option<Vec<Option<String>>>,
+) -> Result<Array<T>, ZarrError> {
     za.check_type::<T>()?;
     let grid = ChunkGrid::regular(&za.shape(), &za.unit_shape())?;
-    let pins = if io.pinned {
-        Some(chunk_versions(&za, &grid)?)
-    } else {
-        None
+    let pins = match pins {
+        Some(p) if io.pinned => Some(p),
+        _ if io.pinned => Some(chunk_versions(&za, &grid)?),
+        _ => None,
     };
+    let recipe = super::remote::read_recipe::<T>(&za, io, pins.as_deref());
     let plan = Arc::new(ReadPlan {
         unit: za.unit_shape(),
         fast: fast_codec(&za.metadata_json()),
@@ -104,11 +116,16 @@ pub(crate) fn from_opened<T: ZarrElement>(
                 .collect()
         }
     };
-    if !io.fused {
-        return Ok(Array::from_blocks(grid, blocks)?);
-    }
-    let open: OpenStream<T> = Arc::new(move |i| plan.open_stream::<T>(i));
-    Ok(Array::from_blocks_streamed(grid, blocks, open)?)
+    let array = if io.fused {
+        let open: OpenStream<T> = Arc::new(move |i| plan.open_stream::<T>(i));
+        Array::from_blocks_streamed(grid, blocks, open)?
+    } else {
+        Array::from_blocks(grid, blocks)?
+    };
+    Ok(match recipe {
+        Some(r) => array.with_recipe(r),
+        None => array,
+    })
 }
 
 /// The version of every chunk (or shard) of `za`, in the order of `grid`'s blocks.

@@ -15,7 +15,7 @@ use crate::store::ZarrStore;
 use super::*;
 
 /// What a write did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct WriteSummary {
     /// Storage chunks (or shards) written.
@@ -347,13 +347,14 @@ pub(super) fn write_all<T: ZarrElement>(
     target: &ZarrArray,
     executor: &dyn Executor,
 ) -> Result<WriteSummary, ZarrError> {
-    let task = write_tasks(
-        array,
-        target,
-        &vec![0; array.shape().len()],
-        IoOptions::default(),
-    )?;
-    task.compute_with_options(executor, &ComputeOptions::new())
+    let offset = vec![0; array.shape().len()];
+    let task = write_tasks(array, target, &offset, IoOptions::default())?;
+    // A cluster worker rebuilds the same write from the array's recipe and the target.
+    let options = match super::remote::write_origin(array, target, &offset) {
+        Some(origin) => ComputeOptions::new().origin(origin),
+        None => ComputeOptions::new(),
+    };
+    task.compute_with_options(executor, &options)
         .map_err(|source| ZarrError::Compute {
             path: target.path.clone(),
             source,

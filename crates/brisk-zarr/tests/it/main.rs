@@ -5,5 +5,6 @@
 mod crash;
 mod dataset;
 mod pinned;
+mod rebuilt;
 mod roundtrip;
 mod safety;
