@@ -28,7 +28,8 @@
 //!   jobs are cancelled with `scancel`. Under `FailurePolicy::KeepGoing` a unit's task
 //!   failures are reported (every one, with the unit's log) and the tasks that depend on them
 //!   are taken out of the later units before those are submitted; the rest runs.
-//! - **Data.** Results travel encoded by `brisk_checkpoint::Encoder::new()` (JSON + zstd);
+//! - **Data.** Results travel encoded by brisk-checkpoint's encoder (MessagePack + zstd: exact,
+//!   compact);
 //!   an entry that does not decode is treated as missing, and its unit runs again.
 //! - **Checkpoints.** A compute's checkpoint cache (`ComputeOptions::cache`) works as on local
 //!   threads: nodes it holds are loaded by the driver and uploaded for the tasks that read
@@ -62,6 +63,12 @@ use std::fmt;
 pub use options::SlurmOptions;
 pub use slurm::{RunStats, SlurmExecutor};
 pub use worker::{init, run_unit};
+
+/// How values travel through the data plane: MessagePack (binary, exact floats, NaN
+/// included) compressed with zstd, with brisk-checkpoint's integrity checks.
+pub(crate) fn data_encoder() -> brisk_checkpoint::Encoder {
+    brisk_checkpoint::Encoder::new().serializer(brisk_checkpoint::Serializer::MessagePack)
+}
 
 /// What went wrong in the cluster backend (carried inside `brisk_graph::Error::Executor` or
 /// as the source of `brisk_graph::Error::Task`).

@@ -50,19 +50,20 @@ pub struct RunStats {
     pub units: usize,
     /// Tasks that ran on workers (last attempts).
     pub tasks: usize,
-    /// Bytes the driver wrote into the data plane (constants, literals, loaded checkpoints)
-    /// and read from it (outputs, checkpointed results).
-    pub driver_bytes: u64,
-    /// Bytes the workers wrote into the data plane (encoded results) and read from it
-    /// (their tasks' inputs).
-    pub worker_bytes: u64,
+    /// Bytes put into the data plane: what the driver uploaded (constants, literals, loaded
+    /// checkpoints) and the workers' encoded results.
+    pub written: u64,
+    /// Bytes read from it: the workers' task inputs and what the driver read back (outputs,
+    /// checkpointed results). A value read by several tasks counts once per read.
+    pub read: u64,
 }
 
 impl RunStats {
-    /// Every byte that went through the data plane.
+    /// The bytes that went through the data plane: every value that entered it (each is
+    /// read back once or more, see [`read`](Self::read)).
     #[must_use]
     pub fn data_plane_bytes(&self) -> u64 {
-        self.driver_bytes + self.worker_bytes
+        self.written
     }
 }
 
@@ -376,7 +377,7 @@ impl SlurmExecutor {
     /// Runs the plan stage by stage; the checkpointed results of each stage are saved to the
     /// compute's cache as soon as the stage is done, so a run that fails later keeps them.
     fn drive(&self, graph: &Graph, plan: &mut Plan, ctx: &RunContext) -> Result<RunOutput, Error> {
-        let encoder = Encoder::new();
+        let encoder = crate::data_encoder();
         let keep_going = ctx.policy == FailurePolicy::KeepGoing;
         let mut progress = Progress {
             started: SystemTime::now()
@@ -727,7 +728,8 @@ impl SlurmExecutor {
                 let mut stats = self.stats();
                 stats.units += 1;
                 stats.tasks += events.events.len();
-                stats.worker_bytes += events.events.iter().map(|e| e.read + e.stored).sum::<u64>();
+                stats.written += events.events.iter().map(|e| e.stored).sum::<u64>();
+                stats.read += events.events.iter().map(|e| e.read).sum::<u64>();
             }
             if ctx.hooks.is_empty() {
                 continue;
@@ -803,8 +805,11 @@ impl Executor for SlurmExecutor {
                 .map_err(|e| Error::Executor(Box::new(e)))
             })
             .and_then(|mut p| self.drive(graph, &mut p, ctx));
-        self.stats().driver_bytes =
-            self.uploaded.load(Ordering::Relaxed) + self.downloaded.load(Ordering::Relaxed);
+        {
+            let mut stats = self.stats();
+            stats.written += self.uploaded.load(Ordering::Relaxed);
+            stats.read += self.downloaded.load(Ordering::Relaxed);
+        }
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());
         }

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use brisk_checkpoint::Encoder;
 use brisk_exec::Handler;
 use brisk_graph::remote::{Origin, wire_spec_named, wire_spec_of};
 use brisk_graph::{Graph, NodeId, Value, registry};
@@ -188,7 +187,7 @@ fn rebuilt_inputs(
     id: NodeId,
     node: &NodeSpec,
 ) -> Result<(Vec<Value>, u64), ClusterError> {
-    let encoder = Encoder::new();
+    let encoder = crate::data_encoder();
     let deps = graph.dependencies(id);
     if deps.len() != node.args.len() {
         return Err(ClusterError::Format {
@@ -275,7 +274,7 @@ fn run_rebuilt_node(
         )));
     }
     let (inputs, read) = rebuilt_inputs(store, graph, id, node)?;
-    let encoder = Encoder::new();
+    let encoder = crate::data_encoder();
     let thread = std::thread::current().name().unwrap_or("thread").to_owned();
     let mut attempt = 1;
     loop {
@@ -379,7 +378,7 @@ struct NodeRun {
 /// Runs one node: its result stored, or the failure of its last attempt (a deterministic
 /// error, or a panic); `Err` when the store or the inputs failed.
 fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<NodeRun, ClusterError> {
-    let encoder = Encoder::new();
+    let encoder = crate::data_encoder();
     if store.contains(&node.output)? {
         return Ok(NodeRun::default()); // a previous, interrupted attempt got this far
     }
