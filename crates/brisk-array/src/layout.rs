@@ -449,10 +449,14 @@ impl<T: Element> Array<T> {
 }
 
 /// The recipe of joining `arrays` (none unless every one has a recipe).
-fn join_recipe<T: Element>(arrays: &[Array<T>], stack: bool, axis: usize) -> Option<Arc<Recipe>> {
+fn join_recipe<T: Element>(
+    arrays: &[Array<T>],
+    stack: bool,
+    axis: usize,
+) -> crate::recipe::Described {
     let xs = arrays
         .iter()
-        .map(|a| a.recipe().cloned())
-        .collect::<Option<Vec<_>>>()?;
-    Some(Arc::new(Recipe::Join { stack, axis, xs }))
+        .map(|a| a.recipe.as_deref().cloned().map_err(Arc::clone))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Arc::new(Recipe::Join { stack, axis, xs }))
 }

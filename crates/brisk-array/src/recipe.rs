@@ -128,6 +128,13 @@ pub enum Recipe {
         /// The operands.
         xs: Vec<Recipe>,
     },
+    /// `map_kernel` with a kernel registered by [`kernel!`](crate::kernel).
+    Kernel {
+        /// The kernel's registered name.
+        name: String,
+        /// The operand.
+        x: Box<Recipe>,
+    },
     /// `with_split_every`.
     SplitEvery {
         /// The fan-in.
@@ -361,6 +368,94 @@ macro_rules! source_builder {
     };
 }
 
+/// A block function registered by name with [`kernel!`](crate::kernel): arrays made with
+/// [`Array::map_kernel`] of it have a recipe, so they run on a cluster.
+pub struct Kernel {
+    name: &'static str,
+    apply: fn(AnyArray) -> std::result::Result<AnyArray, BoxError>,
+}
+
+impl Kernel {
+    /// A registry entry (use [`kernel!`](crate::kernel)).
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        apply: fn(AnyArray) -> std::result::Result<AnyArray, BoxError>,
+    ) -> Self {
+        Self { name, apply }
+    }
+}
+
+impl fmt::Debug for Kernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kernel")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+brisk_graph::__private::inventory::collect!(Kernel);
+
+/// Registers the block function `f: fn(ArrayD<T>, &[usize]) -> ArrayD<U>` as the kernel
+/// `name`, for [`Array::map_kernel`]:
+///
+/// ```
+/// use brisk_array::Array;
+/// use ndarray::ArrayD;
+///
+/// /// Each block minus its own mean.
+/// fn demean(block: ArrayD<f64>, _offset: &[usize]) -> ArrayD<f64> {
+///     let m = block.mean().unwrap_or(0.0);
+///     block - m
+/// }
+/// brisk_array::kernel!("docs::demean", demean, f64 => f64);
+///
+/// let x = Array::<f64>::random_normal(&[100], &[25], 1, 5.0, 1.0).unwrap();
+/// let y = x.map_kernel("docs::demean", demean).unwrap();
+/// assert!(y.recipe().is_some()); // runs on a cluster too
+/// ```
+#[macro_export]
+macro_rules! kernel {
+    ($name:expr, $f:path, $t:ty => $u:ty) => {
+        $crate::__private::inventory::submit! {
+            $crate::recipe::Kernel::new($name, |a| {
+                $crate::recipe::apply_kernel::<$t, $u>(a, $name, $f)
+            })
+        }
+    };
+}
+
+/// What [`kernel!`](crate::kernel) registers: `f` mapped over the blocks of `a`.
+///
+/// # Errors
+/// `a` is not an array of `T`, or building fails.
+#[doc(hidden)]
+pub fn apply_kernel<T: Typed, U: Typed>(
+    a: AnyArray,
+    name: &'static str,
+    f: fn(ndarray::ArrayD<T>, &[usize]) -> ndarray::ArrayD<U>,
+) -> std::result::Result<AnyArray, BoxError> {
+    let dtype = a.dtype();
+    let x = T::unwrap(a).ok_or_else(|| {
+        format!(
+            "kernel `{name}` takes {} blocks, the array holds {dtype}",
+            T::DTYPE
+        )
+    })?;
+    Ok(U::wrap(x.map_kernel(name, f)?))
+}
+
+pub(crate) fn kernels() -> &'static HashMap<&'static str, &'static Kernel> {
+    static INDEX: OnceLock<HashMap<&'static str, &'static Kernel>> = OnceLock::new();
+    INDEX.get_or_init(|| {
+        brisk_graph::__private::inventory::iter::<Kernel>
+            .into_iter()
+            .map(|k| (k.name, k))
+            .collect()
+    })
+}
+
 fn sources() -> &'static HashMap<&'static str, &'static SourceBuilder> {
     static INDEX: OnceLock<HashMap<&'static str, &'static SourceBuilder>> = OnceLock::new();
     INDEX.get_or_init(|| {
@@ -493,6 +588,16 @@ impl Recipe {
                 any!(x.build_memo(memo)?, a => a.slice(&s)?)
             }
             Self::Permute { perm, x } => any!(x.build_memo(memo)?, a => a.permute_axes(perm)?),
+            Self::Kernel { name, x } => {
+                let k = kernels().get(name.as_str()).ok_or_else(|| {
+                    bad(
+                        "kernel",
+                        format!("`{name}` is not registered in this program"),
+                    )
+                })?;
+                (k.apply)(x.build_memo(memo)?)
+                    .map_err(|e| bad(&format!("kernel `{name}`"), brisk_graph::chain(e.as_ref())))?
+            }
             Self::SplitEvery { n, x } => any!(x.build_memo(memo)?, a => a.with_split_every(*n)),
             Self::Join { stack, axis, xs } => {
                 let built = xs
@@ -589,12 +694,29 @@ fn binary_op<T: Number>(a: &Array<T>, op: BinaryOp, b: &Array<T>) -> Array<T> {
     }
 }
 
+/// An array's recipe, or why it has none.
+pub(crate) type Described = std::result::Result<Arc<Recipe>, Arc<str>>;
+
 impl<T: Element> Array<T> {
     /// How this array was built, when every step of it has a recipe (see
     /// [`recipe`](crate::recipe)).
     #[must_use]
     pub fn recipe(&self) -> Option<&Recipe> {
-        self.recipe.as_deref()
+        self.recipe.as_deref().ok()
+    }
+
+    /// Why this array has no recipe (which step has none), when it has none.
+    #[must_use]
+    pub fn why_no_recipe(&self) -> Option<&str> {
+        self.recipe.as_ref().err().map(|w| &**w)
+    }
+
+    /// The same array without a recipe, for `why` (which names the step): for crates that add
+    /// array sources another process cannot open.
+    #[must_use]
+    pub fn without_recipe(mut self, why: impl Into<String>) -> Self {
+        self.recipe = Err(Arc::from(why.into()));
+        self
     }
 
     /// The same array, described by `recipe`: for crates that add array sources
@@ -602,19 +724,20 @@ impl<T: Element> Array<T> {
     /// worker runs the tasks of the array the recipe builds in place of this one's.
     #[must_use]
     pub fn with_recipe(mut self, recipe: Recipe) -> Self {
-        self.recipe = Some(Arc::new(recipe));
+        self.recipe = Ok(Arc::new(recipe));
         self
     }
 
     /// This array's recipe wrapped by `step` (none when this array has none).
-    pub(crate) fn derived(&self, step: impl FnOnce(Box<Recipe>) -> Recipe) -> Option<Arc<Recipe>> {
-        self.recipe
-            .as_deref()
-            .map(|r| Arc::new(step(Box::new(r.clone()))))
+    pub(crate) fn derived(&self, step: impl FnOnce(Box<Recipe>) -> Recipe) -> Described {
+        match &self.recipe {
+            Ok(r) => Ok(Arc::new(step(Box::new((**r).clone())))),
+            Err(why) => Err(Arc::clone(why)),
+        }
     }
 
     /// This array with `recipe` (from [`derived`](Self::derived)).
-    pub(crate) fn described(mut self, recipe: Option<Arc<Recipe>>) -> Self {
+    pub(crate) fn described(mut self, recipe: Described) -> Self {
         self.recipe = recipe;
         self
     }
@@ -623,11 +746,12 @@ impl<T: Element> Array<T> {
         T::DTYPE.name()
     }
 
-    /// The origin of a compute of this array's blocks, when it has a recipe.
-    pub(crate) fn origin(&self) -> Option<Origin> {
-        let recipe = self.recipe.as_deref()?;
-        let params = serde_json::to_string(recipe).ok()?;
-        Some(Origin::new(COMPUTE, params))
+    /// The origin of a compute of this array's blocks, or why there is none.
+    pub(crate) fn origin(&self) -> std::result::Result<Origin, Arc<str>> {
+        let recipe = self.recipe.as_deref().map_err(Arc::clone)?;
+        let params = serde_json::to_string(recipe)
+            .map_err(|e| Arc::from(format!("its recipe does not describe: {e}")))?;
+        Ok(Origin::new(COMPUTE, params))
     }
 }
 

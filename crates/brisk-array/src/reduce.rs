@@ -184,7 +184,7 @@ fn accumulate<T: Element, R: Reducer<T>>(
 
 impl<T: Element> Array<T> {
     /// The recipe of reduction `f` of this array over `axes`.
-    fn reduce_recipe(&self, f: ReduceFn, axes: &Axes) -> Option<Arc<Recipe>> {
+    fn reduce_recipe(&self, f: ReduceFn, axes: &Axes) -> crate::recipe::Described {
         let axes = match axes {
             Axes::All => (0..self.ndim()).collect(),
             Axes::Some(a) => a.clone(),
@@ -602,11 +602,13 @@ impl<T: Element> Array<T> {
     pub fn argmin(&self, axis: Option<usize>) -> Array<u64> {
         let axes = axis.map_or(Axes::All, Axes::from);
         self.reduce(ArgExtreme { max: false }, axes, true)
+            .without_recipe("`argmin` has no recipe")
     }
     /// Index of the maximum along `axis`, or the flat index for `None`.
     #[must_use]
     pub fn argmax(&self, axis: Option<usize>) -> Array<u64> {
         let axes = axis.map_or(Axes::All, Axes::from);
         self.reduce(ArgExtreme { max: true }, axes, true)
+            .without_recipe("`argmax` has no recipe")
     }
 }

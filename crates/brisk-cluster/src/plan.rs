@@ -139,6 +139,7 @@ pub(crate) fn plan(
     units_per_stage: usize,
     loaded: HashMap<NodeId, Value>,
     origin: Option<&Origin>,
+    why_local: Option<&str>,
 ) -> Result<Plan, ClusterError> {
     if let Some(origin) = origin {
         return plan_rebuilt(graph, units_per_stage, loaded, origin);
@@ -163,8 +164,17 @@ pub(crate) fn plan(
             name: node.name().to_owned(),
             reason: reason.to_owned(),
         };
-        let entry = registry::lookup(node.name())
-            .ok_or_else(|| not_remote("it is not a registered `#[task]` function"))?;
+        let entry = registry::lookup(node.name()).ok_or_else(|| {
+            not_remote(&match why_local {
+                Some(why) => format!(
+                    "it is not a registered `#[task]` function, and its graph cannot be rebuilt \
+                     on a worker: {why}"
+                ),
+                None => "it is not a registered `#[task]` function, and the compute does not say \
+                         how to rebuild its graph"
+                    .to_owned(),
+            })
+        })?;
         let invoker = entry.invoker().ok_or_else(|| {
             not_remote("its arguments or result are not `Serialize + DeserializeOwned`")
         })?;

@@ -801,6 +801,7 @@ impl Executor for SlurmExecutor {
                     self.options.units_per_stage,
                     loaded,
                     ctx.origin.as_deref(),
+                    ctx.why_local.as_deref(),
                 )
                 .map_err(|e| Error::Executor(Box::new(e)))
             })

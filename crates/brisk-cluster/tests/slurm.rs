@@ -433,6 +433,53 @@ fn slurm_zarr_pipeline_matches_threads() {
     );
 }
 
+/// A user's block function: each block minus its own mean.
+fn demean(block: ndarray::ArrayD<f64>, _offset: &[usize]) -> ndarray::ArrayD<f64> {
+    let m = block.mean().unwrap_or(0.0);
+    block - m
+}
+brisk_array::kernel!("brisk_cluster_tests::demean", demean, f64 => f64);
+
+fn not_registered(block: ndarray::ArrayD<f64>, _offset: &[usize]) -> ndarray::ArrayD<f64> {
+    block * 2.0
+}
+
+#[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
+fn slurm_array_kernel_registered() {
+    use brisk_array::Array;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = slurm(&dir.path().display().to_string());
+    let x = Array::<f64>::random_normal(&[600, 40], &[100, 40], 9, 10.0, 2.0).unwrap();
+    let y = x
+        .map_kernel("brisk_cluster_tests::demean", demean)
+        .unwrap()
+        .powi(2)
+        .sum(0);
+    let local = y.compute_with(&ThreadedExecutor::new(2).unwrap()).unwrap();
+    assert_eq!(y.compute_with(&cluster).unwrap(), local);
+    // An unregistered kernel keeps the clear error, naming its task.
+    let z = x
+        .map_kernel("nowhere::double", not_registered)
+        .unwrap()
+        .sum(0);
+    let err = brisk_graph::chain(&z.compute_with(&cluster).unwrap_err());
+    assert!(
+        err.contains("cannot run on the cluster")
+            && err.contains(
+                "the kernel `nowhere::double` is not registered (`brisk_array::kernel!`)"
+            ),
+        "{err}"
+    );
+    // So does a closure.
+    let w = x.mapv(|v| v + 1.0).sum(0);
+    let err = brisk_graph::chain(&w.compute_with(&cluster).unwrap_err());
+    assert!(
+        err.contains("cannot run on the cluster") && err.contains("`mapv`"),
+        "{err}"
+    );
+}
+
 #[test]
 #[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_runs_with_an_object_store_data_plane() {

@@ -22,6 +22,7 @@ pub struct ComputeOptions {
     policy: FailurePolicy,
     cancel: CancelToken,
     origin: Option<Arc<crate::remote::Origin>>,
+    why_local: Option<Arc<str>>,
 }
 
 impl fmt::Debug for ComputeOptions {
@@ -74,6 +75,13 @@ impl ComputeOptions {
         self
     }
 
+    /// Says why the computed graph cannot be rebuilt in another process (which step of an
+    /// array has no recipe): an executor that needs an origin puts it in its error.
+    pub fn local_only(mut self, why: impl Into<Arc<str>>) -> Self {
+        self.why_local = Some(why.into());
+        self
+    }
+
     /// The origin set with [`origin`](Self::origin).
     #[must_use]
     pub fn origin_of(&self) -> Option<&crate::remote::Origin> {
@@ -90,6 +98,7 @@ impl ComputeOptions {
             self.cancel.clone(),
         )
         .with_origin(self.origin.clone())
+        .with_why_local(self.why_local.clone())
     }
 
     /// Materializes the graph of `outputs` (consulting the cache) and runs it on `executor`.

@@ -107,6 +107,9 @@ pub struct RunContext {
     /// How the graph was built, when another process can rebuild it (see
     /// [`remote`](crate::remote)): executors that run tasks in other processes use it.
     pub origin: Option<Arc<crate::remote::Origin>>,
+    /// Why the graph cannot be rebuilt in another process, when whoever built it knows
+    /// (for an executor's error message).
+    pub why_local: Option<Arc<str>>,
 }
 
 impl RunContext {
@@ -124,6 +127,7 @@ impl RunContext {
             policy,
             cancel,
             origin: None,
+            why_local: None,
         }
     }
 
@@ -131,6 +135,13 @@ impl RunContext {
     #[must_use]
     pub fn with_origin(mut self, origin: Option<Arc<crate::remote::Origin>>) -> Self {
         self.origin = origin;
+        self
+    }
+
+    /// The same context, saying why its graph cannot be rebuilt elsewhere.
+    #[must_use]
+    pub fn with_why_local(mut self, why: Option<Arc<str>>) -> Self {
+        self.why_local = why;
         self
     }
 }

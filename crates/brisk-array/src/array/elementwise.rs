@@ -11,7 +11,7 @@ use crate::element::{Element, Float, Number};
 use crate::error::{ArrayError, Result};
 use crate::expr::{Binary, Const, Unary};
 use crate::grid::ChunkGrid;
-use crate::recipe::{BinaryOp, Recipe, UnaryFn};
+use crate::recipe::{BinaryOp, Described, Recipe, UnaryFn};
 
 use super::*;
 
@@ -60,7 +60,11 @@ impl<T: Element> Array<T> {
             own: None,
             error: self.error.clone(),
             split_every: self.split_every,
-            recipe: None,
+            recipe: Err(
+                "an elementwise closure (`mapv`, `astype`) has no recipe; use an elementwise \
+                 expression or a registered kernel (`brisk_array::kernel!`)"
+                    .into(),
+            ),
         }
     }
 
@@ -168,24 +172,26 @@ impl<T: Element> Array<T> {
             own: None,
             error: None,
             split_every: self.split_every,
-            recipe: None,
+            recipe: Err(format!("`{name}` of two arrays has no recipe").into()),
         })
     }
 
     /// The recipe of elementwise `f` of this array.
-    pub(crate) fn unary_recipe(&self, f: UnaryFn) -> Option<Arc<Recipe>> {
+    pub(crate) fn unary_recipe(&self, f: UnaryFn) -> Described {
         self.derived(|x| Recipe::Unary { f, x })
     }
 
     /// The recipe of `self op v` (none for a value JSON cannot carry exactly, such as NaN).
-    pub(crate) fn scalar_recipe(&self, op: BinaryOp, v: T) -> Option<Arc<Recipe>> {
-        let v = serde_json::to_value(v).ok().filter(|v| !v.is_null())?;
-        self.unary_recipe(UnaryFn::Scalar(op, v))
+    pub(crate) fn scalar_recipe(&self, op: BinaryOp, v: T) -> Described {
+        match serde_json::to_value(v) {
+            Ok(j) if !j.is_null() => self.unary_recipe(UnaryFn::Scalar(op, j)),
+            _ => Err(format!("the scalar {v:?} cannot travel exactly as JSON").into()),
+        }
     }
 
     /// The recipe of `self op other`.
-    pub(crate) fn binary_recipe(&self, op: BinaryOp, other: &Self) -> Option<Arc<Recipe>> {
-        let y = Box::new(other.recipe()?.clone());
+    pub(crate) fn binary_recipe(&self, op: BinaryOp, other: &Self) -> Described {
+        let y = Box::new(other.recipe.as_deref().map_err(Arc::clone)?.clone());
         self.derived(|x| Recipe::Binary { op, x, y })
     }
 
@@ -198,7 +204,7 @@ impl<T: Element> Array<T> {
             own: None,
             error: self.error.clone(),
             split_every: self.split_every,
-            recipe: None,
+            recipe: Err("a comparison with a scalar has no recipe".into()),
         }
     }
 
@@ -283,6 +289,61 @@ impl<T: Element> Array<T> {
     }
 }
 
+impl<T: Element> Array<T> {
+    /// Applies the block function `f` named `name` to every block (as
+    /// [`map_blocks`](Array::map_blocks)), with keys from the name: equal names and inputs
+    /// give equal keys, so a name must always mean the same function. Registered with
+    /// [`kernel!`](crate::kernel), the result has a recipe and runs on a cluster; otherwise
+    /// it runs on local threads only.
+    ///
+    /// # Errors
+    /// The build error, if any.
+    pub fn map_kernel<U: Element>(
+        &self,
+        name: &'static str,
+        f: fn(ArrayD<T>, &[usize]) -> ArrayD<U>,
+    ) -> Result<Array<U>> {
+        // The name determines `f`; offset and shape are arguments.
+        let spec = TaskSpec::new(format!("kernel:{name}"))
+            .pure()
+            .captures_covered_by_args();
+        let blocks = self
+            .blocks()?
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let c = self.grid.block_coords(i);
+                let off = self.grid.block_offset(&c);
+                let shp = self.grid.block_shape(&c);
+                spec.try_call(
+                    move |a: ArrayD<T>, off: Vec<usize>, shp: Vec<usize>| -> Result<ArrayD<U>, BoxError> {
+                        let out = f(a, &off);
+                        if out.shape() != shp.as_slice() {
+                            return Err(format!(
+                                "kernel {name}: block at {off:?} has shape {shp:?} but the function returned {:?}",
+                                out.shape()
+                            )
+                            .into());
+                        }
+                        Ok(out.as_standard_layout().into_owned())
+                    },
+                    (b, off, shp),
+                )
+            })
+            .collect();
+        let out = Array::from_blocks(self.grid.clone(), blocks)?;
+        let recipe = if crate::recipe::kernels().contains_key(name) {
+            self.derived(|x| Recipe::Kernel {
+                name: name.to_owned(),
+                x,
+            })
+        } else {
+            Err(format!("the kernel `{name}` is not registered (`brisk_array::kernel!`)").into())
+        };
+        Ok(out.described(recipe))
+    }
+}
+
 impl<T: Number> Array<T> {
     /// `0, 1, …, n - 1` in chunks of `chunk` (as `numpy.arange(n)`; values past an integer
     /// type's maximum saturate at it): coordinates, indices.
@@ -363,10 +424,10 @@ impl<T: Float> Array<T> {
     /// `x^p` elementwise.
     #[must_use]
     pub fn powf(&self, p: T) -> Self {
-        let recipe = serde_json::to_value(p)
-            .ok()
-            .and_then(|v| v.as_f64())
-            .and_then(|p| self.unary_recipe(UnaryFn::Powf(p)));
+        let recipe = match serde_json::to_value(p).ok().and_then(|v| v.as_f64()) {
+            Some(p) => self.unary_recipe(UnaryFn::Powf(p)),
+            None => Err(format!("the power {p:?} cannot travel exactly as JSON").into()),
+        };
         self.unary(format!("powf:{p:?}"), move |x: T| x.powf(p))
             .described(recipe)
     }

@@ -51,7 +51,7 @@ pub struct Array<T: Element> {
     pub(crate) split_every: usize,
     /// How this array was built, as data, when every step has a recipe (see
     /// [`recipe`](crate::recipe)).
-    pub(crate) recipe: Option<Arc<crate::recipe::Recipe>>,
+    pub(crate) recipe: crate::recipe::Described,
 }
 
 impl<T: Element> Array<T> {
@@ -90,7 +90,7 @@ impl<T: Element> Array<T> {
         Self {
             leaves: Arc::new(leaves),
             own,
-            recipe: None,
+            recipe: Err("it is bound to a resource held open by this process".into()),
             ..self.clone()
         }
     }
@@ -152,7 +152,11 @@ impl<T: Element> Array<T> {
             own: Some(Arc::new(blocks)),
             error: None,
             split_every: DEFAULT_SPLIT_EVERY,
-            recipe: None,
+            recipe: Err(
+                "it is built from task closures (`from_blocks`, `from_fn`, `map_blocks`, …); \
+                 use operations with recipes or a registered kernel (`brisk_array::kernel!`)"
+                    .into(),
+            ),
         })
     }
 
@@ -316,7 +320,9 @@ impl<T: Element> Array<T> {
                 chunks: chunks.to_vec(),
                 value: v,
             }),
-            _ => a,
+            _ => a.without_recipe(format!(
+                "it is filled with {value:?}, which JSON cannot carry exactly"
+            )),
         })
     }
 
@@ -386,7 +392,7 @@ impl<T: Element> Array<T> {
             own: None,
             error: Some(Arc::new(e)),
             split_every: self.split_every,
-            recipe: None,
+            recipe: Err("its build failed".into()),
         }
     }
 
@@ -590,8 +596,14 @@ impl<T: Element> Array<T> {
         // Tell the executor how to rebuild the graph elsewhere (a cluster), when it can be.
         let with_origin;
         let options = match (options.origin_of(), self.origin()) {
-            (None, Some(origin)) => {
+            (None, Ok(origin)) => {
                 with_origin = options.clone().origin(origin);
+                &with_origin
+            }
+            (None, Err(why)) => {
+                with_origin = options
+                    .clone()
+                    .local_only(format!("the array has no recipe: {why}"));
                 &with_origin
             }
             _ => options,

@@ -158,3 +158,59 @@ fn arange_counts_from_zero_and_rebuilds() {
         (&a * 2.0).compute_with(&exec()).unwrap()
     );
 }
+
+/// Each block scaled by its offset along axis 0 plus one.
+fn scale_by_offset(block: ArrayD<f64>, offset: &[usize]) -> ArrayD<f64> {
+    block * (offset[0] as f64 + 1.0)
+}
+brisk_array::kernel!("brisk_array_tests::scale_by_offset", scale_by_offset, f64 => f64);
+
+fn unregistered(block: ArrayD<f64>, _: &[usize]) -> ArrayD<f64> {
+    block
+}
+
+#[test]
+fn registered_kernels_rebuild_and_unregistered_ones_stay_local() {
+    let x = Array::<f64>::random_normal(&[40, 10], &[10, 10], 5, 0.0, 1.0).unwrap();
+    let y = x
+        .map_kernel("brisk_array_tests::scale_by_offset", scale_by_offset)
+        .unwrap()
+        .sum(0);
+    let again = rebuilt_f64(&y);
+    assert_eq!(shape_of(erased(&y)), shape_of(erased(&again)));
+    assert_eq!(
+        again.compute_with(&exec()).unwrap(),
+        y.compute_with(&exec()).unwrap()
+    );
+    // Same name, same inputs: same keys (the name stands for the function).
+    let z = x
+        .map_kernel("brisk_array_tests::scale_by_offset", scale_by_offset)
+        .unwrap();
+    assert_eq!(
+        z.blocks().unwrap()[1].key(),
+        x.map_kernel("brisk_array_tests::scale_by_offset", scale_by_offset)
+            .unwrap()
+            .blocks()
+            .unwrap()[1]
+            .key()
+    );
+    assert!(
+        x.map_kernel("nowhere::identity", unregistered)
+            .unwrap()
+            .recipe()
+            .is_none()
+    );
+    // A kernel returning the wrong shape is an error naming it.
+    fn shrink(b: ArrayD<f64>, _: &[usize]) -> ArrayD<f64> {
+        b.slice_move(ndarray::s![..1, ..]).into_dyn()
+    }
+    let err = x
+        .map_kernel("t::shrink", shrink)
+        .unwrap()
+        .compute_with(&exec())
+        .unwrap_err();
+    assert!(
+        brisk_graph::chain(&err).contains("kernel t::shrink"),
+        "{err}"
+    );
+}

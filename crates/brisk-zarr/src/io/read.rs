@@ -62,7 +62,13 @@ pub(crate) fn from_opened_pinned<T: ZarrElement>(
         _ if io.pinned => Some(chunk_versions(&za, &grid)?),
         _ => None,
     };
-    let recipe = super::remote::read_recipe::<T>(&za, io, pins.as_deref());
+    let recipe = super::remote::read_recipe::<T>(&za, io, pins.as_deref()).ok_or_else(|| {
+        format!(
+            "its Zarr store `{}` cannot be opened by another process (a memory, durable or \
+             custom store)",
+            za.store.location()
+        )
+    });
     let plan = Arc::new(ReadPlan {
         unit: za.unit_shape(),
         fast: fast_codec(&za.metadata_json()),
@@ -123,8 +129,8 @@ pub(crate) fn from_opened_pinned<T: ZarrElement>(
         Array::from_blocks(grid, blocks)?
     };
     Ok(match recipe {
-        Some(r) => array.with_recipe(r),
-        None => array,
+        Ok(r) => array.with_recipe(r),
+        Err(why) => array.without_recipe(why),
     })
 }
 

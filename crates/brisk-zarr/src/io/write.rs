@@ -352,7 +352,13 @@ pub(super) fn write_all<T: ZarrElement>(
     // A cluster worker rebuilds the same write from the array's recipe and the target.
     let options = match super::remote::write_origin(array, target, &offset) {
         Some(origin) => ComputeOptions::new().origin(origin),
-        None => ComputeOptions::new(),
+        None => ComputeOptions::new().local_only(match array.why_no_recipe() {
+            Some(why) => format!("the array has no recipe: {why}"),
+            None => format!(
+                "the target store `{}` cannot be opened by another process",
+                target.store.location()
+            ),
+        }),
     };
     task.compute_with_options(executor, &options)
         .map_err(|source| ZarrError::Compute {
