@@ -37,6 +37,7 @@ pub struct SlurmExecutor {
     uploaded: AtomicU64,
     downloaded: AtomicU64,
     last_run: Mutex<RunStats>,
+    totals: Mutex<RunStats>,
 }
 
 /// What the last compute of a [`SlurmExecutor`] cost, as far as the driver and the workers'
@@ -59,6 +60,27 @@ pub struct RunStats {
 }
 
 impl RunStats {
+    /// What happened after `earlier` (totals taken before a phase, see
+    /// [`SlurmExecutor::totals`]).
+    #[must_use]
+    pub fn since(&self, earlier: &Self) -> Self {
+        Self {
+            jobs: self.jobs.saturating_sub(earlier.jobs),
+            units: self.units.saturating_sub(earlier.units),
+            tasks: self.tasks.saturating_sub(earlier.tasks),
+            written: self.written.saturating_sub(earlier.written),
+            read: self.read.saturating_sub(earlier.read),
+        }
+    }
+
+    fn add(&mut self, other: &Self) {
+        self.jobs += other.jobs;
+        self.units += other.units;
+        self.tasks += other.tasks;
+        self.written += other.written;
+        self.read += other.read;
+    }
+
     /// The bytes that went through the data plane: every value that entered it (each is
     /// read back once or more, see [`read`](Self::read)).
     #[must_use]
@@ -82,6 +104,7 @@ impl SlurmExecutor {
             uploaded: AtomicU64::new(0),
             downloaded: AtomicU64::new(0),
             last_run: Mutex::new(RunStats::default()),
+            totals: Mutex::new(RunStats::default()),
         };
         this.run(&["sbatch", "--version"], None)?;
         Ok(this)
@@ -113,6 +136,13 @@ impl SlurmExecutor {
     #[must_use]
     pub fn last_run(&self) -> RunStats {
         *self.last_run.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What every compute of this executor cost so far (see [`RunStats`]); a phase of several
+    /// computes costs `totals().since(&before)`.
+    #[must_use]
+    pub fn totals(&self) -> RunStats {
+        *self.totals.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, RunStats> {
@@ -810,6 +840,10 @@ impl Executor for SlurmExecutor {
             let mut stats = self.stats();
             stats.written += self.uploaded.load(Ordering::Relaxed);
             stats.read += self.downloaded.load(Ordering::Relaxed);
+            self.totals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .add(&stats);
         }
         for h in ctx.hooks.iter() {
             h.on_finish(graph, result.as_ref().err());

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use brisk_array::ChunkGrid;
-use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec, Tokenize};
+use brisk_graph::{BoxError, Executor};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
 use zarrs::array::{
@@ -453,7 +453,8 @@ fn checked_metadata<T: ZarrElement>(
 }
 
 /// Removes the files and subtrees of the directory tree `dir` (node `path` of `store`) with
-/// tasks on `executor`, a share each (see [`Removal`]); the emptied directories are left to
+/// threads of this process — as many as `executor` runs at once and the cores allow — a share
+/// each (see [`Removal`]); the emptied directories are left to
 /// the store's `erase_prefix`, which also removes everything when one worker is all there is.
 fn remove_on(
     executor: &dyn Executor,
@@ -469,31 +470,36 @@ fn remove_on(
     if removal.items.len() < 2 {
         return Ok(());
     }
-    let tasks = 4 * ways;
-    let spec = TaskSpec::new("zarr-remove");
-    let parts: Delayed<Vec<()>> = (0..tasks)
-        .map(|t| {
-            let removal = Arc::clone(&removal);
-            let part = (t as u64).token().expect("integers always tokenize");
-            spec.call_dyn(
-                move |_: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
+    // The tree is this process's (a directory store): removed by its own threads, whatever
+    // the executor (a cluster's workers need not see the driver's scratch).
+    let ways = ways.min(std::thread::available_parallelism().map_or(1, usize::from));
+    let removal = &removal;
+    let failed: Vec<std::io::Error> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..ways)
+            .map(|t| {
+                scope.spawn(move || {
                     (t..removal.items.len())
-                        .step_by(tasks)
+                        .step_by(ways)
                         .try_for_each(|i| removal.remove(i))
-                        .map_err(Into::into)
-                },
-                &[],
-                part,
-            )
-        })
-        .collect();
-    parts
-        .compute_with_options(executor, &ComputeOptions::new())
-        .map(drop)
-        .map_err(|source| ZarrError::Compute {
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| match h.join() {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(_) => Some(std::io::Error::other("a removal thread panicked")),
+            })
+            .collect()
+    });
+    match failed.into_iter().next() {
+        None => Ok(()),
+        Some(e) => Err(ZarrError::Compute {
             path: path.to_owned(),
-            source,
-        })
+            source: brisk_graph::Error::Executor(e.into()),
+        }),
+    }
 }
 
 fn node_exists(store: &ZarrStore, path: &str) -> Result<bool, ZarrError> {
