@@ -162,11 +162,15 @@ impl Runner {
         if let (Self::Slurm(slurm), Some(before)) = (self, before) {
             let r = slurm.totals().since(&before);
             println!(
-                "  on Slurm: {} job array(s), {} tasks, {} bytes through the data plane ({:.4} % of the array)",
+                "  on Slurm: {} job array(s), {} tasks, {} bytes through the data plane ({:.4} % of the array); \
+                 {:.3} s per job array to start, stage barriers {:.3} s ({:.1} % of the wall time)",
                 r.jobs,
                 r.tasks,
                 r.data_plane_bytes(),
-                r.data_plane_bytes() as f64 * 100.0 / bytes as f64
+                r.data_plane_bytes() as f64 * 100.0 / bytes as f64,
+                r.overhead_per_job().as_secs_f64(),
+                r.stage_barrier.as_secs_f64(),
+                100.0 * r.stage_barrier.as_secs_f64() / s.max(1e-9)
             );
         }
     }

@@ -57,6 +57,17 @@ pub struct RunStats {
     /// Bytes read from it: the workers' task inputs and what the driver read back (outputs,
     /// checkpointed results). A value read by several tasks counts once per read.
     pub read: u64,
+    /// Wall time of the computes.
+    pub wall: Duration,
+    /// Per stage, how long its first finished task waited for its last one, summed: an upper
+    /// bound on what dependency-driven submission (each unit queued as soon as its inputs
+    /// exist) could save over the stage-by-depth barrier.
+    pub stage_barrier: Duration,
+    /// Per stage, from when it could start (its job submitted, or the previous stage done) to
+    /// its first task, summed: the cost of a job array's scheduling and start-up.
+    pub start_latency: Duration,
+    /// Stages measured for `stage_barrier` and `start_latency`.
+    pub stages: usize,
 }
 
 impl RunStats {
@@ -70,6 +81,10 @@ impl RunStats {
             tasks: self.tasks.saturating_sub(earlier.tasks),
             written: self.written.saturating_sub(earlier.written),
             read: self.read.saturating_sub(earlier.read),
+            wall: self.wall.saturating_sub(earlier.wall),
+            stage_barrier: self.stage_barrier.saturating_sub(earlier.stage_barrier),
+            start_latency: self.start_latency.saturating_sub(earlier.start_latency),
+            stages: self.stages.saturating_sub(earlier.stages),
         }
     }
 
@@ -79,6 +94,20 @@ impl RunStats {
         self.tasks += other.tasks;
         self.written += other.written;
         self.read += other.read;
+        self.wall += other.wall;
+        self.stage_barrier += other.stage_barrier;
+        self.start_latency += other.start_latency;
+        self.stages += other.stages;
+    }
+
+    /// The mean time from a stage being able to start to its first task (see
+    /// [`start_latency`](Self::start_latency)).
+    #[must_use]
+    pub fn overhead_per_job(&self) -> Duration {
+        u32::try_from(self.stages)
+            .ok()
+            .filter(|&n| n > 0)
+            .map_or(Duration::ZERO, |n| self.start_latency / n)
     }
 
     /// The bytes that went through the data plane: every value that entered it (each is
@@ -283,6 +312,7 @@ impl SlurmExecutor {
         Ok(Submitted {
             stage,
             indices: indices.to_vec(),
+            at: unix_nanos(),
             log,
             guard: CancelOnDrop {
                 executor: self,
@@ -410,9 +440,7 @@ impl SlurmExecutor {
         let encoder = crate::data_encoder();
         let keep_going = ctx.policy == FailurePolicy::KeepGoing;
         let mut progress = Progress {
-            started: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            started: unix_nanos(),
             ..Progress::default()
         };
         // The next stage's job, queued behind the running one (`chain_stages`).
@@ -514,7 +542,12 @@ impl SlurmExecutor {
             if !self.wait(plan, &mut sub, &ctx.cancel).map_err(exec_err)? {
                 return Err(Error::Cancelled);
             }
-            self.report_events(graph, plan, stage, &pending, ctx, &mut progress)
+            // A job queued behind the previous stage cannot start before that stage ended.
+            let ready = match progress.last_end {
+                Some(end) if sub.stage > 0 => end.max(sub.at),
+                _ => sub.at,
+            };
+            self.report_events(graph, plan, stage, &pending, ready, ctx, &mut progress)
                 .map_err(exec_err)?;
             let (job, log) = (&sub.job, &sub.log);
             let mut failures = Vec::new();
@@ -740,9 +773,12 @@ impl SlurmExecutor {
         plan: &Plan,
         stage: usize,
         pending: &[usize],
+        ready: u64,
         ctx: &RunContext,
         progress: &mut Progress,
     ) -> Result<(), ClusterError> {
+        // Task starts and ends of this stage's units (ns since the Unix epoch).
+        let (mut first_start, mut first_end, mut last_end) = (u64::MAX, u64::MAX, 0u64);
         for &i in pending {
             let entry = plan.layout.events(&plan.stages[stage][i].unit);
             let Some(bytes) = self.store.get(&entry)? else {
@@ -754,6 +790,11 @@ impl SlurmExecutor {
                     what: entry.clone(),
                     message: e.to_string(),
                 })?;
+            for e in &events.events {
+                first_start = first_start.min(e.start);
+                first_end = first_end.min(e.end);
+                last_end = last_end.max(e.end);
+            }
             {
                 let mut stats = self.stats();
                 stats.units += 1;
@@ -802,6 +843,17 @@ impl SlurmExecutor {
                 }
             }
         }
+        if last_end > 0 {
+            let mut stats = self.stats();
+            // What the first finished task waited for the stage's last: at most what
+            // submitting each unit as soon as its inputs exist could save.
+            stats.stage_barrier += Duration::from_nanos(last_end.saturating_sub(first_end));
+            // From when the stage could start (submitted, or its predecessor done) to its
+            // first task: Slurm's scheduling and the worker's start-up.
+            stats.start_latency += Duration::from_nanos(first_start.saturating_sub(ready));
+            stats.stages += 1;
+            progress.last_end = Some(last_end);
+        }
         Ok(())
     }
 
@@ -819,6 +871,7 @@ impl SlurmExecutor {
 impl Executor for SlurmExecutor {
     fn execute(&self, graph: &Arc<Graph>, ctx: &RunContext) -> Result<RunOutput, Error> {
         *self.stats() = RunStats::default();
+        let started = Instant::now();
         self.uploaded.store(0, Ordering::Relaxed);
         self.downloaded.store(0, Ordering::Relaxed);
         for h in ctx.hooks.iter() {
@@ -840,6 +893,7 @@ impl Executor for SlurmExecutor {
             let mut stats = self.stats();
             stats.written += self.uploaded.load(Ordering::Relaxed);
             stats.read += self.downloaded.load(Ordering::Relaxed);
+            stats.wall = started.elapsed();
             self.totals
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -854,6 +908,13 @@ impl Executor for SlurmExecutor {
     fn parallelism(&self) -> usize {
         self.options.units_per_stage
     }
+}
+
+/// Nanoseconds since the Unix epoch (0 for a clock set before 1970).
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// What the driver knows of a run beyond the store's markers.
@@ -875,6 +936,8 @@ struct Progress {
     lanes: HashMap<String, usize>,
     /// Task nodes by key text (built at the first report).
     ids: HashMap<String, NodeId>,
+    /// When the last reported stage's last task ended (ns since the Unix epoch).
+    last_end: Option<u64>,
 }
 
 /// The task failures in a unit's error report (`{"failures": [{key, task, error}, …]}`), as
@@ -928,6 +991,8 @@ struct Submitted<'a> {
     stage: usize,
     indices: Vec<usize>,
     job: String,
+    /// When `sbatch` returned (ns since the Unix epoch).
+    at: u64,
     /// The worker log pattern (`%A` the job, `%a` the unit index).
     log: String,
     guard: CancelOnDrop<'a>,
