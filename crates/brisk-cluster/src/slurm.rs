@@ -59,9 +59,9 @@ pub struct RunStats {
     pub read: u64,
     /// Wall time of the computes.
     pub wall: Duration,
-    /// Per stage, how long its first finished task waited for its last one, summed: an upper
-    /// bound on what dependency-driven submission (each unit queued as soon as its inputs
-    /// exist) could save over the stage-by-depth barrier.
+    /// Per stage, how long the unit whose inputs were ready first waited for the previous
+    /// stage to end, summed: what dependency-driven submission (each unit queued as soon as
+    /// its inputs exist) would save over the stage-by-depth barrier.
     pub stage_barrier: Duration,
     /// Per stage, from when it could start (its job submitted, or the previous stage done) to
     /// its first task, summed: the cost of a job array's scheduling and start-up.
@@ -778,7 +778,31 @@ impl SlurmExecutor {
         progress: &mut Progress,
     ) -> Result<(), ClusterError> {
         // Task starts and ends of this stage's units (ns since the Unix epoch).
-        let (mut first_start, mut first_end, mut last_end) = (u64::MAX, u64::MAX, 0u64);
+        let (mut first_start, mut last_end) = (u64::MAX, 0u64);
+        if progress.ids.is_empty() {
+            progress.ids = plan
+                .stage_nodes
+                .iter()
+                .flatten()
+                .map(|&id| (graph.key(id).to_string(), id))
+                .collect();
+        }
+        // The earliest any unit of this stage had all its inputs (before this stage's ends
+        // are recorded).
+        let inputs_ready = pending
+            .iter()
+            .map(|&i| {
+                plan.stages[stage][i]
+                    .nodes
+                    .iter()
+                    .filter_map(|n| progress.ids.get(&n.key))
+                    .flat_map(|&id| graph.dependencies(id))
+                    .filter_map(|d| progress.ends.get(d))
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+            })
+            .min();
         for &i in pending {
             let entry = plan.layout.events(&plan.stages[stage][i].unit);
             let Some(bytes) = self.store.get(&entry)? else {
@@ -792,8 +816,10 @@ impl SlurmExecutor {
                 })?;
             for e in &events.events {
                 first_start = first_start.min(e.start);
-                first_end = first_end.min(e.end);
                 last_end = last_end.max(e.end);
+                if let Some(&id) = progress.ids.get(&e.key) {
+                    progress.ends.insert(id, e.end);
+                }
             }
             {
                 let mut stats = self.stats();
@@ -804,14 +830,6 @@ impl SlurmExecutor {
             }
             if ctx.hooks.is_empty() {
                 continue;
-            }
-            if progress.ids.is_empty() {
-                progress.ids = plan
-                    .stage_nodes
-                    .iter()
-                    .flatten()
-                    .map(|&id| (graph.key(id).to_string(), id))
-                    .collect();
             }
             for e in &events.events {
                 let Some(&id) = progress.ids.get(&e.key) else {
@@ -845,9 +863,11 @@ impl SlurmExecutor {
         }
         if last_end > 0 {
             let mut stats = self.stats();
-            // What the first finished task waited for the stage's last: at most what
-            // submitting each unit as soon as its inputs exist could save.
-            stats.stage_barrier += Duration::from_nanos(last_end.saturating_sub(first_end));
+            // How long the unit whose inputs were ready first waited for the previous stage
+            // to end: what submitting each unit as soon as its inputs exist would save.
+            if let (Some(prev), Some(inputs)) = (progress.last_end, inputs_ready) {
+                stats.stage_barrier += Duration::from_nanos(prev.saturating_sub(inputs));
+            }
             // From when the stage could start (submitted, or its predecessor done) to its
             // first task: Slurm's scheduling and the worker's start-up.
             stats.start_latency += Duration::from_nanos(first_start.saturating_sub(ready));
@@ -938,6 +958,8 @@ struct Progress {
     ids: HashMap<String, NodeId>,
     /// When the last reported stage's last task ended (ns since the Unix epoch).
     last_end: Option<u64>,
+    /// When each reported task ended (ns since the Unix epoch).
+    ends: HashMap<NodeId, u64>,
 }
 
 /// The task failures in a unit's error report (`{"failures": [{key, task, error}, …]}`), as

@@ -188,6 +188,14 @@ fn slurm_profile_has_remote_tasks() {
         "{stats:?}"
     );
     assert!(stats.data_plane_bytes() < 64 * 1024, "{stats:?}");
+    // Every stage measured (one job array each): its start-up, and the barrier between
+    // stages (small here: most units of a stage wait on the previous stage's last tasks).
+    assert_eq!(stats.stages, stats.jobs, "{stats:?}");
+    assert!(
+        stats.overhead_per_job() > std::time::Duration::ZERO,
+        "{stats:?}"
+    );
+    assert!(stats.stage_barrier < stats.wall, "{stats:?}");
 }
 
 /// One "file" of a dynamic source: every fifth is corrupt.
