@@ -487,6 +487,12 @@ impl SlurmExecutor {
             let mut pending = self.pending(plan, units).map_err(exec_err)?;
             pending.retain(|&i| !progress.settled.contains(&(stage, i)));
             if pending.is_empty() {
+                // Units that finished before the driver waited for them (a job queued behind
+                // the previous stage runs as soon as it ends) report now.
+                let all: Vec<usize> = (0..units.len()).collect();
+                let ready = progress.last_end.unwrap_or(progress.started);
+                self.report_events(graph, plan, stage, &all, ready, ctx, &mut progress)
+                    .map_err(exec_err)?;
                 match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut progress)? {
                     // A result to save was gone or corrupt: its unit runs again.
                     Some(back) => {
