@@ -497,6 +497,70 @@ fn slurm_array_kernel_registered() {
     );
 }
 
+/// Kills its own worker the first time it writes the block at offset 0 — after half the
+/// array's chunks may be written — when `BRISK_TEST_KILL_MARKER` names a file not yet there.
+fn die_once_in_block(block: ndarray::ArrayD<f32>, offset: &[usize]) -> ndarray::ArrayD<f32> {
+    if let Ok(marker) = std::env::var("BRISK_TEST_KILL_MARKER")
+        && offset.iter().all(|&o| o == 0)
+        && !std::path::Path::new(&marker).exists()
+    {
+        std::fs::write(&marker, b"killed once").unwrap();
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &std::process::id().to_string()])
+            .status();
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+    block
+}
+brisk_array::kernel!("brisk_cluster_tests::die_once_in_block", die_once_in_block, f32 => f32);
+
+#[test]
+#[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
+fn slurm_zarr_write_survives_a_killed_worker() {
+    use brisk_array::Array;
+    use brisk_zarr::{ArrayOptions, ZarrStore, from_zarr, to_zarr};
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("killed");
+    let mut o = options(&dir.path().join("plane").display().to_string());
+    o.setup_lines.push(format!(
+        "export BRISK_TEST_KILL_MARKER={}",
+        marker.display()
+    ));
+    let cluster = slurm_with(o);
+    let store = ZarrStore::directory(dir.path().join("zarr")).unwrap();
+    let threads = ThreadedExecutor::new(2).unwrap();
+    let x = Array::<f32>::random_normal(&[800, 100], &[100, 100], 5, 0.0, 1.0).unwrap();
+    let y = x
+        .map_kernel("brisk_cluster_tests::die_once_in_block", die_once_in_block)
+        .unwrap();
+    // An old array at the path: a write that dies half way must never leave a mix.
+    to_zarr(
+        &x.powi(2),
+        &store,
+        "a",
+        None,
+        &ArrayOptions::new(),
+        &threads,
+    )
+    .unwrap();
+    to_zarr(
+        &y,
+        &store,
+        "a",
+        None,
+        &ArrayOptions::new().overwrite(),
+        &cluster,
+    )
+    .unwrap();
+    assert!(marker.exists(), "a worker was killed mid-write");
+    let back = from_zarr::<f32>(&store, "a").unwrap();
+    assert_eq!(
+        back.compute_with(&threads).unwrap(),
+        x.compute_with(&threads).unwrap()
+    );
+    assert!(cluster.submissions() > 3, "the killed unit ran again");
+}
+
 #[test]
 #[ignore = "needs a Slurm cluster: BRISK_TEST_SLURM=1 (.ci/run starts one)"]
 fn slurm_runs_with_an_object_store_data_plane() {

@@ -90,6 +90,27 @@ fn writes_and_reads_rebuilt_from_their_origin_match_threads() {
 }
 
 #[test]
+fn object_store_writes_rebuilt_from_their_origin_match_threads() {
+    // Object stores have no staging directory: chunks first, metadata last.
+    let dir = tempfile::tempdir().unwrap();
+    let store = ZarrStore::object_local(dir.path()).unwrap();
+    let threads = ThreadedExecutor::new(2).unwrap();
+    let rebuilding = Rebuilding::new();
+    let x = Array::<f64>::random_uniform(&[120, 50], &[25, 50], 8, -1.0, 1.0).unwrap();
+    to_zarr(&x, &store, "g/x", None, &ArrayOptions::new(), &rebuilding).unwrap();
+    assert_eq!(rebuilding.rebuilt.load(Ordering::SeqCst), 1);
+    let back = from_zarr::<f64>(&store, "g/x").unwrap();
+    assert_eq!(
+        back.compute_with(&threads).unwrap(),
+        x.compute_with(&threads).unwrap()
+    );
+    assert_eq!(
+        back.std(0).compute_with(&rebuilding).unwrap(),
+        back.std(0).compute_with(&threads).unwrap()
+    );
+}
+
+#[test]
 fn a_rebuilt_pinned_read_reads_the_pinned_versions() {
     let dir = tempfile::tempdir().unwrap();
     let store = ZarrStore::directory(dir.path()).unwrap();
