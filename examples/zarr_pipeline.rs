@@ -127,14 +127,14 @@ fn peak_rss_mib() -> Option<f64> {
 /// Where the phases run: local threads, or Slurm (whose cost per phase is reported).
 enum Runner {
     Threads(ThreadedExecutor),
-    Slurm(SlurmExecutor),
+    Slurm(Box<SlurmExecutor>),
 }
 
 impl Runner {
     fn executor(&self) -> &dyn Executor {
         match self {
             Self::Threads(t) => t,
-            Self::Slurm(s) => s,
+            Self::Slurm(s) => s.as_ref(),
         }
     }
 
@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
     brisk::cluster::init();
     let a = parse()?;
     let runner = match &a.slurm {
-        Some(address) => Runner::Slurm(SlurmExecutor::from_address(address)?),
+        Some(address) => Runner::Slurm(Box::new(SlurmExecutor::from_address(address)?)),
         None => Runner::Threads(ThreadedExecutor::new(a.workers)?),
     };
     let exec = runner.executor();

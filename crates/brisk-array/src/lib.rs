@@ -45,6 +45,6 @@ pub use stream::{BlockReader, BlockSource, BlockStream, Materialized, OpenStream
 
 #[doc(hidden)]
 pub mod __private {
-    //! Used by [`source_builder!`]; not a public API.
+    //! Used by [`source_builder!`](crate::source_builder) and [`kernel!`](crate::kernel); not a public API.
     pub use brisk_graph::__private::inventory;
 }

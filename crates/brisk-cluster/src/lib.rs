@@ -6,8 +6,23 @@
 //!
 //! - **Worker mode.** A program calls [`init`] at the top of `main`. Launched by Slurm as a
 //!   worker, it runs its work unit and exits; otherwise `init` returns and the program goes
-//!   on as the driver. Tasks are found by their registered name (`#[task]` functions whose
-//!   arguments and result are serde types), so closures never travel.
+//!   on as the driver. Closures never travel; a worker finds the tasks it runs in one of two
+//!   ways:
+//!   - **registered tasks**: `#[task]` functions whose arguments and result are serde types,
+//!     found by name;
+//!   - **rebuilt graphs**: when the compute says how its graph was built
+//!     (`ComputeOptions::origin`, a registered graph builder and its parameters — see
+//!     `brisk_graph::remote`), each worker builds the same graph again, finds its nodes by
+//!     their place in it and runs their own closures. brisk-array sets the origin of every
+//!     compute of an array whose steps all have recipes (random data, Zarr reads, fused
+//!     elementwise arithmetic, reductions, slicing, rechunk, concatenation, stacking,
+//!     transposes, kernels registered with `brisk_array::kernel!`), and brisk-zarr of every
+//!     write, so **arrays and Zarr I/O run on the cluster unchanged**: workers read and write
+//!     chunks against the store themselves, and only what tasks return (reduction partials,
+//!     write acknowledgements) crosses the data plane, as registered wire types
+//!     (`brisk_graph::wire_types!`). An array with a step that has no recipe (a `mapv`
+//!     closure, an unregistered kernel, a memory store) is refused before anything is
+//!     submitted, with an error naming the task and the step.
 //! - **Units and stages.** [`SlurmExecutor`] splits a graph into stages by depth (a node's
 //!   stage is one more than its deepest dependency's), and each stage into at most
 //!   `units_per_stage` units of independent nodes. A stage is one job array
@@ -29,27 +44,48 @@
 //!   failures are reported (every one, with the unit's log) and the tasks that depend on them
 //!   are taken out of the later units before those are submitted; the rest runs.
 //! - **Data.** Results travel encoded by brisk-checkpoint's encoder (MessagePack + zstd: exact,
-//!   compact);
-//!   an entry that does not decode is treated as missing, and its unit runs again.
+//!   compact); an entry that does not decode is treated as missing, and its unit runs again.
 //! - **Checkpoints.** A compute's checkpoint cache (`ComputeOptions::cache`) works as on local
 //!   threads: nodes it holds are loaded by the driver and uploaded for the tasks that read
 //!   them, and the results of checkpointed tasks are saved as soon as their stage is done, so
 //!   a run that fails in a later stage keeps them (a result that left the data plane or does
 //!   not decode sends its unit back to work first).
+//! - **Dynamic sources.** A `brisk_exec::source` pipeline runs on a `SlurmExecutor` as on
+//!   threads: the poller stays in the driver, each partition is submitted as its input
+//!   arrives, and `SourceOptions::batch(max, window)` groups the partitions that arrive close
+//!   together into one graph (one job array per stage) while each still fails, retries and is
+//!   reported on its own. Write the per-partition work with `#[task]` functions (or arrays).
+//! - **One timeline.** Workers report each task (node, thread, start, end, result size); the
+//!   driver hands the reports to the compute's hooks as `TaskStatus::Remote` events at
+//!   `TaskEnd::location` `"<node>/<thread>"`, so `brisk_profile::Profiler`, its HTML report
+//!   (a row per node and thread) and `ProgressBar` show remote tasks as they finish.
+//!   [`SlurmExecutor::last_run`] and [`SlurmExecutor::totals`] give the cost ([`RunStats`]):
+//!   job arrays, tasks, data plane bytes, each job array's start-up and the stage barrier.
 //!
 //! # Deployment
 //!
 //! | what | where |
 //! |---|---|
-//! | units, values, markers | `<store>/runs/<run id>/…`; the run id is a hash of the graph's output keys, so a rerun of the same graph finds its finished units |
+//! | worker program | the driver's own binary (`std::env::current_exe`, or `worker_program`) on a path every node sees; it must be the same build, since workers find tasks, graph builders, recipes, kernels and wire types by name in it |
+//! | data plane | `<store>/runs/<run id>/…` (units, values, markers, task reports); the run id is a hash of the graph's output keys, so a rerun of the same graph finds its finished units |
+//! | Zarr stores | on a filesystem every node mounts at the same path (`ZarrStore::directory`) or an object store URL (`objfile://`, `s3://`, `gs://`, `az://`); memory and durable directory stores stay local (`ZarrStore::url` is `None`) |
 //! | worker logs | `<log dir>/brisk-<run>-s<stage>-<job>_<index>.log` (default `<store>/logs` for a directory store) |
 //! | sbatch options | `--requeue`, and `--partition`, `--account`, `--time`, `--cpus-per-task`, `--mem`, `--gres=gpu:N` when set, plus your extra lines |
-//! | environment | the driver's environment is exported to the workers (Slurm's default `--export=ALL`), plus `BRISK_CLUSTER_STORE` and `BRISK_CLUSTER_UNIT` |
+//! | environment | the driver's environment is exported to the workers (Slurm's default `--export=ALL`), plus `BRISK_CLUSTER_STORE` and `BRISK_CLUSTER_UNIT`; `setup_lines` run before the worker (`module load …`) |
 //!
-//! Size units so that one takes seconds to minutes: Slurm needs about a second to start a
-//! job, and a unit reads its inputs from the store and writes its outputs back. Point
-//! `store` at a shared filesystem path that every node mounts at the same place, or at
-//! `s3://bucket/prefix` (the `AWS_*` variables travel with the job).
+//! **When a node fails**: its units end without their done markers; the driver submits them
+//! again (up to `retries` times; Slurm's `--requeue` may already have). A unit rerun skips
+//! the results an earlier attempt stored. A Zarr write into a directory is staged and swapped
+//! into place only after every unit is done, so a write that never finishes leaves the old
+//! array; chunks are written atomically (temporary file and rename, or one object `put`), so
+//! a killed worker never leaves a torn chunk. A result that is lost or corrupt is recomputed
+//! by its unit.
+//!
+//! Size units so that one takes seconds to minutes: Slurm needs about half a second to start
+//! a job array (measured on the local cluster, see `RunStats::overhead_per_job`), and a unit
+//! reads its inputs from the store and writes its outputs back. Point `store` at a shared
+//! filesystem path that every node mounts at the same place, or at `s3://bucket/prefix` (the
+//! `AWS_*` variables travel with the job).
 
 #![forbid(unsafe_code)]
 

@@ -20,8 +20,9 @@ use crate::plan::{Layout, Plan, UnitEvents, UnitSpec, plan};
 use crate::{ClusterError, RemoteTaskError, SlurmOptions};
 
 /// Runs graphs on Slurm (see the crate docs). Every task node must be a registered
-/// `#[task]` function with serde arguments and result, and the worker program must call
-/// [`init`](crate::init) first.
+/// `#[task]` function with serde arguments and result, or the compute must say how to
+/// rebuild its graph (`ComputeOptions::origin`, set by array computes and Zarr writes); the
+/// worker program must call [`init`](crate::init) first.
 ///
 /// A compute's checkpoint cache ([`ComputeOptions::cache`](brisk_graph::ComputeOptions::cache))
 /// works as on local threads: nodes the cache holds are loaded by the driver (their upstream
@@ -490,8 +491,8 @@ impl SlurmExecutor {
                 // Units that finished before the driver waited for them (a job queued behind
                 // the previous stage runs as soon as it ends) report now.
                 let all: Vec<usize> = (0..units.len()).collect();
-                let ready = progress.last_end.unwrap_or(progress.started);
-                self.report_events(graph, plan, stage, &all, ready, ctx, &mut progress)
+                progress.ready = progress.last_end.unwrap_or(progress.started);
+                self.report_events(graph, plan, stage, &all, ctx, &mut progress)
                     .map_err(exec_err)?;
                 match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut progress)? {
                     // A result to save was gone or corrupt: its unit runs again.
@@ -553,7 +554,8 @@ impl SlurmExecutor {
                 Some(end) if sub.stage > 0 => end.max(sub.at),
                 _ => sub.at,
             };
-            self.report_events(graph, plan, stage, &pending, ready, ctx, &mut progress)
+            progress.ready = ready;
+            self.report_events(graph, plan, stage, &pending, ctx, &mut progress)
                 .map_err(exec_err)?;
             let (job, log) = (&sub.job, &sub.log);
             let mut failures = Vec::new();
@@ -779,10 +781,10 @@ impl SlurmExecutor {
         plan: &Plan,
         stage: usize,
         pending: &[usize],
-        ready: u64,
         ctx: &RunContext,
         progress: &mut Progress,
     ) -> Result<(), ClusterError> {
+        let ready = progress.ready;
         // Task starts and ends of this stage's units (ns since the Unix epoch).
         let (mut first_start, mut last_end) = (u64::MAX, 0u64);
         if progress.ids.is_empty() {
@@ -966,6 +968,9 @@ struct Progress {
     last_end: Option<u64>,
     /// When each reported task ended (ns since the Unix epoch).
     ends: HashMap<NodeId, u64>,
+    /// When the stage being reported could start: its job submitted, or (queued behind it)
+    /// the previous stage done (ns since the Unix epoch).
+    ready: u64,
 }
 
 /// The task failures in a unit's error report (`{"failures": [{key, task, error}, …]}`), as

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use brisk_array::ChunkGrid;
-use brisk_graph::{BoxError, Executor};
+use brisk_graph::{BoxError, ComputeOptions, Delayed, Executor, TaskSpec, Tokenize};
 use ndarray::ArrayD;
 use serde_json::{Map, Value};
 use zarrs::array::{
@@ -453,8 +453,7 @@ fn checked_metadata<T: ZarrElement>(
 }
 
 /// Removes the files and subtrees of the directory tree `dir` (node `path` of `store`) with
-/// threads of this process — as many as `executor` runs at once and the cores allow — a share
-/// each (see [`Removal`]); the emptied directories are left to
+/// tasks on `executor`, a share each (see [`Removal`]); the emptied directories are left to
 /// the store's `erase_prefix`, which also removes everything when one worker is all there is.
 fn remove_on(
     executor: &dyn Executor,
@@ -470,36 +469,64 @@ fn remove_on(
     if removal.items.len() < 2 {
         return Ok(());
     }
-    // The tree is this process's (a directory store): removed by its own threads, whatever
-    // the executor (a cluster's workers need not see the driver's scratch).
-    let ways = ways.min(std::thread::available_parallelism().map_or(1, usize::from));
-    let removal = &removal;
-    let failed: Vec<std::io::Error> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..ways)
-            .map(|t| {
-                scope.spawn(move || {
-                    (t..removal.items.len())
-                        .step_by(ways)
-                        .try_for_each(|i| removal.remove(i))
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| match h.join() {
-                Ok(Ok(())) => None,
-                Ok(Err(e)) => Some(e),
-                Err(_) => Some(std::io::Error::other("a removal thread panicked")),
-            })
-            .collect()
-    });
-    match failed.into_iter().next() {
-        None => Ok(()),
-        Some(e) => Err(ZarrError::Compute {
+    let parts = removal_tasks(removal, ways);
+    // Workers of a cluster remove their shares themselves (the tree is on the store's
+    // filesystem, which they see).
+    let options = match (store.url(), dir.to_str()) {
+        (Some(_), Some(d)) => {
+            let params = serde_json::json!({ "dir": d, "ways": ways }).to_string();
+            ComputeOptions::new().origin(brisk_graph::remote::Origin::new(REMOVE, params))
+        }
+        _ => ComputeOptions::new().local_only(format!(
+            "the store `{}` cannot be opened by another process",
+            store.location()
+        )),
+    };
+    parts
+        .compute_with_options(executor, &options)
+        .map(drop)
+        .map_err(|source| ZarrError::Compute {
             path: path.to_owned(),
-            source: brisk_graph::Error::Executor(e.into()),
-        }),
+            source,
+        })
+}
+
+/// The graph builder of a removal: the same tasks over the tree as its driver planned.
+const REMOVE: &str = "brisk_zarr::remove";
+
+fn build_removal(params: &str) -> Result<Vec<brisk_graph::AnyDelayed>, BoxError> {
+    #[derive(serde::Deserialize)]
+    struct Params {
+        dir: std::path::PathBuf,
+        ways: usize,
     }
+    let p: Params = serde_json::from_str(params)?;
+    let removal = Arc::new(Removal::plan(&p.dir, p.ways)?);
+    Ok(vec![removal_tasks(removal, p.ways).erase()])
+}
+brisk_graph::graph_builder!(REMOVE, build_removal);
+
+/// `4 × ways` tasks, each removing every `4 × ways`-th item of `removal` (the same shape
+/// whatever the tree holds, so a worker's rebuilt graph matches its driver's).
+fn removal_tasks(removal: Arc<Removal>, ways: usize) -> Delayed<Vec<()>> {
+    let tasks = 4 * ways;
+    let spec = TaskSpec::new("zarr-remove");
+    (0..tasks)
+        .map(|t| {
+            let removal = Arc::clone(&removal);
+            let part = (t as u64).token().expect("integers always tokenize");
+            spec.call_dyn(
+                move |_: Vec<brisk_graph::Value>| -> Result<(), BoxError> {
+                    (t..removal.items.len())
+                        .step_by(tasks)
+                        .try_for_each(|i| removal.remove(i))
+                        .map_err(Into::into)
+                },
+                &[],
+                part,
+            )
+        })
+        .collect()
 }
 
 fn node_exists(store: &ZarrStore, path: &str) -> Result<bool, ZarrError> {
