@@ -126,7 +126,7 @@ pub(crate) struct Plan {
     /// Per task node id: how its result is encoded in the data plane.
     pub(crate) codecs: HashMap<NodeId, SaveSpec>,
     /// Per value store key, the (stage, unit index) that produces it (task nodes only).
-    pub(crate) producer: HashMap<String, (usize, usize)>,
+    pub(crate) producer: Producers,
     /// Per loaded node id (a checkpoint hit): its value, loaded by the driver.
     pub(crate) loaded: HashMap<NodeId, Value>,
 }
@@ -222,47 +222,26 @@ pub(crate) fn plan(
         by_stage[d].push(id);
         codecs.insert(id, *invoker.output());
     }
-    let mut stages = Vec::with_capacity(by_stage.len());
-    let mut producer = HashMap::new();
-    for (s, ids) in by_stage.iter().enumerate() {
-        let units = units_per_stage.clamp(1, ids.len().max(1));
-        let per = ids.len().div_ceil(units);
-        let mut stage = Vec::new();
-        for (u, chunk) in ids.chunks(per.max(1)).enumerate() {
-            let name = unit_name(s, u);
-            let nodes = chunk
+    let (stages, producer) = units(
+        &by_stage,
+        units_per_stage,
+        &layout,
+        None,
+        |id| {
+            let node = graph.node(id);
+            let args = node
+                .args()
                 .iter()
-                .map(|&id| {
-                    let node = graph.node(id);
-                    let args = node
-                        .args()
-                        .iter()
-                        .enumerate()
-                        .map(|(i, a)| match *a {
-                            Arg::Node(dep) => layout.value(graph.key(dep)),
-                            _ => layout.constant(node.key(), i),
-                        })
-                        .collect();
-                    producer.insert(layout.value(node.key()), (s, u));
-                    NodeSpec {
-                        key: node.key().to_string(),
-                        task: node.name().to_owned(),
-                        args,
-                        path: None,
-                        output: layout.value(node.key()),
-                        retries: node.annotations().retries,
-                    }
+                .enumerate()
+                .map(|(i, a)| match *a {
+                    Arg::Node(dep) => layout.value(graph.key(dep)),
+                    _ => layout.constant(node.key(), i),
                 })
                 .collect();
-            stage.push(UnitSpec {
-                run: layout.run.clone(),
-                unit: name,
-                nodes,
-                origin: None,
-            });
-        }
-        stages.push(stage);
-    }
+            (args, None)
+        },
+        graph,
+    );
     Ok(Plan {
         layout,
         stages,
@@ -272,6 +251,54 @@ pub(crate) fn plan(
         producer,
         loaded,
     })
+}
+
+/// Per value store key, the (stage, unit index) that produces it.
+type Producers = HashMap<String, (usize, usize)>;
+
+/// The units of each stage (at most `units_per_stage`, the stage's nodes split evenly) and
+/// which unit produces each value; `inputs` gives a node's argument keys and its place.
+fn units(
+    by_stage: &[Vec<NodeId>],
+    units_per_stage: usize,
+    layout: &Layout,
+    origin: Option<&(String, String)>,
+    inputs: impl Fn(NodeId) -> (Vec<String>, Option<Vec<u32>>),
+    graph: &Graph,
+) -> (Vec<Vec<UnitSpec>>, Producers) {
+    let mut stages = Vec::with_capacity(by_stage.len());
+    let mut producer = HashMap::new();
+    for (s, ids) in by_stage.iter().enumerate() {
+        let units = units_per_stage.clamp(1, ids.len().max(1));
+        let per = ids.len().div_ceil(units);
+        let mut stage = Vec::new();
+        for (u, chunk) in ids.chunks(per.max(1)).enumerate() {
+            let nodes = chunk
+                .iter()
+                .map(|&id| {
+                    let node = graph.node(id);
+                    let (args, path) = inputs(id);
+                    producer.insert(layout.value(node.key()), (s, u));
+                    NodeSpec {
+                        key: node.key().to_string(),
+                        task: node.name().to_owned(),
+                        args,
+                        path,
+                        output: layout.value(node.key()),
+                        retries: node.annotations().retries,
+                    }
+                })
+                .collect();
+            stage.push(UnitSpec {
+                run: layout.run.clone(),
+                unit: unit_name(s, u),
+                nodes,
+                origin: origin.cloned(),
+            });
+        }
+        stages.push(stage);
+    }
+    (stages, producer)
 }
 
 /// The run id of a graph: a hash of its output keys.
@@ -388,49 +415,28 @@ fn plan_rebuilt(
         }
         by_stage[d].push(id);
     }
-    let origin_pair = (origin.builder().to_owned(), origin.params().to_owned());
-    let mut stages = Vec::with_capacity(by_stage.len());
-    let mut producer = HashMap::new();
-    for (s, ids) in by_stage.iter().enumerate() {
-        let units = units_per_stage.clamp(1, ids.len().max(1));
-        let per = ids.len().div_ceil(units);
-        let mut stage = Vec::new();
-        for (u, chunk) in ids.chunks(per.max(1)).enumerate() {
-            let nodes = chunk
+    let origin = (origin.builder().to_owned(), origin.params().to_owned());
+    let (stages, producer) = units(
+        &by_stage,
+        units_per_stage,
+        &layout,
+        Some(&origin),
+        |id| {
+            let args = graph
+                .dependencies(id)
                 .iter()
-                .map(|&id| {
-                    let node = graph.node(id);
-                    let args = graph
-                        .dependencies(id)
-                        .iter()
-                        .map(|&dep| {
-                            if graph.node(dep).is_literal() {
-                                String::new()
-                            } else {
-                                layout.value(graph.key(dep))
-                            }
-                        })
-                        .collect();
-                    producer.insert(layout.value(node.key()), (s, u));
-                    NodeSpec {
-                        key: node.key().to_string(),
-                        task: node.name().to_owned(),
-                        args,
-                        path: paths.get(&id).cloned(),
-                        output: layout.value(node.key()),
-                        retries: node.annotations().retries,
+                .map(|&dep| {
+                    if graph.node(dep).is_literal() {
+                        String::new()
+                    } else {
+                        layout.value(graph.key(dep))
                     }
                 })
                 .collect();
-            stage.push(UnitSpec {
-                run: layout.run.clone(),
-                unit: unit_name(s, u),
-                nodes,
-                origin: Some(origin_pair.clone()),
-            });
-        }
-        stages.push(stage);
-    }
+            (args, paths.get(&id).cloned())
+        },
+        graph,
+    );
     Ok(Plan {
         layout,
         stages,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use brisk_exec::Handler;
 use brisk_graph::remote::{Origin, wire_spec_named, wire_spec_of};
-use brisk_graph::{Graph, NodeId, Value, registry};
+use brisk_graph::{Graph, NodeId, SaveSpec, Value, registry};
 use brisk_store::{Store, from_url};
 
 use crate::ClusterError;
@@ -178,44 +178,27 @@ fn locate(graph: &Graph, path: &[u32]) -> Option<NodeId> {
     Some(id)
 }
 
-/// Reads and decodes the values of `id`'s dependencies: from the data plane, or — for
-/// constants — from the rebuilt graph itself. A corrupt entry is removed (its producer then
-/// runs again) and reported.
-fn rebuilt_inputs(
+/// The inputs of `node`, as many as `inputs` gives: each a constant already at hand, or a
+/// store key and how to decode it. A corrupt entry is removed (the driver then reruns the
+/// unit that produced it — all of them at once, not one per attempt) and reported. Also
+/// returns the bytes read.
+fn read_inputs<'a>(
     store: &Arc<dyn Store>,
-    graph: &Graph,
-    id: NodeId,
     node: &NodeSpec,
+    inputs: impl Iterator<Item = Input<'a>>,
 ) -> Result<(Vec<Value>, u64), ClusterError> {
     let encoder = crate::data_encoder();
-    let deps = graph.dependencies(id);
-    if deps.len() != node.args.len() {
-        return Err(ClusterError::Format {
-            what: format!("inputs of {}", node.key),
-            message: format!(
-                "the rebuilt task has {} inputs, the driver's {}",
-                deps.len(),
-                node.args.len()
-            ),
-        });
-    }
-    let mut values = Vec::with_capacity(deps.len());
+    let mut values = Vec::new();
     let mut corrupt = Vec::new();
     let mut read = 0u64;
-    for (&dep, key) in deps.iter().zip(&node.args) {
-        let dn = graph.node(dep);
-        if key.is_empty() {
-            let (value, _) = dn.literal().ok_or_else(|| ClusterError::Format {
-                what: format!("input {} of {}", dn.key(), node.key),
-                message: "the driver's constant is a task in the rebuilt graph".into(),
-            })?;
-            values.push(Arc::clone(value));
-            continue;
-        }
-        let spec = wire_spec_named(dn.output_type()).ok_or_else(|| ClusterError::Format {
-            what: format!("input {key} of {}", node.key),
-            message: format!("`{}` is not a registered wire type", dn.output_type()),
-        })?;
+    for input in inputs {
+        let (key, spec) = match input {
+            Input::Constant(v) => {
+                values.push(v);
+                continue;
+            }
+            Input::Stored(key, spec) => (key, spec),
+        };
         let bytes = store.get(key)?.ok_or_else(|| ClusterError::Format {
             what: format!("input {key} of {}", node.key),
             message: "missing from the store".into(),
@@ -239,6 +222,109 @@ fn rebuilt_inputs(
         });
     }
     Ok((values, read))
+}
+
+/// One input of a node.
+enum Input<'a> {
+    /// A value the worker has (a constant of its rebuilt graph).
+    Constant(Value),
+    /// An entry of the data plane and how to decode it.
+    Stored(&'a str, SaveSpec),
+}
+
+/// Runs `call` as on local threads — a failed attempt (a panic is an error) runs again up to
+/// the node's `retries` annotation — and stores the result, encoded as `spec_of` says (a
+/// result that cannot be encoded fails the node). `read` is the bytes of its inputs.
+fn attempts(
+    store: &Arc<dyn Store>,
+    node: &NodeSpec,
+    read: u64,
+    call: impl Fn() -> Result<Value, String>,
+    spec_of: impl Fn(&Value) -> Result<SaveSpec, String>,
+) -> Result<NodeRun, ClusterError> {
+    let thread = std::thread::current().name().unwrap_or("thread").to_owned();
+    let mut attempt = 1;
+    loop {
+        let start = unix_nanos();
+        let result = call();
+        let mut event = TaskEvent {
+            key: node.key.clone(),
+            thread: thread.clone(),
+            start,
+            end: unix_nanos(),
+            attempt,
+            ok: result.is_ok(),
+            size: None,
+            read,
+            stored: 0,
+        };
+        let failed = |error: String, event: TaskEvent| NodeRun {
+            failure: Some(TaskFailure {
+                error,
+                attempts: attempt,
+            }),
+            event: Some(event),
+        };
+        match result {
+            Ok(value) => {
+                let spec = match spec_of(&value) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        event.ok = false;
+                        return Ok(failed(e, event));
+                    }
+                };
+                let bytes = crate::data_encoder().encode(&spec, &value, &node.output)?;
+                store.put(&node.output, &bytes)?;
+                event.size = brisk_graph::size_of_value(&value);
+                event.stored = bytes.len() as u64;
+                return Ok(NodeRun {
+                    failure: None,
+                    event: Some(event),
+                });
+            }
+            Err(e) if attempt > node.retries => return Ok(failed(e, event)),
+            Err(_) => attempt += 1,
+        }
+    }
+}
+
+/// The inputs of `id` in a rebuilt graph: its dependencies' values from the data plane, or —
+/// for constants — from the rebuilt graph itself.
+fn rebuilt_inputs<'a>(
+    graph: &'a Graph,
+    id: NodeId,
+    node: &'a NodeSpec,
+) -> Result<Vec<Input<'a>>, ClusterError> {
+    let deps = graph.dependencies(id);
+    if deps.len() != node.args.len() {
+        return Err(ClusterError::Format {
+            what: format!("inputs of {}", node.key),
+            message: format!(
+                "the rebuilt task has {} inputs, the driver's {}",
+                deps.len(),
+                node.args.len()
+            ),
+        });
+    }
+    deps.iter()
+        .zip(&node.args)
+        .map(|(&dep, key)| {
+            let dn = graph.node(dep);
+            if key.is_empty() {
+                let (value, _) = dn.literal().ok_or_else(|| ClusterError::Format {
+                    what: format!("input {} of {}", dn.key(), node.key),
+                    message: "the driver's constant is a task in the rebuilt graph".into(),
+                })?;
+                return Ok(Input::Constant(Arc::clone(value)));
+            }
+            let spec = wire_spec_named(dn.output_type()).ok_or_else(|| ClusterError::Format {
+                what: format!("input {key} of {}", node.key),
+                message: format!("`{}` is not a registered wire type", dn.output_type()),
+            })?;
+            Ok(Input::Stored(key, spec))
+        })
+        .collect()
 }
 
 /// Runs one node of a rebuilt graph (see `run_node`): found by its place, fed its inputs
@@ -273,13 +359,9 @@ fn run_rebuilt_node(
             node.key
         )));
     }
-    let (inputs, read) = rebuilt_inputs(store, graph, id, node)?;
-    let encoder = crate::data_encoder();
-    let thread = std::thread::current().name().unwrap_or("thread").to_owned();
-    let mut attempt = 1;
-    loop {
-        let start = unix_nanos();
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let (inputs, read) = read_inputs(store, node, rebuilt_inputs(graph, id, node)?.into_iter())?;
+    let call = || {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             graph.run_task(id, inputs.clone())
         }))
         .unwrap_or_else(|panic| {
@@ -290,55 +372,17 @@ fn run_rebuilt_node(
                 .unwrap_or_else(|| "a panic".to_owned());
             Err(format!("the task panicked: {message}").into())
         })
-        .map_err(|e| brisk_graph::chain(e.as_ref()));
-        let end = unix_nanos();
-        let mut event = TaskEvent {
-            key: node.key.clone(),
-            thread: thread.clone(),
-            start,
-            end,
-            attempt,
-            ok: result.is_ok(),
-            size: None,
-            read,
-            stored: 0,
-        };
-        match result {
-            Ok(value) => {
-                let Some(spec) = wire_spec_of(&value) else {
-                    event.ok = false;
-                    return Ok(NodeRun {
-                        failure: Some(TaskFailure {
-                            error: format!(
-                                "its result (`{}`) is not a registered wire type",
-                                found.output_type()
-                            ),
-                            attempts: attempt,
-                        }),
-                        event: Some(event),
-                    });
-                };
-                let bytes = encoder.encode(&spec, &value, &node.output)?;
-                store.put(&node.output, &bytes)?;
-                event.size = brisk_graph::size_of_value(&value);
-                event.stored = bytes.len() as u64;
-                return Ok(NodeRun {
-                    failure: None,
-                    event: Some(event),
-                });
-            }
-            Err(e) if attempt > node.retries => {
-                return Ok(NodeRun {
-                    failure: Some(TaskFailure {
-                        error: e,
-                        attempts: attempt,
-                    }),
-                    event: Some(event),
-                });
-            }
-            Err(_) => attempt += 1,
-        }
-    }
+        .map_err(|e| brisk_graph::chain(e.as_ref()))
+    };
+    let spec_of = |value: &Value| {
+        wire_spec_of(value).ok_or_else(|| {
+            format!(
+                "its result (`{}`) is not a registered wire type",
+                found.output_type()
+            )
+        })
+    };
+    attempts(store, node, read, call, spec_of)
 }
 
 /// The Slurm node this worker runs on (`SLURMD_NODENAME`), else the host name.
@@ -378,7 +422,6 @@ struct NodeRun {
 /// Runs one node: its result stored, or the failure of its last attempt (a deterministic
 /// error, or a panic); `Err` when the store or the inputs failed.
 fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<NodeRun, ClusterError> {
-    let encoder = crate::data_encoder();
     if store.contains(&node.output)? {
         return Ok(NodeRun::default()); // a previous, interrupted attempt got this far
     }
@@ -397,76 +440,16 @@ fn run_node(store: &Arc<dyn Store>, node: &NodeSpec) -> Result<NodeRun, ClusterE
             "the worker's version of the task takes other arguments",
         ));
     }
-    let mut args = Vec::with_capacity(node.args.len());
-    let mut corrupt = Vec::new();
-    let mut read = 0u64;
-    for (spec, key) in invoker.params().iter().zip(&node.args) {
-        let bytes = store.get(key)?.ok_or_else(|| ClusterError::Format {
-            what: format!("input {key} of {}", node.key),
-            message: "missing from the store".into(),
-        })?;
-        read += bytes.len() as u64;
-        match encoder.decode(spec, &bytes, key) {
-            Ok(v) => args.push(v),
-            Err(e) => {
-                // A corrupt entry: remove it so the driver sees it missing and reruns the
-                // unit that produced it (all of them at once, not one per attempt).
-                store.delete(key)?;
-                corrupt.push(format!("{key}: {e}"));
-            }
-        }
-    }
-    if !corrupt.is_empty() {
-        return Err(ClusterError::Format {
-            what: format!("inputs of {}", node.key),
-            message: format!(
-                "corrupt, removed so the driver recomputes them: {}",
-                corrupt.join("; ")
-            ),
-        });
-    }
-    // As on local threads: a failed task (a panic is an error: the invoker catches it) runs
-    // again up to its `retries` annotation.
-    let mut attempt = 1;
-    let thread = std::thread::current().name().unwrap_or("thread").to_owned();
-    loop {
-        let start = unix_nanos();
-        let result = invoker
+    let inputs = invoker
+        .params()
+        .iter()
+        .zip(&node.args)
+        .map(|(spec, key)| Input::Stored(key, *spec));
+    let (args, read) = read_inputs(store, node, inputs)?;
+    let call = || {
+        invoker
             .call(args.clone())
-            .map_err(|e| brisk_graph::chain(e.as_ref()));
-        let end = unix_nanos();
-        let mut event = TaskEvent {
-            key: node.key.clone(),
-            thread: thread.clone(),
-            start,
-            end,
-            attempt,
-            ok: result.is_ok(),
-            size: None,
-            read,
-            stored: 0,
-        };
-        match result {
-            Ok(value) => {
-                let bytes = encoder.encode(invoker.output(), &value, &node.output)?;
-                store.put(&node.output, &bytes)?;
-                event.size = brisk_graph::size_of_value(&value);
-                event.stored = bytes.len() as u64;
-                return Ok(NodeRun {
-                    failure: None,
-                    event: Some(event),
-                });
-            }
-            Err(e) if attempt > node.retries => {
-                return Ok(NodeRun {
-                    failure: Some(TaskFailure {
-                        error: e,
-                        attempts: attempt,
-                    }),
-                    event: Some(event),
-                });
-            }
-            Err(_) => attempt += 1,
-        }
-    }
+            .map_err(|e| brisk_graph::chain(e.as_ref()))
+    };
+    attempts(store, node, read, call, |_| Ok(*invoker.output()))
 }

@@ -270,17 +270,7 @@ impl<T: Element> Array<T> {
                 let shp = self.grid.block_shape(&c);
                 let f = Arc::clone(&f);
                 spec.try_call(
-                    move |a: ArrayD<T>| -> Result<ArrayD<U>, BoxError> {
-                        let out = f(a, &off);
-                        if out.shape() != shp.as_slice() {
-                            return Err(format!(
-                                "map_blocks: block at {off:?} has shape {shp:?} but the function returned {:?}",
-                                out.shape()
-                            )
-                            .into());
-                        }
-                        Ok(out.as_standard_layout().into_owned())
-                    },
+                    move |a: ArrayD<T>| checked_block("map_blocks", f(a, &off), &off, &shp),
                     (b,),
                 )
             })
@@ -316,16 +306,8 @@ impl<T: Element> Array<T> {
                 let off = self.grid.block_offset(&c);
                 let shp = self.grid.block_shape(&c);
                 spec.try_call(
-                    move |a: ArrayD<T>, off: Vec<usize>, shp: Vec<usize>| -> Result<ArrayD<U>, BoxError> {
-                        let out = f(a, &off);
-                        if out.shape() != shp.as_slice() {
-                            return Err(format!(
-                                "kernel {name}: block at {off:?} has shape {shp:?} but the function returned {:?}",
-                                out.shape()
-                            )
-                            .into());
-                        }
-                        Ok(out.as_standard_layout().into_owned())
+                    move |a: ArrayD<T>, off: Vec<usize>, shp: Vec<usize>| {
+                        checked_block(&format!("kernel {name}"), f(a, &off), &off, &shp)
                     },
                     (b, off, shp),
                 )
@@ -449,6 +431,24 @@ impl<T: Float> Array<T> {
         self.unary("ln".into(), |x: T| x.ln())
             .described(self.unary_recipe(UnaryFn::Ln))
     }
+}
+
+/// `out`, the block a function `what` made at `off`, in standard layout if it has the shape
+/// `shp` the grid promises; an error naming the function and the block otherwise.
+fn checked_block<U: Element>(
+    what: &str,
+    out: ArrayD<U>,
+    off: &[usize],
+    shp: &[usize],
+) -> Result<ArrayD<U>, BoxError> {
+    if out.shape() != shp {
+        return Err(format!(
+            "{what}: block at {off:?} has shape {shp:?} but the function returned {:?}",
+            out.shape()
+        )
+        .into());
+    }
+    Ok(out.as_standard_layout().into_owned())
 }
 
 macro_rules! binop {
