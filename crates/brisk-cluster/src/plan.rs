@@ -35,7 +35,10 @@ impl Layout {
         format!("{}/errors/{unit}.json", self.base())
     }
     pub(crate) fn events(&self, unit: &str) -> String {
-        format!("{}/events/{unit}.json", self.base())
+        format!("{}{unit}.json", self.events_prefix())
+    }
+    pub(crate) fn events_prefix(&self) -> String {
+        format!("{}/events/", self.base())
     }
 }
 

@@ -341,6 +341,7 @@ impl SlurmExecutor {
         plan: &Plan,
         sub: &mut Submitted<'_>,
         cancel: &CancelToken,
+        on_poll: &mut dyn FnMut() -> Result<(), ClusterError>,
     ) -> Result<bool, ClusterError> {
         let job = sub.job.clone();
         let started = Instant::now();
@@ -348,6 +349,7 @@ impl SlurmExecutor {
             if cancel.is_cancelled() {
                 return Ok(false);
             }
+            on_poll()?;
             let listed = self.run(&["squeue", "-h", "-j", &job, "-o", "%i %T"], None);
             let alive = match listed {
                 Ok(text) => text.lines().any(|l| {
@@ -442,6 +444,7 @@ impl SlurmExecutor {
         let keep_going = ctx.policy == FailurePolicy::KeepGoing;
         let mut progress = Progress {
             started: unix_nanos(),
+            stage_start: u64::MAX,
             ..Progress::default()
         };
         // The next stage's job, queued behind the running one (`chain_stages`).
@@ -489,11 +492,12 @@ impl SlurmExecutor {
             pending.retain(|&i| !progress.settled.contains(&(stage, i)));
             if pending.is_empty() {
                 // Units that finished before the driver waited for them (a job queued behind
-                // the previous stage runs as soon as it ends) report now.
+                // the previous stage runs as soon as it ends) report now; the stage's costs
+                // are counted.
                 let all: Vec<usize> = (0..units.len()).collect();
-                progress.ready = progress.last_end.unwrap_or(progress.started);
                 self.report_events(graph, plan, stage, &all, ctx, &mut progress)
                     .map_err(exec_err)?;
+                self.close_stage(graph, plan, stage, &mut progress);
                 match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut progress)? {
                     // A result to save was gone or corrupt: its unit runs again.
                     Some(back) => {
@@ -542,19 +546,22 @@ impl SlurmExecutor {
                     .map_err(exec_err)?;
                 next.retain(|&i| !progress.settled.contains(&(stage + 1, i)));
                 if !next.is_empty() {
-                    let queued = self.submit(plan, stage + 1, &next, Some(&sub.job));
-                    ahead = Some(queued.map_err(exec_err)?);
+                    let queued = self
+                        .submit(plan, stage + 1, &next, Some(&sub.job))
+                        .map_err(exec_err)?;
+                    progress.submitted.entry(stage + 1).or_insert(queued.at);
+                    ahead = Some(queued);
                 }
             }
-            if !self.wait(plan, &mut sub, &ctx.cancel).map_err(exec_err)? {
+            progress.submitted.entry(stage).or_insert(sub.at);
+            // Tasks are reported as their units finish, while the stage runs.
+            let mut on_poll = || self.report_listed(graph, plan, stage, ctx, &mut progress);
+            if !self
+                .wait(plan, &mut sub, &ctx.cancel, &mut on_poll)
+                .map_err(exec_err)?
+            {
                 return Err(Error::Cancelled);
             }
-            // A job queued behind the previous stage cannot start before that stage ended.
-            let ready = match progress.last_end {
-                Some(end) if sub.stage > 0 => end.max(sub.at),
-                _ => sub.at,
-            };
-            progress.ready = ready;
             self.report_events(graph, plan, stage, &pending, ctx, &mut progress)
                 .map_err(exec_err)?;
             let (job, log) = (&sub.job, &sub.log);
@@ -784,9 +791,6 @@ impl SlurmExecutor {
         ctx: &RunContext,
         progress: &mut Progress,
     ) -> Result<(), ClusterError> {
-        let ready = progress.ready;
-        // Task starts and ends of this stage's units (ns since the Unix epoch).
-        let (mut first_start, mut last_end) = (u64::MAX, 0u64);
         if progress.ids.is_empty() {
             progress.ids = plan
                 .stage_nodes
@@ -795,22 +799,6 @@ impl SlurmExecutor {
                 .map(|&id| (graph.key(id).to_string(), id))
                 .collect();
         }
-        // The earliest any unit of this stage had all its inputs (before this stage's ends
-        // are recorded).
-        let inputs_ready = pending
-            .iter()
-            .map(|&i| {
-                plan.stages[stage][i]
-                    .nodes
-                    .iter()
-                    .filter_map(|n| progress.ids.get(&n.key))
-                    .flat_map(|&id| graph.dependencies(id))
-                    .filter_map(|d| progress.ends.get(d))
-                    .copied()
-                    .max()
-                    .unwrap_or(0)
-            })
-            .min();
         for &i in pending {
             let entry = plan.layout.events(&plan.stages[stage][i].unit);
             let Some(bytes) = self.store.get(&entry)? else {
@@ -823,8 +811,8 @@ impl SlurmExecutor {
                     message: e.to_string(),
                 })?;
             for e in &events.events {
-                first_start = first_start.min(e.start);
-                last_end = last_end.max(e.end);
+                progress.stage_start = progress.stage_start.min(e.start);
+                progress.stage_end = progress.stage_end.max(e.end);
                 if let Some(&id) = progress.ids.get(&e.key) {
                     progress.ends.insert(id, e.end);
                 }
@@ -869,20 +857,70 @@ impl SlurmExecutor {
                 }
             }
         }
-        if last_end > 0 {
-            let mut stats = self.stats();
-            // How long the unit whose inputs were ready first waited for the previous stage
-            // to end: what submitting each unit as soon as its inputs exist would save.
-            if let (Some(prev), Some(inputs)) = (progress.last_end, inputs_ready) {
-                stats.stage_barrier += Duration::from_nanos(prev.saturating_sub(inputs));
-            }
-            // From when the stage could start (submitted, or its predecessor done) to its
-            // first task: Slurm's scheduling and the worker's start-up.
-            stats.start_latency += Duration::from_nanos(first_start.saturating_sub(ready));
-            stats.stages += 1;
-            progress.last_end = Some(last_end);
-        }
         Ok(())
+    }
+
+    /// Reports the units of `stage` whose task reports are in the store (one listing).
+    fn report_listed(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        stage: usize,
+        ctx: &RunContext,
+        progress: &mut Progress,
+    ) -> Result<(), ClusterError> {
+        let listed: HashSet<String> = self
+            .store
+            .list(&plan.layout.events_prefix())?
+            .into_iter()
+            .collect();
+        let ready: Vec<usize> = plan.stages[stage]
+            .iter()
+            .enumerate()
+            .filter(|(_, u)| listed.contains(&plan.layout.events(&u.unit)))
+            .map(|(i, _)| i)
+            .collect();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        self.report_events(graph, plan, stage, &ready, ctx, progress)
+    }
+
+    /// Counts the costs of `stage`, whose units are all done: how long its first task waited
+    /// after the stage could start, and how long the unit whose inputs were ready first waited
+    /// for the previous stage to end.
+    fn close_stage(&self, graph: &Graph, plan: &Plan, stage: usize, progress: &mut Progress) {
+        let (start, end) = (progress.stage_start, progress.stage_end);
+        let submitted = progress.submitted.remove(&stage).unwrap_or(u64::MAX);
+        (progress.stage_start, progress.stage_end) = (u64::MAX, 0);
+        if end == 0 {
+            return; // nothing ran (everything was done already)
+        }
+        let previous = progress.last_end.replace(end);
+        // A job queued behind the previous stage cannot start before that stage ended.
+        let ready = match previous {
+            Some(p) => p.max(submitted.min(start)),
+            None => submitted.min(start),
+        };
+        let inputs_ready = plan.stages[stage]
+            .iter()
+            .map(|unit| {
+                unit.nodes
+                    .iter()
+                    .filter_map(|n| progress.ids.get(&n.key))
+                    .flat_map(|&id| graph.dependencies(id))
+                    .filter_map(|d| progress.ends.get(d))
+                    .copied()
+                    .max()
+                    .unwrap_or(0)
+            })
+            .min();
+        let mut stats = self.stats();
+        if let (Some(p), Some(inputs)) = (previous, inputs_ready) {
+            stats.stage_barrier += Duration::from_nanos(p.saturating_sub(inputs));
+        }
+        stats.start_latency += Duration::from_nanos(start.saturating_sub(ready));
+        stats.stages += 1;
     }
 
     fn invalidate(&self, plan: &Plan, key: &str) -> Result<usize, ClusterError> {
@@ -968,9 +1006,12 @@ struct Progress {
     last_end: Option<u64>,
     /// When each reported task ended (ns since the Unix epoch).
     ends: HashMap<NodeId, u64>,
-    /// When the stage being reported could start: its job submitted, or (queued behind it)
-    /// the previous stage done (ns since the Unix epoch).
-    ready: u64,
+    /// The stage being run: its first task's start and last task's end so far, and when its
+    /// first job was submitted (ns since the Unix epoch; `u64::MAX`/0 when none).
+    stage_start: u64,
+    stage_end: u64,
+    /// Per stage, when its first job was submitted.
+    submitted: HashMap<usize, u64>,
 }
 
 /// The task failures in a unit's error report (`{"failures": [{key, task, error}, …]}`), as
