@@ -20,8 +20,9 @@
 //!                                (N per kind, default 100) and verified; M stored entries and
 //!                                chunks mutated and read back (default 100 000)
 //! cargo xtask bench --peers [--quick] [--rounds R] [--only 1000x1000]
-//!                                Brisk's Zarr read + mean against dask, dask with the zarrs
-//!                                codec pipeline and tensorstore: target/bench/peers.{json,md}
+//!                                Brisk's Zarr write, copy and read + mean against dask, dask
+//!                                with the zarrs codec pipeline and tensorstore, each beside
+//!                                its limit: target/bench/peers.{json,md}
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/] [--rounds R]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}

@@ -66,11 +66,23 @@ fn main() -> anyhow::Result<()> {
         let exec = ThreadedExecutor::new(workers)?;
         let mut secs = f64::INFINITY;
         let mut result_mean = None;
+        // The in-memory source of `write_mem`, generated once, outside the timing.
+        let t = Instant::now();
+        let memory = if shape == "write_mem" {
+            let chunks = parse_chunking(n)?;
+            Some(
+                brisk::array::Array::<f32>::random_normal(&SHAPE, &chunks, 42, 2000.0, 1000.0)?
+                    .compute_with(&exec)?,
+            )
+        } else {
+            None
+        };
+        let generate_s = memory.as_ref().map(|_| t.elapsed().as_secs_f64());
         for _ in 0..repeat.max(1) {
             let io = brisk::zarr::IoOptions::new()
                 .codec_threads(codec_threads)
                 .pinned(pinned);
-            let (s, m) = run_zarr(shape, n, &exec, &dir, io, checksum)?;
+            let (s, m) = run_zarr(shape, n, &exec, &dir, io, checksum, memory.as_ref())?;
             secs = secs.min(s);
             result_mean = m;
         }
@@ -101,6 +113,7 @@ fn main() -> anyhow::Result<()> {
                 "limit_pass_s": limit.pass_s,
                 "compressed_mib": limit.compressed_mib,
                 "mean": result_mean,
+                "generate_s": generate_s,
             })
         );
         return Ok(());
@@ -252,7 +265,7 @@ fn zstd_limit(phase: &str, chunking: &str, workers: usize) -> anyhow::Result<Lim
     let mut best = (f64::INFINITY, f64::INFINITY);
     for _ in 0..3 {
         let (zstd_s, pass_s) = match phase {
-            "write" => {
+            "write" | "write_mem" => {
                 let bulk = parallel(&mut out, &|i, buf| {
                     zstd::bulk::Compressor::new(3)?
                         .compress_to_buffer(raw[i], buf.as_mut_slice())?;
@@ -325,6 +338,27 @@ fn zstd_limit(phase: &str, chunking: &str, workers: usize) -> anyhow::Result<Lim
                 })?;
                 (z, p)
             }
+            "copy" => {
+                // Decoding and encoding every chunk (into buffers touched before the timing),
+                // then one pass copying the bytes.
+                let mut both: Vec<Vec<u8>> = raw
+                    .iter()
+                    .map(|r| vec![1u8; r.len() + zstd::zstd_safe::compress_bound(r.len())])
+                    .collect();
+                let z = parallel(&mut both, &|i, buf| {
+                    let (decoded, encoded) = buf.split_at_mut(raw[i].len());
+                    let n = zstd::bulk::Decompressor::new()?
+                        .decompress_to_buffer(&compressed[i], decoded)?;
+                    anyhow::ensure!(n == raw[i].len(), "chunk {i} decompressed to {n} bytes");
+                    zstd::bulk::Compressor::new(3)?.compress_to_buffer(decoded, encoded)?;
+                    Ok(())
+                })?;
+                let p = parallel(&mut out, &|i, buf| {
+                    buf[..raw[i].len()].copy_from_slice(raw[i]);
+                    Ok(())
+                })?;
+                (z, p)
+            }
             other => bail!("unknown zarr phase `{other}`"),
         };
         if zstd_s + pass_s < best.0 + best.1 {
@@ -356,8 +390,13 @@ fn parse_chunking(chunking: &str) -> anyhow::Result<Vec<usize>> {
         .with_context(|| format!("chunking `{chunking}`"))
 }
 
-/// `zarr/write/RxC` and `zarr/read_mean/RxC` on an 8000 x 7500 float32 array (the seed's
-/// workload), zstd level 3 with its content checksum (Brisk's default; `--no-checksum` leaves it out), Zarr v3.
+/// `zarr/{write,write_mem,copy,read_mean}/RxC` on an 8000 x 7500 float32 array (the seed's
+/// workload), zstd level 3 with its content checksum (Brisk's default; `--no-checksum` leaves
+/// it out), Zarr v3: `write` generates and writes `brisk-RxC.zarr`; `write_mem` writes
+/// `memory` (generated before the timing) to `brisk-RxC-mem.zarr`; `copy` copies
+/// `brisk-RxC.zarr` chunk by chunk to `brisk-RxC-copy.zarr`; `read_mean` reads
+/// `brisk-RxC.zarr` and computes `(x**2 + x**3).mean(0)`. Every phase returns the mean of
+/// what it computed or wrote (read back outside the timing), to check peers against.
 fn run_zarr(
     phase: &str,
     chunking: &str,
@@ -365,22 +404,43 @@ fn run_zarr(
     dir: &std::path::Path,
     io: brisk::zarr::IoOptions,
     checksum: bool,
+    memory: Option<&ndarray::ArrayD<f32>>,
 ) -> anyhow::Result<(f64, Option<f64>)> {
     use brisk::array::Array;
-    use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr_with, to_zarr};
+    use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr, from_zarr_with, to_zarr};
     let chunks = parse_chunking(chunking)?;
     let shape = SHAPE;
     let store = ZarrStore::directory(dir.join(format!("brisk-{chunking}.zarr")))?;
+    let opts = ArrayOptions::new()
+        .compressor(Compressor::Zstd { level: 3, checksum })
+        .dimension_names(["time", "x"])
+        .attribute("history", serde_json::json!("brisk comparison"))
+        .overwrite();
+    // The mean of a written array, read back (not timed).
+    let written_mean = |store: &ZarrStore| -> anyhow::Result<Option<f64>> {
+        let m = from_zarr::<f32>(store, "/")?.mean(brisk::array::Axes::All);
+        Ok(Some(m.compute_with(exec)?.iter().copied().sum::<f64>()))
+    };
     let t = Instant::now();
     match phase {
         "write" => {
             let x = Array::<f32>::random_normal(&shape, &chunks, 42, 2000.0, 1000.0)?;
-            let opts = ArrayOptions::new()
-                .compressor(Compressor::Zstd { level: 3, checksum })
-                .dimension_names(["time", "x"])
-                .attribute("history", serde_json::json!("brisk comparison"))
-                .overwrite();
             to_zarr(&x, &store, "/", Some(&chunks), &opts, &exec)?;
+        }
+        "write_mem" => {
+            let data = memory.context("write_mem needs the array in memory")?;
+            let target = ZarrStore::directory(dir.join(format!("brisk-{chunking}-mem.zarr")))?;
+            let x = Array::from_ndarray(data, &chunks)?;
+            to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
+            let secs = t.elapsed().as_secs_f64();
+            return Ok((secs, written_mean(&target)?));
+        }
+        "copy" => {
+            let target = ZarrStore::directory(dir.join(format!("brisk-{chunking}-copy.zarr")))?;
+            let x = from_zarr::<f32>(&store, "/")?;
+            to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
+            let secs = t.elapsed().as_secs_f64();
+            return Ok((secs, written_mean(&target)?));
         }
         "read_mean" => {
             let x = from_zarr_with::<f32>(&store, "/", io)?;
