@@ -70,10 +70,10 @@ fn main() -> anyhow::Result<()> {
         let t = Instant::now();
         let memory = if shape == "write_mem" {
             let chunks = parse_chunking(n)?;
-            Some(
+            Some(Arc::new(
                 brisk::array::Array::<f32>::random_normal(&SHAPE, &chunks, 42, 2000.0, 1000.0)?
                     .compute_with(&exec)?,
-            )
+            ))
         } else {
             None
         };
@@ -393,7 +393,7 @@ fn parse_chunking(chunking: &str) -> anyhow::Result<Vec<usize>> {
 /// `zarr/{write,write_mem,copy,read_mean}/RxC` on an 8000 x 7500 float32 array (the seed's
 /// workload), zstd level 3 with its content checksum (Brisk's default; `--no-checksum` leaves
 /// it out), Zarr v3: `write` generates and writes `brisk-RxC.zarr`; `write_mem` writes
-/// `memory` (generated before the timing) to `brisk-RxC-mem.zarr`; `copy` copies
+/// `memory` (generated before the timing; `Array::from_shared`) to `brisk-RxC-mem.zarr`; `copy` copies
 /// `brisk-RxC.zarr` chunk by chunk to `brisk-RxC-copy.zarr`; `read_mean` reads
 /// `brisk-RxC.zarr` and computes `(x**2 + x**3).mean(0)`. Every phase returns the mean of
 /// what it computed or wrote (read back outside the timing), to check peers against.
@@ -404,7 +404,7 @@ fn run_zarr(
     dir: &std::path::Path,
     io: brisk::zarr::IoOptions,
     checksum: bool,
-    memory: Option<&ndarray::ArrayD<f32>>,
+    memory: Option<&Arc<ndarray::ArrayD<f32>>>,
 ) -> anyhow::Result<(f64, Option<f64>)> {
     use brisk::array::Array;
     use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr, from_zarr_with, to_zarr};
@@ -430,7 +430,8 @@ fn run_zarr(
         "write_mem" => {
             let data = memory.context("write_mem needs the array in memory")?;
             let target = ZarrStore::directory(dir.join(format!("brisk-{chunking}-mem.zarr")))?;
-            let x = Array::from_ndarray(data, &chunks)?;
+            // Brisk's path for an array already in memory: shared, read inside the writers.
+            let x = Array::from_shared(Arc::clone(data), &chunks)?;
             to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
             let secs = t.elapsed().as_secs_f64();
             return Ok((secs, written_mean(&target)?));

@@ -16,6 +16,7 @@ use crate::stream::{OpenStream, OpenWindow, Window};
 
 mod elementwise;
 mod leaf;
+mod shared;
 
 pub(crate) use leaf::*;
 

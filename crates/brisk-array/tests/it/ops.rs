@@ -582,3 +582,32 @@ fn persist_computes_now_and_later_computes_reuse_the_held_blocks() {
         x.mean(1).blocks().unwrap()[0].key()
     );
 }
+
+#[test]
+fn from_shared_reads_the_same_values_without_copying_blocks_up_front() {
+    use std::sync::Arc;
+    let exec = brisk_exec::ThreadedExecutor::new(2).unwrap();
+    // 3-d, edge chunks on every axis, and a source that is not in standard layout.
+    let base = ndarray::ArrayD::from_shape_fn(ndarray::IxDyn(&[7, 5, 9]), |i| {
+        (i[0] * 100 + i[1] * 10 + i[2]) as f64
+    });
+    for data in [
+        base.clone(),
+        base.clone()
+            .reversed_axes()
+            .as_standard_layout()
+            .into_owned()
+            .reversed_axes(),
+    ] {
+        let shared = Arc::new(data.clone());
+        for chunks in [[7, 5, 9], [3, 2, 4], [1, 5, 2]] {
+            let x = brisk_array::Array::from_shared(Arc::clone(&shared), &chunks).unwrap();
+            assert!(x.recipe().is_none());
+            assert_eq!(x.compute_with(&exec).unwrap(), data, "chunks {chunks:?}");
+            // Streamed into fused expressions and reductions.
+            let got = (&x * 2.0 + 1.0).sum(1).compute_with(&exec).unwrap();
+            let want = (&data * 2.0 + 1.0).sum_axis(ndarray::Axis(1));
+            assert_eq!(got, want, "chunks {chunks:?}");
+        }
+    }
+}
