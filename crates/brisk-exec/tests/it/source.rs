@@ -536,11 +536,12 @@ fn batches_run_several_partitions_per_job_with_the_same_result() {
 fn a_batch_waits_at_most_its_window() {
     let exec = counted(ThreadedExecutor::new(2).unwrap());
     let (source, feed) = Source::<File>::new("files", 8);
+    // The first two are waiting before the run starts; the third comes only after the first
+    // batch finished: the window, not the seal, sent it.
+    feed.push(file(1)).unwrap();
+    feed.push(file(2)).unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let producer = std::thread::spawn(move || {
-        feed.push(file(1)).unwrap();
-        feed.push(file(2)).unwrap();
-        // The first two run as one batch once the window has passed, long before the seal.
         rx.recv_timeout(Duration::from_secs(30)).unwrap();
         feed.push(file(3)).unwrap();
         feed.seal().unwrap();
@@ -554,7 +555,7 @@ fn a_batch_waits_at_most_its_window() {
         }
     }
     let opts = SourceOptions::new()
-        .batch(100, Duration::from_millis(30))
+        .batch(100, Duration::from_millis(300))
         .compute(ComputeOptions::new().hook(Arc::new(Notify(Mutex::new(Some(tx))))));
     let out = source
         .map("read", |f: File| f.events)
