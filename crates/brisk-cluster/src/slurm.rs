@@ -494,8 +494,7 @@ impl SlurmExecutor {
                 // Units that finished before the driver waited for them (a job queued behind
                 // the previous stage runs as soon as it ends) report now; the stage's costs
                 // are counted.
-                let all: Vec<usize> = (0..units.len()).collect();
-                self.report_events(graph, plan, stage, &all, ctx, &mut progress)
+                self.report_listed(graph, plan, stage, ctx, &mut progress)
                     .map_err(exec_err)?;
                 self.close_stage(graph, plan, stage, &mut progress);
                 match self.save_checkpoints(graph, plan, stage, ctx, &encoder, &mut progress)? {
@@ -562,7 +561,7 @@ impl SlurmExecutor {
             {
                 return Err(Error::Cancelled);
             }
-            self.report_events(graph, plan, stage, &pending, ctx, &mut progress)
+            self.report_listed(graph, plan, stage, ctx, &mut progress)
                 .map_err(exec_err)?;
             let (job, log) = (&sub.job, &sub.log);
             let mut failures = Vec::new();

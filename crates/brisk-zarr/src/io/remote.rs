@@ -47,11 +47,11 @@ pub(super) fn read_recipe<T: ZarrElement>(
         pinned: io.pinned,
         pins: pins.map(<[Option<String>]>::to_vec),
     };
-    let params = serde_json::to_value(params).ok()?;
-    serde_json::from_value(serde_json::json!({
-        "step": "source", "name": FROM_ZARR, "dtype": T::DTYPE, "params": params
-    }))
-    .ok()
+    Some(Recipe::Source {
+        name: FROM_ZARR.to_owned(),
+        dtype: T::DTYPE,
+        params: serde_json::to_value(params).ok()?,
+    })
 }
 
 /// Runs `$body` with `$t` bound to the element type `$dtype` names.
