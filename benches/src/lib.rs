@@ -1,6 +1,8 @@
 //! Scenarios shared by the criterion benchmarks and the Dask comparison binary: the same
 //! trivial task graphs and futures workloads, built the same way.
 
+pub mod limit;
+
 use brisk::exec::Handler;
 use brisk::graph::{Delayed, TaskSpec};
 

@@ -119,33 +119,76 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let n: usize = n.parse().with_context(|| format!("size in `{scenario}`"))?;
-    let mut best: Option<(f64, f64)> = None;
+    let mut best: Option<GraphTimes> = None;
+    // What the graph holds per task, from the first repetition (later ones reuse freed pages).
+    let mut held = None;
     for _ in 0..repeat.max(1) {
-        let (build_s, run_s) = match kind {
+        let times = match kind {
             "graph" => run_graph(shape, n, workers)?,
-            "futures" => (0.0, run_futures(shape, n, workers)?),
+            "futures" => GraphTimes {
+                run_s: run_futures(shape, n, workers)?,
+                ..GraphTimes::default()
+            },
             _ => bail!("unknown scenario kind `{kind}`"),
         };
-        if best.is_none_or(|(b, r)| build_s + run_s < b + r) {
-            best = Some((build_s, run_s));
+        held = held.or(times.held_bytes_per_task);
+        if best.as_ref().is_none_or(|b| times.total() < b.total()) {
+            best = Some(times);
         }
     }
-    let (build_s, run_s) = best.context("at least one repetition")?;
-    println!(
-        "{}",
-        serde_json::json!({
-            "scenario": scenario,
-            "build_s": build_s,
-            "run_s": run_s,
-            "total_s": build_s + run_s,
-            "workers": workers,
-        })
-    );
+    let best = best.context("at least one repetition")?;
+    let mut line = serde_json::json!({
+        "scenario": scenario,
+        "build_s": best.build_s,
+        "run_s": best.run_s,
+        "total_s": best.total(),
+        "workers": workers,
+    });
+    if kind == "graph" {
+        line["lazy_s"] = best.lazy_s.into();
+        line["graph_s"] = (best.build_s - best.lazy_s).into();
+        line["tasks"] = best.tasks.into();
+        line["ns_per_task"] = (best.total() * 1e9 / best.tasks as f64).into();
+        line["peak_rss_mib"] = peak_rss_mib().into();
+        line["held_bytes_per_task"] = held.into();
+        if with_limit {
+            let dag = benches::limit::dag(shape, n).context("a known graph shape")?;
+            if dag.len() != best.tasks {
+                bail!("the limit's DAG has {} nodes, Brisk's graph {}", dag.len(), best.tasks);
+            }
+            let key_s = benches::limit::key_limit(&dag);
+            let run_s = benches::limit::run_limit(&dag, workers);
+            line["limit_s"] = (key_s + run_s).into();
+            line["limit_key_s"] = key_s.into();
+            line["limit_run_s"] = run_s.into();
+        }
+    }
+    println!("{line}");
     Ok(())
 }
 
-fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<(f64, f64)> {
+/// One repetition of a graph scenario.
+#[derive(Default)]
+struct GraphTimes {
+    /// Building the lazy values (keys included).
+    lazy_s: f64,
+    /// `lazy_s` + materializing the `Graph` (culling, merging, ordering).
+    build_s: f64,
+    run_s: f64,
+    tasks: usize,
+    /// Resident memory the built graph added, per task.
+    held_bytes_per_task: Option<f64>,
+}
+
+impl GraphTimes {
+    fn total(&self) -> f64 {
+        self.build_s + self.run_s
+    }
+}
+
+fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<GraphTimes> {
     let exec = ThreadedExecutor::new(workers)?;
+    let rss_before = rss_bytes();
     let t = Instant::now();
     let out = match shape {
         "indep" => indep(n),
@@ -153,11 +196,16 @@ fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<(f64, f64)
         "tree" => tree(n),
         _ => bail!("unknown graph shape `{shape}`"),
     };
+    let lazy_s = t.elapsed().as_secs_f64();
     let graph = Arc::new(Graph::new([&out]));
-    let build = t.elapsed().as_secs_f64();
+    let build_s = t.elapsed().as_secs_f64();
+    let tasks = graph.len();
+    let held_bytes_per_task = rss_before
+        .zip(rss_bytes())
+        .map(|(a, b)| b.saturating_sub(a) as f64 / tasks as f64);
     let t = Instant::now();
     let r = exec.execute(&graph, &ComputeOptions::new().context())?;
-    let run = t.elapsed().as_secs_f64();
+    let run_s = t.elapsed().as_secs_f64();
     let v = r.values[0]
         .as_ref()
         .and_then(|v| v.downcast_ref::<u64>().copied());
@@ -166,7 +214,21 @@ fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<(f64, f64)
     }
     drop(graph);
     drop(out);
-    Ok((build, run))
+    Ok(GraphTimes {
+        lazy_s,
+        build_s,
+        run_s,
+        tasks,
+        held_bytes_per_task,
+    })
+}
+
+/// Resident memory of this process now (Linux `VmRSS`), in bytes.
+fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 fn run_futures(shape: &str, n: usize, workers: usize) -> anyhow::Result<f64> {
