@@ -11,8 +11,8 @@
 //! Brisk's build + run of the scenario divided by their sum is `brisk_over_limit`.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Worker};
@@ -171,45 +171,49 @@ fn run_once(dag: &Dag, workers: usize) -> (f64, usize) {
     let start = Barrier::new(workers + 1);
     let mut t0 = Instant::now();
     let ran = std::thread::scope(|s| {
-        let handles: Vec<_> = locals.into_iter().enumerate().map(|(index, local)| {
-            let (pending, injector, stealers, done, start) =
-                (&pending, &injector, &stealers, &done, &start);
-            s.spawn(move || {
-                start.wait();
-                let mut ran = 0usize;
-                loop {
-                    let job = local.pop().or_else(|| {
-                        std::iter::repeat_with(|| {
-                            injector.steal_batch_and_pop(&local).or_else(|| {
-                                (1..stealers.len())
-                                    .map(|k| stealers[(index + k) % stealers.len()].steal())
-                                    .collect::<Steal<u32>>()
+        let handles: Vec<_> = locals
+            .into_iter()
+            .enumerate()
+            .map(|(index, local)| {
+                let (pending, injector, stealers, done, start) =
+                    (&pending, &injector, &stealers, &done, &start);
+                s.spawn(move || {
+                    start.wait();
+                    let mut ran = 0usize;
+                    loop {
+                        let job = local.pop().or_else(|| {
+                            std::iter::repeat_with(|| {
+                                injector.steal_batch_and_pop(&local).or_else(|| {
+                                    (1..stealers.len())
+                                        .map(|k| stealers[(index + k) % stealers.len()].steal())
+                                        .collect::<Steal<u32>>()
+                                })
                             })
-                        })
-                        .find(|s| !s.is_retry())
-                        .and_then(Steal::success)
-                    });
-                    let Some(id) = job else {
-                        if done.load(Ordering::Acquire) {
-                            return ran;
+                            .find(|s| !s.is_retry())
+                            .and_then(Steal::success)
+                        });
+                        let Some(id) = job else {
+                            if done.load(Ordering::Acquire) {
+                                return ran;
+                            }
+                            std::hint::spin_loop();
+                            continue;
+                        };
+                        // The task: a trivial function of its id.
+                        black_box(black_box(u64::from(id)) + 1);
+                        ran += 1;
+                        if id == dag.sink {
+                            done.store(true, Ordering::Release);
                         }
-                        std::hint::spin_loop();
-                        continue;
-                    };
-                    // The task: a trivial function of its id.
-                    black_box(black_box(u64::from(id)) + 1);
-                    ran += 1;
-                    if id == dag.sink {
-                        done.store(true, Ordering::Release);
-                    }
-                    for &d in dag.dependents_of(id) {
-                        if pending[d as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
-                            local.push(d);
+                        for &d in dag.dependents_of(id) {
+                            if pending[d as usize].fetch_sub(1, Ordering::AcqRel) == 1 {
+                                local.push(d);
+                            }
                         }
                     }
-                }
+                })
             })
-        }).collect();
+            .collect();
         start.wait();
         t0 = Instant::now();
         for (id, &c) in dag.dep_count.iter().enumerate() {
@@ -217,7 +221,10 @@ fn run_once(dag: &Dag, workers: usize) -> (f64, usize) {
                 injector.push(id as u32);
             }
         }
-        handles.into_iter().map(|h| h.join().expect("a pool worker does not panic")).sum()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a pool worker does not panic"))
+            .sum()
     });
     (t0.elapsed().as_secs_f64(), ran)
 }
@@ -231,7 +238,10 @@ mod tests {
         for (shape, n, nodes) in [("indep", 10, 12), ("chain", 10, 10), ("tree", 10, 19)] {
             let d = dag(shape, n).expect("a known shape");
             assert_eq!(d.len(), nodes, "{shape}");
-            assert_eq!(d.dep_count.iter().filter(|&&c| c == 0).count(), if shape == "chain" { 1 } else { n });
+            assert_eq!(
+                d.dep_count.iter().filter(|&&c| c == 0).count(),
+                if shape == "chain" { 1 } else { n }
+            );
         }
         assert!(dag("ring", 3).is_none());
     }

@@ -154,7 +154,11 @@ fn main() -> anyhow::Result<()> {
         if with_limit {
             let dag = benches::limit::dag(shape, n).context("a known graph shape")?;
             if dag.len() != best.tasks {
-                bail!("the limit's DAG has {} nodes, Brisk's graph {}", dag.len(), best.tasks);
+                bail!(
+                    "the limit's DAG has {} nodes, Brisk's graph {}",
+                    dag.len(),
+                    best.tasks
+                );
             }
             let key_s = benches::limit::key_limit(&dag);
             let run_s = benches::limit::run_limit(&dag, workers);

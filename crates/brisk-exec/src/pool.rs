@@ -35,16 +35,14 @@ pub(crate) struct WorkerCtx<'a> {
 }
 
 impl WorkerCtx<'_> {
-    /// Queues jobs on this worker's own deque; the last one pushed runs next here. Wakes a
-    /// sleeping worker when there is more than one job to share.
-    pub(crate) fn push_local(&self, jobs: impl ExactSizeIterator<Item = Job>) {
-        let n = jobs.len();
-        for j in jobs {
-            self.local.push(j);
-        }
-        if n > 1 {
-            self.shared.notify();
-        }
+    /// Queues a job on this worker's own deque; the last one pushed runs next here.
+    pub(crate) fn push_local(&self, job: Job) {
+        self.local.push(job);
+    }
+
+    /// Wakes a sleeping worker to share the jobs just queued here.
+    pub(crate) fn notify(&self) {
+        self.shared.notify();
     }
 
     /// Queues a job by priority class (positive: before everything else; negative: after).

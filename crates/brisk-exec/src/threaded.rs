@@ -307,28 +307,26 @@ impl RunState {
     /// Marks `id` finished: queues the dependents whose last dependency it was.
     fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) {
         let graph = &*self.graph;
-        let dependents = graph.dependents(id);
-        let mut ready: Vec<NodeId> = Vec::new();
+        let mut queued = 0usize;
         // Reverse id order: the deque is LIFO, so the earliest dependent runs first.
-        for &dd in dependents.iter().rev() {
-            if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
-                ready.push(dd);
+        for &dd in graph.dependents(id).iter().rev() {
+            if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) != 1 {
+                continue;
+            }
+            // Counted before it is visible: a thief could finish it before we count it.
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            let job = Job::Task(Arc::clone(self), dd);
+            match graph.node(dd).annotations().priority {
+                0 => {
+                    w.push_local(job);
+                    queued += 1;
+                }
+                p => w.push_priority(job, p),
             }
         }
-        if ready.is_empty() {
-            return;
+        if queued > 1 {
+            w.notify();
         }
-        self.in_flight.fetch_add(ready.len(), Ordering::AcqRel);
-        let mut normal = Vec::with_capacity(ready.len());
-        for dd in ready {
-            let p = graph.node(dd).annotations().priority;
-            if p == 0 {
-                normal.push(Job::Task(Arc::clone(self), dd));
-            } else {
-                w.push_priority(Job::Task(Arc::clone(self), dd), p);
-            }
-        }
-        w.push_local(normal.into_iter());
     }
 
     /// Stops the compute with `e` (the first error wins).

@@ -86,7 +86,7 @@ impl<T> Delayed<T> {
     }
 
     fn with_meta(&self, f: impl FnOnce(&mut Meta)) -> Self {
-        let mut meta = self.node.meta.clone();
+        let mut meta = Meta::clone(&self.node.meta);
         f(&mut meta);
         Self::from_node(Arc::new(self.node.with_meta(meta)))
     }
@@ -168,7 +168,7 @@ impl AnyDelayed {
     /// [`Delayed::requiring`]).
     #[must_use]
     pub fn requiring(&self, resource: Arc<dyn Resource>) -> Self {
-        let mut meta = self.node.meta.clone();
+        let mut meta = Meta::clone(&self.node.meta);
         if !meta.resources.iter().any(|r| Arc::ptr_eq(r, &resource)) {
             meta.resources.push(resource);
         }
@@ -221,8 +221,9 @@ pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
         name: Name::from_static("lit"),
         op,
         inputs: Vec::new(),
-        meta: Meta::default(),
+        meta: Meta::shared_default(),
         output_type: std::any::type_name::<T>(),
+        stamp: Default::default(),
     }))
 }
 
@@ -235,8 +236,9 @@ impl<T: Send + Sync + 'static> Delayed<T> {
             name: self.node.name.clone(),
             op: Op::Literal(value, None),
             inputs: Vec::new(),
-            meta: Meta::default(),
+            meta: Meta::shared_default(),
             output_type: std::any::type_name::<T>(),
+            stamp: Default::default(),
         }))
     }
 }
@@ -249,8 +251,9 @@ pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
         name: Name::from_static("opaque"),
         op: Op::Literal(Arc::new(value), None),
         inputs: Vec::new(),
-        meta: Meta::default(),
+        meta: Meta::shared_default(),
         output_type: std::any::type_name::<T>(),
+        stamp: Default::default(),
     }))
 }
 
@@ -459,7 +462,7 @@ pub struct TaskSpec {
     /// The function may capture state: the arguments determine it (see
     /// [`TaskSpec::captures_covered_by_args`]).
     captures_covered: bool,
-    meta: Meta,
+    meta: Arc<Meta>,
 }
 
 impl fmt::Debug for TaskSpec {
@@ -487,7 +490,7 @@ impl TaskSpec {
             source_hash: None,
             pure: false,
             captures_covered: false,
-            meta: Meta::default(),
+            meta: Meta::shared_default(),
         }
     }
 
@@ -604,19 +607,19 @@ impl TaskSpec {
 
     /// Retry a failed run up to `n` times.
     pub fn retries(mut self, n: u32) -> Self {
-        self.meta.annotations.retries = n;
+        Arc::make_mut(&mut self.meta).annotations.retries = n;
         self
     }
 
     /// Scheduling priority among ready tasks (higher runs earlier).
     pub fn priority(mut self, p: i32) -> Self {
-        self.meta.annotations.priority = p;
+        Arc::make_mut(&mut self.meta).annotations.priority = p;
         self
     }
 
     /// The task needs `resource` open while it runs.
     pub fn requires(mut self, resource: Arc<dyn Resource>) -> Self {
-        self.meta.resources.push(resource);
+        Arc::make_mut(&mut self.meta).resources.push(resource);
         self
     }
 
@@ -639,7 +642,7 @@ impl TaskSpec {
             let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
             return self.invalid(prefix, e, std::any::type_name::<F::Output>());
         }
-        let body: ErasedFn = Arc::new(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
+        let body: ErasedFn = Box::new(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
         self.build(body, args, std::any::type_name::<F::Output>())
     }
 
@@ -656,7 +659,7 @@ impl TaskSpec {
             let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
             return self.invalid(prefix, e, std::any::type_name::<R>());
         }
-        let body: ErasedFn = Arc::new(move |a| match f.call_erased(a)? {
+        let body: ErasedFn = Box::new(move |a| match f.call_erased(a)? {
             Ok(r) => Ok(Arc::new(r) as Value),
             Err(e) => Err(e.into()),
         });
@@ -703,7 +706,7 @@ impl TaskSpec {
         } else {
             unique_token()
         };
-        let body: ErasedFn = Arc::new(move |a| f(a).map(|r| Arc::new(r) as Value));
+        let body: ErasedFn = Box::new(move |a| f(a).map(|r| Arc::new(r) as Value));
         Delayed::from_node(Arc::new(NodeInner {
             key: Key::new(prefix, token),
             name: self.name.clone(),
@@ -714,6 +717,7 @@ impl TaskSpec {
                 .collect(),
             meta: self.meta.clone(),
             output_type: std::any::type_name::<R>(),
+            stamp: Default::default(),
         }))
     }
 
@@ -773,8 +777,13 @@ impl TaskSpec {
                 Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
             }
         };
-        let mut meta = self.meta.clone();
-        meta.storage_key = storage_key;
+        let meta = match storage_key {
+            None => Arc::clone(&self.meta),
+            Some(k) => Arc::new(Meta {
+                storage_key: Some(k),
+                ..Meta::clone(&self.meta)
+            }),
+        };
         Delayed::from_node(Arc::new(NodeInner {
             key: Key::new(prefix, token),
             name: self.name.clone(),
@@ -782,6 +791,7 @@ impl TaskSpec {
             inputs,
             meta,
             output_type,
+            stamp: Default::default(),
         }))
     }
 
@@ -812,6 +822,7 @@ impl TaskSpec {
             inputs: Vec::new(),
             meta: self.meta.clone(),
             output_type,
+            stamp: Default::default(),
         }))
     }
 
@@ -939,7 +950,7 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
             })
             .collect();
         sink.u64(inputs.len() as u64);
-        let body: ErasedFn = Arc::new(|args: Vec<Value>| {
+        let body: ErasedFn = Box::new(|args: Vec<Value>| {
             let out = args
                 .into_iter()
                 .enumerate()
@@ -952,8 +963,9 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
             name: Name::from_static("collect"),
             op: Op::Task(body),
             inputs,
-            meta: Meta::default(),
+            meta: Meta::shared_default(),
             output_type: std::any::type_name::<Vec<T>>(),
+            stamp: Default::default(),
         }))
     }
 }
@@ -982,7 +994,7 @@ where
     let mut sink = TokenSink::new(b"brisk.part");
     key_arg(&mut sink, &parent.key);
     sink.u64(index);
-    let body: ErasedFn = Arc::new(move |args: Vec<Value>| {
+    let body: ErasedFn = Box::new(move |args: Vec<Value>| {
         let tuple = args
             .first()
             .and_then(|v| v.downcast_ref::<Tup>())
@@ -995,8 +1007,9 @@ where
         name,
         op: Op::Task(body),
         inputs: vec![Input::Node(Arc::clone(parent))],
-        meta: Meta::default(),
+        meta: Meta::shared_default(),
         output_type: std::any::type_name::<T>(),
+        stamp: Default::default(),
     }))
 }
 

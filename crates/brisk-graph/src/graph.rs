@@ -139,6 +139,8 @@ pub struct Graph {
     index: TokenMap,
     /// Metadata merged from several nodes that share a key (rare).
     merged: HashMap<u32, Meta>,
+    /// Whether some node requires a resource (most graphs: none, and a compute skips the scan).
+    any_resources: bool,
 }
 
 impl std::fmt::Debug for Graph {
@@ -242,7 +244,7 @@ impl<'g> NodeView<'g> {
     #[must_use]
     pub fn args(&self) -> Vec<Arg<'g>> {
         let node = &self.graph.nodes[self.id.index()];
-        if self.graph.loaded[self.id.index()] || !matches!(node.op, Op::Task(_)) {
+        if self.graph.loaded[self.id.index()] || node.body().is_none() {
             return Vec::new();
         }
         let slots = &self.graph.args[self.graph.arg_start[self.id.index()] as usize
@@ -394,6 +396,7 @@ impl Graph {
             position: Vec::new(),
             index: TokenMap::default(),
             merged: HashMap::new(),
+            any_resources: false,
         };
         // Pass 1: iterative post-order DFS in input order. Ids are post-order positions, so
         // dependencies always get smaller ids than their dependents.
@@ -440,8 +443,20 @@ impl Graph {
         Ok(g)
     }
 
+    /// This graph's id of this very node, if the node's stamp says so (no hash lookup).
+    fn stamped(&self, node: &Arc<NodeInner>) -> Option<u32> {
+        let s = node.stamp.get();
+        self.nodes
+            .get(s as usize)
+            .is_some_and(|n| Arc::ptr_eq(n, node))
+            .then_some(s)
+    }
+
     /// Whether `node`'s key is already in the graph; merges its metadata if it is.
     fn visit(&mut self, node: &Arc<NodeInner>) -> bool {
+        if self.stamped(node).is_some() {
+            return true;
+        }
         let Some(&id) = self.index.get(&tok(&node.key)) else {
             return false;
         };
@@ -449,6 +464,7 @@ impl Graph {
         if !Arc::ptr_eq(existing, node) && !node.meta.is_default() {
             let current = self.merged.get(&id).unwrap_or(&existing.meta);
             let merged = current.merge(&node.meta);
+            self.any_resources |= !merged.resources.is_empty();
             self.merged.insert(id, merged);
         }
         true
@@ -484,7 +500,9 @@ impl Graph {
                 match input {
                     Input::Const(..) => self.args.push(CONST_ARG),
                     Input::Node(child) => {
-                        let dep = self.index[&tok(&child.key)];
+                        let dep = self
+                            .stamped(child)
+                            .unwrap_or_else(|| self.index[&tok(&child.key)]);
                         let m = &mut mark[dep as usize];
                         if m.0 != id {
                             *m = (id, (self.deps.len() - first_dep) as u32);
@@ -498,7 +516,9 @@ impl Graph {
         self.dep_start.push(self.deps.len() as u32);
         self.arg_start.push(self.args.len() as u32);
         self.index.insert(tok(&frame.node.key), id);
+        frame.node.stamp.set(id);
         self.loaded.push(frame.load);
+        self.any_resources |= !frame.node.meta.resources.is_empty();
         self.nodes.push(frame.node);
         mark.push((u32::MAX, 0));
     }
@@ -698,6 +718,9 @@ impl Graph {
     #[must_use]
     pub fn resources(&self) -> Vec<RequiredResource> {
         let mut out: Vec<RequiredResource> = Vec::new();
+        if !self.any_resources {
+            return out;
+        }
         for id in NodeId::all(self.nodes.len()) {
             for r in self.node(id).resources() {
                 match out.iter_mut().find(|x| Arc::ptr_eq(&x.resource, r)) {
@@ -740,9 +763,28 @@ impl Graph {
         match &node.op {
             Op::Literal(v, _) => Ok(Arc::clone(v)),
             Op::Invalid(e) => Err(Box::new(e.clone())),
-            Op::Task(f) => {
+            Op::Task(_) | Op::SameAs(_) => {
+                let f = node.body().ok_or("a copied node points at a task")?;
                 let slots =
                     &self.args[self.arg_start[id] as usize..self.arg_start[id + 1] as usize];
+                // The common case: every dependency is used once (dependencies are numbered in
+                // order of first use, so their slots read 0, 1, 2, …): move them in order, and
+                // pass `deps` itself when there are no constants.
+                let consts = slots.iter().filter(|&&s| s == CONST_ARG).count();
+                if slots.len() - consts == deps.len() {
+                    if consts == 0 {
+                        return f(deps);
+                    }
+                    let mut deps = deps.into_iter();
+                    let mut args = Vec::with_capacity(slots.len());
+                    for (&s, input) in slots.iter().zip(&node.inputs) {
+                        args.push(match input {
+                            Input::Const(c, _) if s == CONST_ARG => Arc::clone(c),
+                            _ => deps.next().ok_or("argument table out of sync")?,
+                        });
+                    }
+                    return f(args);
+                }
                 let mut deps: Vec<Option<Value>> = deps.into_iter().map(Some).collect();
                 // Move each dependency into its last argument slot, clone into earlier ones.
                 let mut last_use = vec![usize::MAX; deps.len()];

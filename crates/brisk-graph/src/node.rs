@@ -14,8 +14,9 @@ pub type Value = Arc<dyn Any + Send + Sync>;
 /// The error type tasks return: any `std::error::Error` that can cross threads.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// A type-erased task body: takes its arguments in order, returns its result.
-pub(crate) type ErasedFn = Arc<dyn Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync>;
+/// A type-erased task body: takes its arguments in order, returns its result. Boxed, not
+/// shared: a body that captures nothing (most do) then costs no allocation.
+pub(crate) type ErasedFn = Box<dyn Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync>;
 
 /// A constant's serde view, kept beside its value so it can travel to another process.
 pub(crate) type Shipped = Arc<dyn erased_serde::Serialize + Send + Sync>;
@@ -26,6 +27,9 @@ pub(crate) enum Op {
     Literal(Value, Option<Shipped>),
     /// A task body.
     Task(ErasedFn),
+    /// The body of this other node, which has the same key and inputs (a copy of a node with
+    /// other metadata, see [`NodeInner::with_meta`]). Always points at a node with `Task`.
+    SameAs(Arc<NodeInner>),
     /// Building the node failed (its arguments could not be tokenized); running it reports this.
     Invalid(TokenizeError),
 }
@@ -149,6 +153,14 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// The metadata of a plain node, shared by every node that has no other (one allocation
+    /// per process instead of one per node).
+    pub(crate) fn shared_default() -> Arc<Self> {
+        static DEFAULT: std::sync::LazyLock<Arc<Meta>> =
+            std::sync::LazyLock::new(|| Arc::new(Meta::default()));
+        Arc::clone(&DEFAULT)
+    }
+
     pub(crate) fn is_default(&self) -> bool {
         self.annotations == Annotations::default()
             && self.save.is_none()
@@ -188,25 +200,61 @@ pub(crate) struct NodeInner {
     pub(crate) name: Name,
     pub(crate) op: Op,
     pub(crate) inputs: Vec<Input>,
-    pub(crate) meta: Meta,
+    /// Shared between the nodes of one `TaskSpec` (metadata is per spec, rarely per node).
+    pub(crate) meta: Arc<Meta>,
     /// The Rust type of the result, for error messages.
     pub(crate) output_type: &'static str,
+    /// Where the last graph built from this node put it, so that building a graph finds a
+    /// node it has seen without a hash lookup (see `Graph::build`).
+    pub(crate) stamp: Stamp,
+}
+
+/// A hint, never trusted alone: the id this node got in the graph most recently built from
+/// it. A graph uses it only after checking that its node at that id is this very node, so a
+/// stale stamp from another graph (or a concurrent build) only costs a hash lookup.
+#[derive(Debug)]
+pub(crate) struct Stamp(std::sync::atomic::AtomicU32);
+
+impl Default for Stamp {
+    fn default() -> Self {
+        Self(std::sync::atomic::AtomicU32::new(u32::MAX))
+    }
+}
+
+impl Stamp {
+    pub(crate) fn get(&self) -> u32 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    pub(crate) fn set(&self, id: u32) {
+        self.0.store(id, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl NodeInner {
     /// A copy of this node with other metadata (same key, same body, same inputs).
-    pub(crate) fn with_meta(&self, meta: Meta) -> Self {
+    pub(crate) fn with_meta(self: &Arc<Self>, meta: Meta) -> Self {
         Self {
             key: self.key.clone(),
             name: self.name.clone(),
             op: match &self.op {
                 Op::Literal(v, sh) => Op::Literal(Arc::clone(v), sh.clone()),
-                Op::Task(f) => Op::Task(Arc::clone(f)),
+                Op::Task(_) => Op::SameAs(Arc::clone(self)),
+                Op::SameAs(owner) => Op::SameAs(Arc::clone(owner)),
                 Op::Invalid(e) => Op::Invalid(e.clone()),
             },
             inputs: self.inputs.clone(),
-            meta,
+            meta: Arc::new(meta),
             output_type: self.output_type,
+            stamp: Stamp::default(),
+        }
+    }
+
+    /// The task body this node runs, if it is a task.
+    pub(crate) fn body(&self) -> Option<&ErasedFn> {
+        match &self.op {
+            Op::Task(f) => Some(f),
+            Op::SameAs(owner) => owner.body(),
+            Op::Literal(..) | Op::Invalid(_) => None,
         }
     }
 }

@@ -223,8 +223,11 @@ impl TokenSink {
 
     /// Appends the canonical encoding of a value (fast path for owned `ndarray` arrays).
     pub(crate) fn value<T: Serialize + 'static>(&mut self, v: &T) -> Result<(), TokenizeError> {
+        // `type_name` is a constant per `T`: scalars skip the array type checks entirely.
         #[cfg(feature = "ndarray")]
-        if crate::token::ndarray_fast::try_encode(v as &dyn Any, self) {
+        if std::any::type_name::<T>().starts_with("ndarray::")
+            && crate::token::ndarray_fast::try_encode(v as &dyn Any, self)
+        {
             return Ok(());
         }
         #[cfg(not(feature = "ndarray"))]

@@ -521,3 +521,92 @@ fn a_pure_task_never_hides_captured_state_from_its_key() {
     let impure = TaskSpec::new("scale").call(move |x: i64| x * factor, (2i64,));
     assert!(ok(&impure));
 }
+
+/// The dependencies of every node, by key (what a graph means, whatever its ids).
+fn edges_by_key(g: &Graph) -> Vec<(String, Vec<String>)> {
+    let mut out: Vec<(String, Vec<String>)> = NodeId::all(g.len())
+        .map(|id| {
+            let mut deps: Vec<String> = g
+                .dependencies(id)
+                .iter()
+                .map(|&d| g.key(d).to_string())
+                .collect();
+            deps.sort();
+            (g.key(id).to_string(), deps)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn graphs_sharing_nodes_build_alike_in_any_order_and_concurrently() {
+    // Nodes remember where the last graph put them; another graph over the same nodes (in
+    // another order, a subset, or built at the same time on another thread) must not be misled.
+    let x = lit(1i64);
+    let chain: Vec<Delayed<i64>> = std::iter::successors(Some(inc(&x)), |d| Some(inc(d)))
+        .take(50)
+        .collect();
+    let sums: Vec<Delayed<i64>> = chain.windows(2).map(|w| add(&w[0], &w[1])).collect();
+    let alone = edges_by_key(&Graph::new(sums.iter().rev().take(7)));
+    let whole = Graph::new(&sums);
+    let again = Graph::new(sums.iter().rev().take(7));
+    assert_eq!(edges_by_key(&again), alone);
+    assert_eq!(edges_by_key(&whole), edges_by_key(&Graph::new(&sums)));
+    assert_topological(&again);
+    // A node rebuilt with the same key but a different allocation merges with the original.
+    let twin = inc(&x);
+    let both = Graph::new([add(&chain[0], &twin)]);
+    assert_eq!(both.len(), 3, "lit, inc (once), add");
+    let expected = edges_by_key(&whole);
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let sums = &sums;
+            let expected = &expected;
+            s.spawn(move || {
+                for round in 0..20 {
+                    let g = if (t + round) % 2 == 0 {
+                        Graph::new(sums)
+                    } else {
+                        Graph::new(sums.iter().rev())
+                    };
+                    assert_eq!(&edges_by_key(&g), expected);
+                    assert_topological(&g);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn a_copy_with_other_metadata_runs_the_original_body() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let flaky = TaskSpec::new("flaky").try_call(
+        move |x: i64| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err("first attempt fails")
+            } else {
+                Ok(x * 10)
+            }
+        },
+        (lit(4i64),),
+    );
+    // A copy of a copy still runs the one body (and the same captured state).
+    let retried = flaky.with_retries(1).with_priority(3);
+    assert_eq!(retried.key(), flaky.key());
+    let g = Graph::new([&retried]);
+    let id = g.outputs()[0];
+    assert_eq!(g.node(id).annotations().retries, 1);
+    assert_eq!(g.node(id).annotations().priority, 3);
+    let deps: Vec<Value> = g
+        .dependencies(id)
+        .iter()
+        .map(|_| Arc::new(4i64) as Value)
+        .collect();
+    let first = g.run_task(id, deps.clone()).unwrap_err();
+    assert_eq!(first.to_string(), "first attempt fails");
+    let second = g.run_task(id, deps).unwrap();
+    assert_eq!(second.downcast_ref::<i64>(), Some(&40));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
