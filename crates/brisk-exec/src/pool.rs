@@ -15,7 +15,6 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use crate::sleep::{Sleep, Wake};
-use crate::task::panic_message;
 
 use crate::threaded::RunState;
 
@@ -23,6 +22,9 @@ use crate::threaded::RunState;
 pub(crate) enum Job {
     /// Node `id` of a graph compute.
     Task(Arc<RunState>, NodeId),
+    /// The compute's tasks without dependencies at positions `start..end` of its static order
+    /// (see `RunState::run_roots`): one job for many roots, split as workers take it.
+    Roots(Arc<RunState>, u32, u32),
     /// A closure (futures API); receives the worker index.
     Call(Box<dyn FnOnce(usize) + Send>),
 }
@@ -38,6 +40,11 @@ impl WorkerCtx<'_> {
     /// Queues a job on this worker's own deque; the last one pushed runs next here.
     pub(crate) fn push_local(&self, job: Job) {
         self.local.push(job);
+    }
+
+    /// Whether urgent (positive-priority) work waits for a worker.
+    pub(crate) fn urgent(&self) -> bool {
+        !self.shared.high.is_empty()
     }
 
     /// Wakes a sleeping worker to share the jobs just queued here.
@@ -222,11 +229,11 @@ fn find_with_spin(shared: &Shared, index: usize, local: &Worker<Job>) -> Option<
 fn run(job: Job, ctx: &WorkerCtx<'_>) {
     match job {
         Job::Task(state, id) => {
-            let r = catch_unwind(AssertUnwindSafe(|| state.run_task(id, ctx)));
-            if let Err(payload) = r {
-                state.abort_job(id, panic_message(payload.as_ref()));
+            if !state.run_chain(id, ctx) {
+                state.job_done();
             }
         }
+        Job::Roots(state, start, end) => state.run_roots(start, end, ctx),
         Job::Call(f) => {
             let index = ctx.index;
             let _ = catch_unwind(AssertUnwindSafe(move || f(index)));

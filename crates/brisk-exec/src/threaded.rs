@@ -11,8 +11,9 @@ use brisk_graph::{
 
 use crate::pool::{Job, Pool, WorkerCtx};
 use crate::sequential::SequentialExecutor;
-use crate::task::run_node;
+use crate::task::{panic_message, run_node};
 use brisk_graph::{ComputeResources, NodeId};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 
 /// Runs graphs on a pool of worker threads (one per core by default) with work stealing.
 ///
@@ -136,7 +137,24 @@ pub(crate) struct RunState {
     done_cv: Condvar,
     t0: Instant,
     guards: ComputeResources,
+    /// The tasks without dependencies, in static order.
+    roots: Box<[NodeId]>,
 }
+
+/// What becomes of a job's count in `in_flight` when its task is done.
+enum After {
+    /// Nothing took it over: the caller settles it.
+    Settle,
+    /// This ready task took it over and runs next, on the same worker.
+    Run(NodeId),
+    /// A queued job took it over.
+    Handed,
+}
+
+/// Roots a worker runs in a row before it looks at the work they made ready. Small enough to
+/// keep the intermediates of a streaming reduction few, large enough to make a queued job
+/// rare next to the tasks it runs.
+const ROOT_RUN: u32 = 16;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // A panicking hook or cache cannot leave these in an inconsistent state: every critical
@@ -180,19 +198,23 @@ impl ThreadedExecutor {
             done_cv: Condvar::new(),
             t0: Instant::now(),
             guards: ComputeResources::new(graph),
+            roots: graph
+                .order()
+                .iter()
+                .copied()
+                .filter(|&id| graph.dependencies(id).is_empty())
+                .collect(),
         });
-        let roots: Vec<NodeId> = graph
-            .order()
-            .iter()
-            .copied()
-            .filter(|&id| graph.dependencies(id).is_empty())
-            .collect();
-        state.in_flight.fetch_add(roots.len(), Ordering::SeqCst);
-        self.pool.inject(
-            roots
-                .into_iter()
-                .map(|id| Job::Task(Arc::clone(&state), id)),
-        );
+        // The roots go out as one range job per worker; workers split them further (see
+        // `run_roots`), so the calling thread does not queue a job per root.
+        let roots = state.roots.len();
+        state.in_flight.fetch_add(roots, Ordering::SeqCst);
+        let parts = self.pool.size().min(roots).max(1);
+        self.pool.inject((0..parts).map(|p| {
+            let start = (roots * p / parts) as u32;
+            let end = (roots * (p + 1) / parts) as u32;
+            Job::Roots(Arc::clone(&state), start, end)
+        }));
         {
             let mut done = lock(&state.done);
             while !*done {
@@ -232,14 +254,57 @@ impl ThreadedExecutor {
 }
 
 impl RunState {
-    /// Runs node `id` on a worker (or skips it if the compute stopped).
-    pub(crate) fn run_task(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) {
+    /// Runs the roots at `start..end` of the static order: halves the range while it is
+    /// longer than [`ROOT_RUN`], queueing the later half on this worker's deque (where idle
+    /// workers steal it), then runs the first roots in a row.
+    pub(crate) fn run_roots(self: &Arc<Self>, start: u32, mut end: u32, w: &WorkerCtx<'_>) {
+        let mut queued = false;
+        while end - start > ROOT_RUN {
+            let mid = start + (end - start) / 2;
+            w.push_local(Job::Roots(Arc::clone(self), mid, end));
+            queued = true;
+            end = mid;
+        }
+        if queued {
+            w.notify();
+        }
+        // One count per root whose chain ended without handing its count on, settled at once.
+        let mut finished = 0;
+        for i in start..end {
+            if !self.run_chain(self.roots[i as usize], w) {
+                finished += 1;
+            }
+        }
+        self.jobs_done(finished);
+    }
+
+    /// Runs `id`, then the dependent it made ready (if any), and so on: a chain of tasks runs
+    /// on one worker without a queue in between, and a streaming reduction consumes each
+    /// intermediate right after it is made. Returns whether the job's count went to a queued
+    /// job; otherwise the caller settles it.
+    pub(crate) fn run_chain(self: &Arc<Self>, mut id: NodeId, w: &WorkerCtx<'_>) -> bool {
+        loop {
+            match catch_unwind(AssertUnwindSafe(|| self.run_task(id, w))) {
+                Ok(After::Run(next)) => id = next,
+                Ok(After::Handed) => return true,
+                Ok(After::Settle) => return false,
+                Err(payload) => {
+                    self.abort_job(id, panic_message(payload.as_ref()));
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Runs node `id` on a worker (or skips it if the compute stopped); says what becomes of
+    /// the job's count in `in_flight`.
+    #[must_use = "the job's count must be settled"]
+    fn run_task(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) -> After {
         if !self.stop.load(Ordering::Acquire) && self.ctx.cancel.is_cancelled() {
             self.fail(Error::Cancelled);
         }
         if self.stop.load(Ordering::Acquire) {
-            self.job_done();
-            return;
+            return After::Settle;
         }
         let graph = &*self.graph;
         let deps = graph.dependencies(id);
@@ -256,9 +321,7 @@ impl RunState {
                 ));
                 self.release(id);
                 self.guards.after(id);
-                self.complete(id, w);
-                self.job_done();
-                return;
+                return self.complete(id, w);
             }
         }
         let mut inputs = Vec::with_capacity(deps.len());
@@ -272,7 +335,7 @@ impl RunState {
         match run_node(graph, &self.ctx, &self.guards, id, inputs, w.index, self.t0) {
             Ok(v) => {
                 *lock(&self.values[id.index()]) = Some(v);
-                self.complete(id, w);
+                self.complete(id, w)
             }
             Err(e) if self.keep_going => {
                 self.blocked_by[id.index()].store(id.index() as u32, Ordering::Release);
@@ -282,11 +345,13 @@ impl RunState {
                     node.name().to_owned(),
                     e,
                 ));
-                self.complete(id, w);
+                self.complete(id, w)
             }
-            Err(e) => self.fail(e),
+            Err(e) => {
+                self.fail(e);
+                After::Settle
+            }
         }
-        self.job_done();
     }
 
     /// Counts one consumer of each dependency of `id` as done; frees values nobody needs.
@@ -304,28 +369,54 @@ impl RunState {
         }
     }
 
-    /// Marks `id` finished: queues the dependents whose last dependency it was.
-    fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) {
+    /// Marks `id` finished: queues the dependents whose last dependency it was, except the
+    /// earliest, which takes over this job's count in `in_flight` and runs next on this worker
+    /// (unless it has a priority, or urgent work is waiting: then it is queued too). A task
+    /// that makes one dependent ready (a chain, half a tree) touches no shared counter.
+    fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) -> After {
         let graph = &*self.graph;
+        let mut held: Option<NodeId> = None;
         let mut queued = 0usize;
-        // Reverse id order: the deque is LIFO, so the earliest dependent runs first.
+        // Reverse id order: the deque is LIFO, so the earlier dependents run first.
         for &dd in graph.dependents(id).iter().rev() {
             if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) != 1 {
                 continue;
             }
-            // Counted before it is visible: a thief could finish it before we count it.
-            self.in_flight.fetch_add(1, Ordering::AcqRel);
-            let job = Job::Task(Arc::clone(self), dd);
-            match graph.node(dd).annotations().priority {
-                0 => {
-                    w.push_local(job);
-                    queued += 1;
-                }
-                p => w.push_priority(job, p),
+            if let Some(prev) = held.replace(dd) {
+                // Counted before it is visible: a thief could finish it before we count it.
+                self.in_flight.fetch_add(1, Ordering::AcqRel);
+                queued += self.queue(prev, w);
             }
         }
-        if queued > 1 {
+        // Wake a sleeping worker when this one queued more than it will take itself.
+        let (after, kept) = match held {
+            None => (After::Settle, 0),
+            Some(next) if graph.node(next).annotations().priority == 0 && !w.urgent() => {
+                (After::Run(next), 0)
+            }
+            Some(next) => {
+                queued += self.queue(next, w);
+                (After::Handed, 1)
+            }
+        };
+        if queued > kept {
             w.notify();
+        }
+        after
+    }
+
+    /// Queues a ready task by its priority; returns 1 if it went on this worker's deque.
+    fn queue(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) -> usize {
+        let job = Job::Task(Arc::clone(self), id);
+        match self.graph.node(id).annotations().priority {
+            0 => {
+                w.push_local(job);
+                1
+            }
+            p => {
+                w.push_priority(job, p);
+                0
+            }
         }
     }
 
@@ -339,15 +430,20 @@ impl RunState {
     }
 
     /// One queued job is finished; the compute is done when none is queued or running.
-    fn job_done(&self) {
-        if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+    pub(crate) fn job_done(&self) {
+        self.jobs_done(1);
+    }
+
+    /// `n` queued jobs are finished.
+    fn jobs_done(&self, n: usize) {
+        if n > 0 && self.in_flight.fetch_sub(n, Ordering::AcqRel) == n {
             *lock(&self.done) = true;
             self.done_cv.notify_all();
         }
     }
 
     /// A bug in the executor made a job panic outside the task body: fail the compute
-    /// instead of hanging it.
+    /// instead of hanging it (the caller settles the job's count).
     pub(crate) fn abort_job(&self, id: NodeId, message: String) {
         let node = self.graph.node(id);
         self.fail(Error::Panic {
@@ -355,6 +451,5 @@ impl RunState {
             name: node.name().to_owned(),
             message: format!("internal executor error: {message}"),
         });
-        self.job_done();
     }
 }
