@@ -136,7 +136,14 @@ pub struct Graph {
     outputs: Vec<NodeId>,
     order: Vec<NodeId>,
     position: Vec<u32>,
-    index: TokenMap,
+    /// Node ids by key token: filled while building when keys are merged, otherwise built
+    /// on the first query by key (executors work with ids and never need it).
+    index: std::sync::OnceLock<TokenMap>,
+    /// Building: whether nodes are merged by key through `index` (else by identity alone).
+    keyed: bool,
+    /// Building by identity: the first 64 bits of every node's token, to check afterwards that
+    /// no two nodes share a key.
+    shorts: Vec<u64>,
     /// Metadata merged from several nodes that share a key (rare).
     merged: HashMap<u32, Meta>,
     /// Whether some node requires a resource (most graphs: none, and a compute skips the scan).
@@ -382,6 +389,26 @@ impl Graph {
         I::Item: Into<AnyDelayed>,
     {
         let roots: Vec<Arc<NodeInner>> = outputs.into_iter().map(|d| d.into().node).collect();
+        // Most graphs hold each key in one node: collect them by identity alone (each node's
+        // stamp says whether this graph has it), then check that no two share a key. Only a
+        // graph where distinct nodes share a key (or another thread built a graph over the
+        // same nodes at the same moment) takes the second pass, which merges by key through
+        // a hash map. The cache is asked about each checkpointed node once across both.
+        let mut asked: HashMap<u64x2, bool> = HashMap::new();
+        if let Some(g) = Self::pass(&roots, cache, false, &mut asked)? {
+            return Ok(g);
+        }
+        Ok(Self::pass(&roots, cache, true, &mut asked)?
+            .expect("a pass that merges by key always completes"))
+    }
+
+    /// One materializing pass; `None` when a pass by identity cannot finish (see `build`).
+    fn pass(
+        roots: &[Arc<NodeInner>],
+        cache: Option<&dyn Cache>,
+        keyed: bool,
+        asked: &mut HashMap<u64x2, bool>,
+    ) -> Result<Option<Self>, Error> {
         let mut g = Self {
             nodes: Vec::new(),
             loaded: Vec::new(),
@@ -394,19 +421,24 @@ impl Graph {
             outputs: Vec::with_capacity(roots.len()),
             order: Vec::new(),
             position: Vec::new(),
-            index: TokenMap::default(),
+            index: std::sync::OnceLock::new(),
+            keyed,
+            shorts: Vec::new(),
             merged: HashMap::new(),
             any_resources: false,
         };
-        // Pass 1: iterative post-order DFS in input order. Ids are post-order positions, so
+        if keyed {
+            g.index.get_or_init(TokenMap::default);
+        }
+        // Iterative post-order DFS in input order. Ids are post-order positions, so
         // dependencies always get smaller ids than their dependents.
         let mut stack: Vec<Frame> = Vec::new();
         let mut mark: Vec<(u32, u32)> = Vec::new();
-        for root in &roots {
+        for root in roots {
             if g.visit(root) {
                 continue;
             }
-            let load = g.should_load(root, cache)?;
+            let load = g.should_load(root, cache, asked)?;
             stack.push(Frame {
                 node: Arc::clone(root),
                 next: 0,
@@ -420,7 +452,7 @@ impl Graph {
                         && !g.visit(child)
                     {
                         let child = Arc::clone(child);
-                        let load = g.should_load(&child, cache)?;
+                        let load = g.should_load(&child, cache, asked)?;
                         stack.push(Frame {
                             node: child,
                             next: 0,
@@ -432,15 +464,47 @@ impl Graph {
                 let frame = stack
                     .pop()
                     .expect("the loop only runs while the stack is non-empty");
-                g.finish_node(frame, &mut mark);
+                if !g.finish_node(frame, &mut mark) {
+                    return Ok(None);
+                }
             }
         }
-        for root in &roots {
-            g.outputs.push(NodeId(g.index[&tok(&root.key)]));
+        for root in roots {
+            let Some(id) = g.find(root) else {
+                return Ok(None);
+            };
+            g.outputs.push(NodeId(id));
+        }
+        if !keyed {
+            let mut shorts = std::mem::take(&mut g.shorts);
+            shorts.sort_unstable();
+            if shorts.windows(2).any(|w| w[0] == w[1]) {
+                return Ok(None);
+            }
         }
         g.link_dependents();
         g.compute_order();
-        Ok(g)
+        Ok(Some(g))
+    }
+
+    /// This graph's id of `node` (a node it holds, or, merging by key, one with its key).
+    fn find(&self, node: &Arc<NodeInner>) -> Option<u32> {
+        self.stamped(node).or_else(|| {
+            self.keyed
+                .then(|| self.index().get(&tok(&node.key)).copied())
+                .flatten()
+        })
+    }
+
+    /// The key index (built on first use when the graph was collected by identity).
+    fn index(&self) -> &TokenMap {
+        self.index.get_or_init(|| {
+            let mut m = TokenMap::with_capacity_and_hasher(self.nodes.len(), Default::default());
+            for (i, n) in self.nodes.iter().enumerate() {
+                m.insert(tok(&n.key), i as u32);
+            }
+            m
+        })
     }
 
     /// This graph's id of this very node, if the node's stamp says so (no hash lookup).
@@ -457,7 +521,10 @@ impl Graph {
         if self.stamped(node).is_some() {
             return true;
         }
-        let Some(&id) = self.index.get(&tok(&node.key)) else {
+        if !self.keyed {
+            return false;
+        }
+        let Some(&id) = self.index().get(&tok(&node.key)) else {
             return false;
         };
         let existing = &self.nodes[id as usize];
@@ -470,10 +537,20 @@ impl Graph {
         true
     }
 
-    fn should_load(&self, node: &NodeInner, cache: Option<&dyn Cache>) -> Result<bool, Error> {
+    fn should_load(
+        &self,
+        node: &Arc<NodeInner>,
+        cache: Option<&dyn Cache>,
+        asked: &mut HashMap<u64x2, bool>,
+    ) -> Result<bool, Error> {
         let (Some(cache), Some(spec)) = (cache, node.meta.save.as_ref()) else {
             return Ok(false);
         };
+        // Once per key, across both passes (nodes that share a key share their answer).
+        let token = tok(&node.key);
+        if let Some(&answer) = asked.get(&token) {
+            return Ok(answer);
+        }
         let entry = Checkpoint {
             key: &node.key,
             name: node.name.as_str(),
@@ -481,18 +558,21 @@ impl Graph {
             custom_key: node.meta.storage_key.as_deref(),
             options: node.meta.save_options.as_deref(),
         };
-        cache.contains(&entry).map_err(|source| Error::Cache {
+        let answer = cache.contains(&entry).map_err(|source| Error::Cache {
             key: node.key.clone(),
             name: node.name.to_string(),
             action: CacheAction::Contains,
             source,
-        })
+        })?;
+        asked.insert(token, answer);
+        Ok(answer)
     }
 
     /// Assigns the next id to a node whose inputs all have ids. `mark[d]` remembers, per
     /// dependency `d`, the last node that listed it and at which slot, so duplicate arguments
-    /// are found in O(1) and the whole pass stays O(V + E).
-    fn finish_node(&mut self, frame: Frame, mark: &mut Vec<(u32, u32)>) {
+    /// are found in O(1) and the whole pass stays O(V + E). Returns `false` when a pass by
+    /// identity cannot find a dependency (another graph's build moved its stamp meanwhile).
+    fn finish_node(&mut self, frame: Frame, mark: &mut Vec<(u32, u32)>) -> bool {
         let id = self.nodes.len() as u32;
         if !frame.load {
             let first_dep = self.deps.len();
@@ -500,9 +580,9 @@ impl Graph {
                 match input {
                     Input::Const(..) => self.args.push(CONST_ARG),
                     Input::Node(child) => {
-                        let dep = self
-                            .stamped(child)
-                            .unwrap_or_else(|| self.index[&tok(&child.key)]);
+                        let Some(dep) = self.find(child) else {
+                            return false;
+                        };
                         let m = &mut mark[dep as usize];
                         if m.0 != id {
                             *m = (id, (self.deps.len() - first_dep) as u32);
@@ -515,12 +595,21 @@ impl Graph {
         }
         self.dep_start.push(self.deps.len() as u32);
         self.arg_start.push(self.args.len() as u32);
-        self.index.insert(tok(&frame.node.key), id);
+        if self.keyed {
+            let index = self
+                .index
+                .get_mut()
+                .expect("a keyed pass starts with an index");
+            index.insert(tok(&frame.node.key), id);
+        } else {
+            self.shorts.push(frame.node.key.short());
+        }
         frame.node.stamp.set(id);
         self.loaded.push(frame.load);
         self.any_resources |= !frame.node.meta.resources.is_empty();
         self.nodes.push(frame.node);
         mark.push((u32::MAX, 0));
+        true
     }
 
     fn link_dependents(&mut self) {
@@ -651,7 +740,7 @@ impl Graph {
     /// The id of the node with this key, if the graph has one.
     #[must_use]
     pub fn id_of(&self, key: &Key) -> Option<NodeId> {
-        self.index
+        self.index()
             .get(&tok(key))
             .map(|&i| NodeId(i))
             .filter(|&i| self.nodes[i.index()].key == *key)

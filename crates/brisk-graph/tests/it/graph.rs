@@ -254,6 +254,29 @@ fn stored_checkpoints_cull_their_upstream() {
     assert!(g.node(g.id_of(mid.key()).unwrap()).save_spec().is_some());
 }
 
+#[test]
+fn a_cache_is_asked_once_per_key_when_nodes_share_keys() {
+    // Two separately built copies of one checkpointed value (equal keys, distinct nodes):
+    // the graph merges them, and the cache hears about the key once.
+    let raw = pure("expensive", |v: i64| v * 10, (1,));
+    let a = inc(&raw).checkpointed();
+    let b = inc(&raw).checkpointed();
+    let out = add(&a, &b);
+    let cache = FakeCache {
+        stored: vec![a.key().to_string()],
+        lookups: AtomicUsize::new(0),
+    };
+    let g = Graph::with_cache([&out], &cache).unwrap();
+    assert_eq!(
+        g.len(),
+        2,
+        "one loaded `inc`, the `add`; `expensive` culled"
+    );
+    assert_eq!(g.dependencies(g.outputs()[0]).len(), 1);
+    assert!(g.node(g.id_of(b.key()).unwrap()).is_loaded());
+    assert_eq!(cache.lookups.load(Ordering::SeqCst), 1);
+}
+
 struct Res(&'static str, AtomicBool);
 impl Resource for Res {
     fn name(&self) -> String {
