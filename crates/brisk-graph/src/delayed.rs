@@ -207,10 +207,12 @@ pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
     let op = match sink.value(&value) {
         Ok(()) => {
             let value = Arc::new(value);
-            let shipped: crate::node::Shipped = value.clone();
-            Op::Literal(value, Some(shipped))
+            Op::Literal(
+                value,
+                Some(crate::node::shipped::<T> as crate::node::Shipped),
+            )
         }
-        Err(e) => Op::Invalid(e),
+        Err(e) => Op::Invalid(Box::new(e)),
     };
     let token = match op {
         Op::Invalid(_) => unique_token(),
@@ -220,9 +222,9 @@ pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
         key: Key::new("lit", token),
         name: Name::from_static("lit"),
         op,
-        inputs: Vec::new(),
+        inputs: Box::default(),
         meta: Meta::shared_default(),
-        output_type: std::any::type_name::<T>(),
+        output_type: std::any::type_name::<T>,
         stamp: Default::default(),
     }))
 }
@@ -235,9 +237,9 @@ impl<T: Send + Sync + 'static> Delayed<T> {
             key: self.key().clone(),
             name: self.node.name.clone(),
             op: Op::Literal(value, None),
-            inputs: Vec::new(),
+            inputs: Box::default(),
             meta: Meta::shared_default(),
-            output_type: std::any::type_name::<T>(),
+            output_type: std::any::type_name::<T>,
             stamp: Default::default(),
         }))
     }
@@ -250,9 +252,9 @@ pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
         key: Key::new("opaque", unique_token()),
         name: Name::from_static("opaque"),
         op: Op::Literal(Arc::new(value), None),
-        inputs: Vec::new(),
+        inputs: Box::default(),
         meta: Meta::shared_default(),
-        output_type: std::any::type_name::<T>(),
+        output_type: std::any::type_name::<T>,
         stamp: Default::default(),
     }))
 }
@@ -307,8 +309,10 @@ impl<T: Tokenize + Send + Sync> IntoArg<T> for T {
             sink.value(&self)?;
         }
         let value = Arc::new(self);
-        let shipped: crate::node::Shipped = value.clone();
-        Ok(ArgInput(Input::Const(value, Some(shipped))))
+        Ok(ArgInput(Input::Const(
+            value,
+            Some(crate::node::shipped::<T> as crate::node::Shipped),
+        )))
     }
 }
 
@@ -640,10 +644,10 @@ impl TaskSpec {
     {
         if let Some(e) = self.uncovered_capture(std::mem::size_of::<F>()) {
             let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
-            return self.invalid(prefix, e, std::any::type_name::<F::Output>());
+            return self.invalid(prefix, e, std::any::type_name::<F::Output>);
         }
         let body: ErasedFn = Box::new(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
-        self.build(body, args, std::any::type_name::<F::Output>())
+        self.build(body, args, std::any::type_name::<F::Output>)
     }
 
     /// Like [`call`](TaskSpec::call) for a function returning `Result<R, E>`: an `Err` fails
@@ -657,13 +661,13 @@ impl TaskSpec {
     {
         if let Some(e) = self.uncovered_capture(std::mem::size_of::<F>()) {
             let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
-            return self.invalid(prefix, e, std::any::type_name::<R>());
+            return self.invalid(prefix, e, std::any::type_name::<R>);
         }
         let body: ErasedFn = Box::new(move |a| match f.call_erased(a)? {
             Ok(r) => Ok(Arc::new(r) as Value),
             Err(e) => Err(e.into()),
         });
-        self.build(body, args, std::any::type_name::<R>())
+        self.build(body, args, std::any::type_name::<R>)
     }
 
     /// A task over any number of lazy inputs of any types, for libraries that build graphs
@@ -716,7 +720,7 @@ impl TaskSpec {
                 .map(|i| Input::Node(Arc::clone(&i.node)))
                 .collect(),
             meta: self.meta.clone(),
-            output_type: std::any::type_name::<R>(),
+            output_type: std::any::type_name::<R>,
             stamp: Default::default(),
         }))
     }
@@ -725,7 +729,7 @@ impl TaskSpec {
         &self,
         body: ErasedFn,
         args: X,
-        output_type: &'static str,
+        output_type: crate::node::TypeName,
     ) -> Delayed<R> {
         let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
         let excluded = match self.excluded_mask() {
@@ -756,25 +760,25 @@ impl TaskSpec {
                         Err(e) => (
                             unique_token(),
                             Vec::new(),
-                            Op::Invalid(TokenizeError::custom_message(format!(
+                            Op::Invalid(Box::new(TokenizeError::custom_message(format!(
                                 "the key hasher failed: {e}"
-                            ))),
+                            )))),
                         ),
                     }
                 }
-                Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
+                Err(e) => (unique_token(), Vec::new(), Op::Invalid(Box::new(e))),
             }
         } else if self.pure {
             let mut sink = TokenSink::new(b"brisk.task");
             self.identity(&mut sink, &prefix);
             match args.into_inputs(Some(&mut sink), excluded) {
                 Ok(inputs) => (sink.finish(), unwrap_args(inputs), Op::Task(body)),
-                Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
+                Err(e) => (unique_token(), Vec::new(), Op::Invalid(Box::new(e))),
             }
         } else {
             match args.into_inputs(None, 0) {
                 Ok(inputs) => (unique_token(), unwrap_args(inputs), Op::Task(body)),
-                Err(e) => (unique_token(), Vec::new(), Op::Invalid(e)),
+                Err(e) => (unique_token(), Vec::new(), Op::Invalid(Box::new(e))),
             }
         };
         let meta = match storage_key {
@@ -788,7 +792,7 @@ impl TaskSpec {
             key: Key::new(prefix, token),
             name: self.name.clone(),
             op,
-            inputs,
+            inputs: inputs.into(),
             meta,
             output_type,
             stamp: Default::default(),
@@ -814,12 +818,17 @@ impl TaskSpec {
     }
 
     /// A node that fails with `e` when run.
-    fn invalid<R>(&self, prefix: Name, e: TokenizeError, output_type: &'static str) -> Delayed<R> {
+    fn invalid<R>(
+        &self,
+        prefix: Name,
+        e: TokenizeError,
+        output_type: crate::node::TypeName,
+    ) -> Delayed<R> {
         Delayed::from_node(Arc::new(NodeInner {
             key: Key::new(prefix, unique_token()),
             name: self.name.clone(),
-            op: Op::Invalid(e),
-            inputs: Vec::new(),
+            op: Op::Invalid(Box::new(e)),
+            inputs: Box::default(),
             meta: self.meta.clone(),
             output_type,
             stamp: Default::default(),
@@ -962,9 +971,9 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
             key: Key::new("collect", sink.finish()),
             name: Name::from_static("collect"),
             op: Op::Task(body),
-            inputs,
+            inputs: inputs.into(),
             meta: Meta::shared_default(),
-            output_type: std::any::type_name::<Vec<T>>(),
+            output_type: std::any::type_name::<Vec<T>>,
             stamp: Default::default(),
         }))
     }
@@ -1006,9 +1015,9 @@ where
         key: Key::new(name.clone(), sink.finish()),
         name,
         op: Op::Task(body),
-        inputs: vec![Input::Node(Arc::clone(parent))],
+        inputs: Box::new([Input::Node(Arc::clone(parent))]),
         meta: Meta::shared_default(),
-        output_type: std::any::type_name::<T>(),
+        output_type: std::any::type_name::<T>,
         stamp: Default::default(),
     }))
 }

@@ -190,7 +190,7 @@ impl<'g> NodeView<'g> {
     /// The Rust type of the node's result.
     #[must_use]
     pub fn output_type(&self) -> &'static str {
-        self.graph.nodes[self.id.index()].output_type
+        (self.graph.nodes[self.id.index()].output_type)()
     }
     fn meta(&self) -> &'g Meta {
         self.graph
@@ -263,7 +263,7 @@ impl<'g> NodeView<'g> {
             .map(|(&s, input)| match input {
                 Input::Const(v, sh) if s == CONST_ARG => Arg::Const {
                     value: v,
-                    serde: sh.as_deref().map(|x| x as &dyn erased_serde::Serialize),
+                    serde: sh.and_then(|f| f(v)),
                 },
                 _ => Arg::Node(deps[s as usize]),
             })
@@ -274,9 +274,7 @@ impl<'g> NodeView<'g> {
     #[must_use]
     pub fn literal(&self) -> Option<(&'g Value, Option<&'g dyn erased_serde::Serialize>)> {
         match &self.graph.nodes[self.id.index()].op {
-            Op::Literal(v, sh) => {
-                Some((v, sh.as_deref().map(|x| x as &dyn erased_serde::Serialize)))
-            }
+            Op::Literal(v, sh) => Some((v, sh.and_then(|f| f(v)))),
             _ => None,
         }
     }
@@ -851,7 +849,7 @@ impl Graph {
         }
         match &node.op {
             Op::Literal(v, _) => Ok(Arc::clone(v)),
-            Op::Invalid(e) => Err(Box::new(e.clone())),
+            Op::Invalid(e) => Err(Box::new(crate::TokenizeError::clone(e))),
             Op::Task(_) | Op::SameAs(_) => {
                 let f = node.body().ok_or("a copied node points at a task")?;
                 let slots =

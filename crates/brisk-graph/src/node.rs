@@ -18,8 +18,20 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// shared: a body that captures nothing (most do) then costs no allocation.
 pub(crate) type ErasedFn = Box<dyn Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync>;
 
-/// A constant's serde view, kept beside its value so it can travel to another process.
-pub(crate) type Shipped = Arc<dyn erased_serde::Serialize + Send + Sync>;
+/// How a constant's value is seen through serde, kept beside the value so it can travel to
+/// another process (a function of the value's type: no allocation per constant).
+pub(crate) type Shipped = fn(&Value) -> Option<&dyn erased_serde::Serialize>;
+
+/// The [`Shipped`] view of values of type `T`.
+pub(crate) fn shipped<T: serde::Serialize + Send + Sync + 'static>(
+    v: &Value,
+) -> Option<&dyn erased_serde::Serialize> {
+    v.downcast_ref::<T>()
+        .map(|t| t as &dyn erased_serde::Serialize)
+}
+
+/// A type's name, as a function (one word in a node instead of two).
+pub(crate) type TypeName = fn() -> &'static str;
 
 /// What a node does when it runs.
 pub(crate) enum Op {
@@ -31,7 +43,7 @@ pub(crate) enum Op {
     /// other metadata, see [`NodeInner::with_meta`]). Always points at a node with `Task`.
     SameAs(Arc<NodeInner>),
     /// Building the node failed (its arguments could not be tokenized); running it reports this.
-    Invalid(TokenizeError),
+    Invalid(Box<TokenizeError>),
 }
 
 /// One argument of a task: a constant captured at build time or another node's result.
@@ -43,7 +55,7 @@ pub(crate) enum Input {
 impl Clone for Input {
     fn clone(&self) -> Self {
         match self {
-            Self::Const(v, sh) => Self::Const(Arc::clone(v), sh.clone()),
+            Self::Const(v, sh) => Self::Const(Arc::clone(v), *sh),
             Self::Node(n) => Self::Node(Arc::clone(n)),
         }
     }
@@ -199,11 +211,11 @@ pub(crate) struct NodeInner {
     /// The task's name (a function path for `#[task]`), shown in errors and profiles.
     pub(crate) name: Name,
     pub(crate) op: Op,
-    pub(crate) inputs: Vec<Input>,
+    pub(crate) inputs: Box<[Input]>,
     /// Shared between the nodes of one `TaskSpec` (metadata is per spec, rarely per node).
     pub(crate) meta: Arc<Meta>,
     /// The Rust type of the result, for error messages.
-    pub(crate) output_type: &'static str,
+    pub(crate) output_type: TypeName,
     /// Where the last graph built from this node put it, so that building a graph finds a
     /// node it has seen without a hash lookup (see `Graph::build`).
     pub(crate) stamp: Stamp,
@@ -237,7 +249,7 @@ impl NodeInner {
             key: self.key.clone(),
             name: self.name.clone(),
             op: match &self.op {
-                Op::Literal(v, sh) => Op::Literal(Arc::clone(v), sh.clone()),
+                Op::Literal(v, sh) => Op::Literal(Arc::clone(v), *sh),
                 Op::Task(_) => Op::SameAs(Arc::clone(self)),
                 Op::SameAs(owner) => Op::SameAs(Arc::clone(owner)),
                 Op::Invalid(e) => Op::Invalid(e.clone()),
@@ -264,8 +276,8 @@ impl Drop for NodeInner {
     /// would overflow the stack.
     fn drop(&mut self) {
         let mut stack: Vec<Arc<NodeInner>> = Vec::new();
-        let take = |inputs: &mut Vec<Input>, stack: &mut Vec<Arc<NodeInner>>| {
-            for input in inputs.drain(..) {
+        let take = |inputs: &mut Box<[Input]>, stack: &mut Vec<Arc<NodeInner>>| {
+            for input in std::mem::take(inputs) {
                 if let Input::Node(n) = input {
                     stack.push(n);
                 }
@@ -277,5 +289,22 @@ impl Drop for NodeInner {
                 take(&mut inner.inputs, &mut stack);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodes_stay_small() {
+        // Memory per task is a promise (ARCHITECTURE.md): a node plus its `Arc` counts fits
+        // jemalloc's 160-byte class, an argument two words and a tag.
+        assert!(
+            size_of::<NodeInner>() + 16 <= 160,
+            "{}",
+            size_of::<NodeInner>()
+        );
+        assert!(size_of::<Input>() <= 32, "{}", size_of::<Input>());
     }
 }
