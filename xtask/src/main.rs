@@ -23,6 +23,10 @@
 //!                                Brisk's Zarr write, copy and read + mean against dask, dask
 //!                                with the zarrs codec pipeline and tensorstore, each beside
 //!                                its limit: target/bench/peers.{json,md}
+//! cargo xtask bench --scale [--quick] [--factors 1,10,50] [--dask-up-to 10]
+//!                                the Zarr phases at 1x/10x/50x the seed's array (Dask up to
+//!                                10x) beside the disk's own bandwidth, time per GB and peak
+//!                                RSS: target/bench/scale.{json,md}
 //! cargo xtask bench --compare-dask [--quick] [--sizes 10000,100000] [--timeout SECS] [--only zarr/] [--rounds R]
 //!                                the same scenarios in Brisk and in Dask (own virtualenv),
 //!                                side by side: target/bench/compare.{json,md}
@@ -42,6 +46,7 @@ mod layers;
 mod loom;
 mod peers;
 mod report;
+mod scale;
 mod services;
 mod soak;
 
@@ -54,6 +59,7 @@ use layers::*;
 use loom::*;
 use peers::*;
 use report::*;
+use scale::*;
 use services::*;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +98,26 @@ pub(crate) fn run() -> Result<()> {
                 rounds,
                 value("--only").map(String::as_str),
             )
+        }
+        Some("bench") if args.iter().any(|a| a == "--scale") => {
+            let value = |flag: &str| {
+                args.iter()
+                    .position(|a| a == flag)
+                    .and_then(|i| args.get(i + 1))
+            };
+            let factors = match value("--factors") {
+                Some(v) => v
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().context("--factors takes numbers"))
+                    .collect::<Result<Vec<_>>>()?,
+                None if args.iter().any(|a| a == "--quick") => vec![1, 2],
+                None => vec![1, 10, 50],
+            };
+            let dask_up_to = value("--dask-up-to")
+                .map(|v| v.parse::<usize>().context("--dask-up-to takes a factor"))
+                .transpose()?
+                .unwrap_or(10);
+            compare_scale(&factors, dask_up_to)
         }
         Some("bench") if args.iter().any(|a| a == "--compare-dask") => {
             let value = |flag: &str| -> Result<Option<&String>> {
@@ -155,7 +181,7 @@ pub(crate) fn run() -> Result<()> {
     }
 }
 
-pub(crate) const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | loom | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--peers [--quick] [--rounds R] [--only CHUNKS]] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
+pub(crate) const USAGE: &str = "usage: cargo xtask <ci [--fail-fast] | layers | loom | interop | cloud | report-check | cluster-example | soak [--quick] [--kills N] [--mutations M] | bench [--peers [--quick] [--rounds R] [--only CHUNKS]] | bench [--scale [--quick] [--factors 1,10,50] [--dask-up-to 10]] | bench [--compare-dask [--quick] [--sizes N,M] [--timeout S] [--only PREFIX] [--rounds R]]>";
 
 pub(crate) fn workspace_root() -> Result<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

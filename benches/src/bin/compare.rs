@@ -37,6 +37,7 @@ fn main() -> anyhow::Result<()> {
     let mut with_limit = true;
     let mut pinned = false;
     let mut checksum = true;
+    let mut scale = 1usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -47,6 +48,7 @@ fn main() -> anyhow::Result<()> {
             "--pinned" => pinned = true,
             "--no-checksum" => checksum = false,
             "--dir" => dir = args.next().context("--dir needs a path")?.into(),
+            "--scale" => scale = args.next().context("--scale needs a factor")?.parse()?,
             "--codec-threads" => {
                 codec_threads = args
                     .next()
@@ -61,7 +63,15 @@ fn main() -> anyhow::Result<()> {
     let [kind, shape, n] = parts[..] else {
         bail!("scenario `{scenario}` is not kind/shape/N");
     };
+    if kind == "disk" {
+        return disk_bandwidth(&dir, n);
+    }
     if kind == "zarr" {
+        if scale != 1 && (shape == "write_mem" || with_limit) {
+            bail!(
+                "--scale needs --no-limit and a streaming phase (write, generate, copy, read_mean)"
+            );
+        }
         // One executor for every repetition, as an application keeps its pool.
         let exec = ThreadedExecutor::new(workers)?;
         let mut secs = f64::INFINITY;
@@ -82,7 +92,15 @@ fn main() -> anyhow::Result<()> {
             let io = brisk::zarr::IoOptions::new()
                 .codec_threads(codec_threads)
                 .pinned(pinned);
-            let (s, m) = run_zarr(shape, n, &exec, &dir, io, checksum, memory.as_ref())?;
+            let (s, m) = run_zarr(
+                shape,
+                n,
+                &exec,
+                &dir,
+                io,
+                (checksum, scale),
+                memory.as_ref(),
+            )?;
             secs = secs.min(s);
             result_mean = m;
         }
@@ -101,6 +119,8 @@ fn main() -> anyhow::Result<()> {
             "{}",
             serde_json::json!({
                 "scenario": scenario,
+                "scale": scale,
+                "bytes": SHAPE[0] * scale * SHAPE[1] * 4,
                 "build_s": 0.0,
                 "run_s": secs,
                 "total_s": secs,
@@ -469,14 +489,19 @@ fn run_zarr(
     exec: &ThreadedExecutor,
     dir: &std::path::Path,
     io: brisk::zarr::IoOptions,
-    checksum: bool,
+    (checksum, scale): (bool, usize),
     memory: Option<&Arc<ndarray::ArrayD<f32>>>,
 ) -> anyhow::Result<(f64, Option<f64>)> {
     use brisk::array::Array;
     use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr, from_zarr_with, to_zarr};
     let chunks = parse_chunking(chunking)?;
-    let shape = SHAPE;
-    let store = ZarrStore::directory(dir.join(format!("brisk-{chunking}.zarr")))?;
+    // `--scale K`: K times the rows, in stores of their own.
+    let shape = [SHAPE[0] * scale, SHAPE[1]];
+    let name = |what: &str| match scale {
+        1 => format!("brisk-{chunking}{what}.zarr"),
+        k => format!("brisk-{chunking}-x{k}{what}.zarr"),
+    };
+    let store = ZarrStore::directory(dir.join(name("")))?;
     let opts = ArrayOptions::new()
         .compressor(Compressor::Zstd { level: 3, checksum })
         .dimension_names(["time", "x"])
@@ -495,7 +520,7 @@ fn run_zarr(
         }
         "write_mem" => {
             let data = memory.context("write_mem needs the array in memory")?;
-            let target = ZarrStore::directory(dir.join(format!("brisk-{chunking}-mem.zarr")))?;
+            let target = ZarrStore::directory(dir.join(name("-mem")))?;
             // Brisk's path for an array already in memory: shared, read inside the writers.
             let x = Array::from_shared(Arc::clone(data), &chunks)?;
             to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
@@ -503,11 +528,19 @@ fn run_zarr(
             return Ok((secs, written_mean(&target)?));
         }
         "copy" => {
-            let target = ZarrStore::directory(dir.join(format!("brisk-{chunking}-copy.zarr")))?;
+            let target = ZarrStore::directory(dir.join(name("-copy")))?;
             let x = from_zarr::<f32>(&store, "/")?;
             to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
             let secs = t.elapsed().as_secs_f64();
             return Ok((secs, written_mean(&target)?));
+        }
+        "generate" => {
+            // What `write` spends generating the data: the same random array, averaged in
+            // memory, nothing written (the streamed write's other half is encoding + I/O).
+            let x = Array::<f32>::random_normal(&shape, &chunks, 42, 2000.0, 1000.0)?;
+            let m = x.mean(brisk::array::Axes::All).compute_with(exec)?;
+            let secs = t.elapsed().as_secs_f64();
+            return Ok((secs, Some(m.iter().copied().sum::<f64>())));
         }
         "read_mean" => {
             let x = from_zarr_with::<f32>(&store, "/", io)?;
@@ -522,4 +555,95 @@ fn run_zarr(
         other => bail!("unknown zarr phase `{other}`"),
     }
     Ok((t.elapsed().as_secs_f64(), None))
+}
+
+/// `disk/seq/MIB`: the disk's own sequential bandwidth in `dir` for `MIB` MiB, the floor of
+/// Zarr phases whose data does not stay in the page cache. Writes a file in 16 MiB blocks
+/// (best of two)
+/// through the page cache as the Zarr writers do (`write_s`: until the last write returns;
+/// `write_sync_s`: until it is on disk), then reads it back through the page cache
+/// (`read_hot_s`) and with `O_DIRECT` past it (`read_cold_s`: what the disk delivers), best
+/// of two each.
+fn disk_bandwidth(dir: &std::path::Path, mib: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    const BLOCK: usize = 16 << 20;
+    /// Linux x86_64 and aarch64 `O_DIRECT` (std has no constant for it).
+    const O_DIRECT: i32 = if cfg!(target_arch = "aarch64") {
+        0o200_000
+    } else {
+        0o40_000
+    };
+    let mib: usize = mib
+        .parse()
+        .with_context(|| format!("size in MiB `{mib}`"))?;
+    let blocks = (mib << 20).div_ceil(BLOCK);
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("disk-bandwidth.bin");
+    // Incompressible bytes, like compressed chunks.
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let data: Vec<u8> = (0..BLOCK)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    // Best of two writes: the first write of a run also pays for the file system's first
+    // allocation of that much space, which is noisy.
+    let (mut write_s, mut write_sync_s) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..2 {
+        let _ = std::fs::remove_file(&path);
+        let t = Instant::now();
+        let mut f = std::fs::File::create(&path)?;
+        for _ in 0..blocks {
+            f.write_all(&data)?;
+        }
+        write_s = write_s.min(t.elapsed().as_secs_f64());
+        f.sync_all()?;
+        write_sync_s = write_sync_s.min(t.elapsed().as_secs_f64());
+    }
+    let read = |direct: bool| -> anyhow::Result<f64> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.read(true);
+        if direct {
+            opts.custom_flags(O_DIRECT);
+        }
+        let mut f = opts.open(&path)?;
+        // O_DIRECT needs a block-aligned buffer: take an aligned window of a larger one.
+        let mut buf = vec![0u8; BLOCK + 4096];
+        let skip = buf.as_ptr().align_offset(4096);
+        let window = &mut buf[skip..skip + BLOCK];
+        let t = Instant::now();
+        let mut total = 0usize;
+        loop {
+            let n = f.read(window)?;
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        if total != blocks * BLOCK {
+            bail!("read {total} bytes of {}", blocks * BLOCK);
+        }
+        Ok(t.elapsed().as_secs_f64())
+    };
+    let read_cold_s = read(true)?.min(read(true)?);
+    let read_hot_s = read(false)?.min(read(false)?);
+    std::fs::remove_file(&path)?;
+    let bytes = blocks * BLOCK;
+    println!(
+        "{}",
+        serde_json::json!({
+            "scenario": format!("disk/seq/{mib}"),
+            "bytes": bytes,
+            "write_s": write_s,
+            "write_sync_s": write_sync_s,
+            "read_cold_s": read_cold_s,
+            "read_hot_s": read_hot_s,
+            "total_s": write_sync_s,
+        })
+    );
+    Ok(())
 }
