@@ -193,6 +193,11 @@ impl Sides<'_> {
             "brisk_s": b,
             "brisk_build_s": brisk["build_s"],
             "brisk_run_s": brisk["run_s"],
+            "brisk_lazy_s": brisk["lazy_s"],
+            "brisk_graph_s": brisk["graph_s"],
+            "tasks": brisk["tasks"],
+            "ns_per_task": brisk["ns_per_task"],
+            "held_bytes_per_task": brisk["held_bytes_per_task"],
             "workers": self.workers,
             "rounds": runs.iter().map(|r| serde_json::json!({"brisk_s": r.1, "dask_s": r.3})).collect::<Vec<_>>(),
         });
@@ -211,8 +216,12 @@ impl Sides<'_> {
         let limit_cells = match limit_run {
             Some((l, from)) => {
                 entry["limit_s"] = l.into();
-                entry["limit_zstd_s"] = from["limit_zstd_s"].clone();
-                entry["limit_pass_s"] = from["limit_pass_s"].clone();
+                // The limit's parts: zstd + pass (Zarr), key hashing + bare pool (graphs).
+                for (k, v) in from.as_object().into_iter().flatten() {
+                    if k.starts_with("limit_") && k != "limit_s" {
+                        entry[k.as_str()] = v.clone();
+                    }
+                }
                 entry["brisk_over_limit"] = (b / l).into();
                 format!("{l:.4} | {:.2}×", b / l)
             }
