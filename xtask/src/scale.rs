@@ -80,8 +80,12 @@ pub(crate) fn compare_scale(factors: &[usize], dask_up_to: usize) -> Result<()> 
             )?;
             let secs = b["total_s"].as_f64().context("Brisk total_s")?;
             let rss = b["peak_rss_mib"].as_f64();
-            entry[format!("brisk_{phase}")] =
-                serde_json::json!({"s": secs, "s_per_gb": secs / gb, "peak_rss_mib": rss});
+            let cpu = (b["cpu_user_s"].as_f64(), b["cpu_sys_s"].as_f64());
+            entry[format!("brisk_{phase}")] = serde_json::json!({
+                "s": secs, "s_per_gb": secs / gb, "peak_rss_mib": rss,
+                "cpu_user_s_per_gb": cpu.0.map(|u| u / gb),
+                "cpu_sys_s_per_gb": cpu.1.map(|u| u / gb),
+            });
             let mut dask = None;
             if k <= dask_up_to && phase != "generate" {
                 println!("==> {k}x: Dask {phase}");
@@ -110,6 +114,7 @@ pub(crate) fn compare_scale(factors: &[usize], dask_up_to: usize) -> Result<()> 
                 k,
                 phase,
                 brisk: (secs, rss),
+                cpu,
                 dask,
             });
         }
@@ -141,6 +146,8 @@ struct Row {
     k: usize,
     phase: &'static str,
     brisk: (f64, Option<f64>),
+    /// Brisk's user and system CPU seconds.
+    cpu: (Option<f64>, Option<f64>),
     dask: Option<(f64, Option<f64>)>,
 }
 
@@ -156,9 +163,10 @@ fn table(
          memory, copy = chunk by chunk into a new array, read_mean = read + \
          (x**2 + x**3).mean(0). s/GB per GB of raw float32. Disk: a file of the same size \
          written in 16 MiB blocks through the page cache (write), then fsync'd (+ sync), read \
-         back past the page cache with O_DIRECT (cold) and through it (hot). Peak RSS in MiB.\n\n\
-         | scale | GB | phase | Brisk s | Brisk s/GB | Brisk RSS | Dask s | Dask s/GB | Dask RSS | Dask / Brisk | disk s/GB (write, + sync, cold read, hot read) |\n\
-         |---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|\n"
+         back past the page cache with O_DIRECT (cold) and through it (hot). Peak RSS in MiB. \
+         Brisk's CPU: user and system (the kernel's work for the process) seconds per GB.\n\n\
+         | scale | GB | phase | Brisk s | Brisk s/GB | Brisk CPU s/GB user + sys | Brisk RSS | Dask s | Dask s/GB | Dask RSS | Dask / Brisk | disk s/GB (write, + sync, cold read, hot read) |\n\
+         |---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---|\n"
     );
     for r in rows {
         let e = &results.get(&format!("scale/{}x", r.k));
@@ -178,11 +186,15 @@ fn table(
             None => ("-".into(), "-".into(), "-".into(), "-".into()),
         };
         md.push_str(&format!(
-            "| {}x | {gb:.1} | {} | {:.2} | {:.3} | {} | {dask_s} | {dask_gb} | {dask_rss} | {ratio} | {}, {}, {}, {} |\n",
+            "| {}x | {gb:.1} | {} | {:.2} | {:.3} | {} | {} | {dask_s} | {dask_gb} | {dask_rss} | {ratio} | {}, {}, {}, {} |\n",
             r.k,
             r.phase,
             r.brisk.0,
             r.brisk.0 / gb,
+            match r.cpu {
+                (Some(u), Some(s)) => format!("{:.2} + {:.2}", u / gb, s / gb),
+                _ => "-".to_owned(),
+            },
             rss(r.brisk.1),
             d("write_s_per_gb"),
             d("write_sync_s_per_gb"),

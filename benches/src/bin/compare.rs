@@ -88,6 +88,9 @@ fn main() -> anyhow::Result<()> {
             None
         };
         let generate_s = memory.as_ref().map(|_| t.elapsed().as_secs_f64());
+        // CPU time of the repetitions (this process, all threads; the kernel's work on its
+        // behalf — copying into the page cache, writeback it waits for — is `sys`).
+        let cpu_before = cpu_times();
         for _ in 0..repeat.max(1) {
             let io = brisk::zarr::IoOptions::new()
                 .codec_threads(codec_threads)
@@ -104,6 +107,9 @@ fn main() -> anyhow::Result<()> {
             secs = secs.min(s);
             result_mean = m;
         }
+        let cpu = cpu_before
+            .zip(cpu_times())
+            .map(|((u0, s0), (u1, s1))| (u1 - u0, s1 - s0));
         // Peak RSS of the timed phase, before the limit measurement holds the whole array.
         let rss = peak_rss_mib();
         let limit = if with_limit {
@@ -134,6 +140,8 @@ fn main() -> anyhow::Result<()> {
                 "compressed_mib": limit.compressed_mib,
                 "mean": result_mean,
                 "generate_s": generate_s,
+                "cpu_user_s": cpu.map(|c| c.0),
+                "cpu_sys_s": cpu.map(|c| c.1),
             })
         );
         return Ok(());
@@ -245,6 +253,17 @@ fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<GraphTimes
         tasks,
         held_bytes_per_task,
     })
+}
+
+/// User and system CPU seconds of this process so far (Linux `/proc/self/stat`, in the fixed
+/// 100 Hz ticks `/proc` reports).
+fn cpu_times() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| fields.get(i)?.parse::<f64>().ok().map(|t| t / 100.0);
+    Some((tick(11)?, tick(12)?))
 }
 
 /// Resident memory of this process now (Linux `VmRSS`), in bytes.
