@@ -88,14 +88,14 @@ fn main() -> anyhow::Result<()> {
             None
         };
         let generate_s = memory.as_ref().map(|_| t.elapsed().as_secs_f64());
-        // CPU time of the repetitions (this process, all threads; the kernel's work on its
-        // behalf — copying into the page cache, writeback it waits for — is `sys`).
-        let cpu_before = cpu_times();
+        // CPU time of the fastest repetition's timed part (this process, all threads; the
+        // kernel's work on its behalf — copying into the page cache — is `sys`).
+        let mut cpu = None;
         for _ in 0..repeat.max(1) {
             let io = brisk::zarr::IoOptions::new()
                 .codec_threads(codec_threads)
                 .pinned(pinned);
-            let (s, m) = run_zarr(
+            let (s, m, c) = run_zarr(
                 shape,
                 n,
                 &exec,
@@ -104,12 +104,12 @@ fn main() -> anyhow::Result<()> {
                 (checksum, scale),
                 memory.as_ref(),
             )?;
+            if s < secs {
+                cpu = c;
+            }
             secs = secs.min(s);
             result_mean = m;
         }
-        let cpu = cpu_before
-            .zip(cpu_times())
-            .map(|((u0, s0), (u1, s1))| (u1 - u0, s1 - s0));
         // Peak RSS of the timed phase, before the limit measurement holds the whole array.
         let rss = peak_rss_mib();
         let limit = if with_limit {
@@ -255,9 +255,12 @@ fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<GraphTimes
     })
 }
 
+/// User and system CPU seconds, when `/proc` tells them.
+type CpuTimes = Option<(f64, f64)>;
+
 /// User and system CPU seconds of this process so far (Linux `/proc/self/stat`, in the fixed
 /// 100 Hz ticks `/proc` reports).
-fn cpu_times() -> Option<(f64, f64)> {
+fn cpu_times() -> CpuTimes {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name (which may hold spaces) start at field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -510,7 +513,7 @@ fn run_zarr(
     io: brisk::zarr::IoOptions,
     (checksum, scale): (bool, usize),
     memory: Option<&Arc<ndarray::ArrayD<f32>>>,
-) -> anyhow::Result<(f64, Option<f64>)> {
+) -> anyhow::Result<(f64, Option<f64>, CpuTimes)> {
     use brisk::array::Array;
     use brisk::zarr::{ArrayOptions, Compressor, ZarrStore, from_zarr, from_zarr_with, to_zarr};
     let chunks = parse_chunking(chunking)?;
@@ -531,6 +534,11 @@ fn run_zarr(
         let m = from_zarr::<f32>(store, "/")?.mean(brisk::array::Axes::All);
         Ok(Some(m.compute_with(exec)?.iter().copied().sum::<f64>()))
     };
+    let cpu0 = cpu_times();
+    let spent = || {
+        cpu0.zip(cpu_times())
+            .map(|((u0, s0), (u1, s1))| (u1 - u0, s1 - s0))
+    };
     let t = Instant::now();
     match phase {
         "write" => {
@@ -544,14 +552,16 @@ fn run_zarr(
             let x = Array::from_shared(Arc::clone(data), &chunks)?;
             to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
             let secs = t.elapsed().as_secs_f64();
-            return Ok((secs, written_mean(&target)?));
+            let cpu = spent();
+            return Ok((secs, written_mean(&target)?, cpu));
         }
         "copy" => {
             let target = ZarrStore::directory(dir.join(name("-copy")))?;
             let x = from_zarr::<f32>(&store, "/")?;
             to_zarr(&x, &target, "/", Some(&chunks), &opts, &exec)?;
             let secs = t.elapsed().as_secs_f64();
-            return Ok((secs, written_mean(&target)?));
+            let cpu = spent();
+            return Ok((secs, written_mean(&target)?, cpu));
         }
         "generate" => {
             // What `write` spends generating the data: the same random array, averaged in
@@ -559,7 +569,8 @@ fn run_zarr(
             let x = Array::<f32>::random_normal(&shape, &chunks, 42, 2000.0, 1000.0)?;
             let m = x.mean(brisk::array::Axes::All).compute_with(exec)?;
             let secs = t.elapsed().as_secs_f64();
-            return Ok((secs, Some(m.iter().copied().sum::<f64>())));
+            let cpu = spent();
+            return Ok((secs, Some(m.iter().copied().sum::<f64>()), cpu));
         }
         "read_mean" => {
             let x = from_zarr_with::<f32>(&store, "/", io)?;
@@ -568,12 +579,14 @@ fn run_zarr(
                 bail!("wrong result length {}", m.len());
             }
             let secs = t.elapsed().as_secs_f64();
+            let cpu = spent();
             let mean = m.iter().sum::<f64>() / m.len() as f64;
-            return Ok((secs, Some(mean)));
+            return Ok((secs, Some(mean), cpu));
         }
         other => bail!("unknown zarr phase `{other}`"),
     }
-    Ok((t.elapsed().as_secs_f64(), None))
+    let secs = t.elapsed().as_secs_f64();
+    Ok((secs, None, spent()))
 }
 
 /// `disk/seq/MIB`: the disk's own sequential bandwidth in `dir` for `MIB` MiB, the floor of
