@@ -139,15 +139,14 @@ impl Sides<'_> {
         repeat: &str,
     ) -> Result<(serde_json::Value, Option<serde_json::Value>)> {
         let w = self.workers.to_string();
-        let brisk = output_with_timeout(
+        let brisk = json_output(
             Command::new("target/release/compare")
                 .args(["--scenario", scenario, "--workers", &w, "--repeat", repeat])
                 .arg("--dir")
                 .arg(self.zarr_dir),
             self.timeout,
-        )?
-        .context("the Brisk side timed out")?;
-        let brisk = last_json_line(&brisk)?;
+            "the Brisk side",
+        )?;
         let mut py = Command::new(self.python);
         if scenario.starts_with("zarr/") {
             py.args(["benches/dask/zarr_compare.py", "--repeat", repeat])

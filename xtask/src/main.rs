@@ -316,6 +316,16 @@ pub(crate) fn output_with_timeout(cmd: &mut Command, timeout: Duration) -> Resul
     }
 }
 
+/// Runs `cmd` (killed after `timeout`) and parses the last JSON line it printed; `who` names
+/// the side in the error when it times out.
+pub(crate) fn json_output(
+    cmd: &mut Command,
+    timeout: Duration,
+    who: &str,
+) -> Result<serde_json::Value> {
+    last_json_line(&output_with_timeout(cmd, timeout)?.with_context(|| format!("{who} timed out"))?)
+}
+
 pub(crate) fn last_json_line(out: &str) -> Result<serde_json::Value> {
     let line = out
         .lines()

@@ -68,7 +68,7 @@ pub(crate) fn compare_peers(quick: bool, rounds: usize, only: Option<&str>) -> R
         if !limit {
             c.arg("--no-limit");
         }
-        last_json_line(&output_with_timeout(&mut c, timeout)?.context("Brisk timed out")?)
+        json_output(&mut c, timeout, "Brisk")
     };
     let mut results = serde_json::Map::new();
     let mut table = format!(
@@ -115,9 +115,7 @@ pub(crate) fn compare_peers(quick: bool, rounds: usize, only: Option<&str>) -> R
                     .arg(&path)
                     .arg("--out")
                     .arg(&out_path);
-                    let out = output_with_timeout(&mut py, timeout)?
-                        .with_context(|| format!("{peer} timed out"))?;
-                    peer_runs[i].push(last_json_line(&out)?);
+                    peer_runs[i].push(json_output(&mut py, timeout, peer)?);
                     remove_dir_if_present(&out_path)?;
                 }
             }

@@ -35,15 +35,13 @@ pub(crate) fn compare_scale(factors: &[usize], dask_up_to: usize) -> Result<()> 
         let mib = (SEED_BYTES * k as f64 / f64::from(1 << 20))
             .ceil()
             .to_string();
-        let disk = last_json_line(
-            &output_with_timeout(
-                Command::new("target/release/compare")
-                    .args(["--scenario", &format!("disk/seq/{mib}")])
-                    .arg("--dir")
-                    .arg(&data),
-                timeout,
-            )?
-            .context("the disk measurement timed out")?,
+        let disk = json_output(
+            Command::new("target/release/compare")
+                .args(["--scenario", &format!("disk/seq/{mib}")])
+                .arg("--dir")
+                .arg(&data),
+            timeout,
+            "the disk measurement",
         )?;
         let disk_gb = disk["bytes"].as_f64().context("disk bytes")? / 1e9;
         let per_gb = |key: &str| disk[key].as_f64().map(|s| s / disk_gb);
@@ -58,25 +56,23 @@ pub(crate) fn compare_scale(factors: &[usize], dask_up_to: usize) -> Result<()> 
         });
         for phase in ["write", "generate", "copy", "read_mean"] {
             println!("==> {k}x: Brisk {phase}");
-            let b = last_json_line(
-                &output_with_timeout(
-                    Command::new("target/release/compare")
-                        .args([
-                            "--scenario",
-                            &format!("zarr/{phase}/{CHUNKS}"),
-                            "--scale",
-                            &ks,
-                            "--no-limit",
-                            "--repeat",
-                            "1",
-                            "--workers",
-                            &w,
-                        ])
-                        .arg("--dir")
-                        .arg(&data),
-                    timeout,
-                )?
-                .context("Brisk timed out")?,
+            let b = json_output(
+                Command::new("target/release/compare")
+                    .args([
+                        "--scenario",
+                        &format!("zarr/{phase}/{CHUNKS}"),
+                        "--scale",
+                        &ks,
+                        "--no-limit",
+                        "--repeat",
+                        "1",
+                        "--workers",
+                        &w,
+                    ])
+                    .arg("--dir")
+                    .arg(&data),
+                timeout,
+                "Brisk",
             )?;
             let secs = b["total_s"].as_f64().context("Brisk total_s")?;
             let rss = b["peak_rss_mib"].as_f64();
@@ -101,9 +97,7 @@ pub(crate) fn compare_scale(factors: &[usize], dask_up_to: usize) -> Result<()> 
                 ])
                 .arg("--dir")
                 .arg(&data);
-                let d = last_json_line(
-                    &output_with_timeout(&mut py, timeout)?.context("Dask timed out")?,
-                )?;
+                let d = json_output(&mut py, timeout, "Dask")?;
                 let ds = d["total_s"].as_f64().context("Dask total_s")?;
                 let drss = d["peak_rss_mib"].as_f64();
                 entry[format!("dask_{phase}")] =

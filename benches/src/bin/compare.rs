@@ -271,10 +271,14 @@ fn cpu_times() -> CpuTimes {
 
 /// Resident memory of this process now (Linux `VmRSS`), in bytes.
 fn rss_bytes() -> Option<u64> {
+    proc_status_kib("VmRSS:").map(|kib| kib * 1024)
+}
+
+/// A `kB` field of `/proc/self/status` (Linux).
+fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 fn run_futures(shape: &str, n: usize, workers: usize) -> anyhow::Result<f64> {
@@ -294,10 +298,7 @@ fn run_futures(shape: &str, n: usize, workers: usize) -> anyhow::Result<f64> {
 
 /// Peak resident memory of this process (Linux `VmHWM`), in MiB.
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    proc_status_kib("VmHWM:").map(|kib| kib as f64 / 1024.0)
 }
 
 /// The floor a Zarr phase cannot beat on this machine: zstd level 3 (the same `zstd` library

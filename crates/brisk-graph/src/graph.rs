@@ -516,13 +516,7 @@ impl Graph {
 
     /// Whether `node`'s key is already in the graph; merges its metadata if it is.
     fn visit(&mut self, node: &Arc<NodeInner>) -> bool {
-        if self.stamped(node).is_some() {
-            return true;
-        }
-        if !self.keyed {
-            return false;
-        }
-        let Some(&id) = self.index().get(&tok(&node.key)) else {
+        let Some(id) = self.find(node) else {
             return false;
         };
         let existing = &self.nodes[id as usize];

@@ -217,13 +217,14 @@ pub(crate) struct NodeInner {
     /// The Rust type of the result, for error messages.
     pub(crate) output_type: TypeName,
     /// Where the last graph built from this node put it, so that building a graph finds a
-    /// node it has seen without a hash lookup (see `Graph::build`).
+    /// node it has seen without a hash lookup (see `Graph::pass`).
     pub(crate) stamp: Stamp,
 }
 
 /// A hint, never trusted alone: the id this node got in the graph most recently built from
 /// it. A graph uses it only after checking that its node at that id is this very node, so a
-/// stale stamp from another graph (or a concurrent build) only costs a hash lookup.
+/// stale stamp from another graph (or a concurrent build) only sends the build to its pass
+/// that merges by key (decision record 0006).
 #[derive(Debug)]
 pub(crate) struct Stamp(std::sync::atomic::AtomicU32);
 
