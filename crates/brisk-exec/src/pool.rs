@@ -228,11 +228,7 @@ fn find_with_spin(shared: &Shared, index: usize, local: &Worker<Job>) -> Option<
 /// fails that job's compute instead of killing the worker or hanging the compute.
 fn run(job: Job, ctx: &WorkerCtx<'_>) {
     match job {
-        Job::Task(state, id) => {
-            if !state.run_chain(id, ctx) {
-                state.job_done();
-            }
-        }
+        Job::Task(state, id) => state.run_job(id, ctx),
         Job::Roots(state, start, end) => state.run_roots(start, end, ctx),
         Job::Call(f) => {
             let index = ctx.index;

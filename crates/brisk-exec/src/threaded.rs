@@ -151,6 +151,21 @@ enum After {
     Handed,
 }
 
+/// Dependencies from which a node counts as wide: a worker gathers the decrements of a wide
+/// node's pending count and applies them together (see [`Batch`]).
+const WIDE: usize = 64;
+
+/// Decrements a worker owes one wide node's pending count (a reduction over many tasks:
+/// without this, every worker decrements that one counter once per task it runs, and the
+/// cache line bounces between cores on every task). Flushed when the node would be ready,
+/// every [`WIDE`] decrements, before a job hands its count on, and when the job ends, so
+/// the node is never kept from running.
+#[derive(Default)]
+pub(crate) struct Batch {
+    node: Option<NodeId>,
+    count: u32,
+}
+
 /// Roots a worker runs in a row before it looks at the work they made ready. Small enough to
 /// keep the intermediates of a streaming reduction few, large enough to make a queued job
 /// rare next to the tasks it runs.
@@ -270,21 +285,55 @@ impl RunState {
         }
         // One count per root whose chain ended without handing its count on, settled at once.
         let mut finished = 0;
+        let mut batch = Batch::default();
         for i in start..end {
-            if !self.run_chain(self.roots[i as usize], w) {
+            if !self.run_chain(self.roots[i as usize], w, &mut batch) {
                 finished += 1;
             }
         }
-        self.jobs_done(finished);
+        self.end_job(finished, batch, w);
+    }
+
+    /// Runs the task of a queued job (and what it makes ready, see `run_chain`).
+    pub(crate) fn run_job(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) {
+        let mut batch = Batch::default();
+        let settled = usize::from(!self.run_chain(id, w, &mut batch));
+        self.end_job(settled, batch, w);
+    }
+
+    /// Ends a job that holds `settled` counts in `in_flight`: applies its gathered
+    /// decrements, runs what they make ready, then settles. A non-empty batch means the
+    /// job holds a count (a chain that hands its count on flushes first), so the compute
+    /// cannot finish while decrements are owed.
+    fn end_job(self: &Arc<Self>, mut settled: usize, mut batch: Batch, w: &WorkerCtx<'_>) {
+        while let Some(ready) = self.flush(&mut batch) {
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            if !self.run_chain(ready, w, &mut batch) {
+                settled += 1;
+            }
+        }
+        self.jobs_done(settled);
+    }
+
+    /// Applies the decrements in `batch`; returns its node if that made it ready.
+    fn flush(&self, batch: &mut Batch) -> Option<NodeId> {
+        let node = batch.node.take()?;
+        let n = std::mem::take(&mut batch.count);
+        (self.pending_deps[node.index()].fetch_sub(n, Ordering::AcqRel) == n).then_some(node)
     }
 
     /// Runs `id`, then the dependent it made ready (if any), and so on: a chain of tasks runs
     /// on one worker without a queue in between, and a streaming reduction consumes each
     /// intermediate right after it is made. Returns whether the job's count went to a queued
     /// job; otherwise the caller settles it.
-    pub(crate) fn run_chain(self: &Arc<Self>, mut id: NodeId, w: &WorkerCtx<'_>) -> bool {
+    pub(crate) fn run_chain(
+        self: &Arc<Self>,
+        mut id: NodeId,
+        w: &WorkerCtx<'_>,
+        batch: &mut Batch,
+    ) -> bool {
         loop {
-            match catch_unwind(AssertUnwindSafe(|| self.run_task(id, w))) {
+            match catch_unwind(AssertUnwindSafe(|| self.run_task(id, w, batch))) {
                 Ok(After::Run(next)) => id = next,
                 Ok(After::Handed) => return true,
                 Ok(After::Settle) => return false,
@@ -299,7 +348,7 @@ impl RunState {
     /// Runs node `id` on a worker (or skips it if the compute stopped); says what becomes of
     /// the job's count in `in_flight`.
     #[must_use = "the job's count must be settled"]
-    fn run_task(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) -> After {
+    fn run_task(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>, batch: &mut Batch) -> After {
         if !self.stop.load(Ordering::Acquire) && self.ctx.cancel.is_cancelled() {
             self.fail(Error::Cancelled);
         }
@@ -321,21 +370,31 @@ impl RunState {
                 ));
                 self.release(id);
                 self.guards.after(id);
-                return self.complete(id, w);
+                return self.complete(id, w, batch);
             }
         }
+        // Each input is moved out of its slot when this task is its last consumer (one lock,
+        // no count traffic on the value), cloned otherwise.
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {
-            let v = lock(&self.values[d.index()])
-                .clone()
-                .expect("a task runs only after all its dependencies stored their values");
-            inputs.push(v);
+            let i = d.index();
+            let last =
+                self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1 && !self.is_output[i];
+            let mut slot = lock(&self.values[i]);
+            let v = if last { slot.take() } else { slot.clone() };
+            drop(slot);
+            inputs
+                .push(v.expect("a task runs only after all its dependencies stored their values"));
+            if last {
+                for h in self.ctx.hooks.iter() {
+                    h.on_release(graph, d);
+                }
+            }
         }
-        self.release(id);
         match run_node(graph, &self.ctx, &self.guards, id, inputs, w.index, self.t0) {
             Ok(v) => {
                 *lock(&self.values[id.index()]) = Some(v);
-                self.complete(id, w)
+                self.complete(id, w, batch)
             }
             Err(e) if self.keep_going => {
                 self.blocked_by[id.index()].store(id.index() as u32, Ordering::Release);
@@ -345,7 +404,7 @@ impl RunState {
                     node.name().to_owned(),
                     e,
                 ));
-                self.complete(id, w)
+                self.complete(id, w, batch)
             }
             Err(e) => {
                 self.fail(e);
@@ -373,19 +432,39 @@ impl RunState {
     /// earliest, which takes over this job's count in `in_flight` and runs next on this worker
     /// (unless it has a priority, or urgent work is waiting: then it is queued too). A task
     /// that makes one dependent ready (a chain, half a tree) touches no shared counter.
-    fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>) -> After {
+    fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>, batch: &mut Batch) -> After {
         let graph = &*self.graph;
         let mut held: Option<NodeId> = None;
         let mut queued = 0usize;
-        // Reverse id order: the deque is LIFO, so the earlier dependents run first.
-        for &dd in graph.dependents(id).iter().rev() {
-            if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) != 1 {
-                continue;
-            }
+        let mut ready = |dd: NodeId, queued: &mut usize| {
             if let Some(prev) = held.replace(dd) {
                 // Counted before it is visible: a thief could finish it before we count it.
                 self.in_flight.fetch_add(1, Ordering::AcqRel);
-                queued += self.queue(prev, w);
+                *queued += self.queue(prev, w);
+            }
+        };
+        // Reverse id order: the deque is LIFO, so the earlier dependents run first.
+        for &dd in graph.dependents(id).iter().rev() {
+            if graph.dependencies(dd).len() >= WIDE {
+                if batch.node != Some(dd) {
+                    if let Some(r) = self.flush(batch) {
+                        ready(r, &mut queued);
+                    }
+                    batch.node = Some(dd);
+                }
+                batch.count += 1;
+                // Flush now if that makes the node ready (the plain load is only a hint; the
+                // flush decides), or the batch is full.
+                if (batch.count as usize >= WIDE
+                    || self.pending_deps[dd.index()].load(Ordering::Relaxed) <= batch.count)
+                    && let Some(r) = self.flush(batch)
+                {
+                    ready(r, &mut queued);
+                }
+                continue;
+            }
+            if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
+                ready(dd, &mut queued);
             }
         }
         // Wake a sleeping worker when this one queued more than it will take itself.
@@ -395,6 +474,11 @@ impl RunState {
                 (After::Run(next), 0)
             }
             Some(next) => {
+                // The job's count goes with the queued task: owe no decrements past it.
+                if let Some(r) = self.flush(batch) {
+                    self.in_flight.fetch_add(1, Ordering::AcqRel);
+                    queued += self.queue(r, w);
+                }
                 queued += self.queue(next, w);
                 (After::Handed, 1)
             }
@@ -427,11 +511,6 @@ impl RunState {
             *first = Some(e);
         }
         self.stop.store(true, Ordering::Release);
-    }
-
-    /// One queued job is finished; the compute is done when none is queued or running.
-    pub(crate) fn job_done(&self) {
-        self.jobs_done(1);
     }
 
     /// `n` queued jobs are finished.

@@ -218,45 +218,42 @@ pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
         Op::Invalid(_) => unique_token(),
         _ => sink.finish(),
     };
-    Delayed::from_node(Arc::new(NodeInner {
-        key: Key::new("lit", token),
-        name: Name::from_static("lit"),
+    Delayed::from_node(NodeInner::new(
+        Key::new("lit", token),
+        Name::from_static("lit"),
         op,
-        inputs: Box::default(),
-        meta: Meta::shared_default(),
-        output_type: std::any::type_name::<T>,
-        stamp: Default::default(),
-    }))
+        Box::default(),
+        Meta::shared_default(),
+        std::any::type_name::<T>,
+    ))
 }
 
 impl<T: Send + Sync + 'static> Delayed<T> {
     /// This value's computed result `value`, held: a literal node under the same key and name
     /// (only [`persist_all`](crate::persist_all) makes these, from a compute of `self`).
     pub(crate) fn held(&self, value: crate::node::Value) -> Self {
-        Delayed::from_node(Arc::new(NodeInner {
-            key: self.key().clone(),
-            name: self.node.name.clone(),
-            op: Op::Literal(value, None),
-            inputs: Box::default(),
-            meta: Meta::shared_default(),
-            output_type: std::any::type_name::<T>,
-            stamp: Default::default(),
-        }))
+        Delayed::from_node(NodeInner::new(
+            self.key().clone(),
+            self.node.name.clone(),
+            Op::Literal(value, None),
+            Box::default(),
+            Meta::shared_default(),
+            std::any::type_name::<T>,
+        ))
     }
 }
 
 /// A constant lazy value for a type that cannot be tokenized (a handle, a closure): it gets a
 /// unique key, so every task that uses it is impure.
 pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
-    Delayed::from_node(Arc::new(NodeInner {
-        key: Key::new("opaque", unique_token()),
-        name: Name::from_static("opaque"),
-        op: Op::Literal(Arc::new(value), None),
-        inputs: Box::default(),
-        meta: Meta::shared_default(),
-        output_type: std::any::type_name::<T>,
-        stamp: Default::default(),
-    }))
+    Delayed::from_node(NodeInner::new(
+        Key::new("opaque", unique_token()),
+        Name::from_static("opaque"),
+        Op::Literal(Arc::new(value), None),
+        Box::default(),
+        Meta::shared_default(),
+        std::any::type_name::<T>,
+    ))
 }
 
 /// A token no other call in any process will produce (with overwhelming probability).
@@ -334,7 +331,7 @@ impl<T> IntoArg<T> for &Delayed<T> {
 fn key_arg(sink: &mut TokenSink, key: &Key) {
     sink.u8(b'k');
     sink.str_bytes(key.name().as_bytes());
-    sink.raw(key.token().as_bytes());
+    sink.token(&key.token());
 }
 
 /// The arguments of a task with parameter types `P` (a tuple): a tuple of [`IntoArg`]s.
@@ -711,18 +708,17 @@ impl TaskSpec {
             unique_token()
         };
         let body: ErasedFn = Box::new(move |a| f(a).map(|r| Arc::new(r) as Value));
-        Delayed::from_node(Arc::new(NodeInner {
-            key: Key::new(prefix, token),
-            name: self.name.clone(),
-            op: Op::Task(body),
-            inputs: inputs
+        Delayed::from_node(NodeInner::new(
+            Key::new(prefix, token),
+            self.name.clone(),
+            Op::Task(body),
+            inputs
                 .iter()
                 .map(|i| Input::Node(Arc::clone(&i.node)))
                 .collect(),
-            meta: self.meta.clone(),
-            output_type: std::any::type_name::<R>,
-            stamp: Default::default(),
-        }))
+            self.meta.clone(),
+            std::any::type_name::<R>,
+        ))
     }
 
     fn build<P, X: IntoArgs<P>, R>(
@@ -788,15 +784,14 @@ impl TaskSpec {
                 ..Meta::clone(&self.meta)
             }),
         };
-        Delayed::from_node(Arc::new(NodeInner {
-            key: Key::new(prefix, token),
-            name: self.name.clone(),
+        Delayed::from_node(NodeInner::new(
+            Key::new(prefix, token),
+            self.name.clone(),
             op,
-            inputs: inputs.into(),
+            inputs.into(),
             meta,
             output_type,
-            stamp: Default::default(),
-        }))
+        ))
     }
 
     /// The bit mask of excluded argument positions.
@@ -824,15 +819,14 @@ impl TaskSpec {
         e: TokenizeError,
         output_type: crate::node::TypeName,
     ) -> Delayed<R> {
-        Delayed::from_node(Arc::new(NodeInner {
-            key: Key::new(prefix, unique_token()),
-            name: self.name.clone(),
-            op: Op::Invalid(Box::new(e)),
-            inputs: Box::default(),
-            meta: self.meta.clone(),
+        Delayed::from_node(NodeInner::new(
+            Key::new(prefix, unique_token()),
+            self.name.clone(),
+            Op::Invalid(Box::new(e)),
+            Box::default(),
+            self.meta.clone(),
             output_type,
-            stamp: Default::default(),
-        }))
+        ))
     }
 
     fn identity(&self, sink: &mut TokenSink, prefix: &Name) {
@@ -967,15 +961,14 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
                 .collect::<Result<Vec<T>, _>>()?;
             Ok(Arc::new(out) as Value)
         });
-        Self::from_node(Arc::new(NodeInner {
-            key: Key::new("collect", sink.finish()),
-            name: Name::from_static("collect"),
-            op: Op::Task(body),
-            inputs: inputs.into(),
-            meta: Meta::shared_default(),
-            output_type: std::any::type_name::<Vec<T>>,
-            stamp: Default::default(),
-        }))
+        Self::from_node(NodeInner::new(
+            Key::new("collect", sink.finish()),
+            Name::from_static("collect"),
+            Op::Task(body),
+            inputs.into(),
+            Meta::shared_default(),
+            std::any::type_name::<Vec<T>>,
+        ))
     }
 }
 
@@ -1011,15 +1004,14 @@ where
         Ok(Arc::new(get(tuple)) as Value)
     });
     let name = Name::from(format!("{}.{index}", parent.key.name()));
-    Delayed::from_node(Arc::new(NodeInner {
-        key: Key::new(name.clone(), sink.finish()),
+    Delayed::from_node(NodeInner::new(
+        Key::new(name.clone(), sink.finish()),
         name,
-        op: Op::Task(body),
-        inputs: Box::new([Input::Node(Arc::clone(parent))]),
-        meta: Meta::shared_default(),
-        output_type: std::any::type_name::<T>,
-        stamp: Default::default(),
-    }))
+        Op::Task(body),
+        Box::new([Input::Node(Arc::clone(parent))]),
+        Meta::shared_default(),
+        std::any::type_name::<T>,
+    ))
 }
 
 macro_rules! split {

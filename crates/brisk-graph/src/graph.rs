@@ -99,6 +99,9 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+/// Nodes a graph sizes its tables for when its outputs cannot say how many it will hold.
+const SMALL_GRAPH: usize = 1024;
+
 /// Marks an argument slot that holds a constant rather than a dependency.
 const CONST_ARG: u32 = u32::MAX;
 
@@ -407,31 +410,50 @@ impl Graph {
         keyed: bool,
         asked: &mut HashMap<u64x2, bool>,
     ) -> Result<Option<Self>, Error> {
+        // Size the tables once when the nodes say how many the graph will hold (a graph of
+        // one tree-shaped output: then growing them would copy every table and touch twice
+        // the memory), else start small.
+        let cap = match roots {
+            [root] => match root.reach.get() {
+                (n, true) => n,
+                (n, false) => n.min(SMALL_GRAPH),
+            },
+            _ => SMALL_GRAPH,
+        };
+        let mut dep_start = Vec::with_capacity(cap + 1);
+        dep_start.push(0);
+        let mut arg_start = Vec::with_capacity(cap + 1);
+        arg_start.push(0);
         let mut g = Self {
-            nodes: Vec::new(),
-            loaded: Vec::new(),
-            dep_start: vec![0],
-            deps: Vec::new(),
+            nodes: Vec::with_capacity(cap),
+            loaded: Vec::with_capacity(cap),
+            dep_start,
+            deps: Vec::with_capacity(cap),
             dependent_start: Vec::new(),
             dependents: Vec::new(),
-            arg_start: vec![0],
-            args: Vec::new(),
+            arg_start,
+            args: Vec::with_capacity(cap),
             outputs: Vec::with_capacity(roots.len()),
             order: Vec::new(),
             position: Vec::new(),
             index: std::sync::OnceLock::new(),
             keyed,
-            shorts: Vec::new(),
+            shorts: if keyed {
+                Vec::new()
+            } else {
+                Vec::with_capacity(cap)
+            },
             merged: HashMap::new(),
             any_resources: false,
         };
         if keyed {
-            g.index.get_or_init(TokenMap::default);
+            g.index
+                .get_or_init(|| TokenMap::with_capacity_and_hasher(cap, Default::default()));
         }
         // Iterative post-order DFS in input order. Ids are post-order positions, so
         // dependencies always get smaller ids than their dependents.
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut mark: Vec<(u32, u32)> = Vec::new();
+        let mut stack: Vec<Frame> = Vec::with_capacity(cap);
+        let mut mark: Vec<(u32, u32)> = Vec::with_capacity(cap);
         for root in roots {
             if g.visit(root) {
                 continue;

@@ -219,6 +219,53 @@ pub(crate) struct NodeInner {
     /// Where the last graph built from this node put it, so that building a graph finds a
     /// node it has seen without a hash lookup (see `Graph::pass`).
     pub(crate) stamp: Stamp,
+    /// How many nodes a graph of this node can hold, to size its tables up front.
+    pub(crate) reach: Reach,
+}
+
+/// An upper bound on the number of nodes reachable from a node (itself included), and
+/// whether it is *tight*: counted over inputs that no other node had consumed before, so a
+/// graph of this one node holds exactly that many nodes (fewer if a cache culls some). A
+/// bound over shared inputs can overcount exponentially (every diamond doubles it), so a
+/// graph trusts only a tight one to size its tables (see `Graph::pass`).
+#[derive(Debug)]
+pub(crate) struct Reach(std::sync::atomic::AtomicU32);
+
+/// Set on a node once some node takes it as an input.
+const CONSUMED: u32 = 1 << 31;
+/// Set when the count may be too large.
+const LOOSE: u32 = 1 << 30;
+const COUNT: u32 = LOOSE - 1;
+
+impl Reach {
+    /// The reach of a node with these inputs; marks the input nodes as consumed.
+    fn of(inputs: &[Input]) -> Self {
+        let mut count = 1u32;
+        let mut loose = false;
+        for input in inputs {
+            if let Input::Node(n) = input {
+                let r = n
+                    .reach
+                    .0
+                    .fetch_or(CONSUMED, std::sync::atomic::Ordering::Relaxed);
+                loose |= r & (CONSUMED | LOOSE) != 0;
+                count = count.saturating_add(r & COUNT).min(COUNT);
+            }
+        }
+        Self::new(count, loose)
+    }
+
+    fn new(count: u32, loose: bool) -> Self {
+        Self(std::sync::atomic::AtomicU32::new(
+            count | if loose { LOOSE } else { 0 },
+        ))
+    }
+
+    /// The bound, and whether it is tight.
+    pub(crate) fn get(&self) -> (usize, bool) {
+        let r = self.0.load(std::sync::atomic::Ordering::Relaxed);
+        ((r & COUNT) as usize, r & LOOSE == 0 && r & COUNT < COUNT)
+    }
 }
 
 /// A hint, never trusted alone: the id this node got in the graph most recently built from
@@ -244,6 +291,27 @@ impl Stamp {
 }
 
 impl NodeInner {
+    /// A node (its reach counted from its inputs).
+    pub(crate) fn new(
+        key: Key,
+        name: Name,
+        op: Op,
+        inputs: Box<[Input]>,
+        meta: Arc<Meta>,
+        output_type: TypeName,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            reach: Reach::of(&inputs),
+            key,
+            name,
+            op,
+            inputs,
+            meta,
+            output_type,
+            stamp: Stamp::default(),
+        })
+    }
+
     /// A copy of this node with other metadata (same key, same body, same inputs).
     pub(crate) fn with_meta(self: &Arc<Self>, meta: Meta) -> Self {
         Self {
@@ -259,6 +327,8 @@ impl NodeInner {
             meta: Arc::new(meta),
             output_type: self.output_type,
             stamp: Stamp::default(),
+            // Its inputs now have two consumers.
+            reach: Reach::new(self.reach.get().0 as u32, true),
         }
     }
 
@@ -307,5 +377,56 @@ mod tests {
             size_of::<NodeInner>()
         );
         assert!(size_of::<Input>() <= 32, "{}", size_of::<Input>());
+    }
+}
+
+#[cfg(test)]
+mod reach_tests {
+    use crate::{Delayed, Graph, TaskSpec, lit};
+
+    fn reach<T>(d: &Delayed<T>) -> (usize, bool) {
+        d.node.reach.get()
+    }
+
+    #[test]
+    fn a_tree_counts_its_graph_exactly() {
+        // Graph tables are sized by this count: it must cover every node of the graph.
+        let add = TaskSpec::new("add").pure();
+        let leaves: Vec<Delayed<u64>> = (0..100u64).map(|i| add.call(|x: u64| x, (i,))).collect();
+        let mut level = leaves;
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|p| match p {
+                    [a, b] => add.call(|x: u64, y: u64| x + y, (a, b)),
+                    [a] => a.clone(),
+                    _ => unreachable!(),
+                })
+                .collect();
+        }
+        let root = &level[0];
+        assert_eq!(reach(root), (Graph::new([root]).len(), true));
+        let chain = (0..50).fold(lit(0u64), |v, _| add.call(|x: u64| x + 1, (v,)));
+        assert_eq!(reach(&chain), (51, true));
+    }
+
+    #[test]
+    fn shared_inputs_make_the_count_loose() {
+        // Diamonds double the count per level: a graph must not size its tables by it.
+        let f = TaskSpec::new("f").pure();
+        let mut v = lit(1u64);
+        for _ in 0..40 {
+            let a = f.call(|x: u64, k: u64| x + k, (&v, 1u64));
+            let b = f.call(|x: u64, k: u64| x * k, (&v, 2u64));
+            v = f.call(|x: u64, y: u64| x ^ y, (a, b));
+        }
+        let (count, tight) = reach(&v);
+        assert!(!tight);
+        assert!(count >= Graph::new([&v]).len());
+        let copy = f.call(|x: u64| x, (1u64,)).with_priority(3);
+        assert!(
+            !reach(&copy).1,
+            "a copy with other metadata shares its inputs"
+        );
     }
 }

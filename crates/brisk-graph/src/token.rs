@@ -154,6 +154,7 @@ const FLUSH_AT: usize = 16 * 1024;
 
 impl TokenSink {
     /// A sink whose stream starts with the format version and a domain label.
+    #[inline]
     pub(crate) fn new(domain: &[u8]) -> Self {
         let mut sink = Self {
             inline: [0; INLINE],
@@ -178,22 +179,43 @@ impl TokenSink {
         Token(out)
     }
 
-    /// Appends raw bytes (no tag).
+    /// Appends raw bytes (no tag). Keys are built from many short writes: this path stays
+    /// inline (a sink that spilled has `len > INLINE`, so it always takes `spill`).
+    #[inline]
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len();
+        if end <= INLINE {
+            self.inline[self.len..end].copy_from_slice(bytes);
+            self.len = end;
+        } else {
+            self.spill(bytes);
+        }
+    }
+
+    /// Appends `N` raw bytes (a constant length: the copy is one move).
+    #[inline]
+    fn fixed<const N: usize>(&mut self, bytes: [u8; N]) {
+        let end = self.len + N;
+        if end <= INLINE {
+            self.inline[self.len..end].copy_from_slice(&bytes);
+            self.len = end;
+        } else {
+            self.spill(&bytes);
+        }
+    }
+
+    #[cold]
+    fn spill(&mut self, bytes: &[u8]) {
         if self.spill.is_none() {
-            if self.len + bytes.len() <= INLINE {
-                self.inline[self.len..self.len + bytes.len()].copy_from_slice(bytes);
-                self.len += bytes.len();
-                return;
-            }
             let mut buf = Vec::with_capacity(FLUSH_AT);
             buf.extend_from_slice(&self.inline[..self.len]);
             self.spill = Some(Box::new(Spill {
                 hasher: blake3::Hasher::new(),
                 buf,
             }));
+            self.len = INLINE + 1;
         }
-        let spill = self.spill.as_mut().expect("spilled above");
+        let spill = self.spill.as_mut().expect("created above");
         if bytes.len() >= FLUSH_AT {
             spill.hasher.update(&spill.buf);
             spill.buf.clear();
@@ -207,15 +229,24 @@ impl TokenSink {
         }
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, b: u8) {
-        self.raw(&[b]);
+        self.fixed([b]);
     }
 
+    #[inline]
     pub(crate) fn u64(&mut self, v: u64) {
-        self.raw(&v.to_le_bytes());
+        self.fixed(v.to_le_bytes());
+    }
+
+    /// A token's 16 bytes.
+    #[inline]
+    pub(crate) fn token(&mut self, t: &Token) {
+        self.fixed(t.0);
     }
 
     /// A length-prefixed byte string (no tag).
+    #[inline]
     pub(crate) fn str_bytes(&mut self, s: &[u8]) {
         self.u64(s.len() as u64);
         self.raw(s);

@@ -58,6 +58,90 @@ proptest! {
     }
 }
 
+/// Reductions over 64 or more tasks (a worker gathers their decrements): sums over strided
+/// subsets of shared leaves, some with a priority, one leaf possibly failing.
+fn wide_graph(
+    leaves: usize,
+    wides: &[(usize, usize, usize)],
+    failing: Option<usize>,
+) -> Vec<Delayed<u64>> {
+    let hot = TaskSpec::new("hot").pure().priority(2);
+    let leaf = TaskSpec::new("leaf").pure();
+    let leaf_nodes: Vec<Delayed<u64>> = (0..leaves)
+        .map(|i| {
+            let spec = if i % 7 == 0 { &hot } else { &leaf };
+            spec.try_call(
+                move |x: u64| {
+                    if Some(x as usize) == failing {
+                        Err(format!("leaf {x} failed"))
+                    } else {
+                        Ok(x * x)
+                    }
+                },
+                (i as u64,),
+            )
+        })
+        .collect();
+    let mut outs: Vec<Delayed<u64>> = Vec::new();
+    for (j, &(start, count, step)) in wides.iter().enumerate() {
+        let parts: Delayed<Vec<u64>> = (0..count)
+            .map(|t| leaf_nodes[(start + t * step) % leaves].clone())
+            .collect();
+        let before: Delayed<Vec<u64>> = outs.iter().cloned().collect();
+        let spec = TaskSpec::new("wide")
+            .pure()
+            .priority(if j % 2 == 1 { 1 } else { 0 });
+        outs.push(spec.call(
+            |v: Vec<u64>, b: Vec<u64>, j: u64| {
+                v.iter().chain(&b).fold(j, |a, &x| a.rotate_left(5) ^ x)
+            },
+            (parts, before, j as u64),
+        ));
+    }
+    outs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn wide_reductions_equal_the_sync_executor(
+        leaves in 64usize..400,
+        wides in proptest::collection::vec((0usize..400, 64usize..300, 1usize..4), 1..5),
+        failing in proptest::option::of(0usize..400),
+        threads in 1usize..5,
+    ) {
+        let outs = wide_graph(leaves, &wides, failing);
+        let erased: Vec<_> = outs.iter().map(Delayed::erase).collect();
+        let opts = ComputeOptions::new().keep_going();
+        let a = opts.run(&SequentialExecutor, erased.clone()).unwrap();
+        let b = opts.run(&exec(threads), erased.clone()).unwrap();
+        for o in &outs {
+            prop_assert_eq!(a.get(o).ok(), b.get(o).ok());
+        }
+        let failed = |r: &brisk_graph::Report| {
+            let mut k: Vec<String> = r.failed.iter().map(|f| f.key.to_string()).collect();
+            k.sort();
+            k
+        };
+        let skipped = |r: &brisk_graph::Report| {
+            let mut k: Vec<String> = r.skipped.iter().map(|s| s.key.to_string()).collect();
+            k.sort();
+            k
+        };
+        prop_assert_eq!(failed(a.report()), failed(b.report()));
+        prop_assert_eq!(skipped(a.report()), skipped(b.report()));
+        // Fail-fast: the same error, or the same values.
+        let a = ComputeOptions::new().run(&SequentialExecutor, erased.clone());
+        let b = ComputeOptions::new().run(&exec(threads), erased);
+        prop_assert_eq!(a.is_ok(), b.is_ok());
+        if let (Ok(a), Ok(b)) = (a, b) {
+            for o in &outs {
+                prop_assert_eq!(a.get(o).unwrap(), b.get(o).unwrap());
+            }
+        }
+    }
+}
+
 /// Counts task starts and checks each task's dependencies finished first.
 #[derive(Default)]
 struct OrderCheck {
