@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::key::{Key, Name};
-use crate::node::{Annotations, BoxError, ErasedFn, Input, Meta, NodeInner, Op, SaveSpec, Value};
+use crate::node::{
+    Annotations, BoxError, ErasedFn, Input, Inputs, Meta, NodeInner, Op, SaveSpec, Value,
+};
 use crate::resource::Resource;
 use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
 
@@ -222,7 +224,7 @@ pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
         Key::new("lit", token),
         Name::from_static("lit"),
         op,
-        Box::default(),
+        Inputs::new(),
         Meta::shared_default(),
         std::any::type_name::<T>,
     ))
@@ -236,7 +238,7 @@ impl<T: Send + Sync + 'static> Delayed<T> {
             self.key().clone(),
             self.node.name.clone(),
             Op::Literal(value, None),
-            Box::default(),
+            Inputs::new(),
             Meta::shared_default(),
             std::any::type_name::<T>,
         ))
@@ -250,7 +252,7 @@ pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
         Key::new("opaque", unique_token()),
         Name::from_static("opaque"),
         Op::Literal(Arc::new(value), None),
-        Box::default(),
+        Inputs::new(),
         Meta::shared_default(),
         std::any::type_name::<T>,
     ))
@@ -788,7 +790,7 @@ impl TaskSpec {
             Key::new(prefix, token),
             self.name.clone(),
             op,
-            inputs.into(),
+            Inputs::from_vec(inputs),
             meta,
             output_type,
         ))
@@ -823,7 +825,7 @@ impl TaskSpec {
             Key::new(prefix, unique_token()),
             self.name.clone(),
             Op::Invalid(Box::new(e)),
-            Box::default(),
+            Inputs::new(),
             self.meta.clone(),
             output_type,
         ))
@@ -965,7 +967,7 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
             Key::new("collect", sink.finish()),
             Name::from_static("collect"),
             Op::Task(body),
-            inputs.into(),
+            Inputs::from_vec(inputs),
             Meta::shared_default(),
             std::any::type_name::<Vec<T>>,
         ))
@@ -1008,7 +1010,7 @@ where
         Key::new(name.clone(), sink.finish()),
         name,
         Op::Task(body),
-        Box::new([Input::Node(Arc::clone(parent))]),
+        smallvec::smallvec![Input::Node(Arc::clone(parent))],
         Meta::shared_default(),
         std::any::type_name::<T>,
     ))

@@ -351,9 +351,12 @@ impl DotOptions {
     }
 }
 
-struct Frame {
-    node: Arc<NodeInner>,
-    next: usize,
+/// A node on the building pass's stack. Borrowed, not counted: every node the pass reaches is
+/// held by the roots through its dependents, so the graph takes its one counted reference
+/// when the node gets its id.
+struct Frame<'a> {
+    node: &'a Arc<NodeInner>,
+    next: u32,
     load: bool,
 }
 
@@ -452,7 +455,7 @@ impl Graph {
         }
         // Iterative post-order DFS in input order. Ids are post-order positions, so
         // dependencies always get smaller ids than their dependents.
-        let mut stack: Vec<Frame> = Vec::with_capacity(cap);
+        let mut stack: Vec<Frame<'_>> = Vec::with_capacity(cap);
         let mut mark: Vec<(u32, u32)> = Vec::with_capacity(cap);
         for root in roots {
             if g.visit(root) {
@@ -460,19 +463,19 @@ impl Graph {
             }
             let load = g.should_load(root, cache, asked)?;
             stack.push(Frame {
-                node: Arc::clone(root),
+                node: root,
                 next: 0,
                 load,
             });
             while let Some(top) = stack.last_mut() {
-                if !top.load && top.next < top.node.inputs.len() {
-                    let i = top.next;
+                let node: &Arc<NodeInner> = top.node;
+                if !top.load && (top.next as usize) < node.inputs.len() {
+                    let i = top.next as usize;
                     top.next += 1;
-                    if let Input::Node(child) = &top.node.inputs[i]
+                    if let Input::Node(child) = &node.inputs[i]
                         && !g.visit(child)
                     {
-                        let child = Arc::clone(child);
-                        let load = g.should_load(&child, cache, asked)?;
+                        let load = g.should_load(child, cache, asked)?;
                         stack.push(Frame {
                             node: child,
                             next: 0,
@@ -495,12 +498,8 @@ impl Graph {
             };
             g.outputs.push(NodeId(id));
         }
-        if !keyed {
-            let mut shorts = std::mem::take(&mut g.shorts);
-            shorts.sort_unstable();
-            if shorts.windows(2).any(|w| w[0] == w[1]) {
-                return Ok(None);
-            }
+        if !keyed && has_duplicate(&std::mem::take(&mut g.shorts)) {
+            return Ok(None);
         }
         g.link_dependents();
         g.compute_order();
@@ -586,7 +585,7 @@ impl Graph {
     /// dependency `d`, the last node that listed it and at which slot, so duplicate arguments
     /// are found in O(1) and the whole pass stays O(V + E). Returns `false` when a pass by
     /// identity cannot find a dependency (another graph's build moved its stamp meanwhile).
-    fn finish_node(&mut self, frame: Frame, mark: &mut Vec<(u32, u32)>) -> bool {
+    fn finish_node(&mut self, frame: Frame<'_>, mark: &mut Vec<(u32, u32)>) -> bool {
         let id = self.nodes.len() as u32;
         if !frame.load {
             let first_dep = self.deps.len();
@@ -621,7 +620,7 @@ impl Graph {
         frame.node.stamp.set(id);
         self.loaded.push(frame.load);
         self.any_resources |= !frame.node.meta.resources.is_empty();
-        self.nodes.push(frame.node);
+        self.nodes.push(Arc::clone(frame.node));
         mark.push((u32::MAX, 0));
         true
     }
@@ -649,32 +648,60 @@ impl Graph {
 
     /// Pass 2: post-order DFS from the outputs that visits the tallest dependency first
     /// (critical path) and the others in argument order.
+    ///
+    /// Ids are already the post-order of a DFS from the same outputs in argument order, so
+    /// when every node's tallest dependency is its first one (chains, reductions, most
+    /// graphs) the two walks agree and the order is the ids; only other graphs walk again.
     fn compute_order(&mut self) {
+        let (height, first_is_tallest) = self.heights();
+        self.order = if first_is_tallest {
+            NodeId::all(self.nodes.len()).collect()
+        } else {
+            self.walk_order(&height)
+        };
+        self.position = vec![0; self.nodes.len()];
+        for (p, &id) in self.order.iter().enumerate() {
+            self.position[id.index()] = p as u32;
+        }
+    }
+
+    /// Each node's height (1 + its tallest dependency's), and whether every node's tallest
+    /// dependency is its first (the first of equals counts as the tallest).
+    fn heights(&self) -> (Vec<u32>, bool) {
         let n = self.nodes.len();
         let mut height = vec![0u32; n];
+        let mut first_is_tallest = true;
         for i in 0..n {
-            height[i] = 1 + self
-                .deps_of(i)
-                .iter()
-                .map(|&d| height[d.index()])
-                .max()
-                .unwrap_or(0);
-        }
-        let tallest = |deps: &[NodeId]| -> usize {
+            let deps = self.deps_of(i);
             let mut best = 0;
             for (p, &d) in deps.iter().enumerate() {
                 if height[d.index()] > height[deps[best].index()] {
                     best = p;
                 }
             }
-            best
+            first_is_tallest &= best == 0;
+            height[i] = 1 + deps.first().map_or(0, |_| height[deps[best].index()]);
+        }
+        (height, first_is_tallest)
+    }
+
+    /// The order of [`compute_order`](Self::compute_order), walked.
+    fn walk_order(&self, height: &[u32]) -> Vec<NodeId> {
+        let n = self.nodes.len();
+        let tallest = |deps: &[NodeId]| -> u32 {
+            let mut best = 0;
+            for (p, &d) in deps.iter().enumerate() {
+                if height[d.index()] > height[deps[best].index()] {
+                    best = p;
+                }
+            }
+            best as u32
         };
         let mut seen = vec![false; n];
-        self.order = Vec::with_capacity(n);
-        // (node, cursor): cursor 0 = the tallest dependency, k >= 1 = dependency k - 1.
-        let mut stack: Vec<(NodeId, usize, usize)> = Vec::new();
-        for oi in 0..self.outputs.len() {
-            let root = self.outputs[oi];
+        let mut order = Vec::with_capacity(n);
+        // (node, cursor, tallest): cursor 0 = the tallest dependency, k >= 1 = dependency k - 1.
+        let mut stack: Vec<(NodeId, u32, u32)> = Vec::new();
+        for &root in &self.outputs {
             if seen[root.index()] {
                 continue;
             }
@@ -683,7 +710,7 @@ impl Graph {
             while let Some(top) = stack.last_mut() {
                 let (node, cursor, tall) = *top;
                 let deps = self.deps_of(node.index());
-                if cursor <= deps.len() {
+                if cursor as usize <= deps.len() {
                     top.1 += 1;
                     let pos = if cursor == 0 {
                         if deps.is_empty() {
@@ -695,7 +722,7 @@ impl Graph {
                     } else {
                         cursor - 1
                     };
-                    let child = deps[pos];
+                    let child = deps[pos as usize];
                     if !seen[child.index()] {
                         seen[child.index()] = true;
                         let t = tallest(self.deps_of(child.index()));
@@ -704,13 +731,10 @@ impl Graph {
                     continue;
                 }
                 stack.pop();
-                self.order.push(node);
+                order.push(node);
             }
         }
-        self.position = vec![0; n];
-        for (p, &id) in self.order.iter().enumerate() {
-            self.position[id.index()] = p as u32;
-        }
+        order
     }
 
     fn deps_of(&self, id: usize) -> &[NodeId] {
@@ -964,6 +988,36 @@ impl Graph {
     }
 }
 
+/// Whether two of `values` are equal, for values spread uniformly (token prefixes): a bitmap
+/// of 16 bits per value, indexed by the values' top bits, finds the few buckets hit twice,
+/// and only the values in those are sorted. Two sequential passes instead of sorting all.
+fn has_duplicate(values: &[u64]) -> bool {
+    if values.len() < 2 {
+        return false;
+    }
+    let bits = (usize::BITS - values.len().leading_zeros() + 4).min(32);
+    let shift = 64 - bits;
+    let words = 1usize << bits.saturating_sub(6);
+    let mut seen = vec![0u64; words];
+    let mut twice = vec![0u64; words];
+    let at = |v: u64| ((v >> shift) as usize >> 6, 1u64 << ((v >> shift) & 63));
+    for &v in values {
+        let (w, bit) = at(v);
+        twice[w] |= seen[w] & bit;
+        seen[w] |= bit;
+    }
+    let mut candidates: Vec<u64> = values
+        .iter()
+        .copied()
+        .filter(|&v| {
+            let (w, bit) = at(v);
+            twice[w] & bit != 0
+        })
+        .collect();
+    candidates.sort_unstable();
+    candidates.windows(2).any(|w| w[0] == w[1])
+}
+
 fn escape_dot(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -984,4 +1038,79 @@ fn ramp(t: f64) -> String {
     let r = (70.0 + 185.0 * t) as u8;
     let b = (255.0 - 185.0 * t) as u8;
     format!("#{r:02x}a0{b:02x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Delayed, TaskSpec};
+
+    /// Random DAGs over shared nodes: many where every first dependency is the tallest, some
+    /// where it is not.
+    fn random_graph(seed: u64, n: usize) -> Graph {
+        let f = TaskSpec::new("f").pure();
+        let mut x = seed;
+        let mut next = move |m: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % m as u64) as usize
+        };
+        let mut nodes: Vec<Delayed<u64>> = vec![f.call(|k: u64| k, (seed,))];
+        for i in 1..n {
+            let parts: Delayed<Vec<u64>> = (0..next(4)).map(|_| nodes[next(i)].clone()).collect();
+            let first = nodes[if next(3) == 0 { i - 1 } else { next(i) }].clone();
+            nodes.push(f.call(
+                |a: u64, v: Vec<u64>, k: u64| a ^ v.iter().sum::<u64>() ^ k,
+                (first, parts, i as u64),
+            ));
+        }
+        let outs: Vec<_> = (0..1 + next(3)).map(|_| nodes[next(n)].clone()).collect();
+        Graph::new(outs.iter())
+    }
+
+    #[test]
+    fn duplicates_are_found_among_spread_and_clustered_values() {
+        let spread = |n: u64| -> Vec<u64> {
+            (0..n)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (i << 7))
+                .collect()
+        };
+        for n in [0u64, 1, 2, 3, 63, 64, 65, 1000, 100_000] {
+            let mut v = spread(n);
+            assert!(!has_duplicate(&v), "{n} distinct");
+            if n >= 2 {
+                v.push(v[(n / 2) as usize]);
+                assert!(has_duplicate(&v), "{n} with a repeat");
+            }
+        }
+        // Values sharing their top bits (one bucket), distinct, then one repeated.
+        let mut close: Vec<u64> = (0..5000u64).collect();
+        assert!(!has_duplicate(&close));
+        close.push(4999);
+        assert!(has_duplicate(&close));
+        assert!(has_duplicate(&[u64::MAX, 0, u64::MAX]));
+    }
+
+    #[test]
+    fn ids_are_the_walked_order_when_every_first_dependency_is_the_tallest() {
+        let (mut short_cut, mut walked) = (0, 0);
+        for seed in 1..400u64 {
+            let g = random_graph(seed, 2 + (seed as usize % 40));
+            let (height, first_is_tallest) = g.heights();
+            let walk = g.walk_order(&height);
+            if first_is_tallest {
+                short_cut += 1;
+                assert_eq!(
+                    walk,
+                    NodeId::all(g.len()).collect::<Vec<_>>(),
+                    "seed {seed}"
+                );
+            } else {
+                walked += 1;
+            }
+            assert_eq!(walk, g.order(), "seed {seed}");
+        }
+        assert!(short_cut > 20 && walked > 20, "{short_cut} / {walked}");
+    }
 }

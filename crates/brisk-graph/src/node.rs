@@ -46,6 +46,10 @@ pub(crate) enum Op {
     Invalid(Box<TokenizeError>),
 }
 
+/// A node's arguments, the first one inline: most tasks take one, and then building the node
+/// is one allocation and walking a graph one pointer per node instead of two.
+pub(crate) type Inputs = smallvec::SmallVec<[Input; 1]>;
+
 /// One argument of a task: a constant captured at build time or another node's result.
 pub(crate) enum Input {
     Const(Value, Option<Shipped>),
@@ -211,7 +215,7 @@ pub(crate) struct NodeInner {
     /// The task's name (a function path for `#[task]`), shown in errors and profiles.
     pub(crate) name: Name,
     pub(crate) op: Op,
-    pub(crate) inputs: Box<[Input]>,
+    pub(crate) inputs: Inputs,
     /// Shared between the nodes of one `TaskSpec` (metadata is per spec, rarely per node).
     pub(crate) meta: Arc<Meta>,
     /// The Rust type of the result, for error messages.
@@ -296,7 +300,7 @@ impl NodeInner {
         key: Key,
         name: Name,
         op: Op,
-        inputs: Box<[Input]>,
+        inputs: Inputs,
         meta: Arc<Meta>,
         output_type: TypeName,
     ) -> Arc<Self> {
@@ -347,7 +351,7 @@ impl Drop for NodeInner {
     /// would overflow the stack.
     fn drop(&mut self) {
         let mut stack: Vec<Arc<NodeInner>> = Vec::new();
-        let take = |inputs: &mut Box<[Input]>, stack: &mut Vec<Arc<NodeInner>>| {
+        let take = |inputs: &mut Inputs, stack: &mut Vec<Arc<NodeInner>>| {
             for input in std::mem::take(inputs) {
                 if let Input::Node(n) = input {
                     stack.push(n);
@@ -370,13 +374,17 @@ mod tests {
     #[test]
     fn nodes_stay_small() {
         // Memory per task is a promise (ARCHITECTURE.md): a node plus its `Arc` counts fits
-        // jemalloc's 160-byte class, an argument two words and a tag.
+        // jemalloc's 160-byte class with its first argument inline, an argument is two words
+        // and a tag.
         assert!(
             size_of::<NodeInner>() + 16 <= 160,
             "{}",
             size_of::<NodeInner>()
         );
         assert!(size_of::<Input>() <= 32, "{}", size_of::<Input>());
+        // The first argument lives in the node, names are two words.
+        assert!(size_of::<Inputs>() <= 32, "{}", size_of::<Inputs>());
+        assert!(size_of::<Name>() <= 16, "{}", size_of::<Name>());
     }
 }
 
