@@ -301,6 +301,14 @@ pub trait IntoArg<T> {
 )]
 pub struct ArgInput(pub(crate) Input);
 
+/// The arguments of one call as the graph stores them (opaque).
+#[doc(hidden)]
+#[allow(
+    unreachable_pub,
+    reason = "appears in hidden methods of IntoArgs; not nameable outside"
+)]
+pub struct ArgInputs(pub(crate) Inputs);
+
 impl<T: Tokenize + Send + Sync> IntoArg<T> for T {
     fn into_input(self, sink: Option<&mut TokenSink>) -> Result<ArgInput, TokenizeError> {
         if let Some(sink) = sink {
@@ -343,7 +351,7 @@ pub trait IntoArgs<P> {
         self,
         sink: Option<&mut TokenSink>,
         excluded: u64,
-    ) -> Result<Vec<ArgInput>, TokenizeError>;
+    ) -> Result<ArgInputs, TokenizeError>;
 }
 
 /// A function usable as a task body with parameter types `P` (a tuple).
@@ -381,11 +389,11 @@ macro_rules! arity {
                 self,
                 mut sink: Option<&mut TokenSink>,
                 excluded: u64,
-            ) -> Result<Vec<ArgInput>, TokenizeError> {
+            ) -> Result<ArgInputs, TokenizeError> {
                 if let Some(s) = sink.as_deref_mut() {
                     s.u64($n);
                 }
-                Ok(vec![$({
+                Ok(ArgInputs(smallvec::smallvec![$({
                     // An excluded argument leaves only a marker in the key.
                     let sink = match sink.as_deref_mut() {
                         Some(s) if excluded & (1 << $i) != 0 => {
@@ -394,8 +402,8 @@ macro_rules! arity {
                         }
                         other => other,
                     };
-                    self.$i.into_input(sink)?
-                }),*])
+                    self.$i.into_input(sink)?.0
+                }),*]))
             }
         }
 
@@ -738,10 +746,10 @@ impl TaskSpec {
         let (token, inputs, op) = if let Some(hasher) = &self.hasher {
             match args.into_inputs(None, 0) {
                 Ok(inputs) => {
-                    let inputs = unwrap_args(inputs);
+                    let inputs = inputs.0;
                     let view = Args {
                         names: self.arg_names.as_deref().unwrap_or(&[]),
-                        inputs: &inputs,
+                        inputs: &inputs[..],
                     };
                     match hasher(&view) {
                         Ok(text) => {
@@ -757,26 +765,26 @@ impl TaskSpec {
                         }
                         Err(e) => (
                             unique_token(),
-                            Vec::new(),
+                            Inputs::new(),
                             Op::Invalid(Box::new(TokenizeError::custom_message(format!(
                                 "the key hasher failed: {e}"
                             )))),
                         ),
                     }
                 }
-                Err(e) => (unique_token(), Vec::new(), Op::Invalid(Box::new(e))),
+                Err(e) => (unique_token(), Inputs::new(), Op::Invalid(Box::new(e))),
             }
         } else if self.pure {
             let mut sink = TokenSink::new(b"brisk.task");
             self.identity(&mut sink, &prefix);
             match args.into_inputs(Some(&mut sink), excluded) {
-                Ok(inputs) => (sink.finish(), unwrap_args(inputs), Op::Task(body)),
-                Err(e) => (unique_token(), Vec::new(), Op::Invalid(Box::new(e))),
+                Ok(inputs) => (sink.finish(), inputs.0, Op::Task(body)),
+                Err(e) => (unique_token(), Inputs::new(), Op::Invalid(Box::new(e))),
             }
         } else {
             match args.into_inputs(None, 0) {
-                Ok(inputs) => (unique_token(), unwrap_args(inputs), Op::Task(body)),
-                Err(e) => (unique_token(), Vec::new(), Op::Invalid(Box::new(e))),
+                Ok(inputs) => (unique_token(), inputs.0, Op::Task(body)),
+                Err(e) => (unique_token(), Inputs::new(), Op::Invalid(Box::new(e))),
             }
         };
         let meta = match storage_key {
@@ -790,7 +798,7 @@ impl TaskSpec {
             Key::new(prefix, token),
             self.name.clone(),
             op,
-            Inputs::from_vec(inputs),
+            inputs,
             meta,
             output_type,
         ))
@@ -851,9 +859,6 @@ impl TaskSpec {
     }
 }
 
-fn unwrap_args(args: Vec<ArgInput>) -> Vec<Input> {
-    args.into_iter().map(|a| a.0).collect()
-}
 
 /// A custom key function; see [`TaskSpec::hasher`].
 type Hasher = Arc<dyn Fn(&Args<'_>) -> Result<String, BoxError> + Send + Sync>;
