@@ -155,7 +155,7 @@ pub(crate) fn plan(
     let mut uploads: Vec<Upload> = Vec::new();
     let mut uploaded: HashSet<NodeId> = HashSet::new();
     let mut by_stage: Vec<Vec<NodeId>> = Vec::new();
-    for &id in graph.order() {
+    for id in graph.in_order() {
         let node = graph.node(id);
         if node.is_literal() || node.is_loaded() {
             // Uploaded by the tasks that read it, or handed back as it is when an output.
@@ -364,7 +364,7 @@ fn plan_rebuilt(
     let mut uploads: Vec<Upload> = Vec::new();
     let mut uploaded: HashSet<NodeId> = HashSet::new();
     let mut by_stage: Vec<Vec<NodeId>> = Vec::new();
-    for &id in graph.order() {
+    for id in graph.in_order() {
         let node = graph.node(id);
         if node.is_literal() || node.is_loaded() {
             continue;

@@ -742,7 +742,7 @@ impl SlurmExecutor {
             blocked.insert(id, f.key.clone());
             report.failed.push(f);
         }
-        for &id in graph.order() {
+        for id in graph.in_order() {
             if blocked.contains_key(&id) {
                 continue;
             }

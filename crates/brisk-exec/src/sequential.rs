@@ -75,7 +75,7 @@ fn run(graph: &Graph, ctx: &RunContext, guards: &ComputeResources) -> Result<Run
     };
     let mut report = Report::default();
 
-    for &id in graph.order() {
+    for id in graph.in_order() {
         if ctx.cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }

@@ -214,9 +214,7 @@ impl ThreadedExecutor {
             t0: Instant::now(),
             guards: ComputeResources::new(graph),
             roots: graph
-                .order()
-                .iter()
-                .copied()
+                .in_order()
                 .filter(|&id| graph.dependencies(id).is_empty())
                 .collect(),
         });
@@ -377,10 +375,8 @@ impl RunState {
         // no count traffic on the value), cloned otherwise.
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {
-            let i = d.index();
-            let last =
-                self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1 && !self.is_output[i];
-            let mut slot = lock(&self.values[i]);
+            let last = self.last_use(d);
+            let mut slot = lock(&self.values[d.index()]);
             let v = if last { slot.take() } else { slot.clone() };
             drop(slot);
             inputs
@@ -413,14 +409,19 @@ impl RunState {
         }
     }
 
+    /// Counts one consumer of `d`'s value as done; whether it was the last one and the value
+    /// can go (never for an output). A value with one consumer needs no count.
+    fn last_use(&self, d: NodeId) -> bool {
+        let i = d.index();
+        !self.is_output[i]
+            && (self.graph.dependents(d).len() == 1
+                || self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1)
+    }
+
     /// Counts one consumer of each dependency of `id` as done; frees values nobody needs.
     fn release(&self, id: NodeId) {
         for &d in self.graph.dependencies(id) {
-            let i = d.index();
-            if self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1
-                && !self.is_output[i]
-                && lock(&self.values[i]).take().is_some()
-            {
+            if self.last_use(d) && lock(&self.values[d.index()]).take().is_some() {
                 for h in self.ctx.hooks.iter() {
                     h.on_release(&self.graph, d);
                 }
@@ -463,7 +464,10 @@ impl RunState {
                 }
                 continue;
             }
-            if self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A task with one dependency is ready now; others when their count reaches zero.
+            if graph.dependencies(dd).len() == 1
+                || self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1
+            {
                 ready(dd, &mut queued);
             }
         }

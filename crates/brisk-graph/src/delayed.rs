@@ -859,7 +859,6 @@ impl TaskSpec {
     }
 }
 
-
 /// A custom key function; see [`TaskSpec::hasher`].
 type Hasher = Arc<dyn Fn(&Args<'_>) -> Result<String, BoxError> + Send + Sync>;
 

@@ -137,8 +137,13 @@ pub struct Graph {
     arg_start: Vec<u32>,
     args: Vec<u32>,
     outputs: Vec<NodeId>,
-    order: Vec<NodeId>,
-    position: Vec<u32>,
+    /// The static order when it is not the ids (see `compute_order`); filled with the ids on
+    /// the first call of `order()` otherwise. Executors walk `in_order()`, which needs neither.
+    order: std::sync::OnceLock<Vec<NodeId>>,
+    /// Positions in `order` by id (built on first use; executors do not need it).
+    position: std::sync::OnceLock<Vec<u32>>,
+    /// Whether the static order is the ids.
+    ids_in_order: bool,
     /// Node ids by key token: filled while building when keys are merged, otherwise built
     /// on the first query by key (executors work with ids and never need it).
     index: std::sync::OnceLock<TokenMap>,
@@ -437,8 +442,9 @@ impl Graph {
             arg_start,
             args: Vec::with_capacity(cap),
             outputs: Vec::with_capacity(roots.len()),
-            order: Vec::new(),
-            position: Vec::new(),
+            order: std::sync::OnceLock::new(),
+            position: std::sync::OnceLock::new(),
+            ids_in_order: false,
             index: std::sync::OnceLock::new(),
             keyed,
             shorts: if keyed {
@@ -654,14 +660,9 @@ impl Graph {
     /// graphs) the two walks agree and the order is the ids; only other graphs walk again.
     fn compute_order(&mut self) {
         let (height, first_is_tallest) = self.heights();
-        self.order = if first_is_tallest {
-            NodeId::all(self.nodes.len()).collect()
-        } else {
-            self.walk_order(&height)
-        };
-        self.position = vec![0; self.nodes.len()];
-        for (p, &id) in self.order.iter().enumerate() {
-            self.position[id.index()] = p as u32;
+        self.ids_in_order = first_is_tallest;
+        if !first_is_tallest {
+            self.order = self.walk_order(&height).into();
         }
     }
 
@@ -831,13 +832,30 @@ impl Graph {
     /// The static execution order: every node once, dependencies before dependents.
     #[must_use]
     pub fn order(&self) -> &[NodeId] {
-        &self.order
+        self.order
+            .get_or_init(|| NodeId::all(self.nodes.len()).collect())
+    }
+
+    /// The static order as an iterator (the same ids as [`order`](Graph::order), without
+    /// building a table when the order is the ids, as it is for most graphs).
+    pub fn in_order(&self) -> impl ExactSizeIterator<Item = NodeId> + '_ {
+        let walked = (!self.ids_in_order).then(|| self.order());
+        (0..self.nodes.len()).map(move |p| walked.map_or(NodeId(p as u32), |o| o[p]))
     }
 
     /// Position of node `id` in [`order`](Graph::order) (lower runs earlier).
     #[must_use]
     pub fn position(&self, id: NodeId) -> usize {
-        self.position[id.index()] as usize
+        if self.ids_in_order {
+            return id.index();
+        }
+        self.position.get_or_init(|| {
+            let mut position = vec![0; self.nodes.len()];
+            for (p, &id) in self.order().iter().enumerate() {
+                position[id.index()] = p as u32;
+            }
+            position
+        })[id.index()] as usize
     }
 
     /// Every resource required by some node, each once (identity = `Arc` pointer), in order of
@@ -965,7 +983,8 @@ impl Graph {
                 .and_then(|f| f.get(id).cloned().flatten())
                 .or_else(|| {
                     opts.color_by_order.then(|| {
-                        let t = self.position[id] as f64 / (n.saturating_sub(1).max(1)) as f64;
+                        let t = self.position(NodeId::from_index(id)) as f64
+                            / (n.saturating_sub(1).max(1)) as f64;
                         ramp(t)
                     })
                 });
@@ -1109,7 +1128,11 @@ mod tests {
             } else {
                 walked += 1;
             }
+            assert_eq!(g.in_order().collect::<Vec<_>>(), walk, "seed {seed}");
             assert_eq!(walk, g.order(), "seed {seed}");
+            for (p, &id) in walk.iter().enumerate() {
+                assert_eq!(g.position(id), p, "seed {seed}");
+            }
         }
         assert!(short_cut > 20 && walked > 20, "{short_cut} / {walked}");
     }
