@@ -166,6 +166,7 @@ impl TokenSink {
         sink
     }
 
+    #[inline]
     pub(crate) fn finish(self) -> Token {
         let digest = match self.spill {
             None => blake3::hash(&self.inline[..self.len]),
