@@ -157,14 +157,19 @@ const WIDE: usize = 64;
 
 /// Decrements a worker owes one wide node's pending count (a reduction over many tasks:
 /// without this, every worker decrements that one counter once per task it runs, and the
-/// cache line bounces between cores on every task). Flushed when the node would be ready,
-/// every [`WIDE`] decrements, before a job hands its count on, and when the job ends, so
-/// the node is never kept from running.
+/// cache line bounces between cores on every task). Applied when the node would be ready,
+/// every [`WIDE`] decrements, before a task that does not feed the node runs, before a job
+/// hands its count on, and when the job ends: the node never waits for work it does not
+/// depend on.
 #[derive(Default)]
 pub(crate) struct Batch {
     node: Option<NodeId>,
     count: u32,
 }
+
+/// Dependents of a task searched for the node a batch is for (a task with more is taken as
+/// not feeding it, and the batch is applied before it runs).
+const FEEDS_SCANNED: usize = 8;
 
 /// Roots a worker runs in a row before it looks at the work they made ready. Small enough to
 /// keep the intermediates of a streaming reduction few, large enough to make a queued job
@@ -313,6 +318,25 @@ impl RunState {
         self.jobs_done(settled);
     }
 
+    /// Applies `batch` before running `next`, unless `next` feeds the batch's node (which
+    /// then cannot be ready before `next` is done), and queues the node if that made it
+    /// ready: a wide node never waits for a task it does not depend on.
+    fn flush_unless_feeding(self: &Arc<Self>, batch: &mut Batch, next: NodeId, w: &WorkerCtx<'_>) {
+        let Some(node) = batch.node else {
+            return;
+        };
+        let feeds = self.graph.dependents(next);
+        if feeds.len() <= FEEDS_SCANNED && feeds.contains(&node) {
+            return;
+        }
+        if let Some(ready) = self.flush(batch) {
+            // Counted before it is visible: a thief could finish it before we count it.
+            self.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.queue(ready, w);
+            w.notify();
+        }
+    }
+
     /// Applies the decrements in `batch`; returns its node if that made it ready.
     fn flush(&self, batch: &mut Batch) -> Option<NodeId> {
         let node = batch.node.take()?;
@@ -331,6 +355,7 @@ impl RunState {
         batch: &mut Batch,
     ) -> bool {
         loop {
+            self.flush_unless_feeding(batch, id, w);
             match catch_unwind(AssertUnwindSafe(|| self.run_task(id, w, batch))) {
                 Ok(After::Run(next)) => id = next,
                 Ok(After::Handed) => return true,

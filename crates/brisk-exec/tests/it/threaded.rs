@@ -142,6 +142,57 @@ proptest! {
     }
 }
 
+#[test]
+fn a_reduction_does_not_wait_for_a_slow_task_it_does_not_need() {
+    // 128 leaves feed one reduction; a slow task that the reduction does not need is the
+    // last root. The roots go out in two halves: the worker with the second half runs its
+    // (instant) leaves, then the slow task, while the other is still busy with the first
+    // half's leaves (5 ms each) — so the first worker still owes decrements of the
+    // reduction's counter when the slow task starts. The reduction must start when the
+    // leaves are done, long before the slow task ends.
+    let t0 = std::time::Instant::now();
+    let started = Arc::new(Mutex::new(None));
+    let s = Arc::clone(&started);
+    let parts: Delayed<Vec<u64>> = (0..128u64)
+        .map(|i| {
+            pure(
+                "leaf",
+                |x: u64| {
+                    if x < 64 {
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    x
+                },
+                (i,),
+            )
+        })
+        .collect();
+    let reduce = TaskSpec::new("reduce").captures_covered_by_args().call(
+        move |v: Vec<u64>| {
+            *s.lock().unwrap() = Some(t0.elapsed());
+            v.iter().sum::<u64>()
+        },
+        (parts,),
+    );
+    let slow = TaskSpec::new("slow").call(
+        |x: u64| {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            x
+        },
+        (1u64,),
+    );
+    let after = pure("after", |x: u64| x + 1, (&slow,));
+    let out = ComputeOptions::new()
+        .run(&exec(2), vec![reduce.erase(), after.erase()])
+        .unwrap();
+    assert_eq!(out.get(&reduce).unwrap(), 127 * 128 / 2);
+    let started = started.lock().unwrap().expect("the reduction ran");
+    assert!(
+        started < std::time::Duration::from_millis(1000),
+        "the reduction started after {started:?}, behind the slow task"
+    );
+}
+
 /// Counts task starts and checks each task's dependencies finished first.
 #[derive(Default)]
 struct OrderCheck {
