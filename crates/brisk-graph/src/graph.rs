@@ -463,44 +463,47 @@ impl Graph {
         // dependencies always get smaller ids than their dependents.
         let mut stack: Vec<Frame<'_>> = Vec::with_capacity(cap);
         let mut mark: Vec<(u32, u32)> = Vec::with_capacity(cap);
+        // The ids of the finished children of the frames on the stack, in input order: a
+        // node's dependencies are the last entries when it finishes, so it never looks its
+        // children up again (in a wide node, a second touch of every child).
+        let mut ids: Vec<u32> = Vec::with_capacity(cap.min(1 << 16));
         for root in roots {
-            if g.visit(root) {
-                continue;
-            }
-            let load = g.should_load(root, cache, asked)?;
-            stack.push(Frame {
-                node: root,
-                next: 0,
-                load,
-            });
-            while let Some(top) = stack.last_mut() {
-                let node: &Arc<NodeInner> = top.node;
-                if !top.load && (top.next as usize) < node.inputs.len() {
-                    let i = top.next as usize;
-                    top.next += 1;
-                    if let Input::Node(child) = &node.inputs[i]
-                        && !g.visit(child)
-                    {
-                        let load = g.should_load(child, cache, asked)?;
-                        stack.push(Frame {
-                            node: child,
-                            next: 0,
-                            load,
-                        });
+            let id = if let Some(id) = g.visit(root) {
+                id
+            } else {
+                let load = g.should_load(root, cache, asked)?;
+                stack.push(Frame {
+                    node: root,
+                    next: 0,
+                    load,
+                });
+                while let Some(top) = stack.last_mut() {
+                    let node: &Arc<NodeInner> = top.node;
+                    if !top.load && (top.next as usize) < node.inputs.len() {
+                        let i = top.next as usize;
+                        top.next += 1;
+                        if let Input::Node(child) = &node.inputs[i] {
+                            if let Some(id) = g.visit(child) {
+                                ids.push(id);
+                            } else {
+                                let load = g.should_load(child, cache, asked)?;
+                                stack.push(Frame {
+                                    node: child,
+                                    next: 0,
+                                    load,
+                                });
+                            }
+                        }
+                        continue;
                     }
-                    continue;
+                    let frame = stack
+                        .pop()
+                        .expect("the loop only runs while the stack is non-empty");
+                    let id = g.finish_node(frame, &mut mark, &mut ids);
+                    mark.push((u32::MAX, 0));
+                    ids.push(id);
                 }
-                let frame = stack
-                    .pop()
-                    .expect("the loop only runs while the stack is non-empty");
-                if !g.finish_node(frame, &mut mark) {
-                    return Ok(None);
-                }
-            }
-        }
-        for root in roots {
-            let Some(id) = g.find(root) else {
-                return Ok(None);
+                ids.pop().expect("a finished root leaves its id")
             };
             g.outputs.push(NodeId(id));
         }
@@ -541,11 +544,9 @@ impl Graph {
             .then_some(s)
     }
 
-    /// Whether `node`'s key is already in the graph; merges its metadata if it is.
-    fn visit(&mut self, node: &Arc<NodeInner>) -> bool {
-        let Some(id) = self.find(node) else {
-            return false;
-        };
+    /// `node`'s id if its key is already in the graph (merging its metadata), else `None`.
+    fn visit(&mut self, node: &Arc<NodeInner>) -> Option<u32> {
+        let id = self.find(node)?;
         let existing = &self.nodes[id as usize];
         if !Arc::ptr_eq(existing, node) && !node.meta.is_default() {
             let current = self.merged.get(&id).unwrap_or(&existing.meta);
@@ -553,7 +554,7 @@ impl Graph {
             self.any_resources |= !merged.resources.is_empty();
             self.merged.insert(id, merged);
         }
-        true
+        Some(id)
     }
 
     fn should_load(
@@ -587,21 +588,32 @@ impl Graph {
         Ok(answer)
     }
 
-    /// Assigns the next id to a node whose inputs all have ids. `mark[d]` remembers, per
-    /// dependency `d`, the last node that listed it and at which slot, so duplicate arguments
-    /// are found in O(1) and the whole pass stays O(V + E). Returns `false` when a pass by
-    /// identity cannot find a dependency (another graph's build moved its stamp meanwhile).
-    fn finish_node(&mut self, frame: Frame<'_>, mark: &mut Vec<(u32, u32)>) -> bool {
+    /// Assigns the next id to a node whose inputs all have ids: the last entries of `ids`, one
+    /// per node argument in order, which it takes. `mark[d]` remembers, per dependency `d`,
+    /// the last node that listed it and at which slot, so duplicate arguments are found in
+    /// O(1) and the whole pass stays O(V + E).
+    fn finish_node(
+        &mut self,
+        frame: Frame<'_>,
+        mark: &mut [(u32, u32)],
+        ids: &mut Vec<u32>,
+    ) -> u32 {
         let id = self.nodes.len() as u32;
         if !frame.load {
+            let children = frame
+                .node
+                .inputs
+                .iter()
+                .filter(|i| matches!(i, Input::Node(_)))
+                .count();
+            let first = ids.len() - children;
+            let mut child_ids = ids[first..].iter();
             let first_dep = self.deps.len();
             for input in &frame.node.inputs {
                 match input {
                     Input::Const(..) => self.args.push(CONST_ARG),
-                    Input::Node(child) => {
-                        let Some(dep) = self.find(child) else {
-                            return false;
-                        };
+                    Input::Node(_) => {
+                        let dep = *child_ids.next().expect("every node argument left its id");
                         let m = &mut mark[dep as usize];
                         if m.0 != id {
                             *m = (id, (self.deps.len() - first_dep) as u32);
@@ -611,6 +623,7 @@ impl Graph {
                     }
                 }
             }
+            ids.truncate(first);
         }
         self.dep_start.push(self.deps.len() as u32);
         self.arg_start.push(self.args.len() as u32);
@@ -627,8 +640,7 @@ impl Graph {
         self.loaded.push(frame.load);
         self.any_resources |= !frame.node.meta.resources.is_empty();
         self.nodes.push(Arc::clone(frame.node));
-        mark.push((u32::MAX, 0));
-        true
+        id
     }
 
     fn link_dependents(&mut self) {
