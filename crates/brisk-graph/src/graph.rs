@@ -99,6 +99,9 @@ impl std::fmt::Display for NodeId {
     }
 }
 
+/// Arguments up to which a node looks for repeated ones among its own dependencies.
+const FEW_ARGS: usize = 8;
+
 /// Nodes a graph sizes its tables for when its outputs cannot say how many it will hold.
 const SMALL_GRAPH: usize = 1024;
 
@@ -462,7 +465,7 @@ impl Graph {
         // Iterative post-order DFS in input order. Ids are post-order positions, so
         // dependencies always get smaller ids than their dependents.
         let mut stack: Vec<Frame<'_>> = Vec::with_capacity(cap);
-        let mut mark: Vec<(u32, u32)> = Vec::with_capacity(cap);
+        let mut mark: Vec<(u32, u32)> = Vec::new();
         // The ids of the finished children of the frames on the stack, in input order: a
         // node's dependencies are the last entries when it finishes, so it never looks its
         // children up again (in a wide node, a second touch of every child).
@@ -500,7 +503,6 @@ impl Graph {
                         .pop()
                         .expect("the loop only runs while the stack is non-empty");
                     let id = g.finish_node(frame, &mut mark, &mut ids);
-                    mark.push((u32::MAX, 0));
                     ids.push(id);
                 }
                 ids.pop().expect("a finished root leaves its id")
@@ -589,13 +591,14 @@ impl Graph {
     }
 
     /// Assigns the next id to a node whose inputs all have ids: the last entries of `ids`, one
-    /// per node argument in order, which it takes. `mark[d]` remembers, per dependency `d`,
-    /// the last node that listed it and at which slot, so duplicate arguments are found in
-    /// O(1) and the whole pass stays O(V + E).
+    /// per node argument in order, which it takes. A node with a few arguments finds repeated
+    /// ones among its own dependencies; for more, `mark[d]` remembers, per dependency `d`, the
+    /// last node that listed it and at which slot, so they are found in O(1) and the whole
+    /// pass stays O(V + E) (the table is only made when a graph has such a node).
     fn finish_node(
         &mut self,
         frame: Frame<'_>,
-        mark: &mut [(u32, u32)],
+        mark: &mut Vec<(u32, u32)>,
         ids: &mut Vec<u32>,
     ) -> u32 {
         let id = self.nodes.len() as u32;
@@ -609,17 +612,32 @@ impl Graph {
             let first = ids.len() - children;
             let mut child_ids = ids[first..].iter();
             let first_dep = self.deps.len();
+            if children > FEW_ARGS && mark.len() < id as usize {
+                mark.resize(id as usize, (u32::MAX, 0));
+            }
             for input in &frame.node.inputs {
                 match input {
                     Input::Const(..) => self.args.push(CONST_ARG),
                     Input::Node(_) => {
                         let dep = *child_ids.next().expect("every node argument left its id");
-                        let m = &mut mark[dep as usize];
-                        if m.0 != id {
-                            *m = (id, (self.deps.len() - first_dep) as u32);
-                            self.deps.push(NodeId(dep));
-                        }
-                        self.args.push(m.1);
+                        let slot = if children <= FEW_ARGS {
+                            // A few arguments: look among the node's dependencies so far.
+                            self.deps[first_dep..]
+                                .iter()
+                                .position(|d| d.0 == dep)
+                                .unwrap_or_else(|| {
+                                    self.deps.push(NodeId(dep));
+                                    self.deps.len() - 1 - first_dep
+                                }) as u32
+                        } else {
+                            let m = &mut mark[dep as usize];
+                            if m.0 != id {
+                                *m = (id, (self.deps.len() - first_dep) as u32);
+                                self.deps.push(NodeId(dep));
+                            }
+                            m.1
+                        };
+                        self.args.push(slot);
                     }
                 }
             }
@@ -1098,6 +1116,28 @@ mod tests {
         }
         let outs: Vec<_> = (0..1 + next(3)).map(|_| nodes[next(n)].clone()).collect();
         Graph::new(outs.iter())
+    }
+
+    #[test]
+    fn repeated_arguments_share_one_dependency_and_keep_their_order() {
+        // A few arguments (searched among the node's own dependencies) and many (the mark
+        // table): every argument maps to the dependency of its own node.
+        let f = TaskSpec::new("f").pure();
+        let leaves: Vec<Delayed<u64>> = (0..5u64).map(|i| f.call(|x: u64| x, (i,))).collect();
+        for n in [3usize, 7, 8, 9, 40] {
+            let parts: Delayed<Vec<u64>> = (0..n).map(|i| leaves[(i * 3) % 5].clone()).collect();
+            let g = Graph::new([&parts]);
+            let id = g.outputs()[0];
+            assert_eq!(g.dependencies(id).len(), n.min(5), "{n} arguments");
+            let args = g.node(id).args();
+            assert_eq!(args.len(), n);
+            for (i, a) in args.iter().enumerate() {
+                let Arg::Node(d) = a else {
+                    panic!("argument {i} of {n} is a node");
+                };
+                assert_eq!(g.key(*d), leaves[(i * 3) % 5].key(), "argument {i} of {n}");
+            }
+        }
     }
 
     #[test]
