@@ -474,12 +474,7 @@ impl Graph {
             let id = if let Some(id) = g.visit(root) {
                 id
             } else {
-                let load = g.should_load(root, cache, asked)?;
-                stack.push(Frame {
-                    node: root,
-                    next: 0,
-                    load,
-                });
+                stack.push(g.frame(root, cache, asked)?);
                 while let Some(top) = stack.last_mut() {
                     let node: &Arc<NodeInner> = top.node;
                     if !top.load && (top.next as usize) < node.inputs.len() {
@@ -489,12 +484,7 @@ impl Graph {
                             if let Some(id) = g.visit(child) {
                                 ids.push(id);
                             } else {
-                                let load = g.should_load(child, cache, asked)?;
-                                stack.push(Frame {
-                                    node: child,
-                                    next: 0,
-                                    load,
-                                });
+                                stack.push(g.frame(child, cache, asked)?);
                             }
                         }
                         continue;
@@ -557,6 +547,20 @@ impl Graph {
             self.merged.insert(id, merged);
         }
         Some(id)
+    }
+
+    /// A new node's frame on the walk's stack (asking the cache whether to load it).
+    fn frame<'a>(
+        &self,
+        node: &'a Arc<NodeInner>,
+        cache: Option<&dyn Cache>,
+        asked: &mut HashMap<u64x2, bool>,
+    ) -> Result<Frame<'a>, Error> {
+        Ok(Frame {
+            node,
+            next: 0,
+            load: self.should_load(node, cache, asked)?,
+        })
     }
 
     fn should_load(
