@@ -407,9 +407,7 @@ impl RunState {
             inputs
                 .push(v.expect("a task runs only after all its dependencies stored their values"));
             if last {
-                for h in self.ctx.hooks.iter() {
-                    h.on_release(graph, d);
-                }
+                self.released(d);
             }
         }
         match run_node(graph, &self.ctx, &self.guards, id, inputs, w.index, self.t0) {
@@ -443,13 +441,18 @@ impl RunState {
                 || self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1)
     }
 
+    /// Tells the hooks that `d`'s value left its slot.
+    fn released(&self, d: NodeId) {
+        for h in self.ctx.hooks.iter() {
+            h.on_release(&self.graph, d);
+        }
+    }
+
     /// Counts one consumer of each dependency of `id` as done; frees values nobody needs.
     fn release(&self, id: NodeId) {
         for &d in self.graph.dependencies(id) {
             if self.last_use(d) && lock(&self.values[d.index()]).take().is_some() {
-                for h in self.ctx.hooks.iter() {
-                    h.on_release(&self.graph, d);
-                }
+                self.released(d);
             }
         }
     }
@@ -471,7 +474,8 @@ impl RunState {
         };
         // Reverse id order: the deque is LIFO, so the earlier dependents run first.
         for &dd in graph.dependents(id).iter().rev() {
-            if graph.dependencies(dd).len() >= WIDE {
+            let width = graph.dependencies(dd).len();
+            if width >= WIDE {
                 if batch.node != Some(dd) {
                     if let Some(r) = self.flush(batch) {
                         ready(r, &mut queued);
@@ -490,9 +494,7 @@ impl RunState {
                 continue;
             }
             // A task with one dependency is ready now; others when their count reaches zero.
-            if graph.dependencies(dd).len() == 1
-                || self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1
-            {
+            if width == 1 || self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
                 ready(dd, &mut queued);
             }
         }

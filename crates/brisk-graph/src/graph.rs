@@ -708,12 +708,7 @@ impl Graph {
         let mut first_is_tallest = true;
         for i in 0..n {
             let deps = self.deps_of(i);
-            let mut best = 0;
-            for (p, &d) in deps.iter().enumerate() {
-                if height[d.index()] > height[deps[best].index()] {
-                    best = p;
-                }
-            }
+            let best = tallest(deps, &height);
             first_is_tallest &= best == 0;
             height[i] = 1 + deps.first().map_or(0, |_| height[deps[best].index()]);
         }
@@ -723,15 +718,7 @@ impl Graph {
     /// The order of [`compute_order`](Self::compute_order), walked.
     fn walk_order(&self, height: &[u32]) -> Vec<NodeId> {
         let n = self.nodes.len();
-        let tallest = |deps: &[NodeId]| -> u32 {
-            let mut best = 0;
-            for (p, &d) in deps.iter().enumerate() {
-                if height[d.index()] > height[deps[best].index()] {
-                    best = p;
-                }
-            }
-            best as u32
-        };
+        let tallest = |deps: &[NodeId]| tallest(deps, height) as u32;
         let mut seen = vec![false; n];
         let mut order = Vec::with_capacity(n);
         // (node, cursor, tallest): cursor 0 = the tallest dependency, k >= 1 = dependency k - 1.
@@ -1039,6 +1026,17 @@ impl Graph {
         s.push_str("}\n");
         s
     }
+}
+
+/// The position of the tallest of `deps` by `height` (the first of equals); 0 when empty.
+fn tallest(deps: &[NodeId], height: &[u32]) -> usize {
+    let mut best = 0;
+    for (p, &d) in deps.iter().enumerate() {
+        if height[d.index()] > height[deps[best].index()] {
+            best = p;
+        }
+    }
+    best
 }
 
 /// Whether two of `values` are equal, for values spread uniformly (token prefixes): a bitmap

@@ -181,7 +181,8 @@ impl TokenSink {
     }
 
     /// Appends raw bytes (no tag). Keys are built from many short writes: this path stays
-    /// inline (a sink that spilled has `len > INLINE`, so it always takes `spill`).
+    /// inline (a sink that spilled has `len > INLINE`, so it always takes `spill`), and it is
+    /// inlined, so a field of constant size is copied with a move.
     #[inline]
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
         let end = self.len + bytes.len();
@@ -190,18 +191,6 @@ impl TokenSink {
             self.len = end;
         } else {
             self.spill(bytes);
-        }
-    }
-
-    /// Appends `N` raw bytes (a constant length: the copy is one move).
-    #[inline]
-    fn fixed<const N: usize>(&mut self, bytes: [u8; N]) {
-        let end = self.len + N;
-        if end <= INLINE {
-            self.inline[self.len..end].copy_from_slice(&bytes);
-            self.len = end;
-        } else {
-            self.spill(&bytes);
         }
     }
 
@@ -232,18 +221,18 @@ impl TokenSink {
 
     #[inline]
     pub(crate) fn u8(&mut self, b: u8) {
-        self.fixed([b]);
+        self.raw(&[b]);
     }
 
     #[inline]
     pub(crate) fn u64(&mut self, v: u64) {
-        self.fixed(v.to_le_bytes());
+        self.raw(&v.to_le_bytes());
     }
 
     /// A token's 16 bytes.
     #[inline]
     pub(crate) fn token(&mut self, t: &Token) {
-        self.fixed(t.0);
+        self.raw(&t.0);
     }
 
     /// A length-prefixed byte string (no tag).
