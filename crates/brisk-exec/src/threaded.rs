@@ -396,12 +396,13 @@ impl RunState {
                 return self.complete(id, w, batch);
             }
         }
-        // Each input is moved out of its slot when this task is its last consumer (one lock,
-        // no count traffic on the value), cloned otherwise.
+        // Each input is moved out of its slot when this task is its last consumer, cloned
+        // otherwise. The consumer is counted while the slot is locked: counted before it,
+        // a consumer could find the value already taken by the last one.
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {
-            let last = self.last_use(d);
             let mut slot = lock(&self.values[d.index()]);
+            let last = self.last_use(d);
             let v = if last { slot.take() } else { slot.clone() };
             drop(slot);
             inputs

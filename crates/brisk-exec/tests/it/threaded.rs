@@ -535,6 +535,34 @@ fn compute_hands_over_the_result_without_copying_it() {
 }
 
 #[test]
+fn a_value_shared_by_many_consumers_reaches_each_of_them() {
+    // Consumers on different workers take their input at the same moment: each must get the
+    // value, whichever of them is counted last (that one moves it out of its slot).
+    let ex = exec(4);
+    for round in 0..3000u64 {
+        let shared = pure("shared", |r: u64| vec![r; 64], (round,));
+        let users: Vec<Delayed<u64>> = (0..16u64)
+            .map(|i| {
+                pure(
+                    "user",
+                    |v: Vec<u64>, i: u64| v.iter().sum::<u64>() + i,
+                    (shared.clone(), i),
+                )
+            })
+            .collect();
+        let outputs: Vec<_> = users.iter().map(Delayed::erase).collect();
+        let c = ComputeOptions::new().run(&ex, outputs).unwrap();
+        for (i, u) in users.iter().enumerate() {
+            assert_eq!(
+                c.get(u).unwrap(),
+                round * 64 + i as u64,
+                "round {round}, user {i}"
+            );
+        }
+    }
+}
+
+#[test]
 fn an_output_listed_twice_can_be_taken_twice() {
     let a = pure("x", |v: u64| vec![v; 3], (5u64,));
     for ex in [&exec(2) as &dyn Executor, &SequentialExecutor] {
