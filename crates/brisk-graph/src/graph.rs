@@ -102,11 +102,15 @@ impl std::fmt::Display for NodeId {
 /// Arguments up to which a node looks for repeated ones among its own dependencies.
 const FEW_ARGS: usize = 8;
 
+/// Where one argument of a node comes from (see `Graph::arg_slots`).
+enum Slot<'g> {
+    Const(&'g Value, Option<crate::node::Shipped>),
+    /// A position in the node's distinct dependencies.
+    Dep(u32),
+}
+
 /// Nodes a graph sizes its tables for when its outputs cannot say how many it will hold.
 const SMALL_GRAPH: usize = 1024;
-
-/// Marks an argument slot that holds a constant rather than a dependency.
-const CONST_ARG: u32 = u32::MAX;
 
 /// The reachable sub-graph of a set of outputs, with nodes of equal keys merged and a static
 /// execution order. Built once per compute; every pass is O(V + E).
@@ -136,9 +140,10 @@ pub struct Graph {
     deps: Vec<NodeId>,
     dependent_start: Vec<u32>,
     dependents: Vec<NodeId>,
-    /// Per node, per input: the position in the node's distinct dependencies, or `CONST_ARG`.
-    arg_start: Vec<u32>,
-    args: Vec<u32>,
+    /// Per node that names a dependency in more than one argument (rare), per node argument:
+    /// its position in the node's distinct dependencies. Every other node's `k`-th node
+    /// argument is its `k`-th dependency, which needs no table (see `arg_slots`).
+    repeats: HashMap<u32, Box<[u32]>>,
     outputs: Vec<NodeId>,
     /// The static order when it is not the ids (see `compute_order`); filled with the ids on
     /// the first call of `order()` otherwise. Executors walk `in_order()`, which needs neither.
@@ -265,18 +270,15 @@ impl<'g> NodeView<'g> {
         if self.graph.loaded[self.id.index()] || node.body().is_none() {
             return Vec::new();
         }
-        let slots = &self.graph.args[self.graph.arg_start[self.id.index()] as usize
-            ..self.graph.arg_start[self.id.index() + 1] as usize];
         let deps = self.graph.deps_of(self.id.index());
-        slots
-            .iter()
-            .zip(&node.inputs)
-            .map(|(&s, input)| match input {
-                Input::Const(v, sh) if s == CONST_ARG => Arg::Const {
+        self.graph
+            .arg_slots(self.id.index())
+            .map(|arg| match arg {
+                Slot::Const(v, sh) => Arg::Const {
                     value: v,
                     serde: sh.and_then(|f| f(v)),
                 },
-                _ => Arg::Node(deps[s as usize]),
+                Slot::Dep(s) => Arg::Node(deps[s as usize]),
             })
             .collect()
     }
@@ -433,8 +435,6 @@ impl Graph {
         };
         let mut dep_start = Vec::with_capacity(cap + 1);
         dep_start.push(0);
-        let mut arg_start = Vec::with_capacity(cap + 1);
-        arg_start.push(0);
         let mut g = Self {
             nodes: Vec::with_capacity(cap),
             loaded: Vec::with_capacity(cap),
@@ -442,8 +442,7 @@ impl Graph {
             deps: Vec::with_capacity(cap),
             dependent_start: Vec::new(),
             dependents: Vec::new(),
-            arg_start,
-            args: Vec::with_capacity(cap),
+            repeats: HashMap::new(),
             outputs: Vec::with_capacity(roots.len()),
             order: std::sync::OnceLock::new(),
             position: std::sync::OnceLock::new(),
@@ -616,12 +615,15 @@ impl Graph {
             let first = ids.len() - children;
             let mut child_ids = ids[first..].iter();
             let first_dep = self.deps.len();
+            // The slot of each node argument, kept only if one repeats (see `repeats`).
+            let mut slots: Vec<u32> = Vec::new();
+            let mut k = 0u32;
             if children > FEW_ARGS && mark.len() < id as usize {
                 mark.resize(id as usize, (u32::MAX, 0));
             }
             for input in &frame.node.inputs {
                 match input {
-                    Input::Const(..) => self.args.push(CONST_ARG),
+                    Input::Const(..) => {}
                     Input::Node(_) => {
                         let dep = *child_ids.next().expect("every node argument left its id");
                         let slot = if children <= FEW_ARGS {
@@ -641,14 +643,24 @@ impl Graph {
                             }
                             m.1
                         };
-                        self.args.push(slot);
+                        // Until the first repeat, the `k`-th node argument is slot `k`; the
+                        // first repeat writes those out and every later slot follows.
+                        if slots.is_empty() && slot != k {
+                            slots.extend(0..k);
+                        }
+                        if !slots.is_empty() {
+                            slots.push(slot);
+                        }
+                        k += 1;
                     }
                 }
+            }
+            if !slots.is_empty() {
+                self.repeats.insert(id, slots.into_boxed_slice());
             }
             ids.truncate(first);
         }
         self.dep_start.push(self.deps.len() as u32);
-        self.arg_start.push(self.args.len() as u32);
         if self.keyed {
             let index = self
                 .index
@@ -761,6 +773,21 @@ impl Graph {
 
     fn deps_of(&self, id: usize) -> &[NodeId] {
         &self.deps[self.dep_start[id] as usize..self.dep_start[id + 1] as usize]
+    }
+
+    /// Where each argument of node `id` comes from, in order: a constant, or a position in
+    /// the node's distinct dependencies. (Not for loaded nodes: they have no dependencies.)
+    fn arg_slots(&self, id: usize) -> impl Iterator<Item = Slot<'_>> {
+        let repeats = self.repeats.get(&(id as u32));
+        let mut k = 0usize;
+        self.nodes[id].inputs.iter().map(move |input| match input {
+            Input::Const(v, sh) => Slot::Const(v, *sh),
+            Input::Node(_) => {
+                let slot = repeats.map_or(k as u32, |r| r[k]);
+                k += 1;
+                Slot::Dep(slot)
+            }
+        })
     }
 
     /// Number of tasks (nodes, constants included).
@@ -931,51 +958,45 @@ impl Graph {
             Op::Invalid(e) => Err(Box::new(crate::TokenizeError::clone(e))),
             Op::Task(_) | Op::SameAs(_) => {
                 let f = node.body().ok_or("a copied node points at a task")?;
-                let slots =
-                    &self.args[self.arg_start[id] as usize..self.arg_start[id + 1] as usize];
-                // The common case: every dependency is used once (dependencies are numbered in
-                // order of first use, so their slots read 0, 1, 2, …): move them in order, and
-                // pass `deps` itself when there are no constants.
-                let consts = slots.iter().filter(|&&s| s == CONST_ARG).count();
-                if slots.len() - consts == deps.len() {
-                    if consts == 0 {
-                        return f(deps);
-                    }
+                // The common cases: every argument is a distinct dependency (pass `deps` as
+                // it is), or the dependencies are used once each, in order, between constants.
+                if node.inputs.len() == deps.len() {
+                    return f(deps);
+                }
+                if !self.repeats.contains_key(&(id as u32)) {
                     let mut deps = deps.into_iter();
-                    let mut args = Vec::with_capacity(slots.len());
-                    for (&s, input) in slots.iter().zip(&node.inputs) {
+                    let mut args = Vec::with_capacity(node.inputs.len());
+                    for input in &node.inputs {
                         args.push(match input {
-                            Input::Const(c, _) if s == CONST_ARG => Arc::clone(c),
-                            _ => deps.next().ok_or("argument table out of sync")?,
+                            Input::Const(c, _) => Arc::clone(c),
+                            Input::Node(_) => deps.next().ok_or("argument table out of sync")?,
                         });
                     }
                     return f(args);
                 }
+                let slots: Vec<Slot<'_>> = self.arg_slots(id).collect();
                 let mut deps: Vec<Option<Value>> = deps.into_iter().map(Some).collect();
                 // Move each dependency into its last argument slot, clone into earlier ones.
                 let mut last_use = vec![usize::MAX; deps.len()];
-                for (i, &s) in slots.iter().enumerate() {
-                    if s != CONST_ARG {
-                        last_use[s as usize] = i;
+                for (i, slot) in slots.iter().enumerate() {
+                    if let Slot::Dep(s) = slot {
+                        *last_use
+                            .get_mut(*s as usize)
+                            .ok_or("argument table out of sync")? = i;
                     }
                 }
                 let mut args = Vec::with_capacity(slots.len());
-                for (i, (&s, input)) in slots.iter().zip(&node.inputs).enumerate() {
-                    let v = if s == CONST_ARG {
-                        match input {
-                            Input::Const(c, _) => Arc::clone(c),
-                            Input::Node(_) => return Err("argument table out of sync".into()),
-                        }
-                    } else if last_use[s as usize] == i {
-                        deps[s as usize]
+                for (i, slot) in slots.iter().enumerate() {
+                    let v = match *slot {
+                        Slot::Const(c, _) => Arc::clone(c),
+                        Slot::Dep(s) if last_use[s as usize] == i => deps[s as usize]
                             .take()
-                            .ok_or("dependency value used twice")?
-                    } else {
-                        Arc::clone(
+                            .ok_or("dependency value used twice")?,
+                        Slot::Dep(s) => Arc::clone(
                             deps[s as usize]
                                 .as_ref()
                                 .ok_or("dependency value missing")?,
-                        )
+                        ),
                     };
                     args.push(v);
                 }
@@ -1139,6 +1160,61 @@ mod tests {
                 };
                 assert_eq!(g.key(*d), leaves[(i * 3) % 5].key(), "argument {i} of {n}");
             }
+        }
+    }
+
+    #[test]
+    fn constants_and_repeated_dependencies_reach_the_task_in_argument_order() {
+        // Each argument lands in its own position: distinct dependencies between constants
+        // (no table), and dependencies named twice around constants (the `repeats` table).
+        let leaf = TaskSpec::new("leaf").pure();
+        let (a, b, c) = (
+            leaf.call(|x: u64| x, (1u64,)),
+            leaf.call(|x: u64| x, (2u64,)),
+            leaf.call(|x: u64| x, (3u64,)),
+        );
+        let digits = |v: [u64; 8]| v.iter().fold(0, |acc, d| acc * 10 + d);
+        let mixed = TaskSpec::new("mixed").pure().call(
+            move |p: u64, q: u64, r: u64, s: u64, t: u64, u: u64, v: u64, w: u64| {
+                digits([p, q, r, s, t, u, v, w])
+            },
+            (&a, 9u64, &b, 8u64, &c, 7u64, 6u64, 5u64),
+        );
+        let repeated = TaskSpec::new("repeated").pure().call(
+            move |p: u64, q: u64, r: u64, s: u64, t: u64, u: u64, v: u64, w: u64| {
+                digits([p, q, r, s, t, u, v, w])
+            },
+            (&a, 9u64, &a, &b, 8u64, &b, &a, &c),
+        );
+        for (out, want, args) in [
+            (&mixed, 19_283_765u64, "n9n8n765"),
+            (&repeated, 19_128_213, "n9nn8nnn"),
+        ] {
+            let g = Graph::new([out]);
+            let mut values: Vec<Option<Value>> = vec![None; g.len()];
+            for id in g.in_order() {
+                let deps = g
+                    .dependencies(id)
+                    .iter()
+                    .map(|d| values[d.index()].clone().expect("dependencies run first"))
+                    .collect();
+                values[id.index()] = Some(g.run_task(id, deps).unwrap());
+            }
+            let id = g.outputs()[0];
+            let v = values[id.index()].as_ref().unwrap();
+            assert_eq!(*v.downcast_ref::<u64>().unwrap(), want);
+            let shape: String = g
+                .node(id)
+                .args()
+                .iter()
+                .map(|arg| match arg {
+                    Arg::Node(_) => 'n',
+                    Arg::Const { value, .. } => {
+                        char::from(b'0' + *value.downcast_ref::<u64>().unwrap() as u8)
+                    }
+                })
+                .collect();
+            assert_eq!(shape, args);
         }
     }
 
