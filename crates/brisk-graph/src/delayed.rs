@@ -628,6 +628,24 @@ impl TaskSpec {
         self
     }
 
+    /// Every value this spec makes is checkpointed as a `T` (the result type of its calls):
+    /// what [`Delayed::checkpointed`] does for one value, without a copy of each node.
+    /// `#[task(save)]` uses it.
+    ///
+    /// ```
+    /// use brisk_graph::TaskSpec;
+    ///
+    /// let spec = TaskSpec::new("square").pure().checkpointed::<u64>();
+    /// assert!(spec.call(|x: u64| x * x, (3u64,)).is_checkpointed());
+    /// ```
+    pub fn checkpointed<T>(mut self) -> Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    {
+        Arc::make_mut(&mut self.meta).save = Some(SaveSpec::of::<T>());
+        self
+    }
+
     /// The task needs `resource` open while it runs.
     pub fn requires(mut self, resource: Arc<dyn Resource>) -> Self {
         Arc::make_mut(&mut self.meta).resources.push(resource);

@@ -31,6 +31,8 @@
 //!   editing the body or signature changes its keys (and so invalidates its checkpoints), while
 //!   reformatting or editing comments and doc comments does not.
 //! - The task is registered by its name in `brisk_graph::registry`.
+//! - Its `TaskSpec` is built once, on the first call, and shared by every call (the options
+//!   are literals and paths, so they cannot differ between calls).
 //!
 //! Key options: `#[task(key_prefix = "double-")]` (or `key_prefix = path::to::f` with
 //! `f(&str) -> impl Into<String>` given the bare name), `#[task(hasher = path::to::f)]` (a
@@ -578,7 +580,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let task_source_fn = format_ident!("__brisk_task_source_{}", func.sig.ident);
     let save = opts.save;
     let checkpoint = if save {
-        quote!(.checkpointed())
+        quote!(.checkpointed::<#value_ty>())
     } else {
         quote!()
     };
@@ -629,18 +631,20 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         #(#outer_attrs)*
         #[allow(clippy::too_many_arguments, reason = "mirrors the task's own signature")]
         #vis fn #name(#(#outer_params),*) -> #g::Delayed<#value_ty> {
-
-            #g::TaskSpec::new(::core::concat!(::core::module_path!(), "::", #name_str))
-                #key_prefix
-                .arg_names(&[#(#arg_names),*])
-                #(#excludes)*
-                #hasher
-                #purity
-                #version_expr
-                .source_hash(#source_expr)
-                #retries
-                .#call(|#(#closure_params),*| #inner(#(#call_args),*), (#(#arg_idents,)*))
-                #checkpoint
+            // Built on the first call (every option is a literal or a path), shared by all.
+            static SPEC: ::std::sync::LazyLock<#g::TaskSpec> = ::std::sync::LazyLock::new(|| {
+                #g::TaskSpec::new(::core::concat!(::core::module_path!(), "::", #name_str))
+                    #key_prefix
+                    .arg_names(&[#(#arg_names),*])
+                    #(#excludes)*
+                    #hasher
+                    #purity
+                    #version_expr
+                    .source_hash(#source_expr)
+                    #retries
+                    #checkpoint
+            });
+            SPEC.#call(|#(#closure_params),*| #inner(#(#call_args),*), (#(#arg_idents,)*))
         }
 
         /// The source hash this task's keys cover (its own, with its helpers').
