@@ -167,6 +167,10 @@ pub(crate) struct Batch {
     count: u32,
 }
 
+/// A value on its way from a task to the task that runs right after it on the same job, its
+/// only consumer: it skips the value slot (a lock to store, a lock to take).
+type Carry = Option<(NodeId, Value)>;
+
 /// Dependents of a task searched for the node a batch is for (a task with more is taken as
 /// not feeding it, and the batch is applied before it runs).
 const FEEDS_SCANNED: usize = 8;
@@ -354,9 +358,16 @@ impl RunState {
         w: &WorkerCtx<'_>,
         batch: &mut Batch,
     ) -> bool {
+        // The value the last task made for the next one, its only consumer (see `Carry`).
+        let mut carry: Carry = None;
         loop {
             self.flush_unless_feeding(batch, id, w);
-            match catch_unwind(AssertUnwindSafe(|| self.run_task(id, w, batch))) {
+            let after = catch_unwind(AssertUnwindSafe(|| self.run_task(id, w, batch, &mut carry)));
+            if !matches!(after, Ok(After::Run(_))) {
+                // Only the task run next takes a carried value (never left here; kept safe).
+                self.store_carried(&mut carry);
+            }
+            match after {
                 Ok(After::Run(next)) => id = next,
                 Ok(After::Handed) => return true,
                 Ok(After::Settle) => return false,
@@ -368,10 +379,36 @@ impl RunState {
         }
     }
 
+    /// The task that alone consumes `id`'s value when `id` alone feeds it (a link of a
+    /// chain), unless the value is an output: that value can go straight to it.
+    fn sole_consumer(&self, id: NodeId) -> Option<NodeId> {
+        match self.graph.dependents(id) {
+            &[next] if !self.is_output[id.index()] && self.graph.dependencies(next).len() == 1 => {
+                Some(next)
+            }
+            _ => None,
+        }
+    }
+
+    /// Puts a carried value into its slot (when its consumer is queued instead of run next).
+    fn store_carried(&self, carry: &mut Carry) {
+        if let Some((c, v)) = carry.take() {
+            *lock(&self.values[c.index()]) = Some(v);
+        }
+    }
+
     /// Runs node `id` on a worker (or skips it if the compute stopped); says what becomes of
     /// the job's count in `in_flight`.
     #[must_use = "the job's count must be settled"]
-    fn run_task(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>, batch: &mut Batch) -> After {
+    fn run_task(
+        self: &Arc<Self>,
+        id: NodeId,
+        w: &WorkerCtx<'_>,
+        batch: &mut Batch,
+        carry: &mut Carry,
+    ) -> After {
+        // A carried value is this task's input (its producer ran just before, on this job).
+        let mut carried = carry.take();
         if !self.stop.load(Ordering::Acquire) && self.ctx.cancel.is_cancelled() {
             self.fail(Error::Cancelled);
         }
@@ -391,9 +428,13 @@ impl RunState {
                     graph.key(id).clone(),
                     graph.key(NodeId::from_index(cause as usize)).clone(),
                 ));
+                if let Some((c, v)) = carried.take() {
+                    drop(v);
+                    self.released(c);
+                }
                 self.release(id);
                 self.guards.after(id);
-                return self.complete(id, w, batch);
+                return self.complete(id, w, batch, carry);
             }
         }
         // Each input is moved out of its slot when this task is its last consumer, cloned
@@ -401,6 +442,11 @@ impl RunState {
         // a consumer could find the value already taken by the last one.
         let mut inputs = Vec::with_capacity(deps.len());
         for &d in deps {
+            if let Some((_, v)) = carried.take_if(|(c, _)| *c == d) {
+                inputs.push(v);
+                self.released(d);
+                continue;
+            }
             let mut slot = lock(&self.values[d.index()]);
             let last = self.last_use(d);
             let v = if last { slot.take() } else { slot.clone() };
@@ -411,10 +457,16 @@ impl RunState {
                 self.released(d);
             }
         }
+        // Never left over (a value is carried only to its sole consumer); kept safe anyway.
+        self.store_carried(&mut carried);
         match run_node(graph, &self.ctx, &self.guards, id, inputs, w.index, self.t0) {
             Ok(v) => {
-                *lock(&self.values[id.index()]) = Some(v);
-                self.complete(id, w, batch)
+                if self.sole_consumer(id).is_some() {
+                    *carry = Some((id, v));
+                } else {
+                    *lock(&self.values[id.index()]) = Some(v);
+                }
+                self.complete(id, w, batch, carry)
             }
             Err(e) if self.keep_going => {
                 self.blocked_by[id.index()].store(id.index() as u32, Ordering::Release);
@@ -424,7 +476,7 @@ impl RunState {
                     node.name().to_owned(),
                     e,
                 ));
-                self.complete(id, w, batch)
+                self.complete(id, w, batch, carry)
             }
             Err(e) => {
                 self.fail(e);
@@ -462,7 +514,16 @@ impl RunState {
     /// earliest, which takes over this job's count in `in_flight` and runs next on this worker
     /// (unless it has a priority, or urgent work is waiting: then it is queued too). A task
     /// that makes one dependent ready (a chain, half a tree) touches no shared counter.
-    fn complete(self: &Arc<Self>, id: NodeId, w: &WorkerCtx<'_>, batch: &mut Batch) -> After {
+    ///
+    /// A value in `carry` goes with the task that runs next; if that task is queued instead,
+    /// the value is put into its slot first.
+    fn complete(
+        self: &Arc<Self>,
+        id: NodeId,
+        w: &WorkerCtx<'_>,
+        batch: &mut Batch,
+        carry: &mut Carry,
+    ) -> After {
         let graph = &*self.graph;
         let mut held: Option<NodeId> = None;
         let mut queued = 0usize;
@@ -506,6 +567,8 @@ impl RunState {
                 (After::Run(next), 0)
             }
             Some(next) => {
+                // Its input must be in its slot before another worker can take it.
+                self.store_carried(carry);
                 // The job's count goes with the queued task: owe no decrements past it.
                 if let Some(r) = self.flush(batch) {
                     self.in_flight.fetch_add(1, Ordering::AcqRel);

@@ -481,6 +481,8 @@ fn concurrent_and_nested_computes_share_the_pool() {
 
 #[test]
 fn hooks_see_the_same_tasks_as_on_the_sync_executor() {
+    // Tasks that ended and values released, by name: a value handed straight to the next
+    // task of a chain is released like one taken from its slot.
     #[derive(Default)]
     struct Names(Mutex<HashMap<String, usize>>);
     impl Hooks for Names {
@@ -490,6 +492,14 @@ fn hooks_see_the_same_tasks_as_on_the_sync_executor() {
                 .lock()
                 .unwrap()
                 .entry(graph.node(e.id).name().to_owned())
+                .or_default() += 1;
+        }
+        fn on_release(&self, graph: &Graph, id: brisk_graph::NodeId) {
+            *self
+                .0
+                .lock()
+                .unwrap()
+                .entry(format!("released {}", graph.node(id).name()))
                 .or_default() += 1;
         }
     }
@@ -559,6 +569,23 @@ fn a_value_shared_by_many_consumers_reaches_each_of_them() {
                 "round {round}, user {i}"
             );
         }
+    }
+}
+
+#[test]
+fn a_chain_whose_links_jump_the_queue_keeps_every_value() {
+    // Each link's value goes straight to the next link when that runs next on the same
+    // worker; a link with a priority is queued instead, and its input must be in its slot.
+    let plain = TaskSpec::new("plain").pure();
+    let urgent = TaskSpec::new("urgent").pure().priority(1);
+    let mut v = plain.call(|x: u64| x + 1, (0u64,));
+    for i in 1..300u64 {
+        let spec = if i % 3 == 0 { &urgent } else { &plain };
+        v = spec.call(move |x: u64, i: u64| x.wrapping_mul(31) ^ i, (v, i));
+    }
+    let want = v.compute_with(&SequentialExecutor).unwrap();
+    for workers in [1, 3] {
+        assert_eq!(v.compute_with(&exec(workers)).unwrap(), want, "{workers} workers");
     }
 }
 
