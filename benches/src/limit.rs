@@ -180,6 +180,10 @@ fn run_once(dag: &Dag, workers: usize) -> (f64, usize) {
                 s.spawn(move || {
                     start.wait();
                     let mut ran = 0usize;
+                    // Failed looks for work in a row: an idle worker backs off (spins longer,
+                    // then yields) so that its steal attempts do not slow down the worker
+                    // that has the work (a chain has one ready task at a time).
+                    let mut idle = 0u32;
                     loop {
                         let job = local.pop().or_else(|| {
                             std::iter::repeat_with(|| {
@@ -196,9 +200,17 @@ fn run_once(dag: &Dag, workers: usize) -> (f64, usize) {
                             if done.load(Ordering::Acquire) {
                                 return ran;
                             }
-                            std::hint::spin_loop();
+                            idle += 1;
+                            if idle > 6 {
+                                std::thread::yield_now();
+                            } else {
+                                for _ in 0..1u32 << idle {
+                                    std::hint::spin_loop();
+                                }
+                            }
                             continue;
                         };
+                        idle = 0;
                         // The task: a trivial function of its id.
                         black_box(black_box(u64::from(id)) + 1);
                         ran += 1;
