@@ -585,7 +585,11 @@ fn a_chain_whose_links_jump_the_queue_keeps_every_value() {
     }
     let want = v.compute_with(&SequentialExecutor).unwrap();
     for workers in [1, 3] {
-        assert_eq!(v.compute_with(&exec(workers)).unwrap(), want, "{workers} workers");
+        assert_eq!(
+            v.compute_with(&exec(workers)).unwrap(),
+            want,
+            "{workers} workers"
+        );
     }
 }
 
