@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::key::{Key, Name};
 use crate::node::{
-    Annotations, BoxError, ErasedFn, Input, Inputs, Meta, NodeInner, Op, SaveSpec, Value,
+    Annotations, BoxError, ErasedFn, Input, Inputs, LitTypeOf, Meta, NodeInner, Op, SaveSpec,
+    Value, body, invalid,
 };
 use crate::resource::Resource;
 use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
@@ -53,7 +54,7 @@ impl<T> Delayed<T> {
     /// The task's name (for `#[task]` functions, the function's path).
     #[must_use]
     pub fn name(&self) -> &str {
-        self.node.name.as_str()
+        self.node.name().as_str()
     }
 
     /// The node's scheduling annotations.
@@ -157,7 +158,7 @@ impl AnyDelayed {
     /// The task's name.
     #[must_use]
     pub fn name(&self) -> &str {
-        self.node.name.as_str()
+        self.node.name().as_str()
     }
 
     /// The resources this value's task needs open while it runs.
@@ -206,27 +207,21 @@ impl<T> From<&Delayed<T>> for AnyDelayed {
 /// ```
 pub fn lit<T: Tokenize + Send + Sync>(value: T) -> Delayed<T> {
     let mut sink = TokenSink::new(b"brisk.lit");
-    let op = match sink.value(&value) {
-        Ok(()) => {
-            let value = Arc::new(value);
-            Op::Literal(
-                value,
-                Some(crate::node::shipped::<T> as crate::node::Shipped),
-            )
-        }
-        Err(e) => Op::Invalid(Box::new(e)),
-    };
-    let token = match op {
-        Op::Invalid(_) => unique_token(),
-        _ => sink.finish(),
+    let (op, token) = match sink.value(&value) {
+        Ok(()) => (
+            Op::Literal(Arc::new(value), &LitTypeOf::<T>::SHIPPED),
+            sink.finish(),
+        ),
+        Err(e) => (
+            Op::Task(invalid(e, std::any::type_name::<T>)),
+            unique_token(),
+        ),
     };
     Delayed::from_node(NodeInner::new(
         Key::new("lit", token),
-        Name::from_static("lit"),
         op,
         Inputs::new(),
         Meta::shared_default(),
-        std::any::type_name::<T>,
     ))
 }
 
@@ -236,11 +231,9 @@ impl<T: Send + Sync + 'static> Delayed<T> {
     pub(crate) fn held(&self, value: crate::node::Value) -> Self {
         Delayed::from_node(NodeInner::new(
             self.key().clone(),
-            self.node.name.clone(),
-            Op::Literal(value, None),
+            Op::Literal(value, &LitTypeOf::<T>::OPAQUE),
             Inputs::new(),
-            Meta::shared_default(),
-            std::any::type_name::<T>,
+            Meta::named(Meta::shared_default(), self.node.name(), self.key()),
         ))
     }
 }
@@ -250,11 +243,9 @@ impl<T: Send + Sync + 'static> Delayed<T> {
 pub fn lit_opaque<T: Send + Sync + 'static>(value: T) -> Delayed<T> {
     Delayed::from_node(NodeInner::new(
         Key::new("opaque", unique_token()),
-        Name::from_static("opaque"),
-        Op::Literal(Arc::new(value), None),
+        Op::Literal(Arc::new(value), &LitTypeOf::<T>::OPAQUE),
         Inputs::new(),
         Meta::shared_default(),
-        std::any::type_name::<T>,
     ))
 }
 
@@ -503,6 +494,18 @@ impl TaskSpec {
             captures_covered: false,
             meta: Meta::shared_default(),
         }
+        .name_in_meta()
+    }
+
+    /// The spec with its metadata naming the task when the name is not the key prefix (a
+    /// node keeps its name there, see [`Meta::named`]).
+    fn name_in_meta(mut self) -> Self {
+        let prefix = self.key_prefix.as_ref().unwrap_or(&self.name).key_safe();
+        let named = (prefix != self.name).then(|| self.name.clone());
+        if self.meta.name != named {
+            Arc::make_mut(&mut self.meta).name = named;
+        }
+        self
     }
 
     /// For a pure spec: its function captures state (a handle, a plan, a parameter derived
@@ -559,7 +562,7 @@ impl TaskSpec {
     /// uses the function's bare name here and its full path as the task name).
     pub fn key_prefix(mut self, prefix: impl Into<Name>) -> Self {
         self.key_prefix = Some(prefix.into());
-        self
+        self.name_in_meta()
     }
 
     /// The key prefix as a function of the task's name (`|name| format!("{name}-")`).
@@ -671,7 +674,7 @@ impl TaskSpec {
             let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
             return self.invalid(prefix, e, std::any::type_name::<F::Output>);
         }
-        let body: ErasedFn = Box::new(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
+        let body = body::<F::Output>(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
         self.build(body, args, std::any::type_name::<F::Output>)
     }
 
@@ -688,7 +691,7 @@ impl TaskSpec {
             let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
             return self.invalid(prefix, e, std::any::type_name::<R>);
         }
-        let body: ErasedFn = Box::new(move |a| match f.call_erased(a)? {
+        let body = body::<R>(move |a| match f.call_erased(a)? {
             Ok(r) => Ok(Arc::new(r) as Value),
             Err(e) => Err(e.into()),
         });
@@ -735,17 +738,15 @@ impl TaskSpec {
         } else {
             unique_token()
         };
-        let body: ErasedFn = Box::new(move |a| f(a).map(|r| Arc::new(r) as Value));
+        let body = body::<R>(move |a| f(a).map(|r| Arc::new(r) as Value));
         Delayed::from_node(NodeInner::new(
             Key::new(prefix, token),
-            self.name.clone(),
             Op::Task(body),
             inputs
                 .iter()
                 .map(|i| Input::Node(Arc::clone(&i.node)))
                 .collect(),
             self.meta.clone(),
-            std::any::type_name::<R>,
         ))
     }
 
@@ -784,25 +785,40 @@ impl TaskSpec {
                         Err(e) => (
                             unique_token(),
                             Inputs::new(),
-                            Op::Invalid(Box::new(TokenizeError::custom_message(format!(
-                                "the key hasher failed: {e}"
-                            )))),
+                            Op::Task(invalid(
+                                TokenizeError::custom_message(format!(
+                                    "the key hasher failed: {e}"
+                                )),
+                                output_type,
+                            )),
                         ),
                     }
                 }
-                Err(e) => (unique_token(), Inputs::new(), Op::Invalid(Box::new(e))),
+                Err(e) => (
+                    unique_token(),
+                    Inputs::new(),
+                    Op::Task(invalid(e, output_type)),
+                ),
             }
         } else if self.pure {
             let mut sink = TokenSink::new(b"brisk.task");
             self.identity(&mut sink, &prefix);
             match args.into_inputs(Some(&mut sink), excluded) {
                 Ok(inputs) => (sink.finish(), inputs.0, Op::Task(body)),
-                Err(e) => (unique_token(), Inputs::new(), Op::Invalid(Box::new(e))),
+                Err(e) => (
+                    unique_token(),
+                    Inputs::new(),
+                    Op::Task(invalid(e, output_type)),
+                ),
             }
         } else {
             match args.into_inputs(None, 0) {
                 Ok(inputs) => (unique_token(), inputs.0, Op::Task(body)),
-                Err(e) => (unique_token(), Inputs::new(), Op::Invalid(Box::new(e))),
+                Err(e) => (
+                    unique_token(),
+                    Inputs::new(),
+                    Op::Task(invalid(e, output_type)),
+                ),
             }
         };
         let meta = match storage_key {
@@ -812,14 +828,7 @@ impl TaskSpec {
                 ..Meta::clone(&self.meta)
             }),
         };
-        Delayed::from_node(NodeInner::new(
-            Key::new(prefix, token),
-            self.name.clone(),
-            op,
-            inputs,
-            meta,
-            output_type,
-        ))
+        Delayed::from_node(NodeInner::new(Key::new(prefix, token), op, inputs, meta))
     }
 
     /// The bit mask of excluded argument positions.
@@ -849,11 +858,9 @@ impl TaskSpec {
     ) -> Delayed<R> {
         Delayed::from_node(NodeInner::new(
             Key::new(prefix, unique_token()),
-            self.name.clone(),
-            Op::Invalid(Box::new(e)),
+            Op::Task(invalid(e, output_type)),
             Inputs::new(),
             self.meta.clone(),
-            output_type,
         ))
     }
 
@@ -977,7 +984,7 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
             })
             .collect();
         sink.u64(inputs.len() as u64);
-        let body: ErasedFn = Box::new(|args: Vec<Value>| {
+        let body = body::<Vec<T>>(|args: Vec<Value>| {
             let out = args
                 .into_iter()
                 .enumerate()
@@ -987,11 +994,9 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
         });
         Self::from_node(NodeInner::new(
             Key::new("collect", sink.finish()),
-            Name::from_static("collect"),
             Op::Task(body),
             Inputs::from_vec(inputs),
             Meta::shared_default(),
-            std::any::type_name::<Vec<T>>,
         ))
     }
 }
@@ -1020,7 +1025,7 @@ where
     let mut sink = TokenSink::new(b"brisk.part");
     key_arg(&mut sink, &parent.key);
     sink.u64(index);
-    let body: ErasedFn = Box::new(move |args: Vec<Value>| {
+    let body = body::<T>(move |args: Vec<Value>| {
         let tuple = args
             .first()
             .and_then(|v| v.downcast_ref::<Tup>())
@@ -1028,13 +1033,13 @@ where
         Ok(Arc::new(get(tuple)) as Value)
     });
     let name = Name::from(format!("{}.{index}", parent.key.name()));
+    let key = Key::new(name.clone(), sink.finish());
+    let meta = Meta::named(Meta::shared_default(), &name, &key);
     Delayed::from_node(NodeInner::new(
-        Key::new(name.clone(), sink.finish()),
-        name,
+        key,
         Op::Task(body),
         smallvec::smallvec![Input::Node(Arc::clone(parent))],
-        Meta::shared_default(),
-        std::any::type_name::<T>,
+        meta,
     ))
 }
 

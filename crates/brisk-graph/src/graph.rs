@@ -196,17 +196,17 @@ impl<'g> NodeView<'g> {
     /// The task's name.
     #[must_use]
     pub fn name(&self) -> &'g str {
-        self.graph.nodes[self.id.index()].name.as_str()
+        self.graph.nodes[self.id.index()].name().as_str()
     }
     /// The task's name as a cheaply cloned [`Name`](crate::Name) (for recording it per task).
     #[must_use]
     pub fn name_ref(&self) -> &'g crate::Name {
-        &self.graph.nodes[self.id.index()].name
+        self.graph.nodes[self.id.index()].name()
     }
     /// The Rust type of the node's result.
     #[must_use]
     pub fn output_type(&self) -> &'static str {
-        (self.graph.nodes[self.id.index()].output_type)()
+        self.graph.nodes[self.id.index()].output_type()
     }
     fn meta(&self) -> &'g Meta {
         self.graph
@@ -248,10 +248,7 @@ impl<'g> NodeView<'g> {
     /// tokenized); running it fails with [`Error::Tokenize`].
     #[must_use]
     pub fn build_error(&self) -> Option<&'g crate::TokenizeError> {
-        match &self.graph.nodes[self.id.index()].op {
-            Op::Invalid(e) => Some(e),
-            _ => None,
-        }
+        self.graph.nodes[self.id.index()].build_error()
     }
 
     /// Whether the node is a constant.
@@ -287,7 +284,7 @@ impl<'g> NodeView<'g> {
     #[must_use]
     pub fn literal(&self) -> Option<(&'g Value, Option<&'g dyn erased_serde::Serialize>)> {
         match &self.graph.nodes[self.id.index()].op {
-            Op::Literal(v, sh) => Some((v, sh.and_then(|f| f(v)))),
+            Op::Literal(v, ty) => Some((v, ty.shipped.and_then(|f| f(v)))),
             _ => None,
         }
     }
@@ -578,14 +575,14 @@ impl Graph {
         }
         let entry = Checkpoint {
             key: &node.key,
-            name: node.name.as_str(),
+            name: node.name().as_str(),
             spec,
             custom_key: node.meta.storage_key.as_deref(),
             options: node.meta.save_options.as_deref(),
         };
         let answer = cache.contains(&entry).map_err(|source| Error::Cache {
             key: node.key.clone(),
-            name: node.name.to_string(),
+            name: node.name().to_string(),
             action: CacheAction::Contains,
             source,
         })?;
@@ -955,13 +952,11 @@ impl Graph {
         }
         match &node.op {
             Op::Literal(v, _) => Ok(Arc::clone(v)),
-            Op::Invalid(e) => Err(Box::new(crate::TokenizeError::clone(e))),
-            Op::Task(_) | Op::SameAs(_) => {
-                let f = node.body().ok_or("a copied node points at a task")?;
+            Op::Task(f) => {
                 // The common cases: every argument is a distinct dependency (pass `deps` as
                 // it is), or the dependencies are used once each, in order, between constants.
                 if node.inputs.len() == deps.len() {
-                    return f(deps);
+                    return f.call(deps);
                 }
                 if !self.repeats.contains_key(&(id as u32)) {
                     let mut deps = deps.into_iter();
@@ -972,7 +967,7 @@ impl Graph {
                             Input::Node(_) => deps.next().ok_or("argument table out of sync")?,
                         });
                     }
-                    return f(args);
+                    return f.call(args);
                 }
                 let slots: Vec<Slot<'_>> = self.arg_slots(id).collect();
                 let mut deps: Vec<Option<Value>> = deps.into_iter().map(Some).collect();
@@ -1001,7 +996,7 @@ impl Graph {
                     args.push(v);
                 }
                 drop(deps);
-                f(args)
+                f.call(args)
             }
         }
     }
@@ -1014,7 +1009,7 @@ impl Graph {
         s.push_str("digraph brisk {\n  rankdir=BT;\n  node [shape=box, style=\"rounded,filled\", fillcolor=\"#ffffff\", fontname=\"Helvetica\"];\n");
         let n = self.nodes.len().max(1);
         for (id, node) in self.nodes.iter().enumerate() {
-            let mut label = escape_dot(node.name.as_str());
+            let mut label = escape_dot(node.name().as_str());
             if opts.show_keys {
                 label.push_str("\\n");
                 label.push_str(&escape_dot(&node.key.to_string()));

@@ -15,8 +15,93 @@ pub type Value = Arc<dyn Any + Send + Sync>;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// A type-erased task body: takes its arguments in order, returns its result. Boxed, not
-/// shared: a body that captures nothing (most do) then costs no allocation.
-pub(crate) type ErasedFn = Box<dyn Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync>;
+/// shared: a body that captures nothing (most do) then costs no allocation. Its vtable also
+/// names the result type, so a node spends no word on it.
+pub(crate) trait Body: Send + Sync {
+    /// Runs the task on its arguments.
+    fn call(&self, args: Vec<Value>) -> Result<Value, BoxError>;
+    /// The Rust type of the result, for error messages.
+    fn output_type(&self) -> &'static str;
+    /// Why the node could not be built (its arguments could not be tokenized), if so.
+    fn build_error(&self) -> Option<&TokenizeError> {
+        None
+    }
+    /// The node whose body this one runs, for a copy of a node with other metadata.
+    fn owner(&self) -> Option<&Arc<NodeInner>> {
+        None
+    }
+}
+
+/// A boxed [`Body`].
+pub(crate) type ErasedFn = Box<dyn Body>;
+
+/// A function as the body of a task whose result is an `R`.
+struct Typed<R, F>(F, std::marker::PhantomData<fn() -> R>);
+
+impl<R, F> Body for Typed<R, F>
+where
+    F: Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync,
+{
+    fn call(&self, args: Vec<Value>) -> Result<Value, BoxError> {
+        (self.0)(args)
+    }
+    fn output_type(&self) -> &'static str {
+        std::any::type_name::<R>()
+    }
+}
+
+/// The body of a task with result type `R` that runs `f` (no allocation when `f` captures
+/// nothing).
+pub(crate) fn body<R: 'static>(
+    f: impl Fn(Vec<Value>) -> Result<Value, BoxError> + Send + Sync + 'static,
+) -> ErasedFn {
+    Box::new(Typed::<R, _>(f, std::marker::PhantomData))
+}
+
+/// The body of a node whose arguments could not be tokenized: running it reports why.
+struct Invalid {
+    error: TokenizeError,
+    output_type: TypeName,
+}
+
+impl Body for Invalid {
+    fn call(&self, _: Vec<Value>) -> Result<Value, BoxError> {
+        Err(Box::new(self.error.clone()))
+    }
+    fn output_type(&self) -> &'static str {
+        (self.output_type)()
+    }
+    fn build_error(&self) -> Option<&TokenizeError> {
+        Some(&self.error)
+    }
+}
+
+/// The body of a node that failed to build with `error`.
+pub(crate) fn invalid(error: TokenizeError, output_type: TypeName) -> ErasedFn {
+    Box::new(Invalid { error, output_type })
+}
+
+/// The body of another node, which has the same key and inputs (a copy of a node with other
+/// metadata, see [`NodeInner::with_meta`]). Always points at a node with a body.
+struct SameAs(Arc<NodeInner>);
+
+impl Body for SameAs {
+    fn call(&self, args: Vec<Value>) -> Result<Value, BoxError> {
+        match &self.0.op {
+            Op::Task(b) => b.call(args),
+            Op::Literal(..) => Err("a copied node points at a constant".into()),
+        }
+    }
+    fn output_type(&self) -> &'static str {
+        self.0.output_type()
+    }
+    fn build_error(&self) -> Option<&TokenizeError> {
+        self.0.body().and_then(Body::build_error)
+    }
+    fn owner(&self) -> Option<&Arc<NodeInner>> {
+        Some(&self.0)
+    }
+}
 
 /// How a constant's value is seen through serde, kept beside the value so it can travel to
 /// another process (a function of the value's type: no allocation per constant).
@@ -30,20 +115,42 @@ pub(crate) fn shipped<T: serde::Serialize + Send + Sync + 'static>(
         .map(|t| t as &dyn erased_serde::Serialize)
 }
 
-/// A type's name, as a function (one word in a node instead of two).
+/// A type's name, as a function (one word instead of two).
 pub(crate) type TypeName = fn() -> &'static str;
+
+/// What a constant node knows about its value's type: one static per type, so a constant
+/// node spends one word on it.
+pub(crate) struct LitType {
+    /// The value's serde view, when it has one.
+    pub(crate) shipped: Option<Shipped>,
+    pub(crate) name: TypeName,
+}
+
+/// The [`LitType`]s of values of type `T`.
+pub(crate) struct LitTypeOf<T>(std::marker::PhantomData<T>);
+
+impl<T: Send + Sync + 'static> LitTypeOf<T> {
+    /// A value that has no serde view (a handle, a computed result held in memory).
+    pub(crate) const OPAQUE: LitType = LitType {
+        shipped: None,
+        name: std::any::type_name::<T>,
+    };
+}
+
+impl<T: serde::Serialize + Send + Sync + 'static> LitTypeOf<T> {
+    /// A serde value.
+    pub(crate) const SHIPPED: LitType = LitType {
+        shipped: Some(shipped::<T>),
+        name: std::any::type_name::<T>,
+    };
+}
 
 /// What a node does when it runs.
 pub(crate) enum Op {
-    /// A constant: the result is this value (and its serde view, when it has one).
-    Literal(Value, Option<Shipped>),
-    /// A task body.
+    /// A constant: the result is this value.
+    Literal(Value, &'static LitType),
+    /// A task body (also the body of a node that failed to build, or of a copy of a node).
     Task(ErasedFn),
-    /// The body of this other node, which has the same key and inputs (a copy of a node with
-    /// other metadata, see [`NodeInner::with_meta`]). Always points at a node with `Task`.
-    SameAs(Arc<NodeInner>),
-    /// Building the node failed (its arguments could not be tokenized); running it reports this.
-    Invalid(Box<TokenizeError>),
 }
 
 /// A node's arguments, the first one inline: most tasks take one, and then building the node
@@ -159,6 +266,10 @@ impl fmt::Debug for SaveSpec {
 /// Metadata of a node that does not change its result (so not part of its key).
 #[derive(Clone, Default)]
 pub(crate) struct Meta {
+    /// The task's name when it is not its key's prefix (a function path for `#[task]`, a
+    /// name with a `/`): shown in errors and profiles. Kept here, shared by the nodes of one
+    /// spec, so a node spends no words on it.
+    pub(crate) name: Option<Name>,
     pub(crate) annotations: Annotations,
     pub(crate) save: Option<SaveSpec>,
     /// Options a cache reads for this checkpoint (e.g. brisk-checkpoint's encoder), opaque here.
@@ -169,6 +280,20 @@ pub(crate) struct Meta {
 }
 
 impl Meta {
+    /// `meta` for a node named `name` under `key`: as it is when the name is the key's
+    /// prefix (or `meta` already names it), else a copy that carries the name.
+    pub(crate) fn named(meta: Arc<Self>, name: &Name, key: &Key) -> Arc<Self> {
+        let current = meta.name.as_ref().unwrap_or(key.name_ref());
+        if current == name {
+            meta
+        } else {
+            Arc::new(Self {
+                name: Some(name.clone()),
+                ..Self::clone(&meta)
+            })
+        }
+    }
+
     /// The metadata of a plain node, shared by every node that has no other (one allocation
     /// per process instead of one per node).
     pub(crate) fn shared_default() -> Arc<Self> {
@@ -177,6 +302,8 @@ impl Meta {
         Arc::clone(&DEFAULT)
     }
 
+    /// Whether this metadata adds nothing a graph must merge (the name does not count: nodes
+    /// that share a key share their name).
     pub(crate) fn is_default(&self) -> bool {
         self.annotations == Annotations::default()
             && self.save.is_none()
@@ -194,6 +321,7 @@ impl Meta {
             }
         }
         Self {
+            name: self.name.clone().or_else(|| other.name.clone()),
             annotations: self.annotations.merge(other.annotations),
             save: self.save.or(other.save),
             save_options: self
@@ -212,14 +340,10 @@ impl Meta {
 /// A node of the lazy graph. Immutable once built, shared by `Arc`.
 pub(crate) struct NodeInner {
     pub(crate) key: Key,
-    /// The task's name (a function path for `#[task]`), shown in errors and profiles.
-    pub(crate) name: Name,
     pub(crate) op: Op,
     pub(crate) inputs: Inputs,
     /// Shared between the nodes of one `TaskSpec` (metadata is per spec, rarely per node).
     pub(crate) meta: Arc<Meta>,
-    /// The Rust type of the result, for error messages.
-    pub(crate) output_type: TypeName,
     /// Where the last graph built from this node put it, so that building a graph finds a
     /// node it has seen without a hash lookup (see `Graph::pass`).
     pub(crate) stamp: Stamp,
@@ -295,23 +419,15 @@ impl Stamp {
 }
 
 impl NodeInner {
-    /// A node (its reach counted from its inputs).
-    pub(crate) fn new(
-        key: Key,
-        name: Name,
-        op: Op,
-        inputs: Inputs,
-        meta: Arc<Meta>,
-        output_type: TypeName,
-    ) -> Arc<Self> {
+    /// A node (its reach counted from its inputs). `meta` names the task when its name is
+    /// not the key's prefix (see [`Meta::named`]).
+    pub(crate) fn new(key: Key, op: Op, inputs: Inputs, meta: Arc<Meta>) -> Arc<Self> {
         Arc::new(Self {
             reach: Reach::of(&inputs),
             key,
-            name,
             op,
             inputs,
             meta,
-            output_type,
             stamp: Stamp::default(),
         })
     }
@@ -320,29 +436,42 @@ impl NodeInner {
     pub(crate) fn with_meta(self: &Arc<Self>, meta: Meta) -> Self {
         Self {
             key: self.key.clone(),
-            name: self.name.clone(),
             op: match &self.op {
-                Op::Literal(v, sh) => Op::Literal(Arc::clone(v), *sh),
-                Op::Task(_) => Op::SameAs(Arc::clone(self)),
-                Op::SameAs(owner) => Op::SameAs(Arc::clone(owner)),
-                Op::Invalid(e) => Op::Invalid(e.clone()),
+                Op::Literal(v, ty) => Op::Literal(Arc::clone(v), ty),
+                Op::Task(b) => Op::Task(Box::new(SameAs(Arc::clone(b.owner().unwrap_or(self))))),
             },
             inputs: self.inputs.clone(),
             meta: Arc::new(meta),
-            output_type: self.output_type,
             stamp: Stamp::default(),
             // Its inputs now have two consumers.
             reach: Reach::new(self.reach.get().0 as u32, true),
         }
     }
 
-    /// The task body this node runs, if it is a task.
-    pub(crate) fn body(&self) -> Option<&ErasedFn> {
+    /// The task's name (a function path for `#[task]`), shown in errors and profiles.
+    pub(crate) fn name(&self) -> &Name {
+        self.meta.name.as_ref().unwrap_or(self.key.name_ref())
+    }
+
+    /// The Rust type of the result, for error messages.
+    pub(crate) fn output_type(&self) -> &'static str {
         match &self.op {
-            Op::Task(f) => Some(f),
-            Op::SameAs(owner) => owner.body(),
-            Op::Literal(..) | Op::Invalid(_) => None,
+            Op::Literal(_, ty) => (ty.name)(),
+            Op::Task(b) => b.output_type(),
         }
+    }
+
+    /// The task body this node runs, if it is not a constant.
+    pub(crate) fn body(&self) -> Option<&dyn Body> {
+        match &self.op {
+            Op::Task(b) => Some(&**b),
+            Op::Literal(..) => None,
+        }
+    }
+
+    /// Why the node could not be built, if it could not.
+    pub(crate) fn build_error(&self) -> Option<&TokenizeError> {
+        self.body().and_then(Body::build_error)
     }
 }
 
@@ -374,10 +503,11 @@ mod tests {
     #[test]
     fn nodes_stay_small() {
         // Memory per task is a promise (ARCHITECTURE.md): a node plus its `Arc` counts fits
-        // jemalloc's 160-byte class with its first argument inline, an argument is two words
-        // and a tag.
+        // the 128-byte class of jemalloc and of glibc (with its 8-byte header) with its first
+        // argument inline, an argument is two words and a tag.
+        assert!(size_of::<Op>() <= 24, "{}", size_of::<Op>());
         assert!(
-            size_of::<NodeInner>() + 16 <= 160,
+            size_of::<NodeInner>() + 16 <= 120,
             "{}",
             size_of::<NodeInner>()
         );

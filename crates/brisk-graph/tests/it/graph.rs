@@ -633,3 +633,57 @@ fn a_copy_with_other_metadata_runs_the_original_body() {
     assert_eq!(second.downcast_ref::<i64>(), Some(&40));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[test]
+fn names_and_result_types_survive_wherever_a_node_keeps_them() {
+    // A node keeps its name in its spec's metadata when the name is not its key's prefix,
+    // and its result type in its body: errors and profiles show both.
+    let read = TaskSpec::new("io/read").pure();
+    let a = read.call(|x: u64| x.to_string(), (1u64,));
+    assert_eq!(a.name(), "io/read");
+    assert!(a.key().to_string().starts_with("io_read/"));
+    let prefixed = TaskSpec::new("crate::double")
+        .pure()
+        .key_prefix("double")
+        .retries(2);
+    let b = prefixed.call(|x: u64| x * 2, (2u64,));
+    assert_eq!((b.name(), b.key().name()), ("crate::double", "double"));
+    // Setting the prefix back to the name leaves nothing to keep.
+    let plain = TaskSpec::new("sq").key_prefix("x").key_prefix("sq");
+    assert_eq!(plain.call(|x: u64| x * x, (3u64,)).name(), "sq");
+    // Copies with other metadata, constants and nodes that failed to build.
+    let copy = b.with_priority(5);
+    struct Fails;
+    impl serde::Serialize for Fails {
+        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+            Err(serde::ser::Error::custom("no way"))
+        }
+    }
+    impl Clone for Fails {
+        fn clone(&self) -> Self {
+            Self
+        }
+    }
+    let bad = TaskSpec::new("bad/one")
+        .pure()
+        .call(|_: Fails| 0.5f64, (Fails,))
+        .with_retries(1);
+    let g = Graph::new([a.erase(), copy.erase(), lit(7i32).erase(), bad.erase()]);
+    let view = |d: &brisk_graph::AnyDelayed| g.node(g.id_of(d.key()).expect("in the graph"));
+    assert_eq!(view(&a.erase()).name(), "io/read");
+    assert_eq!(view(&a.erase()).output_type(), "alloc::string::String");
+    assert_eq!(view(&copy.erase()).name(), "crate::double");
+    assert_eq!(view(&copy.erase()).output_type(), "u64");
+    assert_eq!(view(&copy.erase()).annotations().priority, 5);
+    assert_eq!(view(&lit(7i32).erase()).output_type(), "i32");
+    assert!(view(&lit(7i32).erase()).is_literal());
+    let bad_view = view(&bad.erase());
+    assert_eq!(
+        (bad_view.name(), bad_view.output_type()),
+        ("bad/one", "f64")
+    );
+    assert!(
+        bad_view.build_error().is_some(),
+        "a copy keeps its build error"
+    );
+}
