@@ -306,11 +306,7 @@ impl<T: Tokenize + Send + Sync> IntoArg<T> for T {
             sink.u8(b'v');
             sink.value(&self)?;
         }
-        let value = Arc::new(self);
-        Ok(ArgInput(Input::Const(
-            value,
-            Some(crate::node::shipped::<T> as crate::node::Shipped),
-        )))
+        Ok(ArgInput(Input::Const(Arc::new(self))))
     }
 }
 
@@ -918,7 +914,7 @@ impl<'a> Args<'a> {
     #[must_use]
     pub fn value<T: 'static>(&self, position: usize) -> Option<&'a T> {
         match self.inputs.get(position)? {
-            Input::Const(v, _) => v.downcast_ref::<T>(),
+            Input::Const(v) => v.downcast_ref::<T>(),
             Input::Node(_) => None,
         }
     }

@@ -9,7 +9,9 @@ use crate::cache::{Cache, Checkpoint};
 use crate::delayed::AnyDelayed;
 use crate::error::{CacheAction, Error};
 use crate::key::Key;
-use crate::node::{Annotations, BoxError, Input, Meta, NodeInner, Op, SaveSpec, Value};
+use crate::node::{
+    Annotations, BoxError, Constant, Input, Meta, NodeInner, Op, SaveSpec, Value, const_value,
+};
 use crate::resource::{RequiredResource, Resource};
 
 /// Hash-map hasher for tokens, which are already uniformly distributed.
@@ -104,7 +106,7 @@ const FEW_ARGS: usize = 8;
 
 /// Where one argument of a node comes from (see `Graph::arg_slots`).
 enum Slot<'g> {
-    Const(&'g Value, Option<crate::node::Shipped>),
+    Const(&'g Arc<dyn Constant>),
     /// A position in the node's distinct dependencies.
     Dep(u32),
 }
@@ -271,9 +273,9 @@ impl<'g> NodeView<'g> {
         self.graph
             .arg_slots(self.id.index())
             .map(|arg| match arg {
-                Slot::Const(v, sh) => Arg::Const {
+                Slot::Const(v) => Arg::Const {
                     value: v,
-                    serde: sh.and_then(|f| f(v)),
+                    serde: Some(v.serializable()),
                 },
                 Slot::Dep(s) => Arg::Node(deps[s as usize]),
             })
@@ -298,9 +300,9 @@ pub enum Arg<'g> {
     Node(NodeId),
     /// A constant.
     Const {
-        /// Its value.
-        value: &'g Value,
-        /// Its serde view, if its type has one.
+        /// Its value (`value.downcast_ref::<T>()`; `Arc::clone(value) as Value` to own it).
+        value: &'g Arc<dyn Constant>,
+        /// Its serde view (every constant argument has one).
         serde: Option<&'g dyn erased_serde::Serialize>,
     },
 }
@@ -778,7 +780,7 @@ impl Graph {
         let repeats = self.repeats.get(&(id as u32));
         let mut k = 0usize;
         self.nodes[id].inputs.iter().map(move |input| match input {
-            Input::Const(v, sh) => Slot::Const(v, *sh),
+            Input::Const(v) => Slot::Const(v),
             Input::Node(_) => {
                 let slot = repeats.map_or(k as u32, |r| r[k]);
                 k += 1;
@@ -963,7 +965,7 @@ impl Graph {
                     let mut args = Vec::with_capacity(node.inputs.len());
                     for input in &node.inputs {
                         args.push(match input {
-                            Input::Const(c, _) => Arc::clone(c),
+                            Input::Const(c) => const_value(c),
                             Input::Node(_) => deps.next().ok_or("argument table out of sync")?,
                         });
                     }
@@ -983,7 +985,7 @@ impl Graph {
                 let mut args = Vec::with_capacity(slots.len());
                 for (i, slot) in slots.iter().enumerate() {
                     let v = match *slot {
-                        Slot::Const(c, _) => Arc::clone(c),
+                        Slot::Const(c) => const_value(c),
                         Slot::Dep(s) if last_use[s as usize] == i => deps[s as usize]
                             .take()
                             .ok_or("dependency value used twice")?,

@@ -57,7 +57,7 @@ pub use executor::{CancelToken, Executor, FailurePolicy, RunContext, RunOutput};
 pub use graph::{Arg, DotOptions, Graph, NodeId, NodeView};
 pub use hooks::{Hooks, TaskEnd, TaskStatus};
 pub use key::{Key, Name, ParseKeyError};
-pub use node::{Annotations, BoxError, SaveSpec, Value};
+pub use node::{Annotations, BoxError, Constant, SaveSpec, Value};
 pub use resource::{ComputeResources, RequiredResource, Resource};
 pub use size::{SizeOf, size_of_value};
 pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError, serde_token};

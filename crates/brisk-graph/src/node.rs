@@ -157,19 +157,37 @@ pub(crate) enum Op {
 /// is one allocation and walking a graph one pointer per node instead of two.
 pub(crate) type Inputs = smallvec::SmallVec<[Input; 1]>;
 
-/// One argument of a task: a constant captured at build time or another node's result.
+/// One argument of a task: a constant captured at build time or another node's result (two
+/// words: the constant's serde view comes with its vtable).
+#[derive(Clone)]
 pub(crate) enum Input {
-    Const(Value, Option<Shipped>),
+    Const(Arc<dyn Constant>),
     Node(Arc<NodeInner>),
 }
 
-impl Clone for Input {
-    fn clone(&self) -> Self {
-        match self {
-            Self::Const(v, sh) => Self::Const(Arc::clone(v), *sh),
-            Self::Node(n) => Self::Node(Arc::clone(n)),
-        }
+/// A constant argument of a task, as a graph keeps it: a serde value shared between threads
+/// (every value passed to a task call is one; see [`Arg::Const`](crate::Arg::Const)).
+pub trait Constant: Any + erased_serde::Serialize + Send + Sync {}
+
+impl<T: serde::Serialize + Any + Send + Sync> Constant for T {}
+
+impl dyn Constant {
+    /// The value, if it is a `T`.
+    #[must_use]
+    pub fn downcast_ref<T: Any>(&self) -> Option<&T> {
+        (self as &dyn Any).downcast_ref()
     }
+
+    /// The value's serde view (to send it to another process).
+    #[must_use]
+    pub fn serializable(&self) -> &dyn erased_serde::Serialize {
+        self
+    }
+}
+
+/// A constant as a task argument.
+pub(crate) fn const_value(c: &Arc<dyn Constant>) -> Value {
+    Arc::clone(c) as Value
 }
 
 /// Per-node scheduling annotations.
@@ -503,17 +521,17 @@ mod tests {
     #[test]
     fn nodes_stay_small() {
         // Memory per task is a promise (ARCHITECTURE.md): a node plus its `Arc` counts fits
-        // the 128-byte class of jemalloc and of glibc (with its 8-byte header) with its first
-        // argument inline, an argument is two words and a tag.
+        // the 128-byte class of glibc (with its 8-byte header) and jemalloc's 112-byte class,
+        // with its first argument inline; an argument is two words.
         assert!(size_of::<Op>() <= 24, "{}", size_of::<Op>());
         assert!(
-            size_of::<NodeInner>() + 16 <= 120,
+            size_of::<NodeInner>() + 16 <= 112,
             "{}",
             size_of::<NodeInner>()
         );
-        assert!(size_of::<Input>() <= 32, "{}", size_of::<Input>());
+        assert!(size_of::<Input>() <= 16, "{}", size_of::<Input>());
         // The first argument lives in the node, names are two words.
-        assert!(size_of::<Inputs>() <= 32, "{}", size_of::<Inputs>());
+        assert!(size_of::<Inputs>() <= 24, "{}", size_of::<Inputs>());
         assert!(size_of::<Name>() <= 16, "{}", size_of::<Name>());
     }
 }
