@@ -87,6 +87,13 @@ pub(crate) fn run_node(
     worker: usize,
     t0: Instant,
 ) -> Result<Value, Error> {
+    // The common case: a task that runs once, with nothing to open, load, save or report.
+    if ctx.hooks.is_empty() && ctx.cache.is_none() && guards.is_empty() {
+        let node = graph.node(id);
+        if !node.is_loaded() && node.annotations().retries == 0 && node.build_error().is_none() {
+            return run_once(graph, id, deps, 1);
+        }
+    }
     // A loaded node reads nothing: only nodes that run open what they need.
     let guarded = !graph.node(id).is_loaded();
     let result = if guarded && let Err(e) = guards.before(id) {
@@ -172,20 +179,8 @@ fn run_attempts(
         }
         .expect("inputs are kept until the last attempt takes them");
         let attempt = Attempt::begin(graph, ctx, id, worker, t0, number);
-        let result = match catch_unwind(AssertUnwindSafe(|| graph.run_task(id, args))) {
-            Ok(Ok(v)) => ctx.save_checkpoint(node, &v).map(|()| v),
-            Ok(Err(source)) => Err(Error::Task {
-                key: node.key().clone(),
-                name: node.name().to_owned(),
-                attempts: number,
-                source,
-            }),
-            Err(payload) => Err(Error::Panic {
-                key: node.key().clone(),
-                name: node.name().to_owned(),
-                message: panic_message(payload.as_ref()),
-            }),
-        };
+        let result = run_once(graph, id, args, number)
+            .and_then(|v| ctx.save_checkpoint(node, &v).map(|()| v));
         let retry = matches!(result, Err(Error::Task { .. } | Error::Panic { .. }))
             && number <= retries
             && !ctx.cancel.is_cancelled();
@@ -194,6 +189,31 @@ fn run_attempts(
             return result;
         }
         number += 1;
+    }
+}
+
+/// One attempt (number `number`) of node `id`'s task on `args`: a failure or a panic becomes
+/// the error that names the task.
+fn run_once(graph: &Graph, id: NodeId, args: Vec<Value>, number: u32) -> Result<Value, Error> {
+    match catch_unwind(AssertUnwindSafe(|| graph.run_task(id, args))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => {
+            let node = graph.node(id);
+            Err(Error::Task {
+                key: node.key().clone(),
+                name: node.name().to_owned(),
+                attempts: number,
+                source,
+            })
+        }
+        Err(payload) => {
+            let node = graph.node(id);
+            Err(Error::Panic {
+                key: node.key().clone(),
+                name: node.name().to_owned(),
+                message: panic_message(payload.as_ref()),
+            })
+        }
     }
 }
 

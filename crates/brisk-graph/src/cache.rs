@@ -35,10 +35,11 @@ impl<'a> Checkpoint<'a> {
     /// The checkpoint view of a graph node, if it is marked as checkpointed.
     #[must_use]
     pub fn of(node: NodeView<'a>) -> Option<Self> {
+        let spec = node.save_spec()?;
         Some(Self {
             key: node.key(),
             name: node.name(),
-            spec: node.save_spec()?,
+            spec,
             custom_key: node.custom_key(),
             options: node.save_options(),
         })

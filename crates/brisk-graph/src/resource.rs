@@ -230,6 +230,12 @@ impl ComputeResources {
         }
     }
 
+    /// Whether the graph requires no resource at all (then `before` and `after` do nothing).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
     fn needs(&self, id: NodeId) -> &[usize] {
         self.by_node.get(id.index()).map_or(&[], Vec::as_slice)
     }
