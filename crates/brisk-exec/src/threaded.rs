@@ -379,12 +379,19 @@ impl RunState {
         }
     }
 
-    /// The task that alone consumes `id`'s value when `id` alone feeds it (a link of a
-    /// chain), unless the value is an output: that value can go straight to it.
+    /// The task that alone consumes `id`'s value, when `id` is the last of its dependencies
+    /// to finish (a link of a chain, the later half of a tree's pair) and the value is not an
+    /// output: that value can go straight to it. Every other dependency has counted itself
+    /// when the task's count is down to one (counts only fall, and `id` has not counted), so
+    /// the plain load is exact when it says one; a wide task's count is batched and never
+    /// read here.
     fn sole_consumer(&self, id: NodeId) -> Option<NodeId> {
         match self.graph.dependents(id) {
-            &[next] if !self.is_output[id.index()] && self.graph.dependencies(next).len() == 1 => {
-                Some(next)
+            &[next] if !self.is_output[id.index()] => {
+                let width = self.graph.dependencies(next).len();
+                (width == 1
+                    || width < WIDE && self.pending_deps[next.index()].load(Ordering::Acquire) == 1)
+                    .then_some(next)
             }
             _ => None,
         }

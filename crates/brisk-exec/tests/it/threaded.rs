@@ -594,6 +594,54 @@ fn a_chain_whose_links_jump_the_queue_keeps_every_value() {
 }
 
 #[test]
+fn pairs_whose_later_half_carries_its_value_keep_every_value() {
+    // The dependency that finishes last hands its value straight to the pair's sum when
+    // that runs next on the same worker; a sum with a priority is queued instead and finds
+    // both values in their slots. Some leaves are also read by a second task (not carried).
+    let leaf = TaskSpec::new("leaf").pure();
+    let add = TaskSpec::new("add").pure();
+    let urgent = TaskSpec::new("add_urgent").pure().priority(1);
+    let leaves: Vec<Delayed<u64>> = (0..2000u64)
+        .map(|i| leaf.call(|x: u64| x.wrapping_mul(0x9E37_79B9), (i,)))
+        .collect();
+    let mut level = leaves.clone();
+    let mut round = 0u64;
+    while level.len() > 1 {
+        round += 1;
+        level = level
+            .chunks(2)
+            .enumerate()
+            .map(|(i, pair)| match pair {
+                [a, b] => {
+                    let spec = if (i as u64 + round) % 5 == 0 {
+                        &urgent
+                    } else {
+                        &add
+                    };
+                    spec.call(|x: u64, y: u64| x.rotate_left(7) ^ y, (a, b))
+                }
+                [a] => a.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+    }
+    let shared: Delayed<Vec<u64>> = leaves.iter().step_by(7).cloned().collect();
+    let want = (
+        level[0].compute_with(&SequentialExecutor).unwrap(),
+        shared.compute_with(&SequentialExecutor).unwrap(),
+    );
+    for workers in [1, 2, 4] {
+        for _ in 0..20 {
+            let mut c = ComputeOptions::new()
+                .run(&exec(workers), [level[0].erase(), shared.erase()])
+                .unwrap();
+            let got = (c.take(&level[0]).unwrap(), c.take(&shared).unwrap());
+            assert_eq!(got, want, "{workers} workers");
+        }
+    }
+}
+
+#[test]
 fn an_output_listed_twice_can_be_taken_twice() {
     let a = pure("x", |v: u64| vec![v; 3], (5u64,));
     for ex in [&exec(2) as &dyn Executor, &SequentialExecutor] {
