@@ -613,7 +613,7 @@ fn pairs_whose_later_half_carries_its_value_keep_every_value() {
             .enumerate()
             .map(|(i, pair)| match pair {
                 [a, b] => {
-                    let spec = if (i as u64 + round) % 5 == 0 {
+                    let spec = if (i as u64 + round).is_multiple_of(5) {
                         &urgent
                     } else {
                         &add
