@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::key::{Key, Name};
 use crate::node::{
-    Annotations, BoxError, ErasedFn, Input, Inputs, LitTypeOf, Meta, NodeInner, Op, SaveSpec,
-    Value, body, invalid,
+    Annotations, BoxError, ErasedFn, Input, Inputs, LitTypeOf, Meta, NodeInner, Op, ReachCount,
+    SaveSpec, Value, body, invalid,
 };
 use crate::resource::Resource;
 use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
@@ -972,10 +972,12 @@ where
 impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<T>> {
     fn from_iter<I: IntoIterator<Item = Delayed<T>>>(iter: I) -> Self {
         let mut sink = TokenSink::new(b"brisk.collect");
+        let mut reach = ReachCount::default();
         let inputs: Vec<Input> = iter
             .into_iter()
             .map(|d| {
                 key_arg(&mut sink, &d.node.key);
+                reach.add(&d.node);
                 Input::Node(d.node)
             })
             .collect();
@@ -988,11 +990,12 @@ impl<T: Clone + Send + Sync + 'static> FromIterator<Delayed<T>> for Delayed<Vec<
                 .collect::<Result<Vec<T>, _>>()?;
             Ok(Arc::new(out) as Value)
         });
-        Self::from_node(NodeInner::new(
+        Self::from_node(NodeInner::counted(
             Key::new("collect", sink.finish()),
             Op::Task(body),
             Inputs::from_vec(inputs),
             Meta::shared_default(),
+            reach,
         ))
     }
 }

@@ -386,22 +386,49 @@ const CONSUMED: u32 = 1 << 31;
 const LOOSE: u32 = 1 << 30;
 const COUNT: u32 = LOOSE - 1;
 
+/// The reach of a node being built, counted input by input (see [`Reach`]).
+#[derive(Clone, Copy)]
+pub(crate) struct ReachCount {
+    count: u32,
+    loose: bool,
+}
+
+impl Default for ReachCount {
+    fn default() -> Self {
+        Self {
+            count: 1,
+            loose: false,
+        }
+    }
+}
+
+impl ReachCount {
+    /// Counts `input` (a node's argument) and marks it consumed. A wide node counts each
+    /// input while it reads the input's key, so its cache lines are touched once.
+    pub(crate) fn add(&mut self, input: &NodeInner) {
+        let r = input
+            .reach
+            .0
+            .fetch_or(CONSUMED, std::sync::atomic::Ordering::Relaxed);
+        self.loose |= r & (CONSUMED | LOOSE) != 0;
+        self.count = self.count.saturating_add(r & COUNT).min(COUNT);
+    }
+}
+
 impl Reach {
     /// The reach of a node with these inputs; marks the input nodes as consumed.
     fn of(inputs: &[Input]) -> Self {
-        let mut count = 1u32;
-        let mut loose = false;
+        let mut reach = ReachCount::default();
         for input in inputs {
             if let Input::Node(n) = input {
-                let r = n
-                    .reach
-                    .0
-                    .fetch_or(CONSUMED, std::sync::atomic::Ordering::Relaxed);
-                loose |= r & (CONSUMED | LOOSE) != 0;
-                count = count.saturating_add(r & COUNT).min(COUNT);
+                reach.add(n);
             }
         }
-        Self::new(count, loose)
+        Self::counted(reach)
+    }
+
+    fn counted(r: ReachCount) -> Self {
+        Self::new(r.count, r.loose)
     }
 
     fn new(count: u32, loose: bool) -> Self {
@@ -445,6 +472,24 @@ impl NodeInner {
     pub(crate) fn new(key: Key, op: Op, inputs: Inputs, meta: Arc<Meta>) -> Arc<Self> {
         Arc::new(Self {
             reach: Reach::of(&inputs),
+            key,
+            op,
+            inputs,
+            meta,
+            stamp: Stamp::default(),
+        })
+    }
+
+    /// [`new`](Self::new) for a node whose inputs were counted as they were gathered.
+    pub(crate) fn counted(
+        key: Key,
+        op: Op,
+        inputs: Inputs,
+        meta: Arc<Meta>,
+        reach: ReachCount,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            reach: Reach::counted(reach),
             key,
             op,
             inputs,
