@@ -210,6 +210,7 @@ impl<'g> NodeView<'g> {
     pub fn output_type(&self) -> &'static str {
         self.graph.nodes[self.id.index()].output_type()
     }
+    #[inline]
     fn meta(&self) -> &'g Meta {
         self.graph
             .merged
@@ -218,6 +219,7 @@ impl<'g> NodeView<'g> {
     }
     /// Retries and priority.
     #[must_use]
+    #[inline]
     pub fn annotations(&self) -> Annotations {
         self.meta().annotations
     }
@@ -243,12 +245,14 @@ impl<'g> NodeView<'g> {
     }
     /// Whether the result is loaded from the cache instead of computed.
     #[must_use]
+    #[inline]
     pub fn is_loaded(&self) -> bool {
         self.graph.loaded[self.id.index()]
     }
     /// The error that made the node invalid when it was built (its arguments could not be
     /// tokenized); running it fails with [`Error::Tokenize`].
     #[must_use]
+    #[inline]
     pub fn build_error(&self) -> Option<&'g crate::TokenizeError> {
         self.graph.nodes[self.id.index()].build_error()
     }
@@ -812,6 +816,7 @@ impl Graph {
     /// # Panics
     /// If `id >= self.len()`.
     #[must_use]
+    #[inline]
     pub fn node(&self, id: NodeId) -> NodeView<'_> {
         assert!(id.index() < self.nodes.len(), "node id {id} out of range");
         NodeView { graph: self, id }
@@ -839,12 +844,14 @@ impl Graph {
 
     /// Ids of the distinct dependencies of node `id`, in argument order.
     #[must_use]
+    #[inline]
     pub fn dependencies(&self, id: NodeId) -> &[NodeId] {
         self.deps_of(id.index())
     }
 
     /// Ids of the nodes that depend on node `id`.
     #[must_use]
+    #[inline]
     pub fn dependents(&self, id: NodeId) -> &[NodeId] {
         let id = id.index();
         &self.dependents[self.dependent_start[id] as usize..self.dependent_start[id + 1] as usize]

@@ -528,6 +528,7 @@ impl NodeInner {
     }
 
     /// The task body this node runs, if it is not a constant.
+    #[inline]
     pub(crate) fn body(&self) -> Option<&dyn Body> {
         match &self.op {
             Op::Task(b) => Some(&**b),
@@ -536,6 +537,7 @@ impl NodeInner {
     }
 
     /// Why the node could not be built, if it could not.
+    #[inline]
     pub(crate) fn build_error(&self) -> Option<&TokenizeError> {
         self.body().and_then(Body::build_error)
     }
