@@ -181,19 +181,18 @@ fn run_task_checks_its_inputs() {
     assert!(err.to_string().contains("argument 0 is not a i64"), "{err}");
 }
 
+/// An argument whose serialization fails: a node that takes it cannot be keyed.
+#[derive(Clone)]
+struct Fails;
+
+impl serde::Serialize for Fails {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom("no way"))
+    }
+}
+
 #[test]
 fn untokenizable_arguments_make_an_invalid_node() {
-    struct Fails;
-    impl serde::Serialize for Fails {
-        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-            Err(serde::ser::Error::custom("no way"))
-        }
-    }
-    impl Clone for Fails {
-        fn clone(&self) -> Self {
-            Self
-        }
-    }
     let a = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
     let b = TaskSpec::new("f").pure().call(|_x: Fails| 1, (Fails,));
     assert_ne!(
@@ -653,17 +652,6 @@ fn names_and_result_types_survive_wherever_a_node_keeps_them() {
     assert_eq!(plain.call(|x: u64| x * x, (3u64,)).name(), "sq");
     // Copies with other metadata, constants and nodes that failed to build.
     let copy = b.with_priority(5);
-    struct Fails;
-    impl serde::Serialize for Fails {
-        fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
-            Err(serde::ser::Error::custom("no way"))
-        }
-    }
-    impl Clone for Fails {
-        fn clone(&self) -> Self {
-            Self
-        }
-    }
     let bad = TaskSpec::new("bad/one")
         .pure()
         .call(|_: Fails| 0.5f64, (Fails,))
