@@ -758,6 +758,15 @@ impl TaskSpec {
             Err(e) => return self.invalid(prefix, e, output_type),
         };
         let mut storage_key = None;
+        // A node whose arguments could not be keyed: a unique key, no inputs, and running it
+        // reports why.
+        let failed = |e: TokenizeError| {
+            (
+                unique_token(),
+                Inputs::new(),
+                Op::Task(invalid(e, output_type)),
+            )
+        };
         let (token, inputs, op) = if let Some(hasher) = &self.hasher {
             match args.into_inputs(None, 0) {
                 Ok(inputs) => {
@@ -778,43 +787,24 @@ impl TaskSpec {
                             storage_key = Some(Arc::from(shown));
                             (sink.finish(), inputs, Op::Task(body))
                         }
-                        Err(e) => (
-                            unique_token(),
-                            Inputs::new(),
-                            Op::Task(invalid(
-                                TokenizeError::custom_message(format!(
-                                    "the key hasher failed: {e}"
-                                )),
-                                output_type,
-                            )),
-                        ),
+                        Err(e) => failed(TokenizeError::custom_message(format!(
+                            "the key hasher failed: {e}"
+                        ))),
                     }
                 }
-                Err(e) => (
-                    unique_token(),
-                    Inputs::new(),
-                    Op::Task(invalid(e, output_type)),
-                ),
+                Err(e) => failed(e),
             }
         } else if self.pure {
             let mut sink = TokenSink::new(b"brisk.task");
             self.identity(&mut sink, &prefix);
             match args.into_inputs(Some(&mut sink), excluded) {
                 Ok(inputs) => (sink.finish(), inputs.0, Op::Task(body)),
-                Err(e) => (
-                    unique_token(),
-                    Inputs::new(),
-                    Op::Task(invalid(e, output_type)),
-                ),
+                Err(e) => failed(e),
             }
         } else {
             match args.into_inputs(None, 0) {
                 Ok(inputs) => (unique_token(), inputs.0, Op::Task(body)),
-                Err(e) => (
-                    unique_token(),
-                    Inputs::new(),
-                    Op::Task(invalid(e, output_type)),
-                ),
+                Err(e) => failed(e),
             }
         };
         let meta = match storage_key {

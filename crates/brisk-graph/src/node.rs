@@ -403,6 +403,17 @@ impl Default for ReachCount {
 }
 
 impl ReachCount {
+    /// The reach of a node with these inputs; marks the input nodes as consumed.
+    fn of(inputs: &[Input]) -> Self {
+        let mut reach = Self::default();
+        for input in inputs {
+            if let Input::Node(n) = input {
+                reach.add(n);
+            }
+        }
+        reach
+    }
+
     /// Counts `input` (a node's argument) and marks it consumed. A wide node counts each
     /// input while it reads the input's key, so its cache lines are touched once.
     pub(crate) fn add(&mut self, input: &NodeInner) {
@@ -416,17 +427,6 @@ impl ReachCount {
 }
 
 impl Reach {
-    /// The reach of a node with these inputs; marks the input nodes as consumed.
-    fn of(inputs: &[Input]) -> Self {
-        let mut reach = ReachCount::default();
-        for input in inputs {
-            if let Input::Node(n) = input {
-                reach.add(n);
-            }
-        }
-        Self::counted(reach)
-    }
-
     fn counted(r: ReachCount) -> Self {
         Self::new(r.count, r.loose)
     }
@@ -470,14 +470,8 @@ impl NodeInner {
     /// A node (its reach counted from its inputs). `meta` names the task when its name is
     /// not the key's prefix (see [`Meta::named`]).
     pub(crate) fn new(key: Key, op: Op, inputs: Inputs, meta: Arc<Meta>) -> Arc<Self> {
-        Arc::new(Self {
-            reach: Reach::of(&inputs),
-            key,
-            op,
-            inputs,
-            meta,
-            stamp: Stamp::default(),
-        })
+        let reach = ReachCount::of(&inputs);
+        Self::counted(key, op, inputs, meta, reach)
     }
 
     /// [`new`](Self::new) for a node whose inputs were counted as they were gathered.
