@@ -9,6 +9,13 @@
 //!   thread, as a graph is built.
 //!
 //! Brisk's build + run of the scenario divided by their sum is `brisk_over_limit`.
+//!
+//! Beside the limits, the **node floor** (`node_floor`) prices what the key limit leaves out
+//! and a lazy graph cannot: the key limit's hashing plus, per node, a fresh `Arc` of Brisk's
+//! node size written with its digest and, per constant argument, a fresh `Arc<u64>` — the
+//! memory a graph whose nodes a user can hold and share must allocate and first touch. Brisk's
+//! lazy build divided by it is `lazy_over_floor`: how far the build is from its own layout's
+//! floor, where `brisk_over_limit` says how far it is from a graph that keeps no nodes.
 
 use std::hint::black_box;
 use std::sync::Barrier;
@@ -25,6 +32,8 @@ pub struct Dag {
     dep_count: Vec<u32>,
     /// Bytes of each node's canonical key encoding.
     key_bytes: Vec<u32>,
+    /// Constant arguments of each node (each its own value in a lazy graph).
+    constants: Vec<u8>,
     sink: u32,
 }
 
@@ -42,6 +51,8 @@ impl Dag {
     }
 
     fn from_deps(deps: &[Vec<u32>], key_bytes: Vec<u32>) -> Self {
+        // Every scenario's roots take one constant; no other node does.
+        let constants = deps.iter().map(|d| u8::from(d.is_empty())).collect();
         let n = deps.len();
         let mut count = vec![0u32; n + 1];
         for ds in deps {
@@ -65,6 +76,7 @@ impl Dag {
             dependents,
             dep_count: deps.iter().map(|d| d.len() as u32).collect(),
             key_bytes,
+            constants,
             sink: n.saturating_sub(1) as u32,
         }
     }
@@ -148,6 +160,47 @@ pub fn key_limit(dag: &Dag) -> f64 {
             black_box(blake3::hash(black_box(&buf[..len as usize])));
         }
         best = best.min(t.elapsed().as_secs_f64());
+    }
+    best
+}
+
+/// Bytes of a node as Brisk lays it out (`brisk_graph`'s `NodeInner`: the 32-byte key, the
+/// inputs, metadata and body; held by the unit test `nodes_stay_small`).
+pub const NODE_BYTES: usize = 96;
+
+/// Seconds to make the nodes of a lazy graph of this DAG on one thread (best of three, each
+/// round's memory freed after its clock stops): per node, BLAKE3 over its key bytes and a
+/// fresh `Arc` of [`NODE_BYTES`] holding the digest and pointing at its constants; per constant
+/// argument, a fresh `Arc<u64>`.
+#[must_use]
+pub fn node_floor(dag: &Dag) -> f64 {
+    /// A node's bytes: the digest, then room for the rest of the layout.
+    struct Node {
+        _key: [u8; 32],
+        _rest: [u64; (NODE_BYTES - 32) / 8],
+    }
+    let longest = dag.key_bytes.iter().copied().max().unwrap_or(0) as usize;
+    let buf: Vec<u8> = (0..longest).map(|i| i as u8).collect();
+    let mut best = f64::INFINITY;
+    for round in 0..3u64 {
+        let mut nodes: Vec<std::sync::Arc<Node>> = Vec::with_capacity(dag.len());
+        let mut constants: Vec<std::sync::Arc<u64>> = Vec::new();
+        let t = Instant::now();
+        for (i, (&len, &k)) in dag.key_bytes.iter().zip(&dag.constants).enumerate() {
+            let key = *blake3::hash(black_box(&buf[..len as usize])).as_bytes();
+            let mut rest = [0u64; (NODE_BYTES - 32) / 8];
+            for slot in rest.iter_mut().take(usize::from(k)) {
+                let c = std::sync::Arc::new(round ^ i as u64);
+                *slot = std::sync::Arc::as_ptr(&c) as u64;
+                constants.push(c);
+            }
+            nodes.push(std::sync::Arc::new(Node {
+                _key: key,
+                _rest: rest,
+            }));
+        }
+        best = best.min(t.elapsed().as_secs_f64());
+        black_box((&nodes, &constants));
     }
     best
 }
@@ -266,6 +319,7 @@ mod tests {
             assert_eq!(ran, d.len(), "{shape}: every task runs once");
             assert!(secs > 0.0);
             assert!(key_limit(&d) > 0.0);
+            assert!(node_floor(&d) > 0.0);
         }
     }
 }

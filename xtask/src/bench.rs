@@ -197,6 +197,8 @@ impl Sides<'_> {
             "tasks": brisk["tasks"],
             "ns_per_task": brisk["ns_per_task"],
             "held_bytes_per_task": brisk["held_bytes_per_task"],
+            "floor_lazy_s": brisk["floor_lazy_s"],
+            "lazy_over_floor": brisk["lazy_over_floor"],
             "workers": self.workers,
             "rounds": runs.iter().map(|r| serde_json::json!({"brisk_s": r.1, "dask_s": r.3})).collect::<Vec<_>>(),
         });

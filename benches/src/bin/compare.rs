@@ -193,6 +193,9 @@ fn main() -> anyhow::Result<()> {
             line["limit_s"] = (key_s + run_s).into();
             line["limit_key_s"] = key_s.into();
             line["limit_run_s"] = run_s.into();
+            let floor_s = benches::limit::node_floor(&dag);
+            line["floor_lazy_s"] = floor_s.into();
+            line["lazy_over_floor"] = (best.lazy_s / floor_s).into();
         }
     }
     println!("{line}");
