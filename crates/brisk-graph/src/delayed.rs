@@ -461,6 +461,16 @@ pub struct TaskSpec {
     /// [`TaskSpec::captures_covered_by_args`]).
     captures_covered: bool,
     meta: Arc<Meta>,
+    /// Made on the first call; a builder that changes it starts afresh.
+    identity: std::sync::OnceLock<Identity>,
+}
+
+/// What every key of a spec starts with: its key prefix (key-safe) and the canonical bytes of
+/// its identity (name, prefix, version, source hash), written once instead of per call.
+#[derive(Clone)]
+struct Identity {
+    prefix: Name,
+    bytes: Box<[u8]>,
 }
 
 impl fmt::Debug for TaskSpec {
@@ -489,6 +499,7 @@ impl TaskSpec {
             pure: false,
             captures_covered: false,
             meta: Meta::shared_default(),
+            identity: std::sync::OnceLock::new(),
         }
         .name_in_meta()
     }
@@ -545,12 +556,14 @@ impl TaskSpec {
     /// A version string that enters pure keys: bump it when the function's meaning changes.
     pub fn version(mut self, version: impl Into<Cow<'static, str>>) -> Self {
         self.version = Some(version.into());
+        self.identity = std::sync::OnceLock::new();
         self
     }
 
     /// A hash of the function's source that enters pure keys (set by `#[task]`).
     pub fn source_hash(mut self, hash: [u8; 16]) -> Self {
         self.source_hash = Some(hash);
+        self.identity = std::sync::OnceLock::new();
         self
     }
 
@@ -558,6 +571,7 @@ impl TaskSpec {
     /// uses the function's bare name here and its full path as the task name).
     pub fn key_prefix(mut self, prefix: impl Into<Name>) -> Self {
         self.key_prefix = Some(prefix.into());
+        self.identity = std::sync::OnceLock::new();
         self.name_in_meta()
     }
 
@@ -667,7 +681,7 @@ impl TaskSpec {
         X: IntoArgs<P>,
     {
         if let Some(e) = self.uncovered_capture(std::mem::size_of::<F>()) {
-            let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+            let prefix = self.identity().prefix.clone();
             return self.invalid(prefix, e, std::any::type_name::<F::Output>);
         }
         let body = body::<F::Output>(move |a| f.call_erased(a).map(|r| Arc::new(r) as Value));
@@ -684,7 +698,7 @@ impl TaskSpec {
         X: IntoArgs<P>,
     {
         if let Some(e) = self.uncovered_capture(std::mem::size_of::<F>()) {
-            let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+            let prefix = self.identity().prefix.clone();
             return self.invalid(prefix, e, std::any::type_name::<R>);
         }
         let body = body::<R>(move |a| match f.call_erased(a)? {
@@ -721,10 +735,10 @@ impl TaskSpec {
         R: Send + Sync + 'static,
         F: Fn(Vec<Value>) -> Result<R, BoxError> + Send + Sync + 'static,
     {
-        let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+        let prefix = self.identity().prefix.clone();
         let token = if self.pure {
             let mut sink = TokenSink::new(b"brisk.dyn");
-            self.identity(&mut sink, &prefix);
+            sink.raw(&self.identity().bytes);
             sink.raw(descriptor.as_bytes());
             sink.u64(inputs.len() as u64);
             for i in inputs {
@@ -736,7 +750,7 @@ impl TaskSpec {
         };
         let body = body::<R>(move |a| f(a).map(|r| Arc::new(r) as Value));
         Delayed::from_node(NodeInner::new(
-            Key::new(prefix, token),
+            Key::with_safe_name(prefix, token),
             Op::Task(body),
             inputs
                 .iter()
@@ -752,7 +766,7 @@ impl TaskSpec {
         args: X,
         output_type: crate::node::TypeName,
     ) -> Delayed<R> {
-        let prefix = self.key_prefix.clone().unwrap_or_else(|| self.name.clone());
+        let prefix = self.identity().prefix.clone();
         let excluded = match self.excluded_mask() {
             Ok(m) => m,
             Err(e) => return self.invalid(prefix, e, output_type),
@@ -782,7 +796,7 @@ impl TaskSpec {
                                 None => format!("{}/{text}", self.name),
                             };
                             let mut sink = TokenSink::new(b"brisk.custom");
-                            self.identity(&mut sink, &prefix);
+                            sink.raw(&self.identity().bytes);
                             sink.str_bytes(shown.as_bytes());
                             storage_key = Some(Arc::from(shown));
                             (sink.finish(), inputs, Op::Task(body))
@@ -796,7 +810,7 @@ impl TaskSpec {
             }
         } else if self.pure {
             let mut sink = TokenSink::new(b"brisk.task");
-            self.identity(&mut sink, &prefix);
+            sink.raw(&self.identity().bytes);
             match args.into_inputs(Some(&mut sink), excluded) {
                 Ok(inputs) => (sink.finish(), inputs.0, Op::Task(body)),
                 Err(e) => failed(e),
@@ -814,7 +828,12 @@ impl TaskSpec {
                 ..Meta::clone(&self.meta)
             }),
         };
-        Delayed::from_node(NodeInner::new(Key::new(prefix, token), op, inputs, meta))
+        Delayed::from_node(NodeInner::new(
+            Key::with_safe_name(prefix, token),
+            op,
+            inputs,
+            meta,
+        ))
     }
 
     /// The bit mask of excluded argument positions.
@@ -843,30 +862,43 @@ impl TaskSpec {
         output_type: crate::node::TypeName,
     ) -> Delayed<R> {
         Delayed::from_node(NodeInner::new(
-            Key::new(prefix, unique_token()),
+            Key::with_safe_name(prefix, unique_token()),
             Op::Task(invalid(e, output_type)),
             Inputs::new(),
             self.meta.clone(),
         ))
     }
 
-    fn identity(&self, sink: &mut TokenSink, prefix: &Name) {
-        sink.str_bytes(self.name.as_str().as_bytes());
-        sink.str_bytes(prefix.as_str().as_bytes());
-        match &self.version {
-            Some(v) => {
-                sink.u8(1);
-                sink.str_bytes(v.as_bytes());
+    /// The spec's key prefix and identity bytes (see [`Identity`]).
+    fn identity(&self) -> &Identity {
+        self.identity.get_or_init(|| {
+            let prefix = self.key_prefix.as_ref().unwrap_or(&self.name);
+            let mut bytes = Vec::new();
+            let str_bytes = |bytes: &mut Vec<u8>, s: &[u8]| {
+                bytes.extend_from_slice(&(s.len() as u64).to_le_bytes());
+                bytes.extend_from_slice(s);
+            };
+            str_bytes(&mut bytes, self.name.as_str().as_bytes());
+            str_bytes(&mut bytes, prefix.as_str().as_bytes());
+            match &self.version {
+                Some(v) => {
+                    bytes.push(1);
+                    str_bytes(&mut bytes, v.as_bytes());
+                }
+                None => bytes.push(0),
             }
-            None => sink.u8(0),
-        }
-        match &self.source_hash {
-            Some(h) => {
-                sink.u8(1);
-                sink.raw(h);
+            match &self.source_hash {
+                Some(h) => {
+                    bytes.push(1);
+                    bytes.extend_from_slice(h);
+                }
+                None => bytes.push(0),
             }
-            None => sink.u8(0),
-        }
+            Identity {
+                prefix: prefix.key_safe(),
+                bytes: bytes.into(),
+            }
+        })
     }
 }
 

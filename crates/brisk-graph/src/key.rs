@@ -148,6 +148,17 @@ impl Key {
         }
     }
 
+    /// A key from a name that is already key-safe (a spec's prefix, made safe once).
+    #[inline]
+    pub(crate) fn with_safe_name(name: Name, token: Token) -> Self {
+        debug_assert!(
+            name.key_safe() == name,
+            "`{}` is not key-safe",
+            name.as_str()
+        );
+        Self { name, token }
+    }
+
     /// The name prefix (before the `/`).
     #[must_use]
     pub fn name(&self) -> &str {

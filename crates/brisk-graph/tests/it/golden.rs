@@ -202,3 +202,50 @@ fn keys_are_equal_across_processes() {
     assert_eq!(child.len(), here.len(), "child printed: {text}");
     assert_eq!(child, here);
 }
+
+/// A spec keeps its identity's bytes from its first call: a spec changed after it made keys
+/// (a version, a source hash, a key prefix) makes the keys of a spec built that way at once.
+#[test]
+fn a_spec_changed_after_its_first_call_keys_by_its_new_identity() {
+    let f = |x: i64| 2 * x;
+    let base = TaskSpec::new("double").pure();
+    let before = base.call(f, (21,)).key().clone();
+    let changed = [
+        (
+            base.clone().version("2"),
+            TaskSpec::new("double").pure().version("2"),
+        ),
+        (
+            base.clone().source_hash([7; 16]),
+            TaskSpec::new("double").pure().source_hash([7; 16]),
+        ),
+        (
+            base.clone().key_prefix("twice/x"),
+            TaskSpec::new("double").pure().key_prefix("twice/x"),
+        ),
+    ];
+    for (later, fresh) in changed {
+        let k = later.call(f, (21,)).key().clone();
+        assert_ne!(k, before, "{later:?}");
+        assert_eq!(k, fresh.call(f, (21,)).key().clone(), "{later:?}");
+    }
+    let prefixed = base.key_prefix("twice/x").call(f, (21,));
+    assert_eq!(
+        prefixed.key().name(),
+        "twice_x",
+        "the key prefix is made key-safe"
+    );
+    assert_eq!(
+        base_key_again(),
+        before,
+        "the first spec's keys did not change"
+    );
+}
+
+fn base_key_again() -> brisk_graph::Key {
+    TaskSpec::new("double")
+        .pure()
+        .call(|x: i64| 2 * x, (21,))
+        .key()
+        .clone()
+}
