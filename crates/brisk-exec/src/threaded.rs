@@ -124,10 +124,8 @@ pub(crate) struct RunState {
     graph: Arc<Graph>,
     ctx: RunContext,
     keep_going: bool,
-    pending_deps: Box<[AtomicU32]>,
-    remaining_users: Box<[AtomicU32]>,
+    nodes: NodeStates,
     is_output: Box<[bool]>,
-    values: Box<[Mutex<Option<Value>>]>,
     blocked_by: Box<[AtomicU32]>,
     in_flight: AtomicUsize,
     stop: AtomicBool,
@@ -139,6 +137,58 @@ pub(crate) struct RunState {
     guards: ComputeResources,
     /// The tasks without dependencies, in static order.
     roots: Box<[NodeId]>,
+}
+
+/// One node's state in a compute, in 32 bytes: a task reads and writes its own and its
+/// dependents' states, one cache line each instead of one per table.
+struct NodeState {
+    /// Dependencies not yet done (decremented by each; a wide node's in batches).
+    pending: AtomicU32,
+    /// Consumers of the value still to come (the value goes with the last).
+    users: AtomicU32,
+    value: Mutex<Option<Value>>,
+}
+
+/// Node states per [`STATE_CHUNK`]: a compute's table in pieces of 4 MiB. An allocator hands
+/// large allocations back to the system when they are freed (jemalloc from 8 MiB, glibc's
+/// malloc from its mmap threshold), so one table for a million nodes would fault in every page
+/// again on every compute; pieces are reused.
+struct NodeStates(Box<[Box<[NodeState]>]>);
+
+/// `log2` of the node states per piece of [`NodeStates`].
+const STATE_CHUNK_BITS: u32 = 17;
+const STATE_CHUNK: usize = 1 << STATE_CHUNK_BITS;
+
+impl NodeStates {
+    /// Every node's state at the start of a compute; also says how many nodes have no
+    /// dependencies (the roots).
+    fn new(graph: &Graph) -> (Self, usize) {
+        let mut roots = 0;
+        let chunks = (0..graph.len())
+            .step_by(STATE_CHUNK)
+            .map(|start| {
+                (start..graph.len().min(start + STATE_CHUNK))
+                    .map(|i| {
+                        let id = NodeId::from_index(i);
+                        let pending = graph.dependencies(id).len() as u32;
+                        roots += usize::from(pending == 0);
+                        NodeState {
+                            pending: AtomicU32::new(pending),
+                            users: AtomicU32::new(graph.dependents(id).len() as u32),
+                            value: Mutex::new(None),
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        (Self(chunks), roots)
+    }
+
+    #[inline]
+    fn get(&self, id: NodeId) -> &NodeState {
+        let i = id.index();
+        &self.0[i >> STATE_CHUNK_BITS][i & (STATE_CHUNK - 1)]
+    }
 }
 
 /// What becomes of a job's count in `in_flight` when its task is done.
@@ -197,18 +247,19 @@ impl ThreadedExecutor {
         for &o in graph.outputs() {
             is_output[o.index()] = true;
         }
+        let (nodes, roots) = NodeStates::new(graph);
+        let mut root_ids = Vec::with_capacity(roots);
+        root_ids.extend(
+            graph
+                .in_order()
+                .filter(|&id| graph.dependencies(id).is_empty()),
+        );
         let state = Arc::new(RunState {
             graph: Arc::clone(graph),
             ctx: ctx.clone(),
             keep_going,
-            pending_deps: NodeId::all(n)
-                .map(|i| AtomicU32::new(graph.dependencies(i).len() as u32))
-                .collect(),
-            remaining_users: NodeId::all(n)
-                .map(|i| AtomicU32::new(graph.dependents(i).len() as u32))
-                .collect(),
+            nodes,
             is_output: is_output.into_boxed_slice(),
-            values: (0..n).map(|_| Mutex::new(None)).collect(),
             blocked_by: if keep_going {
                 (0..n).map(|_| AtomicU32::new(NONE)).collect()
             } else {
@@ -222,10 +273,7 @@ impl ThreadedExecutor {
             done_cv: Condvar::new(),
             t0: Instant::now(),
             guards: ComputeResources::new(graph),
-            roots: graph
-                .in_order()
-                .filter(|&id| graph.dependencies(id).is_empty())
-                .collect(),
+            roots: root_ids.into_boxed_slice(),
         });
         // The roots go out as one range job per worker; workers split them further (see
         // `run_roots`), so the calling thread does not queue a job per root.
@@ -265,7 +313,7 @@ impl ThreadedExecutor {
                 Some(&j) => outputs[j].clone(),
                 None => {
                     first.insert(o, i);
-                    lock(&state.values[o.index()]).take()
+                    lock(&state.nodes.get(o).value).take()
                 }
             };
             outputs.push(v);
@@ -345,7 +393,7 @@ impl RunState {
     fn flush(&self, batch: &mut Batch) -> Option<NodeId> {
         let node = batch.node.take()?;
         let n = std::mem::take(&mut batch.count);
-        (self.pending_deps[node.index()].fetch_sub(n, Ordering::AcqRel) == n).then_some(node)
+        (self.nodes.get(node).pending.fetch_sub(n, Ordering::AcqRel) == n).then_some(node)
     }
 
     /// Runs `id`, then the dependent it made ready (if any), and so on: a chain of tasks runs
@@ -390,7 +438,7 @@ impl RunState {
             &[next] if !self.is_output[id.index()] => {
                 let width = self.graph.dependencies(next).len();
                 (width == 1
-                    || width < WIDE && self.pending_deps[next.index()].load(Ordering::Acquire) == 1)
+                    || width < WIDE && self.nodes.get(next).pending.load(Ordering::Acquire) == 1)
                     .then_some(next)
             }
             _ => None,
@@ -400,7 +448,7 @@ impl RunState {
     /// Puts a carried value into its slot (when its consumer is queued instead of run next).
     fn store_carried(&self, carry: &mut Carry) {
         if let Some((c, v)) = carry.take() {
-            *lock(&self.values[c.index()]) = Some(v);
+            *lock(&self.nodes.get(c).value) = Some(v);
         }
     }
 
@@ -454,7 +502,7 @@ impl RunState {
                 self.released(d);
                 continue;
             }
-            let mut slot = lock(&self.values[d.index()]);
+            let mut slot = lock(&self.nodes.get(d).value);
             let last = self.last_use(d);
             let v = if last { slot.take() } else { slot.clone() };
             drop(slot);
@@ -471,7 +519,7 @@ impl RunState {
                 if self.sole_consumer(id).is_some() {
                     *carry = Some((id, v));
                 } else {
-                    *lock(&self.values[id.index()]) = Some(v);
+                    *lock(&self.nodes.get(id).value) = Some(v);
                 }
                 self.complete(id, w, batch, carry)
             }
@@ -498,7 +546,7 @@ impl RunState {
         let i = d.index();
         !self.is_output[i]
             && (self.graph.dependents(d).len() == 1
-                || self.remaining_users[i].fetch_sub(1, Ordering::AcqRel) == 1)
+                || self.nodes.get(d).users.fetch_sub(1, Ordering::AcqRel) == 1)
     }
 
     /// Tells the hooks that `d`'s value left its slot.
@@ -511,7 +559,7 @@ impl RunState {
     /// Counts one consumer of each dependency of `id` as done; frees values nobody needs.
     fn release(&self, id: NodeId) {
         for &d in self.graph.dependencies(id) {
-            if self.last_use(d) && lock(&self.values[d.index()]).take().is_some() {
+            if self.last_use(d) && lock(&self.nodes.get(d).value).take().is_some() {
                 self.released(d);
             }
         }
@@ -555,7 +603,7 @@ impl RunState {
                 // Flush now if that makes the node ready (the plain load is only a hint; the
                 // flush decides), or the batch is full.
                 if (batch.count as usize >= WIDE
-                    || self.pending_deps[dd.index()].load(Ordering::Relaxed) <= batch.count)
+                    || self.nodes.get(dd).pending.load(Ordering::Relaxed) <= batch.count)
                     && let Some(r) = self.flush(batch)
                 {
                     ready(r, &mut queued);
@@ -563,7 +611,7 @@ impl RunState {
                 continue;
             }
             // A task with one dependency is ready now; others when their count reaches zero.
-            if width == 1 || self.pending_deps[dd.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
+            if width == 1 || self.nodes.get(dd).pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                 ready(dd, &mut queued);
             }
         }

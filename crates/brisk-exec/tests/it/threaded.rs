@@ -653,3 +653,38 @@ fn an_output_listed_twice_can_be_taken_twice() {
         assert!(matches!(c.take(&a), Err(Error::Incomplete { .. })));
     }
 }
+
+#[test]
+fn graphs_of_several_hundred_thousand_tasks_keep_every_value() {
+    // The executor keeps its per-task state in pieces of 131 072 tasks: values and counts
+    // cross from piece to piece (pairs split between pieces, a collect over all of them).
+    let leaf = TaskSpec::new("leaf").pure();
+    let add = TaskSpec::new("add").pure();
+    let leaves: Vec<Delayed<u64>> = (0..150_001u64)
+        .map(|i| leaf.call(|x: u64| x.wrapping_mul(0x9E37_79B9), (i,)))
+        .collect();
+    let mut level = leaves.clone();
+    while level.len() > 1 {
+        level = level
+            .chunks(2)
+            .map(|pair| match pair {
+                [a, b] => add.call(|x: u64, y: u64| x.rotate_left(7) ^ y, (a, b)),
+                [a] => a.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+    }
+    let all: Delayed<Vec<u64>> = leaves.iter().cloned().collect();
+    let want = (
+        level[0].compute_with(&SequentialExecutor).unwrap(),
+        all.compute_with(&SequentialExecutor).unwrap(),
+    );
+    assert_eq!(want.1.len(), 150_001);
+    for workers in [1, 2, 4] {
+        let mut c = ComputeOptions::new()
+            .run(&exec(workers), [level[0].erase(), all.erase()])
+            .unwrap();
+        let got = (c.take(&level[0]).unwrap(), c.take(&all).unwrap());
+        assert_eq!(got, want, "{workers} workers");
+    }
+}
