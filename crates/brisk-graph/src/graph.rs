@@ -486,7 +486,15 @@ impl Graph {
                             if let Some(id) = g.visit(child) {
                                 ids.push(id);
                             } else {
-                                stack.push(g.frame(child, cache, asked)?);
+                                let frame = g.frame(child, cache, asked)?;
+                                if child.reach.get().0 == 1 {
+                                    // No node below it (its reach is itself): it gets its id
+                                    // now, without a turn on the stack.
+                                    let id = g.finish_node(frame, &mut mark, &mut ids);
+                                    ids.push(id);
+                                } else {
+                                    stack.push(frame);
+                                }
                             }
                         }
                         continue;
@@ -608,7 +616,8 @@ impl Graph {
         ids: &mut Vec<u32>,
     ) -> u32 {
         let id = self.nodes.len() as u32;
-        if !frame.load {
+        // A node whose reach is itself has no node arguments: nothing to link.
+        if !frame.load && frame.node.reach.get().0 > 1 {
             let children = frame
                 .node
                 .inputs
