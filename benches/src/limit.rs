@@ -168,6 +168,9 @@ pub fn key_limit(dag: &Dag) -> f64 {
 /// inputs, metadata and body; held by the unit test `nodes_stay_small`).
 pub const NODE_BYTES: usize = 96;
 
+/// Words of a node after its 32-byte key.
+const NODE_REST_WORDS: usize = (NODE_BYTES - 32) / 8;
+
 /// Seconds to make the nodes of a lazy graph of this DAG on one thread (best of three, each
 /// round's memory freed after its clock stops): per node, BLAKE3 over its key bytes and a
 /// fresh `Arc` of [`NODE_BYTES`] holding the digest and pointing at its constants; per constant
@@ -177,7 +180,7 @@ pub fn node_floor(dag: &Dag) -> f64 {
     /// A node's bytes: the digest, then room for the rest of the layout.
     struct Node {
         _key: [u8; 32],
-        _rest: [u64; (NODE_BYTES - 32) / 8],
+        _rest: [u64; NODE_REST_WORDS],
     }
     let longest = dag.key_bytes.iter().copied().max().unwrap_or(0) as usize;
     let buf: Vec<u8> = (0..longest).map(|i| i as u8).collect();
@@ -188,7 +191,7 @@ pub fn node_floor(dag: &Dag) -> f64 {
         let t = Instant::now();
         for (i, (&len, &k)) in dag.key_bytes.iter().zip(&dag.constants).enumerate() {
             let key = *blake3::hash(black_box(&buf[..len as usize])).as_bytes();
-            let mut rest = [0u64; (NODE_BYTES - 32) / 8];
+            let mut rest = [0u64; NODE_REST_WORDS];
             for slot in rest.iter_mut().take(usize::from(k)) {
                 let c = std::sync::Arc::new(round ^ i as u64);
                 *slot = std::sync::Arc::as_ptr(&c) as u64;

@@ -12,7 +12,7 @@ use crate::node::{
     SaveSpec, Value, body, invalid,
 };
 use crate::resource::Resource;
-use crate::token::{Token, TokenSink, Tokenize, TokenizeError};
+use crate::token::{Token, TokenSink, Tokenize, TokenizeError, Write};
 
 /// A lazy value of type `T`: a handle to a node of a task graph and, through it, to everything
 /// the node depends on.
@@ -327,7 +327,7 @@ impl<T> IntoArg<T> for &Delayed<T> {
 
 fn key_arg(sink: &mut TokenSink, key: &Key) {
     sink.u8(b'k');
-    sink.str_bytes(key.name().as_bytes());
+    sink.put_str_bytes(key.name().as_bytes());
     sink.token(&key.token());
 }
 
@@ -507,7 +507,7 @@ impl TaskSpec {
     /// The spec with its metadata naming the task when the name is not the key prefix (a
     /// node keeps its name there, see [`Meta::named`]).
     fn name_in_meta(mut self) -> Self {
-        let prefix = self.key_prefix.as_ref().unwrap_or(&self.name).key_safe();
+        let prefix = self.prefix().key_safe();
         let named = (prefix != self.name).then(|| self.name.clone());
         if self.meta.name != named {
             Arc::make_mut(&mut self.meta).name = named;
@@ -797,7 +797,7 @@ impl TaskSpec {
                             };
                             let mut sink = TokenSink::new(b"brisk.custom");
                             sink.raw(&self.identity().bytes);
-                            sink.str_bytes(shown.as_bytes());
+                            sink.put_str_bytes(shown.as_bytes());
                             storage_key = Some(Arc::from(shown));
                             (sink.finish(), inputs, Op::Task(body))
                         }
@@ -872,33 +872,34 @@ impl TaskSpec {
     /// The spec's key prefix and identity bytes (see [`Identity`]).
     fn identity(&self) -> &Identity {
         self.identity.get_or_init(|| {
-            let prefix = self.key_prefix.as_ref().unwrap_or(&self.name);
-            let mut bytes = Vec::new();
-            let str_bytes = |bytes: &mut Vec<u8>, s: &[u8]| {
-                bytes.extend_from_slice(&(s.len() as u64).to_le_bytes());
-                bytes.extend_from_slice(s);
-            };
-            str_bytes(&mut bytes, self.name.as_str().as_bytes());
-            str_bytes(&mut bytes, prefix.as_str().as_bytes());
+            let prefix = self.prefix();
+            let mut bytes: Vec<u8> = Vec::new();
+            bytes.put_str_bytes(self.name.as_str().as_bytes());
+            bytes.put_str_bytes(prefix.as_str().as_bytes());
             match &self.version {
                 Some(v) => {
-                    bytes.push(1);
-                    str_bytes(&mut bytes, v.as_bytes());
+                    bytes.put_u8(1);
+                    bytes.put_str_bytes(v.as_bytes());
                 }
-                None => bytes.push(0),
+                None => bytes.put_u8(0),
             }
             match &self.source_hash {
                 Some(h) => {
-                    bytes.push(1);
-                    bytes.extend_from_slice(h);
+                    bytes.put_u8(1);
+                    bytes.put(h);
                 }
-                None => bytes.push(0),
+                None => bytes.put_u8(0),
             }
             Identity {
                 prefix: prefix.key_safe(),
                 bytes: bytes.into(),
             }
         })
+    }
+
+    /// The text before the `/` of keys, as given (the key prefix, or else the name).
+    fn prefix(&self) -> &Name {
+        self.key_prefix.as_ref().unwrap_or(&self.name)
     }
 }
 

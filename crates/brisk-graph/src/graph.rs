@@ -487,9 +487,9 @@ impl Graph {
                                 ids.push(id);
                             } else {
                                 let frame = g.frame(child, cache, asked)?;
-                                if child.reach.get().0 == 1 {
-                                    // No node below it (its reach is itself): it gets its id
-                                    // now, without a turn on the stack.
+                                if !child.has_node_inputs() {
+                                    // Nothing to walk below it: it gets its id now, without a
+                                    // turn on the stack.
                                     let id = g.finish_node(frame, &mut mark, &mut ids);
                                     ids.push(id);
                                 } else {
@@ -616,8 +616,8 @@ impl Graph {
         ids: &mut Vec<u32>,
     ) -> u32 {
         let id = self.nodes.len() as u32;
-        // A node whose reach is itself has no node arguments: nothing to link.
-        if !frame.load && frame.node.reach.get().0 > 1 {
+        // A node without node arguments has nothing to link.
+        if !frame.load && frame.node.has_node_inputs() {
             let children = frame
                 .node
                 .inputs

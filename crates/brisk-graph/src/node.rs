@@ -474,6 +474,14 @@ impl NodeInner {
         Self::counted(key, op, inputs, meta, reach)
     }
 
+    /// Whether an argument is a lazy value (another node), read from the reach without
+    /// touching the inputs: a reach counts the node itself and every node it reaches, so it
+    /// is one exactly when no argument is a node.
+    #[inline]
+    pub(crate) fn has_node_inputs(&self) -> bool {
+        self.reach.get().0 > 1
+    }
+
     /// [`new`](Self::new) for a node whose inputs were counted as they were gathered.
     pub(crate) fn counted(
         key: Key,

@@ -162,7 +162,7 @@ impl TokenSink {
             spill: None,
         };
         sink.u8(TOKEN_FORMAT_VERSION);
-        sink.str_bytes(domain);
+        sink.put_str_bytes(domain);
         sink
     }
 
@@ -237,13 +237,6 @@ impl TokenSink {
         self.raw(&t.0);
     }
 
-    /// A length-prefixed byte string (no tag).
-    #[inline]
-    pub(crate) fn str_bytes(&mut self, s: &[u8]) {
-        self.u64(s.len() as u64);
-        self.raw(s);
-    }
-
     /// Appends the canonical encoding of a value (fast path for owned `ndarray` arrays).
     pub(crate) fn value<T: Serialize + 'static>(&mut self, v: &T) -> Result<(), TokenizeError> {
         // `type_name` is a constant per `T`: scalars skip the array type checks entirely.
@@ -266,9 +259,17 @@ pub(crate) trait Write {
     fn put_u8(&mut self, b: u8) {
         self.put(&[b]);
     }
+    /// A length-prefixed byte string (no tag): its length as a little-endian `u64`, then the
+    /// bytes. The one place this encoding is written.
+    #[inline]
+    fn put_str_bytes(&mut self, s: &[u8]) {
+        self.put(&(s.len() as u64).to_le_bytes());
+        self.put(s);
+    }
 }
 
 impl Write for TokenSink {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         self.raw(bytes);
     }
@@ -320,8 +321,7 @@ struct Canon<'a, W: Write> {
 
 impl<W: Write> Canon<'_, W> {
     fn len_str(&mut self, s: &str) {
-        self.w.put(&(s.len() as u64).to_le_bytes());
-        self.w.put(s.as_bytes());
+        self.w.put_str_bytes(s.as_bytes());
     }
     fn variant(&mut self, t: u8, name: &str, index: u32, variant: &str) {
         self.w.put_u8(t);
@@ -406,8 +406,7 @@ impl<'a, W: Write> ser::Serializer for Canon<'a, W> {
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), TokenizeError> {
         self.w.put_u8(tag::BYTES);
-        self.w.put(&(v.len() as u64).to_le_bytes());
-        self.w.put(v);
+        self.w.put_str_bytes(v);
         Ok(())
     }
     fn serialize_none(self) -> Result<(), TokenizeError> {
@@ -547,8 +546,7 @@ impl<W: Write> Seq<'_, W> {
         v.serialize(Canon { w: &mut *self.w })
     }
     fn field<T: ?Sized + Serialize>(&mut self, k: &str, v: &T) -> Result<(), TokenizeError> {
-        self.w.put(&(k.len() as u64).to_le_bytes());
-        self.w.put(k.as_bytes());
+        self.w.put_str_bytes(k.as_bytes());
         self.elem(v)
     }
     fn close(self) -> Result<(), TokenizeError> {
