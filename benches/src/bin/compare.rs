@@ -150,9 +150,12 @@ fn main() -> anyhow::Result<()> {
     let mut best: Option<GraphTimes> = None;
     // What the graph holds per task, from the first repetition (later ones reuse freed pages).
     let mut held = None;
+    // One executor for every repetition, as a program keeps one (or uses the global one) and
+    // as `dask.threaded.get` keeps its pool per thread and worker count across calls.
+    let exec = ThreadedExecutor::new(workers)?;
     for _ in 0..repeat.max(1) {
         let times = match kind {
-            "graph" => run_graph(shape, n, workers)?,
+            "graph" => run_graph(shape, n, &exec)?,
             "futures" => GraphTimes {
                 run_s: run_futures(shape, n, workers)?,
                 ..GraphTimes::default()
@@ -221,8 +224,7 @@ impl GraphTimes {
     }
 }
 
-fn run_graph(shape: &str, n: usize, workers: usize) -> anyhow::Result<GraphTimes> {
-    let exec = ThreadedExecutor::new(workers)?;
+fn run_graph(shape: &str, n: usize, exec: &ThreadedExecutor) -> anyhow::Result<GraphTimes> {
     let rss_before = rss_bytes();
     let t = Instant::now();
     let out = match shape {
