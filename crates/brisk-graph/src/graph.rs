@@ -783,6 +783,7 @@ impl Graph {
         order
     }
 
+    #[inline]
     fn deps_of(&self, id: usize) -> &[NodeId] {
         &self.deps[self.dep_start[id] as usize..self.dep_start[id + 1] as usize]
     }
