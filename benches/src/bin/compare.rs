@@ -150,13 +150,17 @@ fn main() -> anyhow::Result<()> {
     let mut best: Option<GraphTimes> = None;
     // What the graph holds per task, from the first repetition (later ones reuse freed pages).
     let mut held = None;
-    // One executor for every repetition, as a program keeps one (or uses the global one) and
-    // as `dask.threaded.get` keeps its pool per thread and worker count across calls.
-    let exec = ThreadedExecutor::new(workers)?;
+    // Graph scenarios: one executor for every repetition, as a program keeps one (or uses the
+    // global one) and as `dask.threaded.get` keeps its pool per thread and worker count across
+    // calls. Futures scenarios start their own pool, as Python's side does.
+    let exec = match kind {
+        "graph" => Some(ThreadedExecutor::new(workers)?),
+        _ => None,
+    };
     for _ in 0..repeat.max(1) {
-        let times = match kind {
-            "graph" => run_graph(shape, n, &exec)?,
-            "futures" => GraphTimes {
+        let times = match (kind, &exec) {
+            ("graph", Some(exec)) => run_graph(shape, n, exec)?,
+            ("futures", _) => GraphTimes {
                 run_s: run_futures(shape, n, workers)?,
                 ..GraphTimes::default()
             },
