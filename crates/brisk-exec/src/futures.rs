@@ -19,6 +19,10 @@ pub(crate) struct FutState<T> {
 struct Slot<T> {
     result: Option<Result<T, HandlerError>>,
     done: bool,
+    /// Whether a thread blocks in `wait` (set under the lock before it blocks): only then does
+    /// `complete` notify, so the usual completion, with nobody waiting yet, makes no system
+    /// call (a condition variable's notify always enters the kernel).
+    waiting: bool,
     watchers: Vec<(Sender<usize>, usize)>,
 }
 
@@ -32,6 +36,7 @@ impl<T> FutState<T> {
             slot: Mutex::new(Slot {
                 result: None,
                 done: false,
+                waiting: false,
                 watchers: Vec::new(),
             }),
             ready: Condvar::new(),
@@ -46,13 +51,15 @@ impl<T> FutState<T> {
 
     /// Stores the result and wakes whoever waits for it.
     pub(crate) fn complete(&self, result: Result<T, HandlerError>) {
-        let watchers = {
+        let (watchers, waiting) = {
             let mut slot = lock(&self.slot);
             slot.result = Some(result);
             slot.done = true;
-            std::mem::take(&mut slot.watchers)
+            (std::mem::take(&mut slot.watchers), slot.waiting)
         };
-        self.ready.notify_all();
+        if waiting {
+            self.ready.notify_all();
+        }
         for (tx, id) in watchers {
             let _ = tx.send(id);
         }
@@ -110,6 +117,7 @@ impl<T> TaskFuture<T> {
     pub fn wait(self) -> Result<T, HandlerError> {
         let mut slot = lock(&self.state.slot);
         while !slot.done {
+            slot.waiting = true;
             slot = self
                 .state
                 .ready

@@ -1,8 +1,9 @@
 //! One handle for running work locally or on a cluster, chosen by an address.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use brisk_graph::{AnyDelayed, BoxError, ComputeOptions, Computed, Delayed, Executor};
@@ -161,30 +162,83 @@ enum Backend {
     External(Arc<dyn Executor>),
 }
 
-/// Counts work submitted through one handler and not finished yet.
+/// Counts work submitted through one handler and not finished yet. The count is an atomic
+/// (submitting and finishing an item are one atomic step each, no lock); the lock and the
+/// condition variable only serve `close`, which waits for zero.
 #[derive(Default)]
 struct Outstanding {
-    count: Mutex<usize>,
+    count: AtomicUsize,
+    lock: Mutex<()>,
     zero: Condvar,
 }
 
 impl Outstanding {
-    fn add(&self) {
-        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    fn add(&self, n: usize) {
+        self.count.fetch_add(n, Ordering::AcqRel);
     }
     fn done(&self) {
-        let mut c = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        *c -= 1;
-        if *c == 0 {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Under the lock, so a `wait_zero` between its check and its wait cannot miss it.
+            let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
             self.zero.notify_all();
         }
     }
     fn wait_zero(&self) {
-        let mut c = self.count.lock().unwrap_or_else(PoisonError::into_inner);
-        while *c > 0 {
-            c = self.zero.wait(c).unwrap_or_else(PoisonError::into_inner);
+        let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while self.count.load(Ordering::Acquire) > 0 {
+            guard = self
+                .zero
+                .wait(guard)
+                .unwrap_or_else(PoisonError::into_inner);
         }
     }
+}
+
+/// How many items [`Handler`] hands the pool at once (see `Handler::spawn_each`).
+const SPAWN_CHUNK: usize = 64;
+
+/// What the jobs of one chunk of items share: the function, and one count of outstanding
+/// work, released when the last job is dropped (after it ran, or with the pool).
+struct Chunk<F> {
+    f: Arc<F>,
+    _outstanding: OutstandingGuard,
+}
+
+/// One count of [`Outstanding`] work, given back on drop.
+struct OutstandingGuard(Arc<Outstanding>);
+
+impl OutstandingGuard {
+    fn new(outstanding: &Arc<Outstanding>) -> Self {
+        outstanding.add(1);
+        Self(Arc::clone(outstanding))
+    }
+}
+
+impl Drop for OutstandingGuard {
+    fn drop(&mut self) {
+        self.0.done();
+    }
+}
+
+/// Runs one item of a future (unless it was cancelled) and completes its future; a panic
+/// becomes the future's error.
+fn run_item<I, T, F>(state: &FutState<T>, index: Option<usize>, f: &F, x: I)
+where
+    F: Fn(I) -> Result<T, BoxError>,
+{
+    if state.is_cancelled() {
+        state.complete(Err(HandlerError::Cancelled { index }));
+        return;
+    }
+    let r = match catch_unwind(AssertUnwindSafe(|| f(x))) {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(source)) => Err(HandlerError::Failed { index, source }),
+        Err(payload) => Err(HandlerError::Panicked {
+            index,
+            message: panic_message(payload.as_ref()),
+        }),
+    };
+    state.complete(r);
 }
 
 /// Runs work on the backend named by an address, so the calling code never changes between a
@@ -376,42 +430,68 @@ impl Handler {
         T: Send + 'static,
         F: FnOnce() -> Result<T, BoxError> + Send + 'static,
     {
-        let state = FutState::new(index);
-        let run = {
-            let state = Arc::clone(&state);
-            move || {
-                if state.is_cancelled() {
-                    state.complete(Err(HandlerError::Cancelled { index }));
-                    return;
-                }
-                let r = match catch_unwind(AssertUnwindSafe(f)) {
-                    Ok(Ok(v)) => Ok(v),
-                    Ok(Err(source)) => Err(HandlerError::Failed { index, source }),
-                    Err(payload) => Err(HandlerError::Panicked {
-                        index,
-                        message: panic_message(payload.as_ref()),
-                    }),
-                };
-                state.complete(r);
-            }
-        };
-        match &self.backend {
-            Backend::External(_) => state.complete(Err(HandlerError::ClosuresNotSupported {
-                address: self.address.clone(),
-            })),
-            Backend::Sync => run(),
-            Backend::Threads(e) => {
-                let outstanding = Arc::clone(&self.outstanding);
-                outstanding.add();
-                e.pool().inject([Job::Call(Box::new(move |_worker| {
-                    run();
-                    outstanding.done();
-                }))]);
-            }
-        }
-        TaskFuture::new(state)
+        let mut out = Vec::with_capacity(1);
+        self.spawn_each(Arc::new(move |f: F| f()), [(index, f)], &mut out);
+        out.pop().expect("one item spawned, one future")
     }
 
+    /// Starts `f` on every item, pushing each item's future to `out` in input order. Items go
+    /// to the pool [`SPAWN_CHUNK`] at a time: one injection, one wake-up and one count of
+    /// outstanding work per chunk, and each chunk's items share one reference to `f` (an item
+    /// no longer increments and decrements a count that the caller's thread and every worker
+    /// touch). Each item is still its own job, so idle workers steal single items.
+    fn spawn_each<I, T, F>(
+        &self,
+        f: Arc<F>,
+        items: impl IntoIterator<Item = (Option<usize>, I)>,
+        out: &mut Vec<TaskFuture<T>>,
+    ) where
+        I: Send + 'static,
+        T: Send + 'static,
+        F: Fn(I) -> Result<T, BoxError> + Send + Sync + 'static,
+    {
+        let e = match &self.backend {
+            Backend::Threads(e) => e,
+            Backend::External(_) => {
+                for (index, _) in items {
+                    let state = FutState::new(index);
+                    state.complete(Err(HandlerError::ClosuresNotSupported {
+                        address: self.address.clone(),
+                    }));
+                    out.push(TaskFuture::new(state));
+                }
+                return;
+            }
+            Backend::Sync => {
+                for (index, x) in items {
+                    let state = FutState::new(index);
+                    run_item(&state, index, &*f, x);
+                    out.push(TaskFuture::new(state));
+                }
+                return;
+            }
+        };
+        let mut items = items.into_iter().peekable();
+        let mut jobs = Vec::new();
+        while items.peek().is_some() {
+            // Counted as outstanding until the last of its items' jobs is dropped.
+            let chunk = Arc::new(Chunk {
+                f: Arc::clone(&f),
+                _outstanding: OutstandingGuard::new(&self.outstanding),
+            });
+            jobs.clear();
+            for (index, x) in items.by_ref().take(SPAWN_CHUNK) {
+                let state = FutState::new(index);
+                let job_state = Arc::clone(&state);
+                let chunk = Arc::clone(&chunk);
+                jobs.push(Job::Call(Box::new(move |_worker| {
+                    run_item(&job_state, index, &*chunk.f, x);
+                })));
+                out.push(TaskFuture::new(state));
+            }
+            e.pool().inject(jobs.drain(..));
+        }
+    }
     /// Runs `f` (now on the caller's thread for `sync`, else on a worker).
     ///
     /// # Errors
@@ -473,15 +553,14 @@ impl Handler {
         F: Fn(I) -> Result<T, E> + Send + Sync + 'static,
     {
         self.check_open()?;
-        let f = Arc::new(f);
-        Ok(items
-            .into_iter()
-            .enumerate()
-            .map(|(i, x)| {
-                let f = Arc::clone(&f);
-                self.spawn(Some(i), move || f(x).map_err(Into::into))
-            })
-            .collect())
+        let items = items.into_iter();
+        let mut out = Vec::with_capacity(items.size_hint().0);
+        self.spawn_each(
+            Arc::new(move |x| f(x).map_err(Into::into)),
+            items.enumerate().map(|(i, x)| (Some(i), x)),
+            &mut out,
+        );
+        Ok(out)
     }
 
     /// Waits for every future and returns their results in input order (never the futures).
@@ -515,14 +594,16 @@ impl Handler {
         futures.into_iter().map(TaskFuture::wait).collect()
     }
 
-    /// Applies `f` to every item of a possibly huge or unbounded-length iterator, a batch at a
-    /// time: it pulls at most `batch_size` items (`None`: [`default_batch_size`]), runs them,
-    /// waits for the batch, then pulls the next. Input is never collected, only
-    /// `batch_size` items are in flight, results come back in input order.
+    /// Applies `f` to every item of a possibly huge or unbounded-length iterator with at most
+    /// `batch_size` items (`None`: [`default_batch_size`]) pulled and not yet returned: it
+    /// pulls a window of `batch_size` items, waits for the oldest half (in input order) while
+    /// the rest run, pulls as many new ones, and so on. Input is never collected, results come
+    /// back in input order.
     ///
-    /// When an item fails, no further batch starts, the not-yet-started items of its batch are
-    /// cancelled, the others in the batch finish, and the error of the first failing item (in
-    /// input order) is returned; the results computed so far are dropped. Use
+    /// When an item fails, no further item is pulled, the not-yet-started items of the window
+    /// are cancelled (so fewer than `batch_size` items after the failing one ever start), the
+    /// started ones finish, and the error of the first failing item (in input order) is
+    /// returned; the results computed so far are dropped. Use
     /// [`batched_map_results`](Handler::batched_map_results) to get every item's outcome.
     ///
     /// [`default_batch_size`]: Handler::default_batch_size
@@ -592,8 +673,9 @@ impl Handler {
         Ok(out)
     }
 
-    /// Feeds `items` to `f` a batch at a time; `each` consumes a batch's futures (an error
-    /// stops before the next batch is pulled).
+    /// Feeds `items` to `f` through a sliding window of `batch_size`; `each` consumes the
+    /// window's oldest futures, half a window at a time, in input order (an error stops before
+    /// another item is pulled and cancels the window's other items).
     fn batches<I, T, E, F>(
         &self,
         f: F,
@@ -614,18 +696,33 @@ impl Handler {
             return Err(HandlerError::ZeroBatchSize);
         }
         self.check_open()?;
-        let f = Arc::new(f);
+        let f = Arc::new(move |x| f(x).map_err(Into::into));
         let mut items = items.into_iter().enumerate();
+        // A sliding window: the oldest half is waited for while the newer half runs, then
+        // refilled, so workers never idle at a batch's end while the next is pulled.
+        let step = (batch_size / 2).max(1);
+        let mut window: VecDeque<TaskFuture<T>> = VecDeque::with_capacity(batch_size);
+        let mut pulled = Vec::with_capacity(batch_size);
         loop {
-            let mut batch = Vec::with_capacity(batch_size);
-            for (i, x) in items.by_ref().take(batch_size) {
-                let f = Arc::clone(&f);
-                batch.push(self.spawn(Some(i), move || f(x).map_err(Into::into)));
-            }
-            if batch.is_empty() {
+            self.spawn_each(
+                Arc::clone(&f),
+                items
+                    .by_ref()
+                    .take(batch_size - window.len())
+                    .map(|(i, x)| (Some(i), x)),
+                &mut pulled,
+            );
+            window.extend(pulled.drain(..));
+            if window.is_empty() {
                 return Ok(());
             }
-            each(batch)?;
+            let oldest: Vec<TaskFuture<T>> = window.drain(..step.min(window.len())).collect();
+            if let Err(e) = each(oldest) {
+                for rest in window {
+                    rest.cancel();
+                }
+                return Err(e);
+            }
         }
     }
 

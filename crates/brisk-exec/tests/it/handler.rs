@@ -335,6 +335,85 @@ fn the_same_calls_give_the_same_results_on_every_backend() {
 }
 
 #[test]
+fn close_waits_for_every_item_of_a_large_map_whose_futures_were_dropped() {
+    // Far more items than one chunk handed to the pool at once, none of them waited for.
+    let h = Handler::new("threads://2").unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let futures = h
+        .map(
+            move |i: u64| {
+                if i.is_multiple_of(100) {
+                    std::thread::sleep(Duration::from_micros(300));
+                }
+                d.fetch_add(1, Ordering::SeqCst);
+            },
+            0..5_000u64,
+        )
+        .unwrap();
+    drop(futures);
+    h.close();
+    assert_eq!(done.load(Ordering::SeqCst), 5_000, "close waits for all");
+}
+
+#[test]
+fn a_map_spreads_its_items_over_every_worker() {
+    // Each of the first four items waits (up to 10 s) until four run at once: only possible
+    // if single items of one map call (one chunk handed to the pool) go to different workers.
+    let h = Handler::new("threads://4").unwrap();
+    let running = Arc::new(AtomicUsize::new(0));
+    let r = running.clone();
+    let met = h
+        .gather(
+            h.map(
+                move |i: u64| {
+                    if i >= 4 {
+                        return true;
+                    }
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                    while r.load(Ordering::SeqCst) < 4 {
+                        if std::time::Instant::now() > deadline {
+                            return false;
+                        }
+                        std::thread::sleep(Duration::from_micros(100));
+                    }
+                    true
+                },
+                0..8u64,
+            )
+            .unwrap(),
+        )
+        .unwrap();
+    assert!(
+        met.iter().all(|&m| m),
+        "four items never ran at once: {met:?}"
+    );
+}
+
+#[test]
+fn a_failing_item_stops_the_window_and_nothing_a_window_later_starts() {
+    let h = Handler::new("threads://2").unwrap();
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let s = started.clone();
+    let err = h
+        .try_batched_map(
+            move |i: u64| {
+                s.lock().unwrap().push(i);
+                if i == 100 { Err("bad item") } else { Ok(i) }
+            },
+            0..10_000u64,
+            16,
+        )
+        .unwrap_err();
+    assert_eq!(err.index(), Some(100));
+    let started = started.lock().unwrap();
+    let last = started.iter().copied().max().unwrap();
+    assert!(last < 100 + 16, "started up to item {last}");
+    assert!((0..=100).all(|i| started.contains(&i)));
+}
+
+#[test]
 fn cancelled_futures_do_not_run() {
     let h = Handler::new("threads://1").unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
