@@ -28,6 +28,25 @@ use benches::{chain, expected, futures_batched, futures_map, indep, tree};
 use brisk::exec::{Handler, ThreadedExecutor};
 use brisk::graph::{ComputeOptions, Executor, Graph};
 
+/// What `compare --help` prints.
+const USAGE: &str = "\
+compare --scenario KIND/SHAPE/N [options]: times one scenario in Brisk, prints a JSON line
+
+scenarios:
+  graph/{indep,chain,tree}/N     build a lazy graph of trivial tasks, then run it
+  futures/{map,batched}/N        Handler::map + gather, or batched_map, over N items
+  zarr/{write,write_mem,generate,copy,read_mean}/RxC   an 8000x7500 f32 array in RxC chunks
+  disk/seq/MiB                   sequential write and read of a file under --dir
+options:
+  --workers W        worker threads (default: all cores)
+  --repeat R         repetitions; the fastest is reported (default 3)
+  --no-limit         skip the limit measurements (graph: key and run limit, node floor; zarr: zstd)
+  --dir PATH         where zarr and disk scenarios write (default target/bench)
+  --scale K          zarr: K times the array (with --no-limit, streaming phases only)
+  --codec-threads T  zarr: threads inside each chunk's codec (default 1)
+  --pinned           zarr read: IoOptions::pinned
+  --no-checksum      zarr: skip the checksum of what was read";
+
 fn main() -> anyhow::Result<()> {
     let mut scenario = None;
     let mut dir = std::path::PathBuf::from("target/bench");
@@ -55,7 +74,11 @@ fn main() -> anyhow::Result<()> {
                     .context("--codec-threads needs a value")?
                     .parse()?;
             }
-            other => bail!("unknown argument `{other}`"),
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => bail!("unknown argument `{other}` (see `compare --help`)"),
         }
     }
     let scenario = scenario.context("--scenario is required")?;

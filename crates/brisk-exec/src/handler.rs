@@ -1,6 +1,5 @@
 //! One handle for running work locally or on a cluster, chosen by an address.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -430,9 +429,22 @@ impl Handler {
         T: Send + 'static,
         F: FnOnce() -> Result<T, BoxError> + Send + 'static,
     {
-        let mut out = Vec::with_capacity(1);
-        self.spawn_each(Arc::new(move |f: F| f()), [(index, f)], &mut out);
-        out.pop().expect("one item spawned, one future")
+        let state = FutState::new(index);
+        match &self.backend {
+            Backend::Threads(e) => {
+                let job_state = Arc::clone(&state);
+                let outstanding = OutstandingGuard::new(&self.outstanding);
+                e.pool().inject([Job::Call(Box::new(move |_worker| {
+                    run_item(&job_state, index, &|f: F| f(), f);
+                    drop(outstanding);
+                }))]);
+            }
+            Backend::Sync => run_item(&state, index, &|f: F| f(), f),
+            Backend::External(_) => state.complete(Err(HandlerError::ClosuresNotSupported {
+                address: self.address.clone(),
+            })),
+        }
+        TaskFuture::new(state)
     }
 
     /// Starts `f` on every item, pushing each item's future to `out` in input order. Items go
@@ -594,16 +606,14 @@ impl Handler {
         futures.into_iter().map(TaskFuture::wait).collect()
     }
 
-    /// Applies `f` to every item of a possibly huge or unbounded-length iterator with at most
-    /// `batch_size` items (`None`: [`default_batch_size`]) pulled and not yet returned: it
-    /// pulls a window of `batch_size` items, waits for the oldest half (in input order) while
-    /// the rest run, pulls as many new ones, and so on. Input is never collected, results come
-    /// back in input order.
+    /// Applies `f` to every item of a possibly huge or unbounded-length iterator, a batch at a
+    /// time: it pulls at most `batch_size` items (`None`: [`default_batch_size`]), runs them,
+    /// waits for the batch, then pulls the next. Input is never collected, only
+    /// `batch_size` items are in flight, results come back in input order.
     ///
-    /// When an item fails, no further item is pulled, the not-yet-started items of the window
-    /// are cancelled (so fewer than `batch_size` items after the failing one ever start), the
-    /// started ones finish, and the error of the first failing item (in input order) is
-    /// returned; the results computed so far are dropped. Use
+    /// When an item fails, no further batch starts, the not-yet-started items of its batch are
+    /// cancelled, the others in the batch finish, and the error of the first failing item (in
+    /// input order) is returned; the results computed so far are dropped. Use
     /// [`batched_map_results`](Handler::batched_map_results) to get every item's outcome.
     ///
     /// [`default_batch_size`]: Handler::default_batch_size
@@ -673,9 +683,8 @@ impl Handler {
         Ok(out)
     }
 
-    /// Feeds `items` to `f` through a sliding window of `batch_size`; `each` consumes the
-    /// window's oldest futures, half a window at a time, in input order (an error stops before
-    /// another item is pulled and cancels the window's other items).
+    /// Feeds `items` to `f` a batch at a time; `each` consumes a batch's futures (an error
+    /// stops before the next batch is pulled).
     fn batches<I, T, E, F>(
         &self,
         f: F,
@@ -698,31 +707,17 @@ impl Handler {
         self.check_open()?;
         let f = Arc::new(move |x| f(x).map_err(Into::into));
         let mut items = items.into_iter().enumerate();
-        // A sliding window: the oldest half is waited for while the newer half runs, then
-        // refilled, so workers never idle at a batch's end while the next is pulled.
-        let step = (batch_size / 2).max(1);
-        let mut window: VecDeque<TaskFuture<T>> = VecDeque::with_capacity(batch_size);
-        let mut pulled = Vec::with_capacity(batch_size);
         loop {
+            let mut batch = Vec::with_capacity(batch_size);
             self.spawn_each(
                 Arc::clone(&f),
-                items
-                    .by_ref()
-                    .take(batch_size - window.len())
-                    .map(|(i, x)| (Some(i), x)),
-                &mut pulled,
+                items.by_ref().take(batch_size).map(|(i, x)| (Some(i), x)),
+                &mut batch,
             );
-            window.extend(pulled.drain(..));
-            if window.is_empty() {
+            if batch.is_empty() {
                 return Ok(());
             }
-            let oldest: Vec<TaskFuture<T>> = window.drain(..step.min(window.len())).collect();
-            if let Err(e) = each(oldest) {
-                for rest in window {
-                    rest.cancel();
-                }
-                return Err(e);
-            }
+            each(batch)?;
         }
     }
 

@@ -392,28 +392,6 @@ fn a_map_spreads_its_items_over_every_worker() {
 }
 
 #[test]
-fn a_failing_item_stops_the_window_and_nothing_a_window_later_starts() {
-    let h = Handler::new("threads://2").unwrap();
-    let started = Arc::new(Mutex::new(Vec::new()));
-    let s = started.clone();
-    let err = h
-        .try_batched_map(
-            move |i: u64| {
-                s.lock().unwrap().push(i);
-                if i == 100 { Err("bad item") } else { Ok(i) }
-            },
-            0..10_000u64,
-            16,
-        )
-        .unwrap_err();
-    assert_eq!(err.index(), Some(100));
-    let started = started.lock().unwrap();
-    let last = started.iter().copied().max().unwrap();
-    assert!(last < 100 + 16, "started up to item {last}");
-    assert!((0..=100).all(|i| started.contains(&i)));
-}
-
-#[test]
 fn cancelled_futures_do_not_run() {
     let h = Handler::new("threads://1").unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<()>();
