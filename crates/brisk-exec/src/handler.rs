@@ -4,6 +4,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use brisk_graph::{AnyDelayed, BoxError, ComputeOptions, Computed, Delayed, Executor};
 
@@ -193,8 +194,16 @@ impl Outstanding {
     }
 }
 
-/// How many items [`Handler`] hands the pool at once (see `Handler::spawn_each`).
+/// How many items of an input of known length [`Handler`] hands the pool at once (see
+/// `Handler::spawn_each`).
 const SPAWN_CHUNK: usize = 64;
+
+/// How long the first item of a chunk may wait for the chunk to fill before it is handed to
+/// the pool anyway.
+const SPAWN_WAIT: Duration = Duration::from_micros(100);
+
+/// Every how many items a chunk looks at the clock (see `SPAWN_WAIT`).
+const SPAWN_CLOCK: usize = 8;
 
 /// What the jobs of one chunk of items share: the function, and one count of outstanding
 /// work, released when the last job is dropped (after it ran, or with the pool).
@@ -447,11 +456,11 @@ impl Handler {
         TaskFuture::new(state)
     }
 
-    /// Starts `f` on every item, pushing each item's future to `out` in input order. Items go
-    /// to the pool [`SPAWN_CHUNK`] at a time: one injection, one wake-up and one count of
-    /// outstanding work per chunk, and each chunk's items share one reference to `f` (an item
-    /// no longer increments and decrements a count that the caller's thread and every worker
-    /// touch). Each item is still its own job, so idle workers steal single items.
+    /// Starts `f` on every item, pushing each item's future to `out` in input order. Items of
+    /// an input of known length go to the pool up to [`SPAWN_CHUNK`] at a time: one
+    /// injection, one wake-up and one count of outstanding work per chunk, and a chunk's
+    /// items share one reference to `f` (no count that the caller's thread and every worker
+    /// touch per item). Each item is still its own job, so idle workers steal single items.
     fn spawn_each<I, T, F>(
         &self,
         f: Arc<F>,
@@ -483,27 +492,46 @@ impl Handler {
                 return;
             }
         };
-        let mut items = items.into_iter().peekable();
-        let mut jobs = Vec::new();
-        while items.peek().is_some() {
+        let items = items.into_iter();
+        // An input of known length is in memory or made on the spot (a range, a vector, a
+        // `map` over one): its items go to the pool a chunk at a time. Any other input may
+        // block between items (a channel, a directory listing, pages of a remote listing), so
+        // each of its items goes out as soon as it is pulled, as if submitted alone.
+        let (lo, hi) = items.size_hint();
+        let chunk_len = if hi == Some(lo) { SPAWN_CHUNK } else { 1 };
+        let mut jobs = Vec::with_capacity(chunk_len);
+        let mut chunk: Option<(Arc<Chunk<F>>, Instant)> = None;
+        for (index, x) in items {
             // Counted as outstanding until the last of its items' jobs is dropped.
-            let chunk = Arc::new(Chunk {
-                f: Arc::clone(&f),
-                _outstanding: OutstandingGuard::new(&self.outstanding),
+            let (shared, opened) = chunk.get_or_insert_with(|| {
+                let shared = Arc::new(Chunk {
+                    f: Arc::clone(&f),
+                    _outstanding: OutstandingGuard::new(&self.outstanding),
+                });
+                (shared, Instant::now())
             });
-            jobs.clear();
-            for (index, x) in items.by_ref().take(SPAWN_CHUNK) {
-                let state = FutState::new(index);
-                let job_state = Arc::clone(&state);
-                let chunk = Arc::clone(&chunk);
-                jobs.push(Job::Call(Box::new(move |_worker| {
-                    run_item(&job_state, index, &*chunk.f, x);
-                })));
-                out.push(TaskFuture::new(state));
+            let state = FutState::new(index);
+            let job_state = Arc::clone(&state);
+            let shared = Arc::clone(shared);
+            jobs.push(Job::Call(Box::new(move |_worker| {
+                run_item(&job_state, index, &*shared.f, x);
+            })));
+            out.push(TaskFuture::new(state));
+            // A chunk also goes out once its first item has waited `SPAWN_WAIT` (items that
+            // take long to make, such as a `map` over a range that reads a file per item),
+            // looked at every `SPAWN_CLOCK` items (a clock read costs a fifth of an item).
+            if jobs.len() == chunk_len
+                || jobs.len().is_multiple_of(SPAWN_CLOCK) && opened.elapsed() >= SPAWN_WAIT
+            {
+                e.pool().inject(jobs.drain(..));
+                chunk = None;
             }
+        }
+        if !jobs.is_empty() {
             e.pool().inject(jobs.drain(..));
         }
     }
+
     /// Runs `f` (now on the caller's thread for `sync`, else on a worker).
     ///
     /// # Errors
