@@ -562,6 +562,13 @@ impl Handler {
 
     /// Starts `f` on every item; one future per item, in input order.
     ///
+    /// Items of an input whose length is known (its `size_hint` is exact: a range, a vector,
+    /// a `map` over one) are handed to the workers up to 64 at a time, and at the latest
+    /// about 100 µs after the first of them was pulled; if such an input blocks while making
+    /// an item, the few made just before wait with it. Items of any other input (a channel,
+    /// a directory listing) are handed over one by one as they are pulled. Either way each
+    /// item runs on whichever worker is free.
+    ///
     /// # Errors
     /// [`HandlerError::Closed`] after [`close`](Handler::close).
     pub fn map<I, T, F>(
