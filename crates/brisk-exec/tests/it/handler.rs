@@ -403,67 +403,58 @@ fn waited_for(flag: &AtomicBool) -> bool {
     true
 }
 
+/// Maps `input` (made from a flag that the first item to run sets) on two workers; the
+/// results, which say whether the input found the flag set where it waited for it.
+fn map_flagged<I>(input: impl FnOnce(Arc<AtomicBool>) -> I) -> Vec<bool>
+where
+    I: IntoIterator<Item = bool>,
+{
+    let h = Handler::new("threads://2").unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let input = input(ran.clone());
+    let futures = h
+        .map(
+            move |ok: bool| {
+                ran.store(true, Ordering::SeqCst);
+                ok
+            },
+            input,
+        )
+        .unwrap();
+    h.gather(futures).unwrap()
+}
+
 #[test]
 fn a_streaming_input_has_each_item_started_as_soon_as_it_is_pulled() {
     // An input of unknown length (a channel, a listing) may block between items: the second
     // item is only made once the first one runs, which it must without waiting for more.
-    let h = Handler::new("threads://2").unwrap();
-    let first_ran = Arc::new(AtomicBool::new(false));
-    let (seen, ran) = (first_ran.clone(), first_ran.clone());
-    let mut n = 0u64;
-    let input = std::iter::from_fn(move || {
-        n += 1;
-        match n {
-            1 => Some(true),
-            2 => Some(waited_for(&seen)),
-            _ => None,
-        }
+    let out = map_flagged(|first_ran| {
+        let mut n = 0u64;
+        std::iter::from_fn(move || {
+            n += 1;
+            match n {
+                1 => Some(true),
+                2 => Some(waited_for(&first_ran)),
+                _ => None,
+            }
+        })
     });
-    let out = h
-        .gather(
-            h.map(
-                move |ok: bool| {
-                    ran.store(true, Ordering::SeqCst);
-                    ok
-                },
-                input,
-            )
-            .unwrap(),
-        )
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![true, true],
-        "the first item waited for the second"
-    );
+    assert_eq!(out, [true, true], "the first item waited for the second");
 }
 
 #[test]
 fn items_slow_to_make_start_before_their_chunk_is_full() {
     // A known-length input whose items take a while to make (50 µs each here): the first
     // ones are handed to the pool long before 64 are made.
-    let h = Handler::new("threads://2").unwrap();
-    let first_ran = Arc::new(AtomicBool::new(false));
-    let (seen, ran) = (first_ran.clone(), first_ran.clone());
-    let input = (0..40u64).map(move |i| {
-        if i == 30 {
-            return waited_for(&seen);
-        }
-        std::thread::sleep(Duration::from_micros(50));
-        true
+    let out = map_flagged(|first_ran| {
+        (0..40u64).map(move |i| {
+            if i == 30 {
+                return waited_for(&first_ran);
+            }
+            std::thread::sleep(Duration::from_micros(50));
+            true
+        })
     });
-    let out = h
-        .gather(
-            h.map(
-                move |ok: bool| {
-                    ran.store(true, Ordering::SeqCst);
-                    ok
-                },
-                input,
-            )
-            .unwrap(),
-        )
-        .unwrap();
     assert!(
         out.iter().all(|&ok| ok),
         "the first item waited for item 30"
