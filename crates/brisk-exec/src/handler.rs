@@ -173,8 +173,8 @@ struct Outstanding {
 }
 
 impl Outstanding {
-    fn add(&self, n: usize) {
-        self.count.fetch_add(n, Ordering::AcqRel);
+    fn add(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
     }
     fn done(&self) {
         if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -217,7 +217,7 @@ struct OutstandingGuard(Arc<Outstanding>);
 
 impl OutstandingGuard {
     fn new(outstanding: &Arc<Outstanding>) -> Self {
-        outstanding.add(1);
+        outstanding.add();
         Self(Arc::clone(outstanding))
     }
 }
@@ -230,9 +230,10 @@ impl Drop for OutstandingGuard {
 
 /// Runs one item of a future (unless it was cancelled) and completes its future; a panic
 /// becomes the future's error.
-fn run_item<I, T, F>(state: &FutState<T>, index: Option<usize>, f: &F, x: I)
+fn run_item<I, T, E, F>(state: &FutState<T>, index: Option<usize>, f: &F, x: I)
 where
-    F: Fn(I) -> Result<T, BoxError>,
+    E: Into<BoxError>,
+    F: Fn(I) -> Result<T, E>,
 {
     if state.is_cancelled() {
         state.complete(Err(HandlerError::Cancelled { index }));
@@ -240,7 +241,10 @@ where
     }
     let r = match catch_unwind(AssertUnwindSafe(|| f(x))) {
         Ok(Ok(v)) => Ok(v),
-        Ok(Err(source)) => Err(HandlerError::Failed { index, source }),
+        Ok(Err(source)) => Err(HandlerError::Failed {
+            index,
+            source: source.into(),
+        }),
         Err(payload) => Err(HandlerError::Panicked {
             index,
             message: panic_message(payload.as_ref()),
@@ -456,26 +460,28 @@ impl Handler {
         TaskFuture::new(state)
     }
 
-    /// Starts `f` on every item, pushing each item's future to `out` in input order. Items of
-    /// an input of known length go to the pool up to [`SPAWN_CHUNK`] at a time: one
-    /// injection, one wake-up and one count of outstanding work per chunk, and a chunk's
-    /// items share one reference to `f` (no count that the caller's thread and every worker
-    /// touch per item). Each item is still its own job, so idle workers steal single items.
-    fn spawn_each<I, T, F>(
+    /// Starts `f` on every `(index, item)`, pushing each item's future to `out` in input
+    /// order. Items of an input of known length go to the pool up to [`SPAWN_CHUNK`] at a
+    /// time: one injection, one wake-up and one count of outstanding work per chunk, and a
+    /// chunk's items share one reference to `f` (no count that the caller's thread and every
+    /// worker touch per item). Each item is still its own job, so idle workers steal single
+    /// items.
+    fn spawn_each<I, T, E, F>(
         &self,
-        f: Arc<F>,
-        items: impl IntoIterator<Item = (Option<usize>, I)>,
+        f: &Arc<F>,
+        items: impl IntoIterator<Item = (usize, I)>,
         out: &mut Vec<TaskFuture<T>>,
     ) where
         I: Send + 'static,
         T: Send + 'static,
-        F: Fn(I) -> Result<T, BoxError> + Send + Sync + 'static,
+        E: Into<BoxError>,
+        F: Fn(I) -> Result<T, E> + Send + Sync + 'static,
     {
         let e = match &self.backend {
             Backend::Threads(e) => e,
             Backend::External(_) => {
-                for (index, _) in items {
-                    let state = FutState::new(index);
+                for (i, _) in items {
+                    let state = FutState::new(Some(i));
                     state.complete(Err(HandlerError::ClosuresNotSupported {
                         address: self.address.clone(),
                     }));
@@ -484,9 +490,9 @@ impl Handler {
                 return;
             }
             Backend::Sync => {
-                for (index, x) in items {
-                    let state = FutState::new(index);
-                    run_item(&state, index, &*f, x);
+                for (i, x) in items {
+                    let state = FutState::new(Some(i));
+                    run_item(&state, Some(i), &**f, x);
                     out.push(TaskFuture::new(state));
                 }
                 return;
@@ -500,15 +506,18 @@ impl Handler {
         let (lo, hi) = items.size_hint();
         let chunk_len = if hi == Some(lo) { SPAWN_CHUNK } else { 1 };
         let mut jobs = Vec::with_capacity(chunk_len);
-        let mut chunk: Option<(Arc<Chunk<F>>, Instant)> = None;
-        for (index, x) in items {
+        // The chunk being filled, and when its first item was pulled (only looked at in
+        // chunks of more than one item: a single item goes out at once).
+        let mut chunk: Option<(Arc<Chunk<F>>, Option<Instant>)> = None;
+        for (i, x) in items {
+            let index = Some(i);
             // Counted as outstanding until the last of its items' jobs is dropped.
             let (shared, opened) = chunk.get_or_insert_with(|| {
                 let shared = Arc::new(Chunk {
-                    f: Arc::clone(&f),
+                    f: Arc::clone(f),
                     _outstanding: OutstandingGuard::new(&self.outstanding),
                 });
-                (shared, Instant::now())
+                (shared, (chunk_len > 1).then(Instant::now))
             });
             let state = FutState::new(index);
             let job_state = Arc::clone(&state);
@@ -521,7 +530,8 @@ impl Handler {
             // take long to make, such as a `map` over a range that reads a file per item),
             // looked at every `SPAWN_CLOCK` items (a clock read costs a fifth of an item).
             if jobs.len() == chunk_len
-                || jobs.len().is_multiple_of(SPAWN_CLOCK) && opened.elapsed() >= SPAWN_WAIT
+                || jobs.len().is_multiple_of(SPAWN_CLOCK)
+                    && opened.is_some_and(|t| t.elapsed() >= SPAWN_WAIT)
             {
                 e.pool().inject(jobs.drain(..));
                 chunk = None;
@@ -602,11 +612,7 @@ impl Handler {
         self.check_open()?;
         let items = items.into_iter();
         let mut out = Vec::with_capacity(items.size_hint().0);
-        self.spawn_each(
-            Arc::new(move |x| f(x).map_err(Into::into)),
-            items.enumerate().map(|(i, x)| (Some(i), x)),
-            &mut out,
-        );
+        self.spawn_each(&Arc::new(f), items.enumerate(), &mut out);
         Ok(out)
     }
 
@@ -740,15 +746,11 @@ impl Handler {
             return Err(HandlerError::ZeroBatchSize);
         }
         self.check_open()?;
-        let f = Arc::new(move |x| f(x).map_err(Into::into));
+        let f = Arc::new(f);
         let mut items = items.into_iter().enumerate();
         loop {
             let mut batch = Vec::with_capacity(batch_size);
-            self.spawn_each(
-                Arc::clone(&f),
-                items.by_ref().take(batch_size).map(|(i, x)| (Some(i), x)),
-                &mut batch,
-            );
+            self.spawn_each(&f, items.by_ref().take(batch_size), &mut batch);
             if batch.is_empty() {
                 return Ok(());
             }
