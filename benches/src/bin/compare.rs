@@ -5,8 +5,9 @@
 //! compare --scenario graph/indep/100000 --workers 2 --repeat 3
 //! ```
 //! Scenarios: `graph/{indep,chain,tree}/N` (build, then compute on the threaded executor) and
-//! `futures/{map,batched}/N` (the futures API on a `threads://W` handler). The reported times
-//! are those of the fastest repetition; graph and futures scenarios also report the first
+//! `futures/{map,batched}/N` (the futures API on a `threads://W` handler) and `array/mean/G`
+//! (a reduction over G x G small chunks: what an array layer adds per chunk). The reported times
+//! are those of the fastest repetition; graph, futures and array scenarios also report the first
 //! repetition's total (`first_total_s`). Zarr scenarios also measure the zstd limit of the
 //! phase (see `zstd_limit`) unless `--no-limit` is given; `--pinned` reads with
 //! `IoOptions::pinned` (to measure what pinning costs).
@@ -36,6 +37,7 @@ compare --scenario KIND/SHAPE/N [options]: times one scenario in Brisk, prints a
 scenarios:
   graph/{indep,chain,tree}/N     build a lazy graph of trivial tasks, then run it
   futures/{map,batched}/N        Handler::map + gather, or batched_map, over N items
+  array/mean/G                   (x^2 + x^3).mean(0) of a 10G x 10G f64 array in G x G chunks
   zarr/{write,write_mem,generate,copy,read_mean}/RxC   an 8000x7500 f32 array in RxC chunks
   disk/seq/MiB                   sequential write and read of a file under --dir
 options:
@@ -181,12 +183,13 @@ fn main() -> anyhow::Result<()> {
     // global one) and as `dask.threaded.get` keeps its pool per thread and worker count across
     // calls. Futures scenarios start their own pool, as Python's side does.
     let exec = match kind {
-        "graph" => Some(ThreadedExecutor::new(workers)?),
+        "graph" | "array" => Some(ThreadedExecutor::new(workers)?),
         _ => None,
     };
     for _ in 0..repeat.max(1) {
         let times = match (kind, &exec) {
             ("graph", Some(exec)) => run_graph(shape, n, exec)?,
+            ("array", Some(exec)) => run_array(shape, n, exec)?,
             ("futures", _) => GraphTimes {
                 run_s: run_futures(shape, n, workers)?,
                 ..GraphTimes::default()
@@ -208,6 +211,10 @@ fn main() -> anyhow::Result<()> {
         "first_total_s": first_s,
         "workers": workers,
     });
+    if kind == "array" {
+        line["chunks"] = best.tasks.into();
+        line["ns_per_chunk"] = (best.total() * 1e9 / best.tasks as f64).into();
+    }
     if kind == "graph" {
         line["lazy_s"] = best.lazy_s.into();
         line["graph_s"] = (best.build_s - best.lazy_s).into();
@@ -290,6 +297,37 @@ fn run_graph(shape: &str, n: usize, exec: &ThreadedExecutor) -> anyhow::Result<G
         run_s,
         tasks,
         held_bytes_per_task,
+    })
+}
+
+/// Side of an array scenario's chunks (`array/mean/G`: G x G chunks of this side).
+const ARRAY_CHUNK: usize = 10;
+
+/// One repetition of `array/mean/G`: a (10 G) x (10 G) `f64` array of ones in 10 x 10 chunks,
+/// `(x^2 + x^3).mean(0)` built (`build_s`) and computed into one array (`run_s`, which
+/// materializes the graph too); `tasks` counts the chunks.
+fn run_array(shape: &str, g: usize, exec: &ThreadedExecutor) -> anyhow::Result<GraphTimes> {
+    use brisk::array::Array;
+    if shape != "mean" {
+        bail!("unknown array shape `{shape}`");
+    }
+    let n = g * ARRAY_CHUNK;
+    let t = Instant::now();
+    let x = Array::<f64>::ones(&[n, n], &[ARRAY_CHUNK, ARRAY_CHUNK])?;
+    let y = (x.powi(2) + x.powi(3)).mean(0);
+    let build_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let v = y.compute_with(exec)?;
+    let run_s = t.elapsed().as_secs_f64();
+    if v.shape() != [n] || v.iter().any(|&m| m != 2.0) {
+        bail!("wrong result for array/{shape}/{g}");
+    }
+    Ok(GraphTimes {
+        lazy_s: build_s,
+        build_s,
+        run_s,
+        tasks: g * g,
+        held_bytes_per_task: None,
     })
 }
 
