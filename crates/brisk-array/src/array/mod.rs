@@ -303,13 +303,21 @@ impl<T: Element> Array<T> {
     pub fn full(shape: &[usize], chunks: &[usize], value: T) -> Result<Self> {
         let grid = ChunkGrid::regular(shape, chunks)?;
         let spec = TaskSpec::new("full").pure();
+        // Blocks of one shape are one task (the same key): a regular grid has at most two
+        // block shapes per axis, so the blocks share a handful of tasks, not one each.
+        let mut by_shape: Vec<(Vec<usize>, Delayed<ArrayD<T>>)> = Vec::new();
         let blocks = (0..grid.num_blocks())
             .map(|i| {
                 let shp = grid.block_shape(&grid.block_coords(i));
-                spec.call(
+                if let Some((_, d)) = by_shape.iter().find(|(s, _)| *s == shp) {
+                    return d.clone();
+                }
+                let d = spec.call(
                     |s: Vec<usize>, v: T| ArrayD::from_elem(IxDyn(&s), v),
-                    (shp, value),
-                )
+                    (shp.clone(), value),
+                );
+                by_shape.push((shp, d.clone()));
+                d
             })
             .collect();
         let a = Self::from_blocks(grid, blocks)?;

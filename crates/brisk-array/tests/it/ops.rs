@@ -43,6 +43,25 @@ fn fused_elementwise_matches_ndarray_and_is_one_task_per_chunk() {
 }
 
 #[test]
+fn a_full_array_is_one_task_per_block_shape_with_ragged_edges_filled() {
+    // 3 x 3 blocks of 10 x 10, 10 x 3, 5 x 10 and 5 x 3.
+    let a = Array::<f64>::full(&[25, 23], &[10, 10], 0.5).unwrap();
+    let blocks = a.blocks().unwrap();
+    let keys: Vec<_> = blocks.iter().map(|b| b.key().clone()).collect();
+    let distinct: std::collections::HashSet<_> = keys.iter().collect();
+    assert_eq!(distinct.len(), 4, "one key per block shape");
+    assert_eq!(keys[0], keys[4]);
+    assert_ne!(
+        keys[0], keys[2],
+        "a ragged column's blocks have their own shape"
+    );
+    assert_ne!(keys[2], keys[8]);
+    assert_eq!(Graph::new(blocks.iter()).len(), 4);
+    let got = a.compute_with(&exec()).unwrap();
+    assert_eq!(got, ArrayD::from_elem(IxDyn(&[25, 23]), 0.5));
+}
+
+#[test]
 fn broadcasting_follows_numpy_rules() {
     let m = sample(&[6, 4]);
     let row = array![1.0, 2.0, 3.0, 4.0].into_dyn();
