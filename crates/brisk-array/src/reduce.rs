@@ -230,7 +230,9 @@ impl<T: Element> Array<T> {
             _ => None,
         };
         let r = Arc::new(r);
-        let global = self.shape();
+        let global: Arc<[usize]> = self.shape().into();
+        // Shared by every chunk's task (a copy each was two allocations per chunk).
+        let reduced_shared: Arc<[bool]> = reduced.clone().into();
         let desc = format!("{}|{}|{:?}", r.desc(), self.key_desc(), reduced);
         let desc_token = (desc.clone(), self.split_every)
             .token()
@@ -243,14 +245,14 @@ impl<T: Element> Array<T> {
                 let shape = self.grid.block_shape(&c);
                 let offset = self.grid.block_offset(&c);
                 let plan = self.inputs_for(&c);
-                let token = plan.descriptor(&(desc.clone(), c.clone(), shape.clone()));
+                let token = plan.descriptor(&(desc.as_str(), &c, &shape));
                 let inputs = plan.inputs.clone();
                 let (r, expr, leaves) = (
                     Arc::clone(&r),
                     Arc::clone(&self.expr),
                     Arc::clone(&self.leaves),
                 );
-                let (global, reduced) = (global.clone(), reduced.clone());
+                let (global, reduced) = (Arc::clone(&global), Arc::clone(&reduced_shared));
                 partial_spec.call_dyn(
                     move |vals: Vec<Value>| {
                         let env = Array::<T>::env(&leaves, &plan, vals, &shape)?;

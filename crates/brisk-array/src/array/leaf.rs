@@ -68,9 +68,9 @@ impl ChunkPlan {
     /// The descriptor of a task over this plan: `what` plus which leaves are streamed and the
     /// streamed blocks' keys (the other leaves' keys enter as the task's inputs), so every
     /// leaf position of the expression is tied to its block's key.
-    pub(crate) fn descriptor(&self, what: &impl Tokenize) -> brisk_graph::Token {
-        let w = *what
-            .token()
+    pub(crate) fn descriptor(&self, what: &impl serde::Serialize) -> brisk_graph::Token {
+        // By reference: the encoding of `&x` is that of `x`, and nothing is cloned per chunk.
+        let w = *brisk_graph::serde_token(what)
             .expect("descriptions are strings and integers, which always tokenize")
             .as_bytes();
         let streamed: Vec<bool> = self.streamed.iter().map(Option::is_some).collect();

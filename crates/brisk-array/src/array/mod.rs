@@ -450,7 +450,7 @@ impl<T: Element> Array<T> {
         let c = self.grid.block_coords(i);
         let shape = self.grid.block_shape(&c);
         let plan = self.inputs_for(&c);
-        let token = plan.descriptor(&(desc.to_owned(), shape.clone(), T::DTYPE.name()));
+        let token = plan.descriptor(&(desc, &shape, T::DTYPE.name()));
         (shape, plan, token)
     }
 
