@@ -230,9 +230,9 @@ impl<T: Element> Array<T> {
             _ => None,
         };
         let r = Arc::new(r);
-        let global: Arc<[usize]> = self.shape().into();
         // Shared by every chunk's task (a copy each was two allocations per chunk).
-        let reduced_shared: Arc<[bool]> = reduced.clone().into();
+        let global: Arc<[usize]> = self.shape().into();
+        let reduced: Arc<[bool]> = reduced.into();
         let desc = format!("{}|{}|{:?}", r.desc(), self.key_desc(), reduced);
         let desc_token = (desc.clone(), self.split_every)
             .token()
@@ -252,7 +252,7 @@ impl<T: Element> Array<T> {
                     Arc::clone(&self.expr),
                     Arc::clone(&self.leaves),
                 );
-                let (global, reduced) = (Arc::clone(&global), Arc::clone(&reduced_shared));
+                let (global, reduced) = (Arc::clone(&global), Arc::clone(&reduced));
                 partial_spec.call_dyn(
                     move |vals: Vec<Value>| {
                         let env = Array::<T>::env(&leaves, &plan, vals, &shape)?;

@@ -60,7 +60,7 @@ pub use key::{Key, Name, ParseKeyError};
 pub use node::{Annotations, BoxError, Constant, SaveSpec, Value};
 pub use resource::{ComputeResources, RequiredResource, Resource};
 pub use size::{SizeOf, size_of_value};
-pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError, serde_token};
+pub use token::{TOKEN_FORMAT_VERSION, Token, Tokenize, TokenizeError, bytes_token, serde_token};
 
 #[doc(hidden)]
 pub mod __private {

@@ -128,6 +128,18 @@ pub fn serde_token<T: Serialize + ?Sized>(value: &T) -> Result<Token, TokenizeEr
     Ok(sink.finish())
 }
 
+/// The token of a byte string: what [`serde_token`] gives for a value that serializes as these
+/// bytes (`Serializer::serialize_bytes`), without a wrapper type. Hashing a `Vec<u8>` or an
+/// array of bytes through serde encodes each byte as a tagged integer instead, nine times the
+/// bytes.
+#[must_use]
+pub fn bytes_token(bytes: &[u8]) -> Token {
+    let mut sink = TokenSink::new(b"brisk.value");
+    sink.put_u8(tag::BYTES);
+    sink.put_str_bytes(bytes);
+    sink.finish()
+}
+
 /// Streams canonical encodings into BLAKE3 (opaque; appears in hidden trait methods).
 ///
 /// Small encodings (the common case: a task's identity and a few scalar arguments) stay in an

@@ -197,18 +197,13 @@ pub(crate) fn merge_leaf(leaves: &mut Vec<LeafSrc>, leaf: &LeafSrc) {
 /// An id for a leaf from its blocks' keys (equal for leaves of the same blocks, so they merge).
 /// In-memory only: keys name leaves by position, never by this id.
 pub(crate) fn leaf_id(blocks: &[AnyDelayed]) -> u64 {
-    /// The keys' tokens as one byte string: tokenized as a sequence of `[u8; 16]`, every byte
-    /// became a tagged integer (nine times the bytes to hash).
-    struct Tokens(Vec<u8>);
-    impl serde::Serialize for Tokens {
-        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(&self.0)
-        }
-    }
-    let bytes = blocks
+    // The keys' tokens as one byte string (not a sequence of `[u8; 16]`, whose every byte
+    // would be a tagged integer).
+    let bytes: Vec<u8> = blocks
         .iter()
         .flat_map(|b| *b.key().token().as_bytes())
         .collect();
-    let t = Tokens(bytes).token().map_or([0; 16], |t| *t.as_bytes());
+    let t = brisk_graph::bytes_token(&bytes);
+    let t = t.as_bytes();
     u64::from_le_bytes([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]])
 }

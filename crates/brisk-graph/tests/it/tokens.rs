@@ -51,6 +51,25 @@ fn strings_and_owned_strings_agree() {
 }
 
 #[test]
+fn a_byte_string_token_is_that_of_serde_bytes_not_of_a_byte_sequence() {
+    struct AsBytes<'a>(&'a [u8]);
+    impl Serialize for AsBytes<'_> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(self.0)
+        }
+    }
+    for bytes in [&b""[..], b"abc", &[7u8; 300]] {
+        let t = brisk_graph::bytes_token(bytes);
+        assert_eq!(t, brisk_graph::serde_token(&AsBytes(bytes)).unwrap());
+        assert_ne!(t, bytes.to_vec().token().unwrap());
+    }
+    assert_ne!(
+        brisk_graph::bytes_token(b"ab"),
+        brisk_graph::bytes_token(b"abc")
+    );
+}
+
+#[test]
 fn maps_ignore_insertion_order() {
     let mut a = HashMap::new();
     let mut b = HashMap::new();
